@@ -1,0 +1,236 @@
+"""Run configuration: dataclass sections, TOML files, ``--set a.b=c`` overrides, JSON on disk.
+
+A run's config has five sections. ``train`` and ``optim`` are fixed dataclasses; ``objective``,
+``arch`` and ``data`` hold a plugin ``name`` plus that plugin's options, validated against the
+plugin (an objective's ``Config`` dataclass, an architecture's or dataset's constructor keywords).
+
+Precedence, lowest first: built-in defaults < the dataset's ``recommended`` settings (the
+paper's per-dataset hyperparameters) < the ``--config`` file < ``--set`` and CLI flags.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import inspect
+import json
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from genvae.errors import ConfigError
+
+SECTIONS = ("train", "optim", "objective", "arch", "data")
+PLUGIN_SECTIONS = {"objective": "objective", "arch": "architecture", "data": "dataset"}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 30_000  # optimisation steps (one step = every phase of the objective once)
+    batch_size: int = 512  # samples per step per process
+    seed: int = 0  # seeds the model, the data stream and the noise
+    precision: str = "no"  # mixed precision through Accelerate: no | bf16 | fp16
+    conditional: bool = False  # class-conditional model (one-hot labels to encoder and decoder)
+    log_every: int = 100  # steps between logged loss values (log.jsonl)
+    checkpoint_every: int = 1000  # steps between resumable checkpoints (0: only at the end)
+    figures_every: int = 0  # steps between figure updates (0: only at the end)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4  # Adam learning rate of every part
+    lr_encoder: float = 0.0  # overrides lr for the encoder when > 0
+    lr_decoder: float = 0.0  # overrides lr for the decoder when > 0
+    milestones: list[int] = field(default_factory=list)  # MultiStepLR steps where lr *= gamma
+    gamma: float = 0.1  # MultiStepLR factor
+    grad_clip: float = 0.0  # max gradient norm per part (0: no clipping)
+
+
+FIXED_SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig}
+
+DEFAULT_NAMES = {"objective": "soft-intro", "arch": "mlp", "data": "8gaussians"}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading user input
+# --------------------------------------------------------------------------------------------
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(_unknown("config section", key, list(SECTIONS)))
+        if not isinstance(data[key], dict):
+            raise ConfigError(f"config file {str(path)!r}: [{key}] must be a table")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``objective.beta_neg=0.9`` -> ("objective", "beta_neg", 0.9). Values are TOML literals;
+    anything that is not one is taken as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. objective.beta_neg=0.9")
+    key, raw = text.split("=", 1)
+    if "." not in key:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. objective.beta_neg=0.9")
+    section, name = key.strip().split(".", 1)
+    if section not in SECTIONS:
+        raise ConfigError(_unknown("config section", section, list(SECTIONS)) + f" (in --set {text!r})")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, name.strip(), value
+
+
+def merge_user(config_file: str | Path | None, overrides: list[str], flags: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The user's settings as nested dicts: file, then ``--set``, then explicit CLI flags."""
+    user: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    if config_file:
+        for section, values in load_toml(config_file).items():
+            user[section].update(values)
+    for text in overrides:
+        section, key, value = parse_override(text)
+        user[section][key] = value
+    for dotted, value in flags.items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            user[section][key] = value
+    return user
+
+
+# --------------------------------------------------------------------------------------------
+# Validation against dataclasses and signatures
+# --------------------------------------------------------------------------------------------
+
+
+def _unknown(what: str, key: str, valid: list[str], shown: str | None = None) -> str:
+    """``unknown option objective.beta_nge; did you mean 'beta_neg'? valid: ...``"""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"unknown {what} {shown or repr(key)}{hint} valid: {', '.join(sorted(valid)) or '(none)'}"
+
+
+def coerce(where: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a type annotation; ints are accepted for floats."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return coerce(where, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} = {value!r} has the wrong type; expected {_type_name(annotation)}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (list, tuple) or annotation in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            inner = args[0] if args else Any
+            return [coerce(f"{where}[{i}]", v, inner) for i, v in enumerate(value)]
+    elif origin in (dict, collections.abc.Mapping) or annotation is dict:
+        if isinstance(value, dict):
+            inner = args[1] if len(args) == 2 else Any
+            return {str(k): coerce(f"{where}.{k}", v, inner) for k, v in value.items()}
+    else:
+        return value
+    raise ConfigError(f"{where} = {value!r} has the wrong type; expected {_type_name(annotation)}")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def build_dataclass(section: str, cls: type, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in valid:
+            raise ConfigError(_unknown("option", key, valid, shown=f"{section}.{key}"))
+        kwargs[key] = coerce(f"{section}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def signature_options(*callables: Any, skip: tuple[str, ...] = ("self", "data_shape", "num_classes")) -> dict[str, inspect.Parameter]:
+    """Keyword options accepted by any of ``callables`` (an architecture's encoder and decoder)."""
+    options: dict[str, inspect.Parameter] = {}
+    for fn in callables:
+        for name, param in inspect.signature(fn).parameters.items():
+            if name in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            options.setdefault(name, param)
+    return options
+
+
+def validate_options(section: str, plugin_name: str, values: Mapping[str, Any], options: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
+    """Fill defaults from the signature and check every user key and type."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in options:
+            raise ConfigError(_unknown(f"{PLUGIN_SECTIONS[section]} option", key, list(options), shown=f"{section}.{key} for {plugin_name!r}"))
+        out[key] = coerce(f"{section}.{key}", value, _annotation(options[key]))
+    for key, param in options.items():
+        if key not in out:
+            if param.default is inspect.Parameter.empty:
+                raise ConfigError(f"{section}.{key} is required by {plugin_name!r}; set it with --set {section}.{key}=...")
+            out[key] = list(param.default) if isinstance(param.default, tuple) else param.default
+    return out
+
+
+def _annotation(param: inspect.Parameter) -> Any:
+    ann = param.annotation
+    if isinstance(ann, str):  # postponed annotations: fall back to the default's type
+        if param.default is inspect.Parameter.empty or param.default is None:
+            return Any
+        return type(param.default) if not isinstance(param.default, tuple) else list
+    return ann
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and loading
+# --------------------------------------------------------------------------------------------
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write (temporary file, then rename)."""
+    from genvae.core.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,42 @@
+"""The plugin API: every hook genvae calls. Plugins implement them with ``@genvae.hookimpl``.
+
+Each registration hook receives a ``register(name, value)`` callable; the core owns duplicate
+checks and attribution (which plugin registered what), so hooks return nothing.
+Hooks are always called with keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("genvae")
+hookimpl = pluggy.HookimplMarker("genvae")
+
+
+@hookspec
+def genvae_register_objectives(register: Callable[[str, Any], None]) -> None:
+    """Register training objectives: ``register("soft-intro", SoftIntroVAE)``.
+
+    The value is an :class:`genvae.Objective` subclass with a ``Config`` dataclass.
+    """
+
+
+@hookspec
+def genvae_register_architectures(register: Callable[[str, Any], None]) -> None:
+    """Register architectures: ``register("mlp", Architecture(encoder=..., decoder=...))``."""
+
+
+@hookspec
+def genvae_register_datasets(register: Callable[[str, Any], None]) -> None:
+    """Register datasets: ``register("8gaussians", factory)``.
+
+    ``factory(**options) -> DataSource``; its keyword arguments are the dataset's options
+    (set with ``--set data.<option>=...``).
+    """
+
+
+@hookspec
+def genvae_register_metrics(register: Callable[[str, Any], None]) -> None:
+    """Register evaluations: ``register("toy2d", Metric(evaluate=...))``."""

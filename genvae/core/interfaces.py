@@ -1,0 +1,217 @@
+"""The small core's vocabulary: encoders, decoders, data sources, objectives and their phases.
+
+Every architecture, dataset and objective — built-in or third-party — implements one of these.
+The core never imports a concrete model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+
+# --------------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------------
+
+
+class Component(nn.Module):
+    """An nn.Module whose constructor keyword arguments are its exported config (config.json).
+
+    Subclasses pass every constructor argument to ``super().__init__(**kwargs)`` so that the
+    component can be rebuilt from JSON without pickling any code.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(config)
+
+
+class Encoder(Component):
+    """x (and an optional class label y) -> parameters of a diagonal Gaussian posterior q(z|x).
+
+    ``forward`` returns ``(mu, logvar)``, each of shape (batch, z_total). An encoder with several
+    latent groups (e.g. LORD's class and content codes) lays them side by side along dim 1 and
+    names their sizes in ``latent_groups`` (ordered); objectives compute one KL per group.
+
+    Constructor convention: ``data_shape`` (per-sample shape), ``num_classes`` (0 when
+    unconditional) and ``z_dim``, then architecture-specific options.
+    """
+
+    latent_groups: dict[str, int]
+
+    @abstractmethod
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
+
+
+class Decoder(Component):
+    """z (and an optional class label y) -> x, the mean of p(x|z). Same constructor convention."""
+
+    @abstractmethod
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered pair of network classes built from the same options."""
+
+    encoder: type[Encoder]
+    decoder: type[Decoder]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    x: Tensor
+    y: Tensor | None = None
+
+
+class DataSource(ABC):
+    """A dataset plugin's product: what the trainer and the evaluators need from data.
+
+    ``shape`` is the shape of one sample, ``num_classes`` is 0 for unlabeled data.
+    ``recommended`` maps an objective name (or "train" for trainer settings such as
+    batch_size and steps) to the hyperparameters the paper used with this data; they are
+    applied automatically below anything the user sets.
+    """
+
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    kind: ClassVar[str] = "points"  # "points" (2-D toy data) or "images"
+    recommended: Mapping[str, Mapping[str, Any]] = {}
+
+    @property
+    def dim(self) -> int:
+        """Number of input dimensions (the paper's 'input dim'; s = 1 / dim)."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @abstractmethod
+    def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> "BatchStream":
+        """An endless, resumable stream of training batches for this process."""
+
+    def write_figures(self, models: "Models", out_dir: Path, seed: int = 0) -> list[Path]:
+        """Save the pictures a user wants to see during / after training (PNG files under
+        ``out_dir``) and return their paths. Called with networks in eval mode, no grad."""
+        return []
+
+    def test_batch(self, n: int, seed: int = 0) -> Batch:
+        """A fixed batch of held-out samples (for reconstructions and evaluation)."""
+        stream = self.train_stream(n, seed=seed + 10_007)
+        return next(iter(stream))
+
+
+class BatchStream(ABC):
+    """Endless iterator of batches with a ``state_dict`` so that resume continues exactly."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Objectives
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One update within a training step: the parts it trains and the loss it minimises.
+
+    Every part ("encoder", "decoder") owns an optimizer and a scheduler; a phase steps the
+    optimizers of the parts it trains. Parts not trained by a phase have
+    ``requires_grad_(False)`` during it (StyleGAN2-ADA's phase pattern), so they receive no
+    gradient, while gradients still flow *through* them to the trained part.
+    """
+
+    name: str
+    trains: tuple[str, ...]
+
+
+@dataclass
+class PhaseOutput:
+    loss: Tensor
+    logs: dict[str, Tensor] = field(default_factory=dict)  # scalar tensors, detached
+
+
+@dataclass
+class Models:
+    """What an objective may call during a step."""
+
+    encoder: Encoder
+    decoder: Decoder
+    latent_groups: dict[str, int]
+    data_dim: int
+    generator: torch.Generator | None = None  # all noise of a step (ε, prior z) comes from here
+
+    def randn_like(self, t: Tensor) -> Tensor:
+        """Standard normal noise shaped like ``t``, drawn from ``generator`` (seeded, resumable)."""
+        return torch.randn(t.shape, generator=self.generator, device=t.device, dtype=t.dtype)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.encoder(x, y)
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.decoder(z, y)
+
+    @property
+    def z_dim(self) -> int:
+        return sum(self.latent_groups.values())
+
+
+class Objective(ABC):
+    """A training objective made of phases.
+
+    ``Config`` is a dataclass of the objective's hyperparameters (validated from the user's
+    config). Per step the trainer calls ``begin_step`` once, then for each phase in
+    ``phases_at(step)`` it toggles ``requires_grad``, calls ``phase_loss`` and steps the
+    optimizers of the phase's parts.
+    """
+
+    Config: ClassVar[type]
+    phases: ClassVar[tuple[Phase, ...]]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def phases_at(self, step: int) -> tuple[Phase, ...]:
+        """The phases to run at training step ``step`` (0-based). Override for warm-ups."""
+        return self.phases
+
+    @abstractmethod
+    def begin_step(self, batch: Batch, models: Models, step: int) -> dict[str, Any]:
+        """Work shared by the phases of one step (e.g. Alg. 2 lines 5-7). Returns a context."""
+
+    @abstractmethod
+    def phase_loss(self, phase: Phase, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        """The loss of one phase, to be minimised."""
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered evaluation: ``evaluate(run, **options) -> dict`` writes files under the run."""
+
+    evaluate: Callable[..., dict[str, Any]]
+    description: str = ""

@@ -1,0 +1,181 @@
+"""Plugin discovery: built-ins and installed packages, loaded through the same hooks.
+
+Environment switches:
+- ``GENVAE_DISABLE_PLUGIN_AUTOLOAD=1``: load only the built-ins (no ``genvae`` entry points).
+- ``GENVAE_BLOCK_PLUGINS=name1,name2``: never load these plugins (built-in or installed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from genvae.core import hookspecs
+from genvae.core.registry import Registry
+from genvae.errors import PluginError
+
+ENTRY_POINT_GROUP = "genvae"
+AUTOLOAD_ENV = "GENVAE_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "GENVAE_BLOCK_PLUGINS"
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "genvae.plugins.objectives.vae",
+    "genvae.plugins.objectives.intro",
+    "genvae.plugins.objectives.soft_intro",
+    "genvae.plugins.architectures.mlp",
+    "genvae.plugins.datasets.toy2d",
+    "genvae.plugins.metrics.toy2d",
+)
+
+# hook name -> registry kind
+REGISTRATION_HOOKS: dict[str, str] = {
+    "genvae_register_objectives": "objective",
+    "genvae_register_architectures": "architecture",
+    "genvae_register_datasets": "dataset",
+    "genvae_register_metrics": "metric",
+}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str = "genvae (built-in)"
+    version: str = ""
+    registers: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Plugins:
+    """Everything plugins registered, and what each plugin is."""
+
+    manager: pluggy.PluginManager
+    registries: dict[str, Registry[Any]]
+    info: dict[str, PluginInfo]
+
+    @property
+    def objectives(self) -> Registry[Any]:
+        return self.registries["objective"]
+
+    @property
+    def architectures(self) -> Registry[Any]:
+        return self.registries["architecture"]
+
+    @property
+    def datasets(self) -> Registry[Any]:
+        return self.registries["dataset"]
+
+    @property
+    def metrics(self) -> Registry[Any]:
+        return self.registries["metric"]
+
+
+def _blocked() -> set[str]:
+    return {name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()}
+
+
+def _genvae_version() -> str:
+    try:
+        return metadata.version("genvae")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
+    """A PluginManager with the hookspecs, the built-ins, installed entry points and ``extra``.
+
+    A plugin that fails to import is recorded with its error instead of raising, so one broken
+    package cannot take the CLI down.
+    """
+    pm = pluggy.PluginManager("genvae")
+    pm.add_hookspecs(hookspecs)
+    info: dict[str, PluginInfo] = {}
+    blocked = _blocked()
+    for name in blocked:
+        pm.set_blocked(name)
+
+    version = _genvae_version()
+    for module_name in BUILTIN_PLUGINS:
+        short = module_name.rsplit(".", 2)[-2] + "." + module_name.rsplit(".", 1)[-1]
+        if short in blocked:
+            continue
+        pm.register(importlib.import_module(module_name), name=short)
+        info[short] = PluginInfo(short, version=version)
+
+    if not os.environ.get(AUTOLOAD_ENV):
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist else "?"
+            dist_version = ep.dist.version if ep.dist else ""
+            try:
+                pm.register(ep.load(), name=ep.name)
+                info[ep.name] = PluginInfo(ep.name, dist, dist_version)
+            except Exception as exc:  # a broken third-party plugin must not stop genvae
+                info[ep.name] = PluginInfo(ep.name, dist, dist_version, error=f"{type(exc).__name__}: {exc}")
+
+    for name, plugin in extra or []:
+        if name in blocked:
+            continue
+        pm.register(plugin, name=name)
+        info[name] = PluginInfo(name, distribution=getattr(plugin, "__name__", "?"))
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"a plugin implements a hook genvae does not define: {exc}") from None
+    return pm, info
+
+
+def collect(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> Plugins:
+    """Call every registration hook, one implementation at a time, attributing what it adds."""
+    registries = {kind: Registry[Any](kind) for kind in REGISTRATION_HOOKS.values()}
+    for hook_name, kind in REGISTRATION_HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            plugin_name = impl.plugin_name
+            plugin_info = info.setdefault(plugin_name, PluginInfo(plugin_name))
+
+            def register(name: str, value: Any, _kind: str = kind, _plugin: PluginInfo = plugin_info) -> None:
+                registries[_kind].register(name, value, plugin=_plugin.name)
+                _plugin.registers.setdefault(_kind, []).append(name)
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                plugin_info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+    return Plugins(pm, registries, info)
+
+
+_cached: Plugins | None = None
+
+
+def get_plugins(refresh: bool = False) -> Plugins:
+    """The process-wide plugin set (loaded once)."""
+    global _cached
+    if _cached is None or refresh:
+        pm, info = create_manager()
+        _cached = collect(pm, info)
+    return _cached
+
+
+def load_plugins(extra: list[tuple[str, ModuleType | object]] | None = None) -> Plugins:
+    """A fresh plugin set, optionally with extra plugin objects (tests, notebooks)."""
+    pm, info = create_manager(extra)
+    return collect(pm, info)
+
+
+def use_plugins(plugins: Plugins | None) -> None:
+    """Make ``plugins`` the process-wide set (``None`` forces a reload on next use)."""
+    global _cached
+    _cached = plugins
+
+
+__all__ = ["Plugins", "PluginInfo", "get_plugins", "load_plugins", "use_plugins"]

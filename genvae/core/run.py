@@ -1,0 +1,194 @@
+"""From a user's settings to live objects, and from a run directory back to a model.
+
+``resolve`` checks the settings against the registered plugins; ``build_models`` makes the
+networks; ``load_run`` reopens a finished (or interrupted) run for sampling and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from genvae.core.checkpoint import load_weights, read_component_config
+from genvae.core.config import (
+    DEFAULT_NAMES,
+    OptimConfig,
+    TrainConfig,
+    build_dataclass,
+    read_json,
+    signature_options,
+    to_jsonable,
+    validate_options,
+)
+from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective
+from genvae.core.losses import RECONSTRUCTION_LOSSES
+from genvae.core.plugins import Plugins, get_plugins
+from genvae.errors import ConfigError, RunDirError
+
+PRECISIONS = ("no", "bf16", "fp16")
+
+
+@dataclass
+class ResolvedConfig:
+    """A complete, validated run configuration (what ``config.json`` holds)."""
+
+    train: TrainConfig
+    optim: OptimConfig
+    objective: dict[str, Any]  # {"name": ..., hyperparameters...}
+    arch: dict[str, Any]
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable({s: getattr(self, s) for s in ("train", "optim", "objective", "arch", "data")})
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "ResolvedConfig":
+        return ResolvedConfig(
+            train=build_dataclass("train", TrainConfig, d["train"]),
+            optim=build_dataclass("optim", OptimConfig, d["optim"]),
+            objective=dict(d["objective"]),
+            arch=dict(d["arch"]),
+            data=dict(d["data"]),
+        )
+
+
+def _options(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k != "name"}
+
+
+def data_options(plugins: Plugins, name: str) -> dict[str, Any]:
+    return signature_options(plugins.datasets.get(name), skip=("self",))
+
+
+def arch_options(arch: Architecture) -> dict[str, Any]:
+    return signature_options(arch.encoder.__init__, arch.decoder.__init__)
+
+
+def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None) -> tuple[ResolvedConfig, DataSource]:
+    """Validate the user's settings, fill defaults and the dataset's recommendations."""
+    plugins = plugins or get_plugins()
+    names = {s: str(user.get(s, {}).get("name", DEFAULT_NAMES[s])) for s in DEFAULT_NAMES}
+    objective_cls = plugins.objectives.get(names["objective"])
+    arch = plugins.architectures.get(names["arch"])
+    data_factory = plugins.datasets.get(names["data"])
+
+    data_cfg = validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"]))
+    data = data_factory(**data_cfg)
+    recommended = data.recommended
+
+    train_fields = {f.name for f in fields(TrainConfig)}
+    optim_fields = {f.name for f in fields(OptimConfig)}
+    rec_train = dict(recommended.get("train", {}))
+    train = build_dataclass("train", TrainConfig, {**{k: v for k, v in rec_train.items() if k in train_fields}, **user.get("train", {})})
+    optim = build_dataclass("optim", OptimConfig, {**{k: v for k, v in rec_train.items() if k in optim_fields}, **user.get("optim", {})})
+    objective_cfg = build_dataclass(
+        "objective", objective_cls.Config, {**recommended.get(names["objective"], {}), **_options(user.get("objective", {}))}
+    )
+    options = arch_options(arch)
+    rec_arch = {k: v for k, v in recommended.get("arch", {}).items() if k in options}
+    arch_cfg = validate_options("arch", names["arch"], {**rec_arch, **_options(user.get("arch", {}))}, options)
+
+    cfg = ResolvedConfig(
+        train=train,
+        optim=optim,
+        objective={"name": names["objective"], **to_jsonable(objective_cfg)},
+        arch={"name": names["arch"], **arch_cfg},
+        data={"name": names["data"], **data_cfg},
+    )
+    check_values(cfg, data)
+    return cfg, data
+
+
+def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
+    t, o = cfg.train, cfg.optim
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "optim.lr": o.lr}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    for key in ("log_every", "checkpoint_every", "figures_every"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
+    if t.conditional and data.num_classes == 0:
+        raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels")
+    for key, value in cfg.objective.items():
+        if key.startswith(("beta", "gamma")) or key in ("m", "num_vae"):
+            values = value.values() if isinstance(value, dict) else [value]
+            if any(v < 0 for v in values):
+                raise ConfigError(f"objective.{key} must be >= 0, got {value}")
+    if cfg.objective.get("recon_loss", "mse") not in RECONSTRUCTION_LOSSES:
+        raise ConfigError(f"objective.recon_loss must be one of {', '.join(RECONSTRUCTION_LOSSES)}, got {cfg.objective['recon_loss']!r}")
+
+
+def build_objective(cfg: ResolvedConfig, plugins: Plugins | None = None) -> Objective:
+    plugins = plugins or get_plugins()
+    cls = plugins.objectives.get(cfg.objective["name"])
+    return cls(build_dataclass("objective", cls.Config, _options(cfg.objective)))
+
+
+def _construct(cls: type, data_shape: tuple[int, ...], num_classes: int, options: Mapping[str, Any]) -> Any:
+    accepted = signature_options(cls.__init__)
+    kwargs = {k: v for k, v in options.items() if k in accepted}
+    return cls(data_shape=tuple(data_shape), num_classes=num_classes, **kwargs)
+
+
+def build_models(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None = None) -> tuple[Encoder, Decoder]:
+    """Fresh networks for ``cfg`` (the encoder is built first, then the decoder)."""
+    plugins = plugins or get_plugins()
+    arch = plugins.architectures.get(cfg.arch["name"])
+    num_classes = data.num_classes if cfg.train.conditional else 0
+    options = _options(cfg.arch)
+    encoder = _construct(arch.encoder, data.shape, num_classes, options)
+    decoder = _construct(arch.decoder, data.shape, num_classes, options)
+    return encoder, decoder
+
+
+def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator: torch.Generator | None = None) -> Models:
+    return Models(encoder, decoder, dict(encoder.latent_groups), data.dim, generator)
+
+
+@dataclass
+class LoadedRun:
+    """A run directory reopened: its config, data source and exported networks (in eval mode)."""
+
+    path: Path
+    config: ResolvedConfig
+    data: DataSource
+    encoder: Encoder
+    decoder: Decoder
+
+    @property
+    def models(self) -> Models:
+        return models_view(self.encoder, self.decoder, self.data)
+
+
+def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder | Decoder:
+    """Rebuild an exported encoder or decoder from its config.json and model.safetensors."""
+    plugins = plugins or get_plugins()
+    meta = read_component_config(directory)
+    arch = plugins.architectures.get(meta["architecture"])
+    cls = arch.encoder if meta["role"] == "encoder" else arch.decoder
+    config = dict(meta["config"])
+    config["data_shape"] = tuple(config["data_shape"])
+    module = cls(**config)
+    load_weights(module, directory)
+    return module.eval()
+
+
+def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: str | torch.device = "cpu") -> LoadedRun:
+    plugins = plugins or get_plugins()
+    path = Path(run_dir)
+    if not (path / "config.json").is_file():
+        raise RunDirError(f"{path} is not a genvae run directory (no config.json); train one with 'genvae train'")
+    cfg = ResolvedConfig.from_dict(read_json(path / "config.json"))
+    data = plugins.datasets.get(cfg.data["name"])(**_options(cfg.data))
+    encoder = load_component(path / "encoder", plugins).to(map_location)
+    decoder = load_component(path / "decoder", plugins).to(map_location)
+    return LoadedRun(path, cfg, data, encoder, decoder)
+
+
+__all__ = ["ResolvedConfig", "resolve", "build_models", "build_objective", "load_run", "LoadedRun"]

@@ -1,0 +1,25 @@
+"""Errors a user can meet. The CLI prints them as one line and exits with code 2."""
+
+
+class GenvaeError(Exception):
+    """Base class: the message says what was wrong and what to do."""
+
+
+class ConfigError(GenvaeError):
+    """A configuration key or value is invalid."""
+
+
+class PluginError(GenvaeError):
+    """An unknown plugin name, a name clash, or a broken plugin."""
+
+
+class RunDirError(GenvaeError):
+    """The run directory is missing, incomplete, or already exists."""
+
+
+class DataError(GenvaeError):
+    """Data files are missing or unreadable."""
+
+
+class NonFiniteLossError(GenvaeError):
+    """A loss term became inf or NaN during training."""

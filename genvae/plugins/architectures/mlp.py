@@ -1,0 +1,60 @@
+"""The paper's 2-D network (Section 6.1, Appendix 9.2.1): fully-connected, ReLU, 3 hidden layers
+of 256 units, latent dimension 2. Works for any flat input; class-conditional via one-hot labels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import Architecture, Decoder, Encoder
+
+
+def _mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def _with_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
+    if num_classes == 0:
+        return t
+    if y is None:
+        raise ValueError("this model is class-conditional: pass labels y")
+    return torch.cat([t, F.one_hot(y.long(), num_classes).to(t.dtype)], dim=1)
+
+
+class MLPEncoder(Encoder):
+    def __init__(self, data_shape: tuple[int, ...] = (2,), num_classes: int = 0, z_dim: int = 2, hidden: int = 256, depth: int = 3) -> None:
+        super().__init__(data_shape=list(data_shape), num_classes=num_classes, z_dim=z_dim, hidden=hidden, depth=depth)
+        self.num_classes = num_classes
+        self.latent_groups = {"z": z_dim}
+        self.net = _mlp(math.prod(data_shape) + num_classes, hidden, depth, 2 * z_dim)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.net(_with_label(x.flatten(1), y, self.num_classes))
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar
+
+
+class MLPDecoder(Decoder):
+    def __init__(self, data_shape: tuple[int, ...] = (2,), num_classes: int = 0, z_dim: int = 2, hidden: int = 256, depth: int = 3) -> None:
+        super().__init__(data_shape=list(data_shape), num_classes=num_classes, z_dim=z_dim, hidden=hidden, depth=depth)
+        self.num_classes = num_classes
+        self.data_shape = tuple(data_shape)
+        self.net = _mlp(z_dim + num_classes, hidden, depth, math.prod(data_shape))
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net(_with_label(z, y, self.num_classes)).view(-1, *self.data_shape)
+
+
+@hookimpl
+def genvae_register_architectures(register) -> None:  # type: ignore[no-untyped-def]
+    register("mlp", Architecture(MLPEncoder, MLPDecoder, "fully-connected ReLU network (the paper's 2-D model)"))

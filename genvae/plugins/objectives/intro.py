@@ -1,0 +1,97 @@
+"""IntroVAE (Huang et al. 2018) with the hard margin m: paper Eq. 2 and Appendix 9.1.1.
+
+Minimised losses, with fakes X_r = D(Z) (reconstructions) and X_f = D(Z_f) (prior samples)
+treated alike, as in Soft-IntroVAE, and their terms averaged (½ each):
+
+    L_E = β_rec·L_r(x) + β_kl·KL(x) + β_neg·½ Σ_{fake} [m − KL(E(fake))]⁺
+    L_D = β_rec·L_r(x) + β_neg·½ Σ_{fake} KL(E(fake))
+
+The encoder sees the fakes as data (detached, IntroVAE's Alg. 1 ng()); the decoder's gradient
+flows through the frozen encoder. No scale s (Appendix 9.1.1: "not required in IntroVAE").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import Batch, Models, Objective, Phase, PhaseOutput
+from genvae.core.losses import GroupWeight, kl_per_group, group_weight, log_key, reconstruction_error, reparameterize
+from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, VAE_WARMUP_PHASE
+from genvae.plugins.objectives.vae import vae_loss
+
+
+@dataclass
+class IntroConfig:
+    beta_rec: float = 1.0  # β_rec: reconstruction weight
+    beta_kl: GroupWeight = 1.0  # β_kl: KL weight of real data
+    beta_neg: GroupWeight = 1.0  # β_neg: weight of the adversarial KL terms
+    m: float = 1.0  # hard margin on the KL of fakes (nats)
+    num_vae: int = 0  # steps of plain-VAE warm-up
+    recon_loss: str = "mse"  # mse | bce | gaussian
+
+
+class IntroVAE(Objective):
+    Config = IntroConfig
+    phases = (ENCODER_PHASE, DECODER_PHASE)
+
+    def phases_at(self, step: int) -> tuple[Phase, ...]:
+        return (VAE_WARMUP_PHASE,) if step < self.config.num_vae else self.phases
+
+    def begin_step(self, batch: Batch, models: Models, step: int) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"batch": batch}
+        if step < self.config.num_vae:
+            return ctx
+        mu, logvar = models.encode(batch.x, batch.y)
+        ctx.update(mu=mu, logvar=logvar, z=reparameterize(mu, logvar, models.randn_like), z_prior=models.randn_like(mu))
+        return ctx
+
+    def phase_loss(self, phase: Phase, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        c = self.config
+        batch = ctx["batch"]
+        if phase.name == "vae":
+            return vae_loss(batch, models, c.beta_rec, c.beta_kl, c.recon_loss)
+        groups = models.latent_groups
+        y2 = None if batch.y is None else torch.cat([batch.y, batch.y])
+        encoder_phase = phase.name == "encoder"
+
+        z = ctx["z"] if encoder_phase else ctx["z"].detach()
+        x_rec = models.decode(z, batch.y)
+        if encoder_phase:
+            with torch.no_grad():
+                x_fake = models.decode(ctx["z_prior"], batch.y)
+            x_fakes = torch.cat([x_rec.detach(), x_fake])
+        else:
+            x_fakes = torch.cat([x_rec, models.decode(ctx["z_prior"], batch.y)])
+        rec_real = reconstruction_error(batch.x, x_rec, c.recon_loss).mean()
+        mu_f, logvar_f = models.encode(x_fakes, y2)
+        kls_fake = kl_per_group(mu_f, logvar_f, groups)  # per group, per sample (2B,)
+
+        loss = c.beta_rec * rec_real
+        logs: dict[str, torch.Tensor] = {}
+        if encoder_phase:
+            kls_real = kl_per_group(ctx["mu"], ctx["logvar"], groups)
+            for g, kl in kls_real.items():
+                loss = loss + group_weight(c.beta_kl, g) * kl.mean()
+                logs[log_key("kl", g, groups)] = kl.mean().detach()
+            for g, kl in kls_fake.items():
+                margin_rec, margin_fake = F.relu(c.m - kl).chunk(2)  # [m − KL]⁺
+                loss = loss + group_weight(c.beta_neg, g) * 0.5 * (margin_rec.mean() + margin_fake.mean())
+                logs[log_key("kl_fake", g, groups)] = kl.mean().detach()
+            logs["rec"] = rec_real.detach()
+        else:
+            for g, kl in kls_fake.items():
+                kl_rec, kl_fake = kl.chunk(2)
+                loss = loss + group_weight(c.beta_neg, g) * 0.5 * (kl_rec.mean() + kl_fake.mean())
+                logs[log_key("kl_fake_dec", g, groups)] = kl.mean().detach()
+            logs["rec_dec"] = rec_real.detach()
+        return PhaseOutput(loss, logs)
+
+
+@hookimpl
+def genvae_register_objectives(register) -> None:  # type: ignore[no-untyped-def]
+    register("intro", IntroVAE)

@@ -1,0 +1,166 @@
+"""Soft-IntroVAE (Daniel & Tamar, CVPR 2021): Algorithm 2 of the paper, line by line.
+
+All losses here are minimised, so each is the negative of the quantity Algorithm 2 ascends:
+the paper's ELBO(β_rec, β_kl, X, X_r, Z) = −(β_rec·L_rec(X, X_r) + β_kl·KL(Z)) (lines 32-35)
+appears as ``negative_elbo``. Per-sample terms are averaged over the batch (the expectation
+of Eq. 5).
+
+Stop-gradients
+- Decoder phase: X_rf = sg(D(Z_rf)), X_ff = sg(D(Z_ff)) (line 23), exactly as Algorithm 2.
+- Encoder phase: the fakes X_r, X_f are *samples* of the decoder, entering the encoder's loss as
+  data (Eq. 4: ELBO(D_θ(z)) of a generated sample). Algorithm 2's listing omits sg() on line 9,
+  but the authors' code and IntroVAE (ref. [26], Alg. 1: Enc(ng(X_r))) both detach them; with
+  ``detach_fakes_for_encoder = false`` gradients of the expELBO flow back through X_r into Z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import Batch, Models, Objective, Phase, PhaseOutput
+from genvae.core.losses import (
+    GroupWeight,
+    exp_elbo,
+    kl_per_group,
+    log_key,
+    reconstruction_error,
+    reparameterize,
+    weighted_kl,
+)
+from genvae.plugins.objectives.vae import vae_loss
+
+ENCODER_PHASE = Phase("encoder", trains=("encoder",))
+DECODER_PHASE = Phase("decoder", trains=("decoder",))
+VAE_WARMUP_PHASE = Phase("vae", trains=("encoder", "decoder"))
+
+
+@dataclass
+class SoftIntroConfig:
+    beta_rec: float = 1.0  # β_rec: weight of every reconstruction term
+    beta_kl: GroupWeight = 1.0  # β_kl: KL weight of real data (both phases) and of fakes (decoder)
+    beta_neg: GroupWeight = 256.0  # β_neg: KL weight inside the encoder's expELBO (repulsion)
+    gamma_r: float = 1e-8  # γ_r: weight of the fakes' reconstruction term for the decoder
+    num_vae: int = 0  # steps of plain-VAE warm-up before the introspective game starts
+    recon_loss: str = "mse"  # mse | bce | gaussian
+    scale: float = 0.0  # s; 0 means 1 / input dimension (Alg. 2 line 3)
+    detach_fakes_for_encoder: bool = True  # see the module docstring
+
+
+class SoftIntroVAE(Objective):
+    """Soft-IntroVAE: an encoder phase (Alg. 2 lines 8-19), then a decoder phase (lines 20-29)."""
+
+    Config = SoftIntroConfig
+    phases = (ENCODER_PHASE, DECODER_PHASE)
+
+    def phases_at(self, step: int) -> tuple[Phase, ...]:
+        return (VAE_WARMUP_PHASE,) if step < self.config.num_vae else self.phases
+
+    def scale(self, models: Models) -> float:
+        return self.config.scale or 1.0 / models.data_dim
+
+    def begin_step(self, batch: Batch, models: Models, step: int) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"batch": batch}
+        if step < self.config.num_vae:
+            return ctx
+        mu, logvar = models.encode(batch.x, batch.y)  # line 6: Z <- E(X)
+        ctx["mu"], ctx["logvar"] = mu, logvar
+        ctx["z"] = reparameterize(mu, logvar, models.randn_like)
+        ctx["z_prior"] = models.randn_like(mu)  # line 7: Z_f ~ N(0, I)
+        return ctx
+
+    def phase_loss(self, phase: Phase, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        c = self.config
+        if phase.name == "vae":
+            return vae_loss(ctx["batch"], models, c.beta_rec, c.beta_kl, c.recon_loss)
+        if phase.name == "encoder":
+            return self.encoder_loss(ctx, models)
+        return self.decoder_loss(ctx, models)
+
+    def _fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: Models, decode_grad: bool):
+        """Lines 10-11 / 22-23: Z_rf, Z_ff <- E(X_r), E(X_f); X_rf, X_ff <- D(Z_rf), D(Z_ff)."""
+        mu, logvar = models.encode(x_fakes, y)
+        z = reparameterize(mu, logvar, models.randn_like)
+        if decode_grad:
+            x_fakes_rec = models.decode(z, y)
+        else:
+            with torch.no_grad():  # line 23: sg(D(Z_rf)), sg(D(Z_ff))
+                x_fakes_rec = models.decode(z, y)
+        return mu, logvar, x_fakes_rec
+
+    def encoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        c, s = self.config, self.scale(models)
+        x, y = ctx["batch"].x, ctx["batch"].y
+        y2 = None if y is None else torch.cat([y, y])
+        groups = models.latent_groups
+
+        x_rec = models.decode(ctx["z"], y)  # line 9: X_r <- D(Z)
+        with torch.no_grad():
+            x_fake = models.decode(ctx["z_prior"], y)  # line 9: X_f <- D(Z_f) (no encoder dependence)
+        x_rec_in = x_rec.detach() if c.detach_fakes_for_encoder else x_rec
+        x_fakes = torch.cat([x_rec_in, x_fake])
+
+        # line 12: ELBO <- s · ELBO(β_rec, β_kl, X, X_r, Z)
+        rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
+        kls_real = kl_per_group(ctx["mu"], ctx["logvar"], groups)
+        kl_real_weighted = weighted_kl(ctx["mu"], ctx["logvar"], groups, c.beta_kl).mean()
+        loss_real = s * (c.beta_rec * rec_real + kl_real_weighted)
+
+        # lines 10-11, 13-14: ELBO_r, ELBO_f with β_neg on the KL
+        mu_f, logvar_f, x_fakes_rec = self._fakes_through_model(x_fakes, y2, models, decode_grad=True)
+        neg_elbo_fakes = c.beta_rec * reconstruction_error(x_fakes, x_fakes_rec, c.recon_loss) + weighted_kl(
+            mu_f, logvar_f, groups, c.beta_neg
+        )
+        neg_elbo_rec, neg_elbo_fake = neg_elbo_fakes.chunk(2)
+        # lines 15-16: expELBO = ½·exp(2s·ELBO), computed overflow-safely
+        exp_elbo_rec = exp_elbo(neg_elbo_rec, s)
+        exp_elbo_fake = exp_elbo(neg_elbo_fake, s)
+        # line 17: L_E = ELBO − ½(expELBO_r + expELBO_f), ascended; we minimise its negative
+        loss = loss_real + 0.5 * (exp_elbo_rec + exp_elbo_fake)
+
+        kls_fake = kl_per_group(mu_f, logvar_f, groups)
+        logs = {
+            "rec": rec_real.detach(),
+            **{log_key("kl", g, groups): kl.mean().detach() for g, kl in kls_real.items()},
+            **{log_key("kl_fake", g, groups): kl.mean().detach() for g, kl in kls_fake.items()},
+            "exp_elbo_rec": exp_elbo_rec.detach(),
+            "exp_elbo_fake": exp_elbo_fake.detach(),
+        }
+        return PhaseOutput(loss, logs)
+
+    def decoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        c, s = self.config, self.scale(models)
+        x, y = ctx["batch"].x, ctx["batch"].y
+        y2 = None if y is None else torch.cat([y, y])
+        groups = models.latent_groups
+
+        # line 21: X_r <- D(Z), X_f <- D(Z_f) with the same Z, Z_f as the encoder phase
+        x_rec = models.decode(ctx["z"].detach(), y)
+        x_fake = models.decode(ctx["z_prior"], y)
+        x_fakes = torch.cat([x_rec, x_fake])
+        # lines 22-23: the (frozen) encoder sees the fakes with gradient; their reconstructions are sg()
+        mu_f, logvar_f, x_fakes_rec = self._fakes_through_model(x_fakes, y2, models, decode_grad=False)
+
+        # line 24: ELBO <- β_rec·L_rec(X, X_r) (the real KL does not depend on the decoder)
+        rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
+        # lines 25-26: ELBO(γ_r·β_rec, β_kl, X_r|X_f, X_rf|X_ff, Z_rf|Z_ff)
+        rec_fakes = reconstruction_error(x_fakes, x_fakes_rec, c.recon_loss)
+        neg_elbo_fakes = c.gamma_r * c.beta_rec * rec_fakes + weighted_kl(mu_f, logvar_f, groups, c.beta_kl)
+        neg_elbo_rec, neg_elbo_fake = neg_elbo_fakes.chunk(2)
+        # line 27: L_D = s·(ELBO + ½(ELBO_r + ELBO_f)), negated
+        loss = s * (c.beta_rec * rec_real + 0.5 * (neg_elbo_rec.mean() + neg_elbo_fake.mean()))
+
+        kls_fake = kl_per_group(mu_f, logvar_f, groups)
+        logs = {
+            "rec_dec": rec_real.detach(),
+            **{log_key("kl_fake_dec", g, groups): kl.mean().detach() for g, kl in kls_fake.items()},
+        }
+        return PhaseOutput(loss, logs)
+
+
+@hookimpl
+def genvae_register_objectives(register) -> None:  # type: ignore[no-untyped-def]
+    register("soft-intro", SoftIntroVAE)
