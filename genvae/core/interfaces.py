@@ -107,6 +107,12 @@ class DataSource(ABC):
         ``out_dir``) and return their paths. Called with networks in eval mode, no grad."""
         return []
 
+    def plot_samples(self, x: Tensor, path: Path) -> None:
+        """Save generated samples ``x`` as a picture (``genvae sample --out FILE.png``)."""
+        from genvae.errors import DataError
+
+        raise DataError(f"dataset {type(self).__name__} cannot draw samples as a picture; save them as .pt")
+
     def test_batch(self, n: int, seed: int = 0) -> Batch:
         """A fixed batch of held-out samples (for reconstructions and evaluation)."""
         stream = self.train_stream(n, seed=seed + 10_007)

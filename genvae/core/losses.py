@@ -89,23 +89,26 @@ def negative_elbo(
     return beta_rec * reconstruction_error(x, x_rec, recon) + weighted_kl(mu, logvar, groups, beta_kl)
 
 
-# exp(u) is computed exactly up to this exponent; above it the value continues linearly with the
-# slope exp(U_MAX). float32 overflows at u ≈ 88.72; the margin keeps a sum of a few such terms finite.
-U_MAX = math.log(torch.finfo(torch.float32).max) - 2.0
+# exp(u) is computed exactly up to this exponent (exp(U_MAX) ≈ 8e35); above it the value grows
+# only logarithmically, exp(U_MAX)·(1 + log(1 + u − U_MAX)), which stays below float32's maximum
+# (3.4e38, reached by exp at u ≈ 88.7) for every finite u, with a positive, finite slope.
+U_MAX = math.log(torch.finfo(torch.float32).max) - 6.0
 
 
 def _exp_capped(u: Tensor) -> Tensor:
-    """exp(u) for u ≤ U_MAX, exp(U_MAX)·(1 + u − U_MAX) above: finite, continuous, monotone."""
-    return torch.exp(u.clamp(max=U_MAX)) * (1.0 + (u - U_MAX).clamp(min=0.0))
+    """exp(u) for u ≤ U_MAX, a finite, continuous, increasing continuation above."""
+    excess = (u - U_MAX).clamp(min=0.0)
+    return torch.exp(u.clamp(max=U_MAX)) * (1.0 + torch.log1p(excess))
 
 
 def mean_exp(u: Tensor) -> Tensor:
-    """mean_i exp(u_i), computed as exp(logsumexp(u) − log n) in float32.
+    """mean_i exp(u_i), computed as exp(logsumexp(u) − log n) in at least float32.
 
-    Same value and gradient (∂/∂u_i = exp(u_i)/n) as ``u.exp().mean()`` wherever that is finite;
+    Same value and gradient (∂/∂u_i = exp(u_i)/n) as ``u.exp().mean()`` wherever the mean is at most
+    exp(U_MAX) ≈ 8e35;
     where it would overflow, the result stays finite (see ``_exp_capped``) and never NaN.
     """
-    u = u.float().reshape(-1)
+    u = (u.float() if u.dtype in (torch.float16, torch.bfloat16) else u).reshape(-1)
     return _exp_capped(torch.logsumexp(u, dim=0) - math.log(u.numel()))
 
 

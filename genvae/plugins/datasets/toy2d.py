@@ -13,13 +13,14 @@ builds on (paper refs. [9, 17]):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from genvae.core.hookspecs import hookimpl
-from genvae.core.interfaces import Batch, BatchStream, DataSource
+from genvae.core.interfaces import Batch, BatchStream, DataSource, Models
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 
@@ -145,6 +146,17 @@ class Toy2D(DataSource):
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
         return self.sampler(n, torch.Generator().manual_seed(seed))
+
+    def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
+        """``samples.png`` (real vs generated) and ``density.png`` (exp(ELBO) on a grid, Figure 2)."""
+        from genvae.viz.points import write_toy2d_figures
+
+        return write_toy2d_figures(models, self, out_dir, seed)
+
+    def plot_samples(self, x: Tensor, path: Path) -> None:
+        from genvae.viz.points import scatter_real_fake
+
+        scatter_real_fake(self.sample(len(x)), x, self.plot_scale, path)
 
 
 def _factory(name: str) -> Callable[[], Toy2D]:

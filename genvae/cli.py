@@ -1,0 +1,209 @@
+"""The ``genvae`` command line. Thin: it parses, then calls the core. Torch is imported lazily
+inside the commands so that ``genvae --help`` is instant."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="genvae",
+    help="Train and evaluate VAE, IntroVAE and Soft-IntroVAE models. Plugins add objectives, architectures, datasets and metrics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Print genvae's user-facing errors as one line and exit with code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from genvae.errors import GenvaeError
+
+        try:
+            return fn(*args, **kwargs)
+        except GenvaeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def default_run_dir(objective: str, arch: str, data: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
+
+
+@app.command()
+@user_errors
+def train(
+    objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Objective plugin, e.g. vae, intro, soft-intro."),
+    arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture plugin, e.g. mlp."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset plugin, e.g. 8gaussians."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with [train] [optim] [objective] [arch] [data] tables."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override one setting: SECTION.KEY=VALUE (repeatable)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size per process (train.batch_size)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="no | bf16 | fp16 (train.precision)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run (default runs/<objective>-<arch>-<data>-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a model. Settings: defaults < dataset recommendations < --config < --set < flags."""
+    import json
+
+    from genvae.core.config import merge_user
+    from genvae.core.run import ResolvedConfig, resolve
+    from genvae.core.trainer import train as run_training
+    from genvae.errors import ConfigError
+
+    flags = {
+        "objective.name": objective,
+        "arch.name": arch,
+        "data.name": data,
+        "train.steps": steps,
+        "train.seed": seed,
+        "train.batch_size": batch_size,
+        "train.precision": precision,
+    }
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
+        from genvae.core.config import read_json
+
+        saved_path = run_dir / "config.json"
+        if not saved_path.is_file():
+            from genvae.errors import RunDirError
+
+            raise RunDirError(f"{run_dir} is not a genvae run directory (no config.json); nothing to resume")
+        saved = ResolvedConfig.from_dict(read_json(saved_path)).to_dict()
+        changes = merge_user(config, overrides, flags)
+        for section, values in changes.items():
+            for key, value in values.items():
+                if section == "train" and key in ("steps", "log_every", "checkpoint_every", "figures_every"):
+                    saved["train"][key] = value
+                elif saved[section].get(key) != value:
+                    raise ConfigError(f"--resume continues the saved config; {section}.{key} cannot change (only train.steps and the intervals can)")
+        user = saved
+    else:
+        user = merge_user(config, overrides, flags)
+    cfg, data_source = resolve(user)
+    if dry_run:
+        console.print_json(json.dumps(cfg.to_dict()))
+        return
+    if run_dir is None:
+        run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
+    console.print(
+        f"[bold]genvae[/] {cfg.objective['name']} / {cfg.arch['name']} / {cfg.data['name']}: "
+        f"{cfg.train.steps} steps, batch {cfg.train.batch_size} -> {run_dir}"
+    )
+    result = run_training(cfg, data_source, run_dir, resume=resume, progress=progress)
+    speed = result.steps_run / max(result.seconds, 1e-9)
+    console.print(f"done: step {result.step} in {result.seconds:.1f} s ({speed:.1f} steps/s); wrote {run_dir}")
+    for path in result.figures:
+        console.print(f"  {path}")
+
+
+@app.command()
+@user_errors
+def sample(
+    run: Path = typer.Argument(..., help="A run directory written by 'genvae train'."),
+    n: int = typer.Option(1000, "--n", "-n", help="Number of samples."),
+    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png (picture)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
+) -> None:
+    """Draw samples from a trained model's prior: z ~ N(0, I), x = D(z)."""
+    import torch
+
+    from genvae.core.run import load_run
+    from genvae.errors import ConfigError
+
+    if n <= 0:
+        raise ConfigError(f"--n must be positive, got {n}")
+    if out.suffix not in (".pt", ".png"):
+        raise ConfigError(f"--out must end in .pt or .png, got {out.name!r}")
+    loaded = load_run(run)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(n, loaded.models.z_dim, generator=generator)
+        y = None
+        num_classes = loaded.encoder.config.get("num_classes", 0)
+        if num_classes:
+            y = torch.arange(n) % num_classes
+        x = loaded.decoder(z, y)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".pt":
+        torch.save(x, out)
+    else:
+        loaded.data.plot_samples(x, out)
+    console.print(f"wrote {n} samples to {out}")
+
+
+@plugins_app.command("list")
+@user_errors
+def plugins_list() -> None:
+    """A table of plugins: distribution, version, what each registers, and errors."""
+    from rich.table import Table
+
+    from genvae.core.plugins import get_plugins
+
+    plugins = get_plugins()
+    table = Table(title="genvae plugins")
+    for column in ("plugin", "distribution", "version", "registers", "status"):
+        table.add_column(column)
+    for info in sorted(plugins.info.values(), key=lambda i: i.name):
+        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.registers.items()))
+        status = f"[red]broken: {info.error}[/]" if info.error else "[green]ok[/]"
+        table.add_row(info.name, info.distribution, info.version, registers or "-", status)
+    Console().print(table)  # a fresh console: honours the terminal width (COLUMNS) of this call
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    metric: str = typer.Argument(..., help="Metric plugin, e.g. toy2d."),
+    run: Path = typer.Argument(..., help="A run directory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's sampling."),
+    options: list[str] = typer.Option([], "--option", help="Metric option KEY=VALUE (repeatable)."),
+) -> None:
+    """Evaluate a trained run with a metric plugin; results go to the run directory."""
+    import json
+
+    from genvae.core.config import parse_override
+    from genvae.core.plugins import get_plugins
+    from genvae.core.run import load_run
+
+    plugins = get_plugins()
+    metric_plugin = plugins.metrics.get(metric)
+    kwargs = {}
+    for text in options:
+        _, key, value = parse_override(f"data.{text}")  # reuse the KEY=VALUE literal parser
+        kwargs[key] = value
+    results = metric_plugin.evaluate(load_run(run), seed=seed, **kwargs)
+    console.print_json(json.dumps(results, default=str))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="genvae")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,329 @@
+"""The training loop: an objective's phases, run through Accelerate.
+
+Per step: one batch, ``objective.begin_step``, then each phase: freeze the parts it does not
+train (``requires_grad_(False)``; gradients still flow *through* them), compute its loss, check
+it is finite, backward, average gradients across processes, clip, and step the optimizers of the
+parts it trains. Each part ("encoder", "decoder") has its own Adam and MultiStepLR.
+
+Why no DistributedDataParallel: an introspective objective calls each network several times per
+phase, sometimes frozen, sometimes trained. DDP's reducer expects one forward per backward and
+every parameter to receive a gradient, which this game breaks. We average the gradients of the
+trained part explicitly after each backward instead (one all-reduce per parameter), which is what
+DDP computes, without its assumptions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import Tensor
+
+from genvae.core.checkpoint import CHECKPOINT_DIR, atomic_write_text, export_component, find_checkpoint, load_weights, swap_in_directory
+from genvae.core.config import write_json
+from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
+from genvae.core.plugins import Plugins, get_plugins
+from genvae.core.run import ResolvedConfig, build_models, build_objective
+from genvae.errors import NonFiniteLossError, RunDirError
+
+PARTS = ("encoder", "decoder")
+LOG_FILE = "log.jsonl"
+
+
+def noise_seed(seed: int, rank: int) -> int:
+    """Seed of the generator that draws every ε and prior z of process ``rank``."""
+    return seed * 1_000_003 + 7919 + rank
+
+
+class _GeneratorState:
+    """Makes a torch.Generator checkpointable by Accelerate."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["state"])
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    steps_run: int  # steps trained by this call (fewer than step after a resume)
+    last_logs: dict[str, float]
+    figures: list[Path]
+    seconds: float
+
+
+class Trainer:
+    """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint."""
+
+    def __init__(
+        self,
+        cfg: ResolvedConfig,
+        data: DataSource,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        plugins: Plugins | None = None,
+        progress: bool = True,
+        on_log: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.resume, self.show_progress, self.on_log = resume, progress, on_log
+        self.plugins = plugins or get_plugins()
+        self.accelerator = Accelerator(mixed_precision=cfg.train.precision)
+        self.objective: Objective = build_objective(cfg, self.plugins)
+        self.step = 0
+        self.last_checkpoint_step: int | None = None
+
+        set_seed(cfg.train.seed)
+        encoder, decoder = build_models(cfg, data, self.plugins)
+        device = self.accelerator.device
+        self.parts: dict[str, torch.nn.Module] = {"encoder": encoder.to(device), "decoder": decoder.to(device)}
+        self._broadcast_parameters()
+        o = cfg.optim
+        lrs = {"encoder": o.lr_encoder or o.lr, "decoder": o.lr_decoder or o.lr}
+        optimizers = [torch.optim.Adam(self.parts[p].parameters(), lr=lrs[p]) for p in PARTS]
+        self.optimizers = dict(zip(PARTS, self.accelerator.prepare(*optimizers)))
+        # Schedulers stay unprepared: Accelerate would step them once per process.
+        self.schedulers = {
+            p: torch.optim.lr_scheduler.MultiStepLR(optimizers[i], milestones=list(o.milestones), gamma=o.gamma)
+            for i, p in enumerate(PARTS)
+        }
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        self.stream: BatchStream = data.train_stream(cfg.train.batch_size, cfg.train.seed, rank, world)
+        self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, rank))
+        for obj in (*self.schedulers.values(), self.stream, _GeneratorState(self.noise)):
+            self.accelerator.register_for_checkpointing(obj)
+        self.models = Models(encoder, decoder, dict(encoder.latent_groups), data.dim, self.noise)
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+    # ----------------------------------------------------------------------------------------
+
+    def _broadcast_parameters(self) -> None:
+        if self.accelerator.num_processes > 1:
+            for module in self.parts.values():
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    torch.distributed.broadcast(tensor.data, src=0)
+
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoint.tmp`` completely, then swap it in; also refresh the export."""
+        acc = self.accelerator
+        tmp = self.run_dir / (CHECKPOINT_DIR + ".tmp")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp / "accelerate"))
+        if acc.is_main_process:
+            arch = self.cfg.arch["name"]
+            for name, module in self.parts.items():
+                export_component(module, tmp / name, name, arch)
+            atomic_write_text(tmp / "trainer.json", json.dumps({"step": self.step}) + "\n")
+            swap_in_directory(tmp, self.run_dir / CHECKPOINT_DIR)
+            for name, module in self.parts.items():
+                export_component(module, self.run_dir / name, name, arch)
+        acc.wait_for_everyone()
+        self.last_checkpoint_step = self.step
+
+    def load_checkpoint(self) -> None:
+        checkpoint = find_checkpoint(self.run_dir)
+        if checkpoint is None:
+            raise RunDirError(f"{self.run_dir} has no checkpoint to resume from; start a new run without --resume")
+        for name, module in self.parts.items():
+            load_weights(module, checkpoint / name)
+        self.accelerator.load_state(str(checkpoint / "accelerate"))
+        self.step = json.loads((checkpoint / "trainer.json").read_text())["step"]
+        self.last_checkpoint_step = self.step
+
+    # ----------------------------------------------------------------------------------------
+    # One step
+    # ----------------------------------------------------------------------------------------
+
+    def _set_trainable(self, trains: tuple[str, ...]) -> None:
+        for name, module in self.parts.items():
+            module.requires_grad_(name in trains)
+
+    def _average_gradients(self, trains: tuple[str, ...]) -> None:
+        world = self.accelerator.num_processes
+        if world == 1:
+            return
+        for name in trains:
+            for p in self.parts[name].parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad.div_(world)
+
+    def _to_device(self, batch: Batch) -> Batch:
+        device = self.accelerator.device
+        return Batch(batch.x.to(device, non_blocking=True), None if batch.y is None else batch.y.to(device))
+
+    def train_step(self, batch: Batch) -> dict[str, Tensor]:
+        """One step of every phase; returns the detached logged values."""
+        acc, step = self.accelerator, self.step
+        logs: dict[str, Tensor] = {}
+        self._set_trainable(PARTS)
+        with acc.autocast():
+            ctx = self.objective.begin_step(batch, self.models, step)
+        for phase in self.objective.phases_at(step):
+            self._set_trainable(phase.trains)
+            for name in phase.trains:
+                self.optimizers[name].zero_grad(set_to_none=True)
+            with acc.autocast():
+                out = self.objective.phase_loss(phase, ctx, self.models)
+            self._check_finite(phase, out.loss, out.logs)
+            acc.backward(out.loss)
+            self._average_gradients(phase.trains)
+            if self.cfg.optim.grad_clip > 0:
+                params = [p for name in phase.trains for p in self.parts[name].parameters()]
+                acc.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            for name in phase.trains:
+                self.optimizers[name].step()
+            logs[f"loss_{phase.name}"] = out.loss.detach()
+            logs.update(out.logs)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        self._set_trainable(PARTS)
+        return logs
+
+    def _check_finite(self, phase: Phase, loss: Tensor, logs: dict[str, Tensor]) -> None:
+        if bool(torch.isfinite(loss)):
+            return
+        bad = [f"{k}={v.item():.4g}" for k, v in logs.items() if not bool(torch.isfinite(v))]
+        where = f"loss of phase '{phase.name}' is {loss.item()}" + (f" ({', '.join(bad)})" if bad else "")
+        if self.last_checkpoint_step is not None:
+            kept = f"last good checkpoint: {self.run_dir / CHECKPOINT_DIR} (step {self.last_checkpoint_step}), resume with --resume"
+        else:
+            kept = "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"non-finite loss at step {self.step}: {where}; training stopped, {kept}; "
+            f"try a lower optim.lr or objective.beta_neg, or --precision no"
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # The loop
+    # ----------------------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        acc, t = self.accelerator, self.cfg.train
+        if self.resume:
+            self.load_checkpoint()
+        elif (self.run_dir / "config.json").exists():
+            raise RunDirError(f"run directory {self.run_dir} already exists; pass --resume to continue it, or choose another --run-dir")
+        elif acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        start_step, start_time = self.step, time.perf_counter()
+        batches: Iterator[Batch] = iter(self.stream)
+        sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=acc.device))
+        count, last_logs = 0, {}
+        with _Progress(t.steps, start_step, enabled=self.show_progress and acc.is_main_process) as progress:
+            while self.step < t.steps:
+                logs = self.train_step(self._to_device(next(batches)))
+                for key, value in logs.items():
+                    sums[key] += value.float()
+                count += 1
+                self.step += 1
+                if count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
+                    last_logs = self._write_log(sums, count, start_step, start_time)
+                    sums.clear()
+                    count = 0
+                progress.update(self.step, last_logs, (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9))
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
+                    self.save_checkpoint()
+                if t.figures_every and self.step % t.figures_every == 0 and self.step < t.steps:
+                    self.write_figures()
+        self.save_checkpoint()
+        figures = self.write_figures()
+        return TrainResult(self.run_dir, self.step, self.step - start_step, last_logs, figures, time.perf_counter() - start_time)
+
+    def _write_log(self, sums: dict[str, Tensor], count: int, start_step: int, start_time: float) -> dict[str, float]:
+        keys = list(sums)
+        values = torch.stack([sums[k] for k in keys]).div(count).tolist() if keys else []
+        elapsed = time.perf_counter() - start_time
+        record: dict[str, float] = {"step": self.step, **dict(zip(keys, values))}
+        record["lr"] = self.schedulers["encoder"].get_last_lr()[0]
+        record["steps_per_s"] = (self.step - start_step) / max(elapsed, 1e-9)
+        if self.accelerator.is_main_process:
+            with open(self.run_dir / LOG_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.on_log:
+            self.on_log(record)
+        return record
+
+    def write_figures(self) -> list[Path]:
+        """The data's own pictures (samples, density / reconstructions) and the loss curves."""
+        if not self.accelerator.is_main_process:
+            return []
+        from genvae.viz.curves import plot_losses
+
+        for module in self.parts.values():
+            module.eval()
+        try:
+            with torch.no_grad():
+                eval_models = Models(self.parts["encoder"], self.parts["decoder"], self.models.latent_groups, self.data.dim)
+                paths = list(self.data.write_figures(eval_models, self.run_dir, seed=self.cfg.train.seed))
+        finally:
+            for module in self.parts.values():
+                module.train()
+        curve = plot_losses(self.run_dir / LOG_FILE, self.run_dir / "losses.png")
+        return paths + ([curve] if curve else [])
+
+
+class _Progress:
+    """A rich progress bar with step, losses and speed; refreshed at most 5 times a second."""
+
+    SHOWN = ("loss_encoder", "loss_decoder", "loss_vae", "rec", "kl")
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.enabled, self.total, self.start = enabled, total, start
+        self._last = 0.0
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]:.1f} steps/s"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"),
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=self.total, completed=self.start, speed=0.0, losses="")
+        return self
+
+    def update(self, step: int, logs: dict[str, float], speed: float) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.2 and step < self.total:
+            return
+        self._last = now
+        losses = "  ".join(f"{k} {logs[k]:.4g}" for k in self.SHOWN if k in logs and math.isfinite(logs[k]))
+        self.progress.update(self.task, completed=step, speed=speed, losses=losses)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+def train(cfg: ResolvedConfig, data: DataSource, run_dir: str | Path, **kwargs: Any) -> TrainResult:
+    """Train (or with ``resume=True`` continue) a run; see :class:`Trainer`."""
+    return Trainer(cfg, data, run_dir, **kwargs).fit()

@@ -1,0 +1,232 @@
+"""Objectives against hand-written scalar formulas on a tiny linear model.
+
+Model (1-D data, 1-D latent): encoder μ = a·x, log σ² = b; decoder x̂ = c·z + d. The noise ε is
+a fixed list, so every term can be written out by hand below (plain Python floats). Gradients
+are checked against central finite differences of the hand formula, with the stop-gradients of
+Algorithm 2 realised by holding the stopped values fixed — so a misplaced detach fails.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from genvae.core.interfaces import Batch, Decoder, Encoder, Models
+from genvae.plugins.objectives.intro import IntroConfig, IntroVAE
+from genvae.plugins.objectives.soft_intro import SoftIntroConfig, SoftIntroVAE
+from genvae.plugins.objectives.vae import VAE, VAEConfig
+
+F64 = torch.float64
+X = [0.7, -1.3]
+A, B, C, D = 0.8, -0.4, 1.5, 0.2
+
+
+class LinEnc(Encoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(A, dtype=F64))
+        self.b = nn.Parameter(torch.tensor(B, dtype=F64))
+        self.latent_groups = {"z": 1}
+
+    def forward(self, x, y=None):
+        return self.a * x, self.b * torch.ones_like(x)
+
+
+class LinDec(Decoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(C, dtype=F64))
+        self.d = nn.Parameter(torch.tensor(D, dtype=F64))
+
+    def forward(self, z, y=None):
+        return self.c * z + self.d
+
+
+class FixedNoise(Models):
+    """Models whose randn_like returns prescribed values, in call order."""
+
+    def __init__(self, enc, dec, noise):
+        super().__init__(enc, dec, {"z": 1}, 1)
+        self.noise = [torch.tensor(n, dtype=F64).reshape(-1, 1) for n in noise]
+
+    def randn_like(self, t):
+        out = self.noise.pop(0)
+        assert out.shape == t.shape, (out.shape, t.shape)
+        return out.to(t.dtype)
+
+
+def kl(mu, logvar):
+    return -0.5 * (1 + logvar - mu**2 - math.exp(logvar))
+
+
+def run_phase(objective, noise, phase_name):
+    enc, dec = LinEnc(), LinDec()
+    models = FixedNoise(enc, dec, noise)
+    batch = Batch(torch.tensor(X, dtype=F64).reshape(-1, 1))
+    ctx = objective.begin_step(batch, models, step=10**6)
+    phase = next(p for p in objective.phases_at(10**6) if p.name == phase_name)
+    for name, module in (("encoder", enc), ("decoder", dec)):
+        module.requires_grad_(name in phase.trains)
+    out = objective.phase_loss(phase, ctx, models)
+    out.loss.backward()
+    grads = {n: (p.grad.item() if p.grad is not None else None) for n, p in [*enc.named_parameters(), *dec.named_parameters()]}
+    return out.loss.item(), grads
+
+
+def finite_difference(f, params, name, h=1e-6):
+    up, down = dict(params), dict(params)
+    up[name] += h
+    down[name] -= h
+    return (f(**up) - f(**down)) / (2 * h)
+
+
+# ---------------------------------------------------------------------------------------- VAE
+
+
+def test_vae_loss_and_gradient_by_hand():
+    eps = [0.3, -0.5]
+    cfg = VAEConfig(beta_rec=0.8, beta_kl=0.05)
+
+    def loss(a=A, b=B, c=C, d=D):
+        total = 0.0
+        for x, e in zip(X, eps):
+            z = a * x + e * math.exp(0.5 * b)
+            total += cfg.beta_rec * (c * z + d - x) ** 2 + cfg.beta_kl * kl(a * x, b)
+        return total / len(X)
+
+    value, grads = run_phase(VAE(cfg), [eps], "vae")
+    assert value == pytest.approx(loss(), rel=1e-12)
+    params = dict(a=A, b=B, c=C, d=D)
+    for name in params:
+        assert grads[name] == pytest.approx(finite_difference(loss, params, name), rel=1e-6, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------- Soft-IntroVAE
+
+# noise order: ε for Z (begin_step), Z_f (begin_step), ε for [Z_rf; Z_ff] (phase)
+EPS_Z, Z_PRIOR, EPS_FAKES = [0.3, -0.5], [1.1, -0.2], [0.4, 0.9, -1.2, 0.05]
+SOFT = SoftIntroConfig(beta_rec=0.7, beta_kl=0.3, beta_neg=2.0, gamma_r=0.25, scale=0.5)
+
+
+def soft_intro_encoder_loss(a=A, b=B, c=C, d=D, fakes=None):
+    """Alg. 2 lines 8-17, minimised. ``fakes`` (X_r, X_f) are held fixed: they are data here."""
+    s, cfg = SOFT.scale, SOFT
+    zs = [a * x + e * math.exp(0.5 * b) for x, e in zip(X, EPS_Z)]
+    x_rec = [c * z + d for z in zs]
+    real = sum(cfg.beta_rec * (xr - x) ** 2 + cfg.beta_kl * kl(a * x, b) for x, xr in zip(X, x_rec)) / 2
+    x_r, x_f = fakes
+    neg = []
+    for xin, e in zip([*x_r, *x_f], EPS_FAKES):
+        z = a * xin + e * math.exp(0.5 * b)
+        neg.append(cfg.beta_rec * (c * z + d - xin) ** 2 + cfg.beta_neg * kl(a * xin, b))
+    exp_r = 0.5 * sum(math.exp(-2 * s * v) for v in neg[:2]) / 2
+    exp_f = 0.5 * sum(math.exp(-2 * s * v) for v in neg[2:]) / 2
+    return s * real + 0.5 * (exp_r + exp_f)
+
+
+def soft_intro_fakes(a=A, b=B, c=C, d=D):
+    zs = [a * x + e * math.exp(0.5 * b) for x, e in zip(X, EPS_Z)]
+    return [c * z + d for z in zs], [c * z + d for z in Z_PRIOR]
+
+
+def test_soft_intro_encoder_phase_by_hand():
+    fakes = soft_intro_fakes()
+    value, grads = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
+    assert value == pytest.approx(soft_intro_encoder_loss(fakes=fakes), rel=1e-12)
+    # encoder gradients, with the fakes held fixed as data
+    params = dict(a=A, b=B)
+    f = lambda a, b: soft_intro_encoder_loss(a=a, b=b, fakes=fakes)  # noqa: E731
+    for name in params:
+        assert grads[name] == pytest.approx(finite_difference(f, params, name), rel=1e-6)
+    # the encoder phase gives the decoder no gradient
+    assert grads["c"] is None and grads["d"] is None
+
+
+def test_soft_intro_encoder_phase_without_detach_differs():
+    """The option that lets expELBO gradients flow through X_r really changes the gradient."""
+    cfg = SoftIntroConfig(**{**SOFT.__dict__, "detach_fakes_for_encoder": False})
+    _, detached = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
+    _, attached = run_phase(SoftIntroVAE(cfg), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
+    params = dict(a=A, b=B)
+
+    def through(a, b):
+        x_r, _ = soft_intro_fakes(a, b)
+        return soft_intro_encoder_loss(a=a, b=b, fakes=(x_r, soft_intro_fakes()[1]))
+
+    assert attached["a"] == pytest.approx(finite_difference(through, params, "a"), rel=1e-6)
+    assert attached["a"] != pytest.approx(detached["a"], rel=1e-6)
+
+
+def soft_intro_decoder_loss(a=A, b=B, c=C, d=D, stopped=None):
+    """Alg. 2 lines 20-27, minimised; ``stopped`` = sg(D(Z_rf)), sg(D(Z_ff)) held fixed (line 23)."""
+    s, cfg = SOFT.scale, SOFT
+    zs = [A * x + e * math.exp(0.5 * B) for x, e in zip(X, EPS_Z)]  # Z from the encoder: constant
+    x_rec = [c * z + d for z in zs]
+    x_fake = [c * z + d for z in Z_PRIOR]
+    real = sum(cfg.beta_rec * (xr - x) ** 2 for x, xr in zip(X, x_rec)) / 2
+    terms = []
+    for xin, xstop in zip([*x_rec, *x_fake], stopped):
+        terms.append(cfg.gamma_r * cfg.beta_rec * (xstop - xin) ** 2 + cfg.beta_kl * kl(a * xin, b))
+    return s * (real + 0.5 * (sum(terms[:2]) / 2 + sum(terms[2:]) / 2))
+
+
+def test_soft_intro_decoder_phase_by_hand():
+    x_r, x_f = soft_intro_fakes()
+    stopped = [C * (A * xin + e * math.exp(0.5 * B)) + D for xin, e in zip([*x_r, *x_f], EPS_FAKES)]
+    value, grads = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES], "decoder")
+    assert value == pytest.approx(soft_intro_decoder_loss(stopped=stopped), rel=1e-12)
+    params = dict(c=C, d=D)
+    f = lambda c, d: soft_intro_decoder_loss(c=c, d=d, stopped=stopped)  # noqa: E731
+    for name in params:
+        assert grads[name] == pytest.approx(finite_difference(f, params, name), rel=1e-6)
+    assert grads["a"] is None and grads["b"] is None  # the decoder phase gives the encoder no gradient
+
+
+def test_soft_intro_warmup_is_plain_vae():
+    objective = SoftIntroVAE(SoftIntroConfig(num_vae=5))
+    assert [p.name for p in objective.phases_at(4)] == ["vae"]
+    assert [p.name for p in objective.phases_at(5)] == ["encoder", "decoder"]
+
+
+# ------------------------------------------------------------------------------------ IntroVAE
+
+INTRO = IntroConfig(beta_rec=0.3, beta_kl=0.5, beta_neg=1.5, m=1.2)
+EPS_Z_INTRO, Z_PRIOR_INTRO = [0.3, -0.5], [1.1, -0.2]
+
+
+def intro_loss(phase, a=A, b=B, c=C, d=D, fakes=None):
+    cfg = INTRO
+    zs = [A * x + e * math.exp(0.5 * B) for x, e in zip(X, EPS_Z_INTRO)] if phase == "decoder" else [
+        a * x + e * math.exp(0.5 * b) for x, e in zip(X, EPS_Z_INTRO)
+    ]
+    x_rec = [c * z + d for z in zs]
+    rec = sum((xr - x) ** 2 for x, xr in zip(X, x_rec)) / 2
+    if fakes is None:
+        fakes = (x_rec, [c * z + d for z in Z_PRIOR_INTRO])
+    kls = [kl(a * xin, b) for xin in [*fakes[0], *fakes[1]]]
+    if phase == "encoder":
+        real_kl = sum(kl(a * x, b) for x in X) / 2
+        margins = [max(cfg.m - k, 0.0) for k in kls]
+        return cfg.beta_rec * rec + cfg.beta_kl * real_kl + cfg.beta_neg * 0.5 * (sum(margins[:2]) / 2 + sum(margins[2:]) / 2)
+    return cfg.beta_rec * rec + cfg.beta_neg * 0.5 * (sum(kls[:2]) / 2 + sum(kls[2:]) / 2)
+
+
+@pytest.mark.parametrize("phase", ["encoder", "decoder"])
+def test_intro_by_hand(phase):
+    value, grads = run_phase(IntroVAE(INTRO), [EPS_Z_INTRO, Z_PRIOR_INTRO], phase)
+    if phase == "encoder":
+        zs = [A * x + e * math.exp(0.5 * B) for x, e in zip(X, EPS_Z_INTRO)]
+        fakes = ([C * z + D for z in zs], [C * z + D for z in Z_PRIOR_INTRO])
+        f = lambda a, b: intro_loss("encoder", a=a, b=b, fakes=fakes)  # noqa: E731
+        params = dict(a=A, b=B)
+        assert grads["c"] is None and grads["d"] is None
+    else:
+        f = lambda c, d: intro_loss("decoder", c=c, d=d)  # noqa: E731
+        params = dict(c=C, d=D)
+        assert grads["a"] is None and grads["b"] is None
+    assert value == pytest.approx(f(**params), rel=1e-12)
+    for name in params:
+        assert grads[name] == pytest.approx(finite_difference(f, params, name), rel=1e-6, abs=1e-10)

@@ -1,0 +1,109 @@
+"""Plugin discovery: built-ins, entry points, blocking, errors, attribution."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from genvae.core.plugins import load_plugins
+from genvae.core.registry import Registry, unknown_name_message
+from genvae.errors import PluginError
+
+
+def test_builtins_are_registered_through_hooks():
+    plugins = load_plugins()
+    assert plugins.objectives.names() == ["intro", "soft-intro", "vae"]
+    assert "mlp" in plugins.architectures
+    assert {"8gaussians", "2spirals", "checkerboard", "rings", "25gaussians"} <= set(plugins.datasets.names())
+    assert plugins.info["objectives.soft_intro"].registers == {"objective": ["soft-intro"]}
+
+
+def test_unknown_name_suggests_the_closest():
+    message = unknown_name_message("objective", "sof-intro", ["intro", "soft-intro", "vae"])
+    assert message == "unknown objective 'sof-intro'; did you mean 'soft-intro'? available: intro, soft-intro, vae"
+    with pytest.raises(PluginError, match="unknown objective 'xyz'; available: intro, soft-intro, vae"):
+        load_plugins().objectives.get("xyz")
+
+
+def test_duplicate_names_are_an_error_naming_both_plugins():
+    registry = Registry[int]("objective")
+    registry.register("vae", 1, plugin="first")
+    with pytest.raises(PluginError, match="registered by both 'first' and 'second'"):
+        registry.register("vae", 2, plugin="second")
+
+
+class ExtraObjective:
+    """A plugin object registered in a test."""
+
+    import genvae
+
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_objectives(register):
+        from genvae.plugins.objectives.vae import VAE
+
+        register("my-vae", VAE)
+
+
+def test_extra_plugin_object_registers_and_is_attributed():
+    plugins = load_plugins(extra=[("my-plugin", ExtraObjective)])
+    assert "my-vae" in plugins.objectives
+    assert plugins.objectives.entry("my-vae").plugin == "my-plugin"
+    assert "my-vae" not in load_plugins().objectives  # removed again: nothing global changed
+
+
+def _fake_distribution(tmp_path, module_source: str, name: str = "genvae_fakeplug"):
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(module_source))
+    dist = tmp_path / "genvae_fakeplug-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: genvae-fakeplug\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text(f"[genvae]\nfakeplug = {name}\n")
+
+
+GOOD_PLUGIN = """
+    import genvae
+    from genvae.plugins.objectives.vae import VAE
+
+    @genvae.hookimpl
+    def genvae_register_objectives(register):
+        register("fake-vae", VAE)
+"""
+
+
+def test_entry_point_plugins_load_unless_disabled_or_blocked(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, GOOD_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD")
+    plugins = load_plugins()
+    assert "fake-vae" in plugins.objectives
+    info = plugins.info["fakeplug"]
+    assert (info.distribution, info.version, info.error) == ("genvae-fakeplug", "0.3", None)
+
+    monkeypatch.setenv("GENVAE_BLOCK_PLUGINS", "fakeplug")
+    assert "fake-vae" not in load_plugins().objectives
+    monkeypatch.delenv("GENVAE_BLOCK_PLUGINS")
+    monkeypatch.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "fake-vae" not in load_plugins().objectives
+
+
+def test_broken_plugin_is_reported_not_fatal(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "raise ImportError('missing dependency foo')\n", name="genvae_brokenplug")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD")
+    plugins = load_plugins()
+    assert "missing dependency foo" in plugins.info["fakeplug"].error
+    assert "soft-intro" in plugins.objectives
+
+
+def test_misspelled_hook_is_an_error():
+    import genvae
+
+    class Misspelled:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_objectivs(register):
+            pass
+
+    with pytest.raises(PluginError, match="genvae_register_objectivs"):
+        load_plugins(extra=[("bad", Misspelled)])

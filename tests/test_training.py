@@ -1,0 +1,132 @@
+"""Trainer: it learns, resumes exactly, stops clearly on non-finite losses, writes atomically."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import genvae
+from genvae.core.config import merge_user
+from genvae.core.plugins import load_plugins, use_plugins
+from genvae.core.run import ResolvedConfig, load_run, resolve
+from genvae.core.trainer import train
+from genvae.errors import ConfigError, NonFiniteLossError, RunDirError
+
+
+def small_config(objective="soft-intro", steps=40, **sets):
+    overrides = [f"train.{k}={v}" for k, v in {"steps": steps, "batch_size": 64, "log_every": 1, "checkpoint_every": 0, **sets}.items()]
+    overrides += ["arch.hidden=32", "objective.num_vae=10"] if objective == "soft-intro" else ["arch.hidden=32"]
+    return resolve(merge_user(None, overrides, {"objective.name": objective}))
+
+
+def losses(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("objective", ["vae", "intro", "soft-intro"])
+def test_each_objective_trains_and_exports(tmp_path, objective):
+    cfg, data = small_config(objective, steps=30)
+    result = train(cfg, data, tmp_path / "run", progress=False)
+    assert result.step == 30
+    run = load_run(tmp_path / "run")
+    assert not run.encoder.training  # reloaded networks are in eval mode
+    names = {p.name for p in result.figures}
+    assert {"samples.png", "density.png", "losses.png"} <= names
+    for part in ("encoder", "decoder"):
+        meta = json.loads((tmp_path / "run" / part / "config.json").read_text())
+        assert meta["architecture"] == "mlp" and meta["config"]["hidden"] == 32
+        assert load_file(str(tmp_path / "run" / part / "model.safetensors"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    cfg, data = small_config(steps=60, checkpoint_every=30)
+    train(cfg, data, tmp_path / "straight", progress=False)
+
+    half = ResolvedConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": 30}})
+    train(half, data, tmp_path / "resumed", progress=False)
+    train(cfg, data, tmp_path / "resumed", resume=True, progress=False)
+
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == list(range(1, 61))
+    for a, b in zip(straight, resumed):
+        for key in a:
+            if key != "steps_per_s":
+                assert a[key] == pytest.approx(b[key], abs=1e-6, rel=1e-6), (a["step"], key)
+    w1 = load_file(str(tmp_path / "straight" / "decoder" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "resumed" / "decoder" / "model.safetensors"))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_existing_run_dir_needs_resume(tmp_path):
+    cfg, data = small_config(steps=2)
+    train(cfg, data, tmp_path / "run", progress=False)
+    with pytest.raises(RunDirError, match="already exists; pass --resume"):
+        train(cfg, data, tmp_path / "run", progress=False)
+    with pytest.raises(RunDirError, match="no checkpoint to resume from"):
+        train(cfg, data, tmp_path / "empty", resume=True, progress=False)
+
+
+@dataclass
+class ExplodingConfig:
+    explode_at: int = 7
+
+
+class Exploding(genvae.Objective):
+    """The VAE loss, but inf from step ``explode_at`` on."""
+
+    Config = ExplodingConfig
+    phases = (genvae.Phase("vae", ("encoder", "decoder")),)
+
+    def begin_step(self, batch, models, step):
+        return {"batch": batch, "step": step}
+
+    def phase_loss(self, phase, ctx, models):
+        from genvae.plugins.objectives.vae import vae_loss
+
+        out = vae_loss(ctx["batch"], models, 1.0, 1.0, "mse")
+        if ctx["step"] >= self.config.explode_at:
+            out.logs["rec"] = torch.tensor(float("inf"))
+            out.loss = out.loss + out.logs["rec"]
+        return out
+
+
+class ExplodingPlugin:
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_objectives(register):
+        register("exploding", Exploding)
+
+
+def test_non_finite_loss_stops_with_the_step_the_term_and_the_kept_checkpoint(tmp_path):
+    use_plugins(load_plugins(extra=[("exploding", ExplodingPlugin)]))
+    cfg, data = resolve(merge_user(None, ["train.steps=20", "train.batch_size=16", "train.checkpoint_every=5", "arch.hidden=16"], {"objective.name": "exploding"}))
+    with pytest.raises(NonFiniteLossError) as info:
+        train(cfg, data, tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert "at step 7" in message and "rec=inf" in message and "(step 5)" in message
+    checkpoint = tmp_path / "run" / "checkpoint"
+    assert json.loads((checkpoint / "trainer.json").read_text())["step"] == 5
+    assert not (tmp_path / "run" / "checkpoint.tmp").exists()
+
+
+def test_config_round_trip_and_validation(tmp_path):
+    cfg, _ = small_config()
+    again, _ = resolve(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict()
+    toml = tmp_path / "run.toml"
+    toml.write_text('[objective]\nname = "intro"\nm = 3\n[train]\nsteps = 5\n')
+    from_file, _ = resolve(merge_user(toml, ["objective.beta_neg=0.7"], {}))
+    assert (from_file.objective["m"], from_file.objective["beta_neg"], from_file.train.steps) == (3.0, 0.7, 5)
+    assert from_file.objective["beta_rec"] == 0.3  # Table 5 (8 Gaussians, IntroVAE) filled in
+    with pytest.raises(ConfigError, match="unknown option objective.beta_nge; did you mean 'beta_neg'"):
+        resolve(merge_user(None, ["objective.beta_nge=1"], {}))
+    with pytest.raises(ConfigError, match="train.steps = 'many' has the wrong type; expected int"):
+        resolve(merge_user(None, ["train.steps=many"], {}))
+    with pytest.raises(ConfigError, match="objective.beta_kl must be >= 0"):
+        resolve(merge_user(None, ["objective.beta_kl=-1"], {}))
+    with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, z_dim"):
+        resolve(merge_user(None, ["arch.colour=3"], {}))
