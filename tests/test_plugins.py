@@ -6,6 +6,8 @@ import textwrap
 
 import pytest
 
+import genvae
+
 from genvae.core.plugins import load_plugins
 from genvae.core.registry import Registry, unknown_name_message
 from genvae.errors import PluginError
@@ -107,3 +109,26 @@ def test_misspelled_hook_is_an_error():
 
     with pytest.raises(PluginError, match="genvae_register_objectivs"):
         load_plugins(extra=[("bad", Misspelled)])
+
+
+class L1Loss:
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_losses(register):
+        register("l1", lambda x, x_rec: (x - x_rec).abs().flatten(1).sum(1))
+
+
+def test_a_plugin_reconstruction_loss_is_usable_by_objectives():
+    import torch
+
+    from genvae.core.config import merge_user
+    from genvae.core.losses import reconstruction_error
+    from genvae.core.plugins import use_plugins
+    from genvae.core.run import resolve
+
+    with pytest.raises(Exception, match="unknown reconstruction loss 'l1'"):
+        resolve(merge_user(None, ["objective.recon_loss=l1"], {}))
+    use_plugins(load_plugins(extra=[("l1", L1Loss)]))
+    cfg, _ = resolve(merge_user(None, ["objective.recon_loss=l1"], {}))
+    assert cfg.objective["recon_loss"] == "l1"
+    assert reconstruction_error(torch.zeros(2, 3), torch.ones(2, 3), "l1").tolist() == [3.0, 3.0]

@@ -117,6 +117,9 @@ def test_config_round_trip_and_validation(tmp_path):
     cfg, _ = small_config()
     again, _ = resolve(cfg.to_dict())
     assert again.to_dict() == cfg.to_dict()
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(cfg.to_dict()))
+    assert resolve(merge_user(saved, [], {}))[0].to_dict() == cfg.to_dict()
     toml = tmp_path / "run.toml"
     toml.write_text('[objective]\nname = "intro"\nm = 3\n[train]\nsteps = 5\n')
     from_file, _ = resolve(merge_user(toml, ["objective.beta_neg=0.7"], {}))

@@ -60,14 +60,15 @@ DEFAULT_NAMES = {"objective": "soft-intro", "arch": "mlp", "data": "8gaussians"}
 # --------------------------------------------------------------------------------------------
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML file, or a run's ``config.json`` (to train again with the same settings)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        data = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {exc}") from None
     for key in data:
         if key not in SECTIONS:
             raise ConfigError(_unknown("config section", key, list(SECTIONS)))
@@ -98,7 +99,7 @@ def merge_user(config_file: str | Path | None, overrides: list[str], flags: Mapp
     """The user's settings as nested dicts: file, then ``--set``, then explicit CLI flags."""
     user: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     if config_file:
-        for section, values in load_toml(config_file).items():
+        for section, values in load_config_file(config_file).items():
             user[section].update(values)
     for text in overrides:
         section, key, value = parse_override(text)

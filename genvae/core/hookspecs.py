@@ -40,3 +40,12 @@ def genvae_register_datasets(register: Callable[[str, Any], None]) -> None:
 @hookspec
 def genvae_register_metrics(register: Callable[[str, Any], None]) -> None:
     """Register evaluations: ``register("toy2d", Metric(evaluate=...))``."""
+
+
+@hookspec
+def genvae_register_losses(register: Callable[[str, Any], None]) -> None:
+    """Register reconstruction losses: ``register("perceptual", loss)``.
+
+    ``loss(x, x_rec) -> Tensor`` of shape (batch,): −log p(x|z) up to a constant, per sample.
+    Objectives use it through their ``recon_loss`` option.
+    """

@@ -58,21 +58,45 @@ def group_weight(beta: GroupWeight, group: str) -> float:
     return float(beta)
 
 
-def reconstruction_error(x: Tensor, x_rec: Tensor, kind: str = "mse") -> Tensor:
-    """L_rec(x, x_rec) = −log p(x|z) up to a constant, summed over all non-batch dimensions.
+def mse_error(x: Tensor, x_rec: Tensor) -> Tensor:
+    """Σ (x − x_rec)², as the authors' code (a Gaussian likelihood with variance ½, no constant)."""
+    return (x_rec - x).pow(2).flatten(1).sum(dim=1)
 
-    - ``mse``: Σ (x − x_rec)² (as the authors' code; a Gaussian with variance ½, no constant)
-    - ``gaussian``: ½ Σ (x − x_rec)² + ½·D·log 2π (unit-variance Gaussian negative log-likelihood)
-    - ``bce``: Σ BCE(x_rec, x); x_rec must lie in [0, 1] (Bernoulli likelihood)
-    """
-    if kind == "mse":
-        return (x_rec - x).pow(2).flatten(1).sum(dim=1)
-    if kind == "gaussian":
-        d = x[0].numel()
-        return 0.5 * (x_rec - x).pow(2).flatten(1).sum(dim=1) + 0.5 * d * math.log(2 * math.pi)
-    if kind == "bce":
-        return F.binary_cross_entropy(x_rec.float(), x.float(), reduction="none").flatten(1).sum(dim=1)
-    raise ConfigError(f"unknown reconstruction loss {kind!r}; choose one of {', '.join(RECONSTRUCTION_LOSSES)}")
+
+def gaussian_error(x: Tensor, x_rec: Tensor) -> Tensor:
+    """½ Σ (x − x_rec)² + ½·D·log 2π: the unit-variance Gaussian negative log-likelihood."""
+    return 0.5 * (x_rec - x).pow(2).flatten(1).sum(dim=1) + 0.5 * x[0].numel() * math.log(2 * math.pi)
+
+
+def bce_error(x: Tensor, x_rec: Tensor) -> Tensor:
+    """Σ BCE(x_rec, x): the Bernoulli negative log-likelihood; x_rec must lie in [0, 1]."""
+    return F.binary_cross_entropy(x_rec.float(), x.float(), reduction="none").flatten(1).sum(dim=1)
+
+
+RECONSTRUCTION_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": mse_error,
+    "gaussian": gaussian_error,
+    "bce": bce_error,
+}
+
+
+def reconstruction_loss(kind: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The reconstruction loss named ``kind``: a built-in or one registered by a plugin."""
+    if kind in RECONSTRUCTION_LOSSES:
+        return RECONSTRUCTION_LOSSES[kind]
+    from genvae.core.plugins import get_plugins  # plugins import this module: resolve at call time
+
+    losses = get_plugins().losses
+    if kind not in losses:
+        from genvae.core.registry import unknown_name_message
+
+        raise ConfigError(unknown_name_message("reconstruction loss", kind, sorted({*RECONSTRUCTION_LOSSES, *losses.names()})))
+    return losses.get(kind)
+
+
+def reconstruction_error(x: Tensor, x_rec: Tensor, kind: str = "mse") -> Tensor:
+    """L_rec(x, x_rec) = −log p(x|z) up to a constant, per sample (summed over non-batch dims)."""
+    return reconstruction_loss(kind)(x, x_rec)
 
 
 def negative_elbo(

@@ -31,6 +31,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.architectures.mlp",
     "genvae.plugins.datasets.toy2d",
     "genvae.plugins.metrics.toy2d",
+    "genvae.plugins.losses.reconstruction",
+    "genvae.plugins.architectures.residual",
+    "genvae.plugins.datasets.images",
 )
 
 # hook name -> registry kind
@@ -39,6 +42,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "genvae_register_architectures": "architecture",
     "genvae_register_datasets": "dataset",
     "genvae_register_metrics": "metric",
+    "genvae_register_losses": "loss",
 }
 
 
@@ -74,6 +78,10 @@ class Plugins:
     @property
     def metrics(self) -> Registry[Any]:
         return self.registries["metric"]
+
+    @property
+    def losses(self) -> Registry[Any]:
+        return self.registries["loss"]
 
 
 def _blocked() -> set[str]:

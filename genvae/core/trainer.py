@@ -222,11 +222,15 @@ class Trainer:
         acc, t = self.accelerator, self.cfg.train
         if self.resume:
             self.load_checkpoint()
-        elif (self.run_dir / "config.json").exists():
-            raise RunDirError(f"run directory {self.run_dir} already exists; pass --resume to continue it, or choose another --run-dir")
-        elif acc.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        else:
+            exists = (self.run_dir / "config.json").exists()
+            acc.wait_for_everyone()  # every process looks before the main process writes
+            if exists:
+                raise RunDirError(f"run directory {self.run_dir} already exists; pass --resume to continue it, or choose another --run-dir")
+            if acc.is_main_process:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                write_json(self.run_dir / "config.json", self.cfg.to_dict())
+            acc.wait_for_everyone()
         start_step, start_time = self.step, time.perf_counter()
         batches: Iterator[Batch] = iter(self.stream)
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=acc.device))
