@@ -3,14 +3,17 @@ inside the commands so that ``genvae --help`` is instant."""
 
 from __future__ import annotations
 
-import functools
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Optional
 
 import typer
 from rich.console import Console
+
+from genvae.commands.bench import bench_app
+from genvae.commands.common import console, user_errors
+from genvae.commands.evaluate import eval_app
 
 app = typer.Typer(
     name="genvae",
@@ -21,27 +24,8 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
-
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(fn: F) -> F:
-    """Print genvae's user-facing errors as one line and exit with code 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from genvae.errors import GenvaeError
-
-        try:
-            return fn(*args, **kwargs)
-        except GenvaeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper  # type: ignore[return-value]
-
+app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
 
 def default_run_dir(objective: str, arch: str, data: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -165,38 +149,56 @@ def plugins_list() -> None:
 
     plugins = get_plugins()
     table = Table(title="genvae plugins")
-    for column in ("plugin", "distribution", "version", "registers", "status"):
-        table.add_column(column)
+    table.add_column("plugin", no_wrap=True)
+    table.add_column("from", no_wrap=True)
+    table.add_column("registers")
+    table.add_column("status")
     for info in sorted(plugins.info.values(), key=lambda i: i.name):
-        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.registers.items()))
+        registers = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.registers.items()))
         status = f"[red]broken: {info.error}[/]" if info.error else "[green]ok[/]"
-        table.add_row(info.name, info.distribution, info.version, registers or "-", status)
+        table.add_row(info.name, f"{info.distribution} {info.version}", registers or "-", status)
     Console().print(table)  # a fresh console: honours the terminal width (COLUMNS) of this call
 
 
-@app.command("eval")
+@app.command()
 @user_errors
-def evaluate(
-    metric: str = typer.Argument(..., help="Metric plugin, e.g. toy2d."),
-    run: Path = typer.Argument(..., help="A run directory."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's sampling."),
-    options: list[str] = typer.Option([], "--option", help="Metric option KEY=VALUE (repeatable)."),
+def translate(
+    run: Path = typer.Argument(..., help="A run trained with a two-encoder (class / content) architecture, e.g. lord."),
+    class_from: list[Path] = typer.Option(..., "--class-from", help="Image giving the class (one row each; repeatable)."),
+    content_from: list[Path] = typer.Option(..., "--content-from", help="Image giving the content (one column each; repeatable)."),
+    out: Path = typer.Option(Path("translation.png"), "--out", help="Output PNG."),
 ) -> None:
-    """Evaluate a trained run with a metric plugin; results go to the run directory."""
-    import json
-
-    from genvae.core.config import parse_override
-    from genvae.core.plugins import get_plugins
+    """The paper's translation grid: cell (i, j) = D(class code of row i, content code of column j)."""
     from genvae.core.run import load_run
+    from genvae.translate import write_translation_grid
 
-    plugins = get_plugins()
-    metric_plugin = plugins.metrics.get(metric)
-    kwargs = {}
-    for text in options:
-        _, key, value = parse_override(f"data.{text}")  # reuse the KEY=VALUE literal parser
-        kwargs[key] = value
-    results = metric_plugin.evaluate(load_run(run), seed=seed, **kwargs)
-    console.print_json(json.dumps(results, default=str))
+    path = write_translation_grid(load_run(run), class_from, content_from, out)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def interpolate(
+    run: Path = typer.Argument(..., help="A run trained on images."),
+    corners: list[Path] = typer.Argument(..., help="Four images: top-left, top-right, bottom-left, bottom-right."),
+    out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output PNG."),
+    steps: int = typer.Option(8, "--steps", help="Images per side (the paper: 8, i.e. 7 steps)."),
+) -> None:
+    """Appendix 9.4.2: bilinear interpolation between the latent codes of four images."""
+    from genvae.core.run import load_run
+    from genvae.errors import ConfigError
+    from genvae.viz.images import interpolation_grid, load_images, save_grid
+
+    if len(corners) != 4:
+        raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}")
+    if steps < 2:
+        raise ConfigError(f"--steps must be at least 2, got {steps}")
+    loaded = load_run(run)
+    if len(loaded.data.shape) != 3:
+        raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape})")
+    images = load_images(corners, loaded.data.shape)
+    grid = interpolation_grid(loaded.models, images, steps=steps)
+    console.print(f"wrote {save_grid(grid, out)}")
 
 
 def main() -> None:

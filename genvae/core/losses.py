@@ -50,12 +50,13 @@ def weighted_kl(mu: Tensor, logvar: Tensor, groups: Mapping[str, int], beta: Gro
     return sum(group_weight(beta, name) * kl for name, kl in kls.items())  # type: ignore[return-value]
 
 
-def group_weight(beta: GroupWeight, group: str) -> float:
+def group_weight(beta: GroupWeight, group: str) -> float | Tensor:
+    """β of one latent group. A tensor passes through unchanged (per-member β in batched runs)."""
     if isinstance(beta, Mapping):
         if group not in beta:
             raise ConfigError(f"no weight for latent group {group!r} in {dict(beta)}; give one per group or a single number")
-        return float(beta[group])
-    return float(beta)
+        beta = beta[group]
+    return beta if isinstance(beta, Tensor) else float(beta)
 
 
 def mse_error(x: Tensor, x_rec: Tensor) -> Tensor:

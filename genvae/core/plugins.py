@@ -31,9 +31,14 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.architectures.mlp",
     "genvae.plugins.datasets.toy2d",
     "genvae.plugins.metrics.toy2d",
+    "genvae.plugins.metrics.fid",
+    "genvae.plugins.metrics.ood",
     "genvae.plugins.losses.reconstruction",
     "genvae.plugins.architectures.residual",
     "genvae.plugins.datasets.images",
+    "genvae.plugins.architectures.lord",
+    "genvae.plugins.datasets.shapes3d_synthetic",
+    "genvae.plugins.losses.perceptual",
 )
 
 # hook name -> registry kind
@@ -49,7 +54,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
 @dataclass
 class PluginInfo:
     name: str
-    distribution: str = "genvae (built-in)"
+    distribution: str = "genvae"
     version: str = ""
     registers: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None

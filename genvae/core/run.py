@@ -84,12 +84,13 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     rec_train = dict(recommended.get("train", {}))
     train = build_dataclass("train", TrainConfig, {**{k: v for k, v in rec_train.items() if k in train_fields}, **user.get("train", {})})
     optim = build_dataclass("optim", OptimConfig, {**{k: v for k, v in rec_train.items() if k in optim_fields}, **user.get("optim", {})})
-    objective_cfg = build_dataclass(
-        "objective", objective_cls.Config, {**recommended.get(names["objective"], {}), **_options(user.get("objective", {}))}
-    )
     options = arch_options(arch)
     rec_arch = {k: v for k, v in recommended.get("arch", {}).items() if k in options}
     arch_cfg = validate_options("arch", names["arch"], {**rec_arch, **_options(user.get("arch", {}))}, options)
+    rec_objective = _fitting_group_weights(
+        recommended.get(names["objective"], {}), arch, data, data.num_classes if train.conditional else 0, arch_cfg
+    )
+    objective_cfg = build_dataclass("objective", objective_cls.Config, {**rec_objective, **_options(user.get("objective", {}))})
 
     cfg = ResolvedConfig(
         train=train,
@@ -100,6 +101,21 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     )
     check_values(cfg, data)
     return cfg, data
+
+
+def _fitting_group_weights(
+    recommended: Mapping[str, Any], arch: Architecture, data: DataSource, num_classes: int, arch_cfg: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Drop recommended per-group weights (``{"class": 1024, "content": 2048}``) that do not name
+    the chosen architecture's latent groups, so that the objective's default applies instead."""
+    if not any(isinstance(v, Mapping) for v in recommended.values()):
+        return dict(recommended)
+    try:
+        with torch.device("meta"):  # no memory, no initialisation cost
+            groups = set(_construct(arch.encoder, data.shape, num_classes, arch_cfg).latent_groups)
+    except Exception:  # an architecture that cannot be built on the meta device: keep everything
+        return dict(recommended)
+    return {k: v for k, v in recommended.items() if not isinstance(v, Mapping) or set(v) == groups}
 
 
 def check_values(cfg: ResolvedConfig, data: DataSource) -> None:

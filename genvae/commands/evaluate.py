@@ -1,0 +1,113 @@
+"""``genvae eval ...``: metrics of a trained run (results are also written into the run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from genvae.commands.common import console, user_errors
+
+eval_app = typer.Typer(help="Evaluate trained runs: 2-D metrics, FID / KID / precision-recall, OOD detection.", no_args_is_help=True)
+
+
+def _print(results: dict[str, Any]) -> None:
+    console.print_json(json.dumps({k: v for k, v in results.items() if not k.startswith("_")}, default=str))
+
+
+@eval_app.command("toy2d")
+@user_errors
+def toy2d(
+    run: Path = typer.Argument(..., help="A run trained on a 2-D dataset."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's sampling."),
+) -> None:
+    """KL, JSD and grid-normalised ELBO exactly as the paper's Table 2; writes metrics.json and figures."""
+    from genvae.core.plugins import get_plugins
+    from genvae.core.run import load_run
+
+    _print(get_plugins().metrics.get("toy2d").evaluate(load_run(run), seed=seed))
+
+
+@eval_app.command("fid")
+@user_errors
+def fid(
+    run: Path = typer.Argument(..., help="A run trained on images."),
+    ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', or a dataset name / image folder."),
+    num_samples: int = typer.Option(50_000, "--num-samples", help="Generated images."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception (default) or random-conv."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (or env GENVAE_INCEPTION_WEIGHTS)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="tf1-bilinear (torch-fidelity) or pil-bicubic (clean-fid)."),
+    batch_size: int = typer.Option(200, "--batch-size", help="Images per batch."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
+) -> None:
+    """FID, KID and precision / recall of generated images; appended to RUN/metrics/fid.jsonl."""
+    from genvae.core.run import load_run
+    from genvae.plugins.metrics.fid import evaluate_fid
+
+    results = evaluate_fid(load_run(run), ref, num_samples=num_samples, features=features, inception_weights=inception_weights,
+                           resize=resize, batch_size=batch_size, seed=seed)
+    _print(results)
+
+
+@eval_app.command("fid-ref")
+@user_errors
+def fid_ref(
+    data: str = typer.Argument(..., help="Dataset name (e.g. fashion-mnist) or an image folder."),
+    out: Path = typer.Option(..., "--out", help="Where to write the statistics (.npz)."),
+    split: str = typer.Option("train", "--split", help="Split to use (the paper: train)."),
+    num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Images to use (default: all)."),
+    features: str = typer.Option("inception", "--features", help="Feature extractor: inception or random-conv."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Inception weights file."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="tf1-bilinear or pil-bicubic."),
+    data_options: list[str] = typer.Option([], "--data-option", help="Dataset option KEY=VALUE, e.g. root=/data/fmnist."),
+) -> None:
+    """Reference statistics of real images, computed once and reused by 'genvae eval fid --ref'."""
+    from genvae.plugins.metrics.fid import compute_reference_stats
+
+    stats = compute_reference_stats(data, out, features=features, inception_weights=inception_weights, resize=resize,
+                                    num_samples=num_samples, split=split, data_options=_key_values(data_options))
+    console.print(f"wrote {out} ({stats.get('n', '?')} images)")
+
+
+@eval_app.command("ood")
+@user_errors
+def ood(
+    run: Path = typer.Argument(..., help="A run trained on images."),
+    in_data: Optional[str] = typer.Option(None, "--in", help="In-distribution dataset (default: the run's)."),
+    out_data: str = typer.Option(..., "--out", help="Out-of-distribution dataset."),
+    score: str = typer.Option("elbo", "--score", help="elbo or iwae."),
+    samples: int = typer.Option(5, "--samples", help="Importance samples M for iwae (the paper: 5)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Images per set (default: whole test splits)."),
+) -> None:
+    """Likelihood-based OOD detection (Section 6.5): AUROC and score histograms."""
+    from genvae.core.run import load_run
+    from genvae.plugins.metrics.ood import evaluate_ood
+
+    _print(evaluate_ood(load_run(run), in_data, out_data, score=score, samples=samples, n=n))
+
+
+@eval_app.command("metric")
+@user_errors
+def metric(
+    name: str = typer.Argument(..., help="Any registered metric plugin (see 'genvae plugins list')."),
+    run: Path = typer.Argument(..., help="A run directory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's sampling."),
+    options: list[str] = typer.Option([], "--option", help="Metric option KEY=VALUE (repeatable)."),
+) -> None:
+    """Evaluate a run with any metric plugin, passing options through."""
+    from genvae.core.plugins import get_plugins
+    from genvae.core.run import load_run
+
+    _print(get_plugins().metrics.get(name).evaluate(load_run(run), seed=seed, **_key_values(options)))
+
+
+def _key_values(texts: list[str]) -> dict[str, Any]:
+    from genvae.core.config import parse_override
+
+    values = {}
+    for text in texts:
+        _, key, value = parse_override(f"data.{text}")  # the same KEY=VALUE literal parsing as --set
+        values[key] = value
+    return values

@@ -1,0 +1,199 @@
+"""IntroVAE's residual encoder / decoder (paper Section 6.3, Appendix 9.2.2, Table 6), parametrised.
+
+Layout (as the authors' code, ``channels = (c_0, ..., c_{L-1})``, image side S, base side
+b = S' / 2^L where S' is S rounded up to a multiple of 2^L):
+
+Encoder: Conv 5x5 (c_0) + BN + LeakyReLU(0.2) + AvgPool, then for each c_i (i >= 1) a residual
+block c_{i-1} -> c_i followed by AvgPool, then one residual block c_{L-1} -> c_{L-1} at b x b and
+a linear layer to 2·z_dim = (mu, logvar).
+
+Decoder: Linear z -> c_{L-1}·b·b + ReLU, then for each c_i in reverse order a residual block
+(previous width -> c_i) followed by nearest x2 upsampling, one residual block c_0 -> c_0 at full
+size, and Conv 5x5 to the image channels (no output activation, as the authors' MSE setting).
+
+A residual block is [3x3 conv, BN, LReLU, 3x3 conv] + shortcut (1x1 conv when the width
+changes), then BN and LReLU(0.2) on the sum (the authors' ``ResidualBlock``). For CIFAR-10
+(32x32, channels (64, 128, 256)) this is the 4x4 base of Table 6; for 28x28 with channels
+(64, 128) it is the authors' 7x7 base. When S is not a multiple of 2^L (e.g. 28 with three
+levels) the encoder zero-pads the input to S' and the decoder centre-crops its S' output to S,
+so any S >= 2^L works without resizing the data.
+
+Normalisation (``norm``): the authors' BatchNorm, but by default with batch statistics in eval
+mode too (``batch-stats``). With running statistics (``batch``) an eval-mode model is badly
+off: the encoder's running statistics are dominated by the fakes it sees twice per step
+(Alg. 2 lines 10 and 22), and the authors themselves generate and compute FID in train mode
+(batch statistics; see taldatech/soft-intro-vae-pytorch issues #13, #14, #20). ``batch-stats``
+keeps what they evaluated, in eval mode; its outputs depend on the other images of the batch.
+``none`` removes normalisation (convolutions then get biases).
+
+Class-conditional (``num_classes > 0``): as the authors' CVAE, a one-hot label is appended to
+the flattened features before the encoder's linear layer and to z before the decoder's.
+
+Speed: convolutions run in channels_last memory format with in-place activations; this is
+numerically the same network as the authors' (only memory layout differs).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import Architecture, Decoder, Encoder
+from genvae.errors import ConfigError
+
+CIFAR10_CHANNELS = (64, 128, 256)
+
+
+NORMS = ("batch-stats", "batch", "none")
+
+
+def _norm(channels: int, norm: str) -> nn.Module:
+    """BatchNorm as the authors (``batch``: running statistics in eval mode; ``batch-stats``: batch
+    statistics always, i.e. eval mode normalises as training does) or none (``none``)."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "batch-stats":
+        return nn.BatchNorm2d(channels, track_running_stats=False)
+    return nn.Identity()
+
+
+class ResidualBlock(nn.Module):
+    """The authors' block: LReLU(BN(conv3(LReLU(BN(conv3(x)))) + shortcut(x)))."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch-stats") -> None:
+        super().__init__()
+        bias = norm == "none"
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+        self.bn1 = _norm(out_channels, norm)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
+        self.bn2 = _norm(out_channels, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        h = F.leaky_relu(self.bn1(self.conv1(x)), 0.2, inplace=True)
+        h = self.conv2(h) + identity
+        return F.leaky_relu(self.bn2(h), 0.2, inplace=True)
+
+
+def _geometry(data_shape: Sequence[int], channels: Sequence[int], norm: str) -> tuple[int, int, int, int]:
+    """(image channels, image side, padded side, base side) for a square image."""
+    if norm not in NORMS:
+        raise ConfigError(f"arch.norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if len(data_shape) != 3:
+        raise ConfigError(f"the residual architecture needs images shaped (C, H, W), got data shape {tuple(data_shape)}")
+    if len(channels) < 1 or any(int(c) <= 0 for c in channels):
+        raise ConfigError(f"arch.channels must be a non-empty list of positive widths, got {list(channels)}")
+    image_channels, height, width = (int(d) for d in data_shape)
+    if height != width:
+        raise ConfigError(f"the residual architecture needs square images, got {height}x{width}")
+    factor = 2 ** len(channels)
+    if height < factor:
+        raise ConfigError(
+            f"images of side {height} are too small for {len(channels)} resolution levels (arch.channels={list(channels)}); "
+            f"use at most {max(1, height.bit_length() - 1)} channel entries"
+        )
+    padded = -(-height // factor) * factor
+    return image_channels, height, padded, padded // factor
+
+
+def _one_hot(y: Tensor | None, num_classes: int, like: Tensor) -> Tensor:
+    if y is None:
+        raise ValueError("this model is class-conditional: pass labels y")
+    return F.one_hot(y.long(), num_classes).to(like.dtype)
+
+
+class ResidualEncoder(Encoder):
+    """x -> (mu, logvar) through IntroVAE's residual convolutional encoder."""
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...] = (3, 32, 32),
+        num_classes: int = 0,
+        z_dim: int = 128,
+        channels: Sequence[int] = CIFAR10_CHANNELS,
+        norm: str = "batch-stats",
+    ) -> None:
+        channels = [int(c) for c in channels]
+        super().__init__(
+            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), channels=channels, norm=norm
+        )
+        image_channels, self.size, self.padded, base = _geometry(data_shape, channels, norm)
+        self.num_classes = int(num_classes)
+        self.latent_groups = {"z": int(z_dim)}
+        layers: list[nn.Module] = [
+            nn.Conv2d(image_channels, channels[0], 5, padding=2, bias=norm == "none"),
+            _norm(channels[0], norm),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.AvgPool2d(2),
+        ]
+        width = channels[0]
+        for ch in channels[1:]:
+            layers += [ResidualBlock(width, ch, norm), nn.AvgPool2d(2)]
+            width = ch
+        layers.append(ResidualBlock(width, width, norm))
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(width * base * base + self.num_classes, 2 * int(z_dim))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.padded != self.size:
+            pad = (self.padded - self.size) // 2
+            x = F.pad(x, (pad, self.padded - self.size - pad, pad, self.padded - self.size - pad))
+        h = self.features(x.contiguous(memory_format=torch.channels_last))
+        h = h.contiguous().flatten(1)  # NCHW order, as the authors' view(-1)
+        if self.num_classes:
+            h = torch.cat([h, _one_hot(y, self.num_classes, h)], dim=1)
+        mu, logvar = self.fc(h).chunk(2, dim=1)
+        return mu, logvar
+
+
+class ResidualDecoder(Decoder):
+    """z -> x through IntroVAE's residual convolutional decoder (nearest x2 upsampling)."""
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...] = (3, 32, 32),
+        num_classes: int = 0,
+        z_dim: int = 128,
+        channels: Sequence[int] = CIFAR10_CHANNELS,
+        norm: str = "batch-stats",
+    ) -> None:
+        channels = [int(c) for c in channels]
+        super().__init__(
+            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), channels=channels, norm=norm
+        )
+        image_channels, self.size, self.padded, self.base = _geometry(data_shape, channels, norm)
+        self.num_classes = int(num_classes)
+        self.top_channels = channels[-1]
+        self.fc = nn.Sequential(nn.Linear(int(z_dim) + self.num_classes, channels[-1] * self.base * self.base), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        width = channels[-1]
+        for ch in reversed(channels):
+            layers += [ResidualBlock(width, ch, norm), nn.Upsample(scale_factor=2, mode="nearest")]
+            width = ch
+        layers += [ResidualBlock(width, width, norm), nn.Conv2d(width, image_channels, 5, padding=2)]
+        self.main = nn.Sequential(*layers)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.num_classes:
+            z = torch.cat([z, _one_hot(y, self.num_classes, z)], dim=1)
+        h = self.fc(z).view(-1, self.top_channels, self.base, self.base)
+        x = self.main(h.contiguous(memory_format=torch.channels_last))
+        if self.padded != self.size:
+            start = (self.padded - self.size) // 2
+            x = x[:, :, start : start + self.size, start : start + self.size]
+        return x.contiguous()
+
+
+@hookimpl
+def genvae_register_architectures(register) -> None:  # type: ignore[no-untyped-def]
+    register(
+        "residual",
+        Architecture(ResidualEncoder, ResidualDecoder, "IntroVAE's residual conv encoder/decoder (paper Table 6; options z_dim, channels)"),
+    )

@@ -1,0 +1,593 @@
+"""FID, KID and precision / recall of generated images (paper Section 6.3: FID of 50,000 samples
+against the training images).
+
+- **Reference statistics** (EDM's ``ref`` / ``calc`` split): :func:`compute_reference_stats`
+  extracts features of a dataset once and saves ``mu``, ``sigma`` (float64), ``n``, the feature
+  settings (JSON) and a random subset of the features themselves (for KID and precision / recall)
+  as ``.npz``. :func:`evaluate_fid` reuses it and refuses one computed with other settings.
+- **Fréchet distance** ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½, in float64 with
+  symmetric eigendecompositions (eigenvalues clipped at 0): no complex parts, no
+  ``scipy.linalg.sqrtm(disp=False)`` failures on singular covariances. The result is clipped at 0.
+- **KID** (Bińkowski et al. 2018) as torch-fidelity: unbiased MMD² with the cubic polynomial
+  kernel (x·y/d + 1)³, mean and std over ``kid_subsets`` random subsets of ``kid_subset_size``,
+  NumPy ``RandomState(2020)``.
+- **Precision / recall** (Kynkäänniemi et al. 2019), k = 3: a generated sample is precise if it
+  lies within the k-NN radius of some real sample; a real sample is recalled if it lies within the
+  k-NN radius of some generated sample (torch-fidelity's definition).
+
+**Feature extractors** are looked up by name in :data:`FEATURE_EXTRACTORS`
+(:func:`register_feature_extractor` adds one):
+
+- ``inception``: the TF-2015-12-05 FID Inception (``inception.py``) with the user's weight file.
+  Only this gives numbers comparable to published FID (and only with 50,000 samples).
+- ``random-conv``: a fixed-seed random convolutional network (no weights to download). Its
+  "FID" is **not comparable to published FID**; it is a consistent distance between image sets
+  for comparing models on the same data (and for tests). Random conv features measure
+  low-level image statistics (contrast, edges, textures) rather than semantics.
+
+Generation and feature extraction run in batches under Accelerate: each process generates its
+share of the batches (prior noise seeded per batch, so the samples do not depend on the number
+of processes), features are gathered with ``accelerator.gather``. Results are appended to
+``RUN/metrics/fid.jsonl`` with every setting used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import DataSource, Metric
+from genvae.errors import ConfigError, DataError
+from genvae.plugins.metrics.inception import RESIZE_MODES, InceptionFeatures, quantize_uint8, resize_tf1_bilinear, to_rgb
+
+RESULTS_FILE = "fid.jsonl"
+NUM_SAMPLES = 50_000  # the paper's Section 6.3
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+KID_SEED = 2020  # torch-fidelity's rng_seed
+PR_NEIGHBORHOOD = 3
+KEEP_REF_FEATURES = 10_000  # features stored in the reference file for KID and precision / recall
+
+
+# --------------------------------------------------------------------------------------------
+# Feature extractors
+# --------------------------------------------------------------------------------------------
+
+
+class FeatureExtractor(Protocol):
+    """Float images in [0, 1], (N, C, H, W) → features (N, dim). Must be in eval mode so that a
+    sample's features do not depend on its batch."""
+
+    name: str
+    dim: int
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+    def to(self, device: Any) -> Any: ...
+
+
+class RandomConvFeatures(nn.Module):
+    """A fixed-seed random conv net: uint8-rounded images, resized to 64×64 (TF1 bilinear),
+    scaled to [-1, 1), four 3×3 conv + ReLU layers (32, 64, 128, 256 channels, strides 1, 2, 2, 2),
+    global average pool → 256-d. Kaiming-normal weights drawn from ``torch.Generator(seed)``;
+    the weights' SHA-256 is part of the settings, so references made with other weights are refused.
+    NOT comparable to published FID."""
+
+    name = "random-conv"
+    dim = 256
+    size = 64
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = seed
+        widths, strides = (3, 32, 64, 128, 256), (1, 2, 2, 2)
+        layers: list[nn.Module] = []
+        g = torch.Generator().manual_seed(seed)
+        for c_in, c_out, stride in zip(widths[:-1], widths[1:], strides):
+            conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * math.sqrt(2.0 / (c_in * 9)))
+                conv.bias.zero_()
+            layers += [conv, nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        self.requires_grad_(False)
+        self.eval()
+        digest = hashlib.sha256()
+        for p in self.net.parameters():
+            digest.update(p.detach().cpu().numpy().tobytes())
+        self.weights_sha256 = digest.hexdigest()
+
+    def train(self, mode: bool = True) -> "RandomConvFeatures":
+        return super().train(False)
+
+    def settings(self) -> dict[str, Any]:
+        return {"features": self.name, "dim": self.dim, "seed": self.seed, "resize": f"tf1-bilinear-{self.size}",
+                "quantize": "uint8-round", "weights_sha256": self.weights_sha256}  # fmt: skip
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        device = next(self.net.parameters()).device
+        x = to_rgb(quantize_uint8(images)).to(torch.float32)
+        x = (resize_tf1_bilinear(x, self.size) - 128.0) / 128.0
+        return self.net(x.to(device)).mean(dim=(2, 3))
+
+
+def _inception_factory(inception_weights: str | Path | None = None, resize: str = "tf1-bilinear", **_: Any) -> InceptionFeatures:
+    return InceptionFeatures.from_file(inception_weights, resize=resize)
+
+
+def _random_conv_factory(seed: int = 0, **_: Any) -> RandomConvFeatures:
+    return RandomConvFeatures(seed=seed)
+
+
+FEATURE_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
+    "inception": _inception_factory,
+    "random-conv": _random_conv_factory,
+}
+
+
+def register_feature_extractor(name: str, factory: Callable[..., FeatureExtractor]) -> None:
+    """Make ``--features NAME`` available. ``factory(**options)`` receives ``inception_weights``
+    and ``resize`` (and must accept and ignore options it does not use)."""
+    if name in FEATURE_EXTRACTORS:
+        raise ConfigError(f"feature extractor {name!r} is already registered")
+    FEATURE_EXTRACTORS[name] = factory
+
+
+def build_feature_extractor(name: str = "inception", **options: Any) -> FeatureExtractor:
+    if name not in FEATURE_EXTRACTORS:
+        raise ConfigError(f"unknown feature extractor {name!r}; choose one of {', '.join(sorted(FEATURE_EXTRACTORS))}")
+    if options.get("resize") is None:
+        options.pop("resize", None)
+    elif options["resize"] not in RESIZE_MODES:
+        raise ConfigError(f"unknown resize mode {options['resize']!r}; choose one of {', '.join(RESIZE_MODES)}")
+    return FEATURE_EXTRACTORS[name](**options)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics and distances
+# --------------------------------------------------------------------------------------------
+
+
+def feature_statistics(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64, unbiased as ``np.cov``) of features (N, d)."""
+    f = np.asarray(features.detach().cpu() if isinstance(features, Tensor) else features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise DataError(f"need at least 2 feature vectors for statistics, got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition (eigenvalues
+    clipped at 0)."""
+    a = np.asarray(a, dtype=np.float64)
+    w, v = np.linalg.eigh(0.5 * (a + a.T))
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½ (float64; the eigenvalues of Σ₁^½ Σ₂ Σ₁^½
+    are those of Σ₁Σ₂, so the last trace is tr (Σ₁Σ₂)^½). Clipped at 0."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise DataError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
+    root1 = sqrtm_psd(s1)
+    middle = root1 @ s2 @ root1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (middle + middle.T)), 0.0, None)).sum()
+    diff = mu1 - mu2
+    return float(max(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean, 0.0))
+
+
+def _mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float:
+    m = k_xx.shape[0]
+    sum_xx = k_xx.sum() - np.trace(k_xx)
+    sum_yy = k_yy.sum() - np.trace(k_yy)
+    return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
+
+
+def kernel_inception_distance(
+    features_gen: np.ndarray | Tensor,
+    features_real: np.ndarray | Tensor,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = KID_SEED,
+    degree: int = 3,
+    coef0: float = 1.0,
+) -> tuple[float, float, int]:
+    """KID mean and std over subsets, and the subset size used (reduced to the smaller set's size)."""
+    f1 = np.asarray(features_gen.detach().cpu() if isinstance(features_gen, Tensor) else features_gen, dtype=np.float64)
+    f2 = np.asarray(features_real.detach().cpu() if isinstance(features_real, Tensor) else features_real, dtype=np.float64)
+    size = min(subset_size, len(f1), len(f2))
+    if size < 2:
+        raise DataError("KID needs at least 2 feature vectors on each side")
+    gamma = 1.0 / f1.shape[1]
+    rng = np.random.RandomState(seed)
+    mmds = np.zeros(subsets)
+    for i in range(subsets):
+        x = f1[rng.choice(len(f1), size, replace=False)]
+        y = f2[rng.choice(len(f2), size, replace=False)]
+        k = lambda a, b: (a @ b.T * gamma + coef0) ** degree  # noqa: E731
+        mmds[i] = _mmd2_unbiased(k(x, x), k(x, y), k(y, y))
+    return float(mmds.mean()), float(mmds.std()), size
+
+
+def _knn_radii(f: Tensor, k: int, chunk: int) -> Tensor:
+    """Distance of each row of ``f`` to its k-th nearest neighbour in ``f`` (itself excluded)."""
+    return torch.cat([torch.cdist(rows, f).kthvalue(k + 1, dim=1).values for rows in f.split(chunk)])
+
+
+def _covered(queries: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tensor:
+    """For each query: does it lie within ``radii[j]`` of some centre j?"""
+    return torch.cat([(torch.cdist(rows, centres) <= radii.unsqueeze(0)).any(dim=1) for rows in queries.split(chunk)])
+
+
+def precision_recall(features_gen: np.ndarray | Tensor, features_real: np.ndarray | Tensor, k: int = PR_NEIGHBORHOOD, chunk: int = 2048) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls, float64."""
+    gen = torch.as_tensor(np.asarray(features_gen.detach().cpu() if isinstance(features_gen, Tensor) else features_gen), dtype=torch.float64)
+    real = torch.as_tensor(np.asarray(features_real.detach().cpu() if isinstance(features_real, Tensor) else features_real), dtype=torch.float64)
+    if len(gen) <= k or len(real) <= k:
+        raise DataError(f"precision / recall with k={k} needs more than {k} samples on each side")
+    precision = _covered(gen, real, _knn_radii(real, k, chunk), chunk).double().mean().item()
+    recall = _covered(real, gen, _knn_radii(gen, k, chunk), chunk).double().mean().item()
+    return precision, recall
+
+
+# --------------------------------------------------------------------------------------------
+# Batched, distributed feature extraction
+# --------------------------------------------------------------------------------------------
+
+
+def _accelerator(accelerator: Any = None) -> Any:
+    if accelerator is not None:
+        return accelerator
+    from accelerate import Accelerator
+
+    return Accelerator()
+
+
+def _progress(enabled: bool, description: str, total: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), disable=not enabled, transient=True)  # fmt: skip
+    task = progress.add_task(description, total=total)
+    return progress, task
+
+
+def distributed_features(
+    make_batch: Callable[[int], Tensor],
+    num_batches: int,
+    batch_size: int,
+    extractor: FeatureExtractor,
+    accelerator: Any = None,
+    progress: bool = True,
+    description: str = "features",
+) -> Tensor:
+    """Features of batches 0 … num_batches − 1 (each at most ``batch_size`` images, made by
+    ``make_batch(b)``), in batch order, on every process. Process p handles batches
+    p, p + W, p + 2W, …; each round's features (padded to ``batch_size`` rows) are gathered."""
+    acc = _accelerator(accelerator)
+    rank, world = acc.process_index, acc.num_processes
+    rounds = -(-num_batches // world)
+    out: list[Tensor] = []
+    bar, task = _progress(progress and acc.is_main_process, description, num_batches)
+    with bar, torch.no_grad():
+        for r in range(rounds):
+            b = r * world + rank
+            feats = torch.zeros(batch_size, extractor.dim, device=acc.device)
+            count = torch.zeros(1, dtype=torch.long, device=acc.device)
+            if b < num_batches:
+                images = make_batch(b)
+                if len(images) > batch_size:
+                    raise DataError(f"batch {b} has {len(images)} images, more than batch_size {batch_size}")
+                f = extractor(images.to(acc.device)).float()
+                feats[: len(f)] = f
+                count[0] = len(f)
+            all_feats = acc.gather(feats).reshape(world, batch_size, -1)
+            all_counts = acc.gather(count).reshape(world)
+            for p in range(world):
+                out.append(all_feats[p, : int(all_counts[p])].cpu())
+            bar.update(task, advance=min(world, num_batches - r * world))
+    return torch.cat(out) if out else torch.zeros(0, extractor.dim)
+
+
+# --------------------------------------------------------------------------------------------
+# Reference statistics
+# --------------------------------------------------------------------------------------------
+
+
+def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None = None) -> tuple[DataSource, str]:
+    """A DataSource from a dataset plugin name (``mnist``), ``name:key=value,...`` or a folder of images."""
+    if isinstance(data, DataSource):
+        return data, type(data).__name__
+    from genvae.core.config import parse_override
+    from genvae.core.plugins import get_plugins
+
+    plugins = get_plugins()
+    text = str(data)
+    opts = dict(options or {})
+    if Path(text).expanduser().is_dir() and text not in plugins.datasets.names():
+        opts.setdefault("path", str(Path(text).expanduser()))
+        return plugins.datasets.get("folder")(**opts), f"folder:{Path(text).expanduser().resolve()}"
+    name, _, rest = text.partition(":")
+    for item in filter(None, rest.split(",")):
+        _, key, value = parse_override(f"data.{item}")
+        opts[key] = value
+    return plugins.datasets.get(name)(**opts), text
+
+
+def _data_batches(data: DataSource, split: str, num_samples: int | None, batch_size: int, seed: int) -> tuple[int, Callable[[int], Tensor]]:
+    """(number of batches, batch b → float images) over the first ``num_samples`` images of a split
+    (random access where the source offers ``get`` / ``split_size``; a seeded stream otherwise)."""
+    if hasattr(data, "get") and hasattr(data, "split_size"):
+        size = data.split_size(split)
+        n = size if num_samples is None else min(num_samples, size)
+        if num_samples is not None and num_samples > size:
+            raise DataError(f"the {split} split has {size} images, fewer than the {num_samples} asked for")
+        return -(-n // batch_size), lambda b: data.get(torch.arange(b * batch_size, min(n, (b + 1) * batch_size)), split).x
+    if num_samples is None:
+        raise ConfigError(f"{type(data).__name__} cannot list its {split} split; give --num-samples")
+    if split == "test":
+        x = data.test_batch(num_samples, seed=seed).x
+        return -(-num_samples // batch_size), lambda b: x[b * batch_size : (b + 1) * batch_size]
+    cache: dict[int, Tensor] = {}
+    stream: Iterator = iter(data.train_stream(batch_size, seed=seed))
+
+    def batch(b: int) -> Tensor:
+        while b not in cache:
+            cache[len(cache)] = next(stream).x
+        x = cache.pop(b)
+        return x[: max(0, min(batch_size, num_samples - b * batch_size))]
+
+    return -(-num_samples // batch_size), batch
+
+
+def _check_images(x: Tensor, where: str) -> None:
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise DataError(f"FID needs images (N, 1 or 3, H, W); {where} gives {tuple(x.shape)}")
+
+
+def compute_reference_stats(
+    data: str | Path | DataSource,
+    out_path: str | Path | None,
+    features: str = "inception",
+    inception_weights: str | Path | None = None,
+    resize: str | None = None,
+    num_samples: int | None = None,
+    split: str = "train",
+    batch_size: int = 200,
+    keep_features: int = KEEP_REF_FEATURES,
+    seed: int = 0,
+    data_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    accelerator: Any = None,
+    extractor: FeatureExtractor | None = None,
+) -> dict[str, Any]:
+    """Features of a dataset's images (default: every training image) → ``out_path`` (.npz) with
+    ``mu``, ``sigma``, ``n``, ``settings`` (JSON) and up to ``keep_features`` random feature
+    vectors. Returns the statistics (``mu``, ``sigma``, ``features``, ``n``, ``settings``)."""
+    source, label = open_data(data, data_options)
+    if getattr(source, "kind", "images") != "images":
+        raise DataError(f"FID needs an image dataset; {label} holds {source.kind}")
+    acc = _accelerator(accelerator)
+    extractor = extractor or build_feature_extractor(features, inception_weights=inception_weights, resize=resize)
+    extractor.to(acc.device)
+    num_batches, make_batch = _data_batches(source, split, num_samples, batch_size, seed)
+
+    def checked(b: int) -> Tensor:
+        x = make_batch(b)
+        _check_images(x, label)
+        return x
+
+    feats = distributed_features(checked, num_batches, batch_size, extractor, acc, progress, f"reference features ({label})")
+    mu, sigma = feature_statistics(feats)
+    keep = np.random.RandomState(seed).permutation(len(feats))[: min(keep_features, len(feats))]
+    stats = {
+        "mu": mu,
+        "sigma": sigma,
+        "features": feats[np.sort(keep)].numpy().astype(np.float32),
+        "n": len(feats),
+        "settings": {**extractor.settings(), "data": label, "split": split, "shape": list(source.shape)},
+    }
+    if out_path is not None and acc.is_main_process:
+        save_stats(out_path, stats)
+    return stats
+
+
+def save_stats(path: str | Path, stats: Mapping[str, Any]) -> Path:
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ConfigError(f"reference statistics are saved as .npz; got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, mu=stats["mu"], sigma=stats["sigma"], n=np.int64(stats["n"]), features=stats["features"],
+             settings=np.array(json.dumps(stats["settings"], sort_keys=True)))  # fmt: skip
+    tmp.replace(path)
+    return path
+
+
+def load_stats(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"reference statistics {path} not found; make them with 'genvae eval fid-ref DATA --out {path.name}'")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            stats = {"mu": f["mu"], "sigma": f["sigma"], "n": int(f["n"]) if "n" in f else 0,
+                     "features": f["features"] if "features" in f else None,
+                     "settings": json.loads(str(f["settings"])) if "settings" in f else {}}  # fmt: skip
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{path} is not a reference statistics file (needs mu and sigma): {exc}") from None
+    return stats
+
+
+COMPARED_SETTINGS = ("features", "dim", "resize", "quantize", "input_scaling", "seed", "weights_sha256")
+
+
+def check_compatible(ref_settings: Mapping[str, Any], settings: Mapping[str, Any], ref_label: str) -> None:
+    """Reference and generated features must come from the same extractor with the same settings."""
+    if not ref_settings:
+        return  # a foreign .npz (e.g. pytorch-fid's): mu / sigma only, nothing to compare
+    diffs = [f"{k}: {ref_settings.get(k)!r} vs {settings.get(k)!r}" for k in COMPARED_SETTINGS
+             if k in ref_settings or k in settings if ref_settings.get(k) != settings.get(k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(f"reference {ref_label} was computed with other feature settings ({'; '.join(diffs)}); recompute it with 'genvae eval fid-ref'")
+
+
+# --------------------------------------------------------------------------------------------
+# FID of a run
+# --------------------------------------------------------------------------------------------
+
+
+def generated_batch_fn(decoder: nn.Module, z_dim: int, num_classes: int, num_samples: int, batch_size: int, seed: int, device: Any) -> Callable[[int], Tensor]:
+    """Batch b → D(z) with z ~ N(0, I) from a generator seeded by (seed, b): the samples do not
+    depend on how batches are spread over processes. Conditional models cycle through the classes."""
+
+    def make(b: int) -> Tensor:
+        n = min(batch_size, num_samples - b * batch_size)
+        z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + b)).to(device)
+        y = (torch.arange(b * batch_size, b * batch_size + n) % num_classes).to(device) if num_classes else None
+        return decoder(z, y).clamp(0.0, 1.0)
+
+    return make
+
+
+def evaluate_fid(
+    run: Any,
+    ref: str | Path | DataSource,
+    num_samples: int = NUM_SAMPLES,
+    features: str | None = None,
+    inception_weights: str | Path | None = None,
+    resize: str | None = None,
+    batch_size: int = 200,
+    seed: int = 0,
+    kid: bool = True,
+    pr: bool = True,
+    kid_subsets: int = KID_SUBSETS,
+    kid_subset_size: int = KID_SUBSET_SIZE,
+    pr_k: int = PR_NEIGHBORHOOD,
+    ref_num_samples: int | None = None,
+    progress: bool = True,
+    accelerator: Any = None,
+    extractor: FeatureExtractor | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """FID (and KID, precision / recall) of ``num_samples`` prior samples of a ``LoadedRun``.
+
+    ``ref`` is a statistics file (.npz from :func:`compute_reference_stats`) or data (a dataset
+    name, ``name:key=value``, a folder): then its training split's statistics are computed and
+    cached as ``RUN/metrics/fid-ref-<data>-<features>.npz`` for the next call. ``features``
+    defaults to the reference file's extractor (else ``inception``). Appends the result to
+    ``RUN/metrics/fid.jsonl`` (main process) and returns it.
+    """
+    if num_samples < 2:
+        raise ConfigError(f"--num-samples must be at least 2, got {num_samples}")
+    acc = _accelerator(accelerator)
+    start = time.perf_counter()
+    run_path = Path(run.path)
+    ref_is_file = isinstance(ref, (str, Path)) and str(ref).endswith(".npz")
+    ref_stats = load_stats(ref) if ref_is_file else None
+    name = features or (ref_stats["settings"].get("features") if ref_stats else None) or "inception"
+    if extractor is None:
+        extractor_options: dict[str, Any] = {"inception_weights": inception_weights, "resize": resize or (ref_stats or {}).get("settings", {}).get("resize")}
+        if name != "inception":
+            extractor_options.pop("resize")
+        if ref_stats and "seed" in ref_stats["settings"]:
+            extractor_options["seed"] = ref_stats["settings"]["seed"]
+        extractor = build_feature_extractor(name, **extractor_options)
+    extractor.to(acc.device)
+    settings = extractor.settings()
+
+    if ref_stats is None:
+        source, label = open_data(ref) if not isinstance(ref, DataSource) else (ref, type(ref).__name__)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[-60:]
+        cache = run_path / "metrics" / f"fid-ref-{safe}-{name}.npz"
+        if cache.is_file():
+            ref_stats = load_stats(cache)
+            same = ref_stats["settings"].get("data") == label and ref_num_samples in (None, ref_stats["n"])
+            if not same:
+                ref_stats = None
+            else:
+                try:
+                    check_compatible(ref_stats["settings"], settings, str(cache))
+                except ConfigError:
+                    ref_stats = None
+        if ref_stats is None:
+            ref_stats = compute_reference_stats(source, cache, num_samples=ref_num_samples, batch_size=batch_size, progress=progress,
+                                                accelerator=acc, extractor=extractor, seed=seed)  # fmt: skip
+            acc.wait_for_everyone()
+        ref_label = str(cache)
+    else:
+        ref_label = str(ref)
+    check_compatible(ref_stats["settings"], settings, ref_label)
+    if ref_stats["mu"].shape != (extractor.dim,):
+        raise ConfigError(f"reference {ref_label} holds {ref_stats['mu'].shape[0]}-d statistics, but {name} gives {extractor.dim}-d features")
+
+    decoder = run.decoder.eval().to(acc.device)
+    z_dim = sum(run.encoder.latent_groups.values())
+    num_classes = int(getattr(decoder, "config", {}).get("num_classes", 0) or 0)
+    make = generated_batch_fn(decoder, z_dim, num_classes, num_samples, batch_size, seed, acc.device)
+    shape = tuple(run.data.shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise DataError(f"FID needs an image model; {run.config.data['name']} samples have shape {shape}")
+    gen = distributed_features(make, -(-num_samples // batch_size), batch_size, extractor, acc, progress, "generated features")
+    mu, sigma = feature_statistics(gen)
+    result: dict[str, Any] = {"fid": frechet_distance(mu, sigma, ref_stats["mu"], ref_stats["sigma"])}
+    ref_features = ref_stats.get("features")
+    if (kid or pr) and ref_features is None:
+        result["note"] = "reference file holds no features: KID and precision / recall skipped"
+    if kid and ref_features is not None:
+        mean, std, size = kernel_inception_distance(gen.numpy(), ref_features, kid_subsets, kid_subset_size)
+        result.update(kid_mean=mean, kid_std=std, kid_subset_size=size, kid_subsets=kid_subsets)
+    if pr and ref_features is not None:
+        n = min(len(gen), len(ref_features))
+        result["precision"], result["recall"] = precision_recall(gen[:n], ref_features[:n], k=pr_k)
+        result.update(pr_k=pr_k, pr_samples=n)
+    comparable = (name == "inception" and settings.get("weights_verified") != "unverified" and num_samples >= NUM_SAMPLES
+                  and settings.get("resize") == "tf1-bilinear")  # fmt: skip
+    result.update(
+        run=str(run_path),
+        objective=run.config.objective["name"],
+        data=run.config.data["name"],
+        num_samples=num_samples,
+        ref=ref_label,
+        ref_n=ref_stats["n"],
+        ref_data=ref_stats["settings"].get("data", ""),
+        seed=seed,
+        batch_size=batch_size,
+        processes=acc.num_processes,
+        settings=settings,
+        comparable_to_published=comparable,
+        seconds=round(time.perf_counter() - start, 2),
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if write and acc.is_main_process:
+        out = run_path / "metrics" / RESULTS_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(result, default=str) + "\n")
+    return result
+
+
+def evaluate(run: Any, seed: int = 0, ref: str | None = None, **options: Any) -> dict[str, Any]:
+    """The registered metric: ``genvae eval fid RUN --option ref=STATS.npz|DATA [--option num_samples=N]``."""
+    if ref is None:
+        raise ConfigError("the fid metric needs a reference: ref=STATS.npz (from 'genvae eval fid-ref') or a dataset name")
+    return evaluate_fid(run, ref, seed=seed, **options)
+
+
+@hookimpl
+def genvae_register_metrics(register) -> None:  # type: ignore[no-untyped-def]
+    register("fid", Metric(evaluate=evaluate, description="FID / KID / precision-recall of prior samples against reference statistics (paper Sec. 6.3)"))

@@ -1,0 +1,376 @@
+"""Out-of-distribution detection by likelihood (paper Section 6.5, Appendix 9.7, Table 7, Figure 8).
+
+Scores (higher = more in-distribution), per sample, in nats:
+
+- ``elbo``: E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), the expectation over ``samples`` draws
+  z ~ q(z|x), the KL in closed form;
+- ``iwae``: log (1/M) Σ_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), M = ``samples`` (the paper's
+  estimate with M = 5), by logsumexp. Its expectation is ≥ the ELBO and grows to log p(x) with M.
+
+**The decoder density.** Training minimises β_rec·L_rec + KL; the likelihood consistent with it:
+
+- ``mse`` (L_rec = Σ (x − x̂)², the authors' loss): a Gaussian N(x̂, σ²I) with σ² = 1 / (2β_rec),
+  log p(x|z) = −β_rec·L_rec + (D/2)·log(β_rec / π);
+- ``gaussian`` (½ Σ (x − x̂)² + ½D log 2π): a Gaussian with σ² = 1 / β_rec,
+  log p(x|z) = −β_rec·½Σ (x − x̂)² + (D/2)·log(β_rec / 2π);
+- ``bce``: Bernoulli, log p(x|z) = −L_rec (β_rec is not a temperature of a Bernoulli; for
+  non-binary x this is not a normalised density of x);
+- any other (plugin) loss: −β_rec·L_rec, i.e. a density up to an unknown constant.
+
+D is the number of pixels. The constant depends only on D and β_rec, so it is the same for in-
+and out-of-distribution data of the same shape and AUROC does not depend on it; it is there so
+that the scores are log-densities and the IWAE and ELBO use the same p(x|z) (IWAE ≥ ELBO holds
+with any common constant). β_kl is not used: with β_kl ≠ 1 the training loss is not a bound on
+log p(x); the scores are the β_kl = 1 ELBO / IWAE. Pixel values are in [0, 1] and the density is
+that of continuous pixels (no dequantisation), as the paper.
+
+**AUROC** (sklearn ``roc_auc_score``): OOD is the positive class and −score the detector, so
+1.0 means every OOD sample has a lower score than every in-distribution sample.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import DataSource, Metric
+from genvae.core.losses import kl_standard_normal, reconstruction_error
+from genvae.errors import ConfigError, DataError
+
+SCORES = ("elbo", "iwae")
+DEFAULT_SAMPLES = 5  # the paper's M
+LOG_2PI = math.log(2.0 * math.pi)
+RESULTS_FILE = "ood.jsonl"
+
+# Paper Table 7 (AUROC, mean ± std over 3 seeds; ELBO score).
+PAPER_TABLE7: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    ("mnist", "fashion-mnist"): {"vae": (0.992, 0.002), "soft-intro": (0.999, 0.0002)},
+    ("fashion-mnist", "mnist"): {"vae": (0.996, 0.0009), "soft-intro": (0.999, 0.0004)},
+    ("cifar10", "svhn"): {"vae": (0.378, 0.01), "soft-intro": (0.9987, 0.008)},
+    ("svhn", "cifar10"): {"vae": (0.936, 0.003), "soft-intro": (0.966, 0.02)},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Likelihoods and scores
+# --------------------------------------------------------------------------------------------
+
+
+def log_mean_exp(u: Tensor, dim: int = 0) -> Tensor:
+    """log (1/M) Σ_i exp(u_i) along ``dim``, stable for very negative (or large) u (logsumexp)."""
+    return torch.logsumexp(u, dim=dim) - math.log(u.shape[dim])
+
+
+def log_likelihood(x: Tensor, x_rec: Tensor, recon: str = "mse", beta_rec: float = 1.0) -> Tensor:
+    """log p(x|z) per sample for the decoder mean ``x_rec`` (see the module docstring)."""
+    d = x[0].numel()
+    if recon == "mse":
+        sq = (x_rec - x).pow(2).flatten(1).sum(1)
+        return -beta_rec * sq + 0.5 * d * math.log(beta_rec / math.pi)
+    if recon == "gaussian":
+        sq = (x_rec - x).pow(2).flatten(1).sum(1)
+        return -0.5 * beta_rec * sq + 0.5 * d * math.log(beta_rec / (2.0 * math.pi))
+    if recon == "bce":
+        return -reconstruction_error(x, x_rec, "bce")
+    return -beta_rec * reconstruction_error(x, x_rec, recon)
+
+
+def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; μ, diag exp(logvar)) summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def log_standard_normal(z: Tensor) -> Tensor:
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+@torch.no_grad()
+def likelihood_scores(
+    encoder: Callable,
+    decoder: Callable,
+    x: Tensor,
+    y: Tensor | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    recon: str = "mse",
+    beta_rec: float = 1.0,
+    generator: torch.Generator | None = None,
+    max_decode: int = 4096,
+) -> dict[str, Tensor]:
+    """Both scores of a batch from the same M draws z_i ~ q(z|x): ``elbo`` and ``iwae`` (B,).
+    Draws are decoded together, at most ``max_decode`` images per decoder call."""
+    if samples < 1:
+        raise ConfigError(f"samples must be >= 1, got {samples}")
+    mu, logvar = encoder(x, y)
+    std = torch.exp(0.5 * logvar)
+    b = x.shape[0]
+    per_call = max(1, max_decode // max(b, 1))  # draws decoded together (one batch of per_call·B)
+    log_px, log_w = [], []
+    for start in range(0, samples, per_call):
+        m = min(per_call, samples - start)
+        eps = torch.randn((m, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
+        z = mu + std * eps  # (m, B, d)
+        x_rec = decoder(z.reshape(m * b, -1), None if y is None else y.repeat(m))
+        lp = log_likelihood(x.repeat(m, *([1] * (x.dim() - 1))), x_rec, recon, beta_rec).double().view(m, b)
+        log_px.append(lp)
+        log_w.append(lp + log_standard_normal(z).double() - log_normal_diag(z, mu, logvar).double())
+    elbo = torch.cat(log_px).mean(0) - kl_standard_normal(mu, logvar).double()
+    return {"elbo": elbo, "iwae": log_mean_exp(torch.cat(log_w), dim=0)}
+
+
+def auroc(in_scores: np.ndarray | Tensor, ood_scores: np.ndarray | Tensor) -> float:
+    """AUROC with OOD as the positive class and −score as the detector."""
+    from sklearn.metrics import roc_auc_score
+
+    a = np.asarray(in_scores, dtype=np.float64).ravel()
+    b = np.asarray(ood_scores, dtype=np.float64).ravel()
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise DataError("OOD scores contain inf or NaN; the model's likelihood overflowed")
+    labels = np.concatenate([np.zeros(len(a)), np.ones(len(b))])
+    return float(roc_auc_score(labels, -np.concatenate([a, b])))
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def _open(data: str | DataSource | None, default: DataSource, split: str) -> tuple[DataSource, str]:
+    """A DataSource for ``data`` (plugin name, ``name:key=value,...``, folder, or object). A
+    source whose training files are missing is reopened with ``split=test`` (e.g. MNIST here)."""
+    if data is None:
+        return default, "(run's data)"
+    if isinstance(data, DataSource):
+        return data, type(data).__name__
+    from genvae.plugins.metrics.fid import open_data
+
+    try:
+        return open_data(data)
+    except DataError:
+        if split == "test" and ":" not in str(data):
+            return open_data(f"{data}:split=test")
+        raise
+
+
+def iter_images(data: DataSource, split: str, n: int | None, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """(x, y) batches: the first ``n`` images of a split (random access where the source offers
+    ``get`` / ``split_size``), else ``test_batch`` / the training stream."""
+    if hasattr(data, "get") and hasattr(data, "split_size"):
+        size = data.split_size(split)
+        total = size if n is None else min(n, size)
+        if split == "train" and n is not None and n < size:
+            index_all = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:total]
+        else:
+            index_all = torch.arange(total)
+        for chunk in index_all.split(batch_size):
+            b = data.get(chunk, split)
+            yield b.x, b.y
+        return
+    total = n or 10_000
+    if split == "test":
+        b = data.test_batch(total, seed=seed)
+        for i in range(0, total, batch_size):
+            yield b.x[i : i + batch_size], None if b.y is None else b.y[i : i + batch_size]
+        return
+    done = 0
+    for b in data.train_stream(batch_size, seed=seed):
+        take = min(len(b.x), total - done)
+        yield b.x[:take], None if b.y is None else b.y[:take]
+        done += take
+        if done >= total:
+            return
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation of a run
+# --------------------------------------------------------------------------------------------
+
+
+def run_scores(run: Any, data: DataSource, split: str, n: int | None, score: str, samples: int, batch_size: int, seed: int) -> np.ndarray:
+    """Scores of ``n`` images of ``data``'s ``split`` under a ``LoadedRun``."""
+    if tuple(data.shape) != tuple(run.data.shape):
+        raise DataError(f"OOD data has shape {tuple(data.shape)} but the model was trained on {tuple(run.data.shape)}")
+    encoder, decoder = run.encoder.eval(), run.decoder.eval()
+    device = next(encoder.parameters()).device
+    cfg = run.config.objective
+    conditional = bool(getattr(encoder, "config", {}).get("num_classes", 0))
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for x, y in iter_images(data, split, n, batch_size, seed):
+        if conditional and y is None:
+            raise DataError("a class-conditional model needs labelled OOD data")
+        s = likelihood_scores(encoder, decoder, x.to(device), y.to(device) if conditional else None, samples,
+                              cfg.get("recon_loss", "mse"), float(cfg.get("beta_rec", 1.0)), generator)  # fmt: skip
+        out.append(s[score].cpu().numpy())
+    return np.concatenate(out)
+
+
+def plot_histograms(scores: Mapping[str, np.ndarray], path: Path, title: str = "", score: str = "elbo") -> Path:
+    """Figure 8: overlaid histograms of the scores of each set (train / test / OOD)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    all_scores = np.concatenate(list(scores.values()))
+    lo, hi = np.percentile(all_scores, [0.5, 99.5])
+    bins = np.linspace(lo, hi, 80)  # the 1 % extremes are clipped into the end bins
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, s in scores.items():
+        ax.hist(np.clip(s, lo, hi), bins=bins, alpha=0.5, density=True, label=f"{name} (n={len(s)})")
+    ax.set_xlabel(f"{score} (nats)")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def evaluate_ood(
+    run: Any,
+    in_data: str | DataSource | None = None,
+    out_data: str | DataSource | None = None,
+    score: str = "elbo",
+    samples: int = DEFAULT_SAMPLES,
+    n: int | None = None,
+    n_train: int | None = None,
+    batch_size: int = 500,
+    seed: int = 0,
+    figure: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+    """AUROC of in-distribution test images (``in_data``, default the run's dataset) against
+    ``out_data``'s test images; ``n`` images of each (default: whole test splits), plus ``n_train``
+    training images (default ``n``, at most 10,000) for the histogram. Writes
+    ``RUN/metrics/ood-<in>-vs-<out>-<score>.png`` and appends to ``RUN/metrics/ood.jsonl``."""
+    if score not in SCORES:
+        raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+    if out_data is None:
+        raise ConfigError("OOD evaluation needs out-of-distribution data: --out DATA (e.g. mnist)")
+    start = time.perf_counter()
+    in_source, in_label = _open(in_data, run.data, "test")
+    out_source, out_label = _open(out_data, run.data, "test")
+    in_label = run.config.data["name"] if in_data is None else in_label
+    scores = {
+        "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), score, samples, batch_size, seed + 1),
+        "test": run_scores(run, in_source, "test", n, score, samples, batch_size, seed + 2),
+        "ood": run_scores(run, out_source, "test", n, score, samples, batch_size, seed + 3),
+    }
+    result: dict[str, Any] = {
+        "auroc": auroc(scores["test"], scores["ood"]),
+        "auroc_train_vs_ood": auroc(scores["train"], scores["ood"]),
+        "score": score,
+        "samples": samples,
+        "in": in_label,
+        "out": out_label,
+        "objective": run.config.objective["name"],
+        "recon_loss": run.config.objective.get("recon_loss", "mse"),
+        "run": str(run.path),
+        "seed": seed,
+        **{f"mean_{k}": float(v.mean()) for k, v in scores.items()},
+        **{f"n_{k}": len(v) for k, v in scores.items()},
+    }
+    if figure:
+        safe = lambda s: "".join(c if c.isalnum() or c in "-_" else "_" for c in s)  # noqa: E731
+        path = Path(run.path) / "metrics" / f"ood-{safe(in_label)}-vs-{safe(out_label)}-{score}.png"
+        short = out_label.split(":")[0]
+        title = f"{result['objective']}: {in_label} (train / test) vs {short} (OOD), AUROC {result['auroc']:.4f}"
+        result["figure"] = str(plot_histograms({f"{in_label} train": scores["train"], f"{in_label} test": scores["test"],
+                                                f"{short} (OOD)": scores["ood"]}, path, title, score))  # fmt: skip
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    if write:
+        out = Path(run.path) / "metrics" / RESULTS_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(result) + "\n")
+    result["_scores"] = scores
+    return result
+
+
+def evaluate(run: Any, seed: int = 0, out: str | None = None, **options: Any) -> dict[str, Any]:
+    """The registered metric: ``genvae eval ood RUN --option out=mnist [--option score=iwae]``."""
+    in_data = options.pop("in", options.pop("in_data", None))
+    result = evaluate_ood(run, in_data=in_data, out_data=out or options.pop("out_data", None), seed=seed, **options)
+    result.pop("_scores", None)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark: Table 7, Fashion-MNIST → MNIST
+# --------------------------------------------------------------------------------------------
+
+
+def run_bench_ood(
+    out_dir: str | Path,
+    steps: int,
+    seeds: int = 3,
+    objectives: tuple[str, ...] = ("vae", "soft-intro"),
+    in_data: str = "fashion-mnist",
+    out_data: str = "mnist",
+    arch: str = "residual",
+    score: str = "elbo",
+    samples: int = DEFAULT_SAMPLES,
+    n: int | None = None,
+    batch_size: int | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train each objective on ``in_data`` for ``steps`` steps with ``seeds`` seeds (the dataset's
+    recommended settings otherwise), score ``in_data`` test vs ``out_data`` test, and write
+    ``results.json``, ``table.md`` (beside the paper's Table 7) and the histograms under ``out_dir``."""
+    from genvae.core.config import merge_user
+    from genvae.core.run import load_run, resolve
+    from genvae.core.trainer import train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict[str, Any]]] = {o: [] for o in objectives}
+    for objective in objectives:
+        for seed in range(seeds):
+            flags = {"objective.name": objective, "arch.name": arch, "data.name": in_data, "train.steps": steps,
+                     "train.seed": seed, "train.batch_size": batch_size}  # fmt: skip
+            sets = ["train.checkpoint_every=0", "train.figures_every=0", *(overrides or [])]
+            cfg, data = resolve(merge_user(None, sets, flags))
+            run_dir = out / f"{objective}-seed{seed}"
+            t0 = time.perf_counter()
+            trained = train(cfg, data, run_dir, progress=progress)
+            train_s = time.perf_counter() - t0
+            res = evaluate_ood(load_run(run_dir), out_data=out_data, score=score, samples=samples, n=n, seed=seed)
+            res.pop("_scores")
+            res.update(train_seconds=round(train_s, 1), steps=trained.step)
+            rows[objective].append(res)
+    paper = PAPER_TABLE7.get((in_data, out_data), {})
+    summary = {o: {"mean": float(np.mean([r["auroc"] for r in rs])), "std": float(np.std([r["auroc"] for r in rs])),
+                   "runs": [r["auroc"] for r in rs]} for o, rs in rows.items()}  # fmt: skip
+    lines = [
+        f"# OOD detection: {in_data} (in) vs {out_data} (out), AUROC of the {score} (M={samples})",
+        "",
+        f"{steps} training steps per run, {seeds} seeds, arch {arch}. Paper: Table 7 (ELBO score, full training).",
+        "",
+        "| objective | ours: AUROC mean ± std | runs | paper Table 7 |",
+        "|---|---|---|---|",
+    ]
+    for o, s in summary.items():
+        p = paper.get(o)
+        lines.append(f"| {o} | {s['mean']:.4f} ± {s['std']:.4f} | {', '.join(f'{a:.4f}' for a in s['runs'])} | "
+                     f"{f'{p[0]} ± {p[1]}' if p else '—'} |")  # fmt: skip
+    lines += ["", "Histograms (paper Figure 8): " + ", ".join(f"`{Path(r['figure']).relative_to(out)}`" for rs in rows.values() for r in rs if 'figure' in r)]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    result = {"summary": summary, "paper": {o: list(v) for o, v in paper.items()}, "runs": rows, "steps": steps, "seeds": seeds}
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+@hookimpl
+def genvae_register_metrics(register) -> None:  # type: ignore[no-untyped-def]
+    register("ood", Metric(evaluate=evaluate, description="OOD detection AUROC by ELBO or IWAE log-likelihood, with histograms (paper Sec. 6.5, Table 7)"))

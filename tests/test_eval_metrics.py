@@ -1,0 +1,389 @@
+"""Evaluation metrics: Fréchet distance, FID Inception, KID, precision / recall, OOD scores and AUROC.
+
+Reference implementations (pytorch-fid, torch-fidelity) are test-only dependencies; their tests
+skip when they are not installed. Nothing is downloaded: the Inception runs with random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from genvae.core.interfaces import Batch, BatchStream, DataSource
+from genvae.errors import ConfigError, DataError
+from genvae.plugins.metrics import fid as fidm
+from genvae.plugins.metrics import inception as incm
+from genvae.plugins.metrics import ood as oodm
+
+
+def random_stats(d: int, n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.3 + shift
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+@pytest.fixture(scope="module")
+def inception_net() -> incm.FIDInceptionV3:
+    return randomized_inception()
+
+
+def randomized_inception(seed: int = 1) -> incm.FIDInceptionV3:
+    """FID Inception with random conv weights and random (non-trivial) BatchNorm statistics."""
+    torch.manual_seed(seed)
+    net = incm.FIDInceptionV3()
+    g = torch.Generator().manual_seed(seed)
+    state = net.state_dict()
+    for key, value in state.items():
+        if key.endswith(("running_var", "bn.weight")):
+            state[key] = torch.rand(value.shape, generator=g) + 0.5
+        elif key.endswith(("running_mean", "bn.bias")):
+            state[key] = torch.randn(value.shape, generator=g) * 0.1
+    net.load_state_dict(state)
+    return net
+
+
+# --------------------------------------------------------------------------------------------
+# Fréchet distance
+# --------------------------------------------------------------------------------------------
+
+
+def test_frechet_distance_matches_pytorch_fid():
+    fid_score = pytest.importorskip("pytorch_fid.fid_score")
+    for seed in range(3):
+        mu1, s1 = random_stats(64, 500, seed)
+        mu2, s2 = random_stats(64, 500, seed + 10, shift=0.2)
+        ours = fidm.frechet_distance(mu1, s1, mu2, s2)
+        theirs = fid_score.calculate_frechet_distance(mu1, s1, mu2, s2)
+        assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero_and_handles_singular_covariances():
+    f = np.random.default_rng(0).normal(size=(40, 64))  # 40 samples in 64-d: rank-deficient covariance
+    mu, sigma = fidm.feature_statistics(f)
+    assert fidm.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8 * np.trace(sigma))
+    other = fidm.feature_statistics(f[:, ::-1] + 1.0)
+    value = fidm.frechet_distance(mu, sigma, *other)
+    assert math.isfinite(value) and value > 0
+    with pytest.raises(DataError, match="do not match"):
+        fidm.frechet_distance(mu, sigma, mu[:10], sigma[:10, :10])
+
+
+# --------------------------------------------------------------------------------------------
+# Inception network and feature extractors
+# --------------------------------------------------------------------------------------------
+
+
+def test_inception_forward_equals_pytorch_fid(inception_net):
+    pfi = pytest.importorskip("pytorch_fid.inception")
+    ours = inception_net
+    state = ours.state_dict()
+    with mock.patch.object(pfi, "load_state_dict_from_url", lambda *a, **k: dict(state)):
+        theirs = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=False, normalize_input=False).eval()
+    x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        expected = theirs(x)[0].flatten(1)
+    got = ours(x)
+    assert got.shape == (2, 2048)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_tf1_bilinear_resize_equals_torch_fidelity():
+    tf = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow")
+    x = torch.randint(0, 256, (2, 3, 28, 32), generator=torch.Generator().manual_seed(0)).float()
+    expected = tf.interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+    torch.testing.assert_close(incm.resize_tf1_bilinear(x), expected, rtol=0, atol=1e-4)
+
+
+def test_pil_bicubic_resize_and_quantisation():
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    q = incm.quantize_uint8(x)
+    assert q.dtype == torch.uint8 and torch.equal(q, (x * 255).round().to(torch.uint8))
+    assert torch.equal(incm.quantize_uint8(torch.tensor([-0.5, 0.5 / 255, 1.7])), torch.tensor([0, 0, 255], dtype=torch.uint8))  # round half to even
+    y = incm.prepare_inception_input(q, "pil-bicubic")
+    assert y.shape == (1, 3, 299, 299) and y.min() >= -1.0 and y.max() < 1.0
+    with pytest.raises(ConfigError, match="resize"):
+        incm.prepare_inception_input(q, "nearest")
+
+
+def test_features_do_not_depend_on_the_batch(inception_net):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 1, 20, 20, generator=g)
+    extractor = fidm.build_feature_extractor("random-conv")
+    extractor.train()  # stays in eval mode
+    assert not extractor.training
+    together = extractor(images)
+    alone = torch.cat([extractor(images[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-6)
+    # the Inception itself: BatchNorm with running statistics, even after .train()
+    net = inception_net.train()
+    x = torch.rand(2, 3, 80, 80, generator=g) * 2 - 1
+    torch.testing.assert_close(net(x[1:2]), net(x)[1:2], rtol=1e-5, atol=1e-5)
+
+
+def test_random_conv_features_are_fixed_by_their_seed():
+    a, b, c = fidm.RandomConvFeatures(0), fidm.RandomConvFeatures(0), fidm.RandomConvFeatures(1)
+    assert a.weights_sha256 == b.weights_sha256 != c.weights_sha256
+    assert a.settings()["features"] == "random-conv"
+    with pytest.raises(ConfigError, match="unknown feature extractor"):
+        fidm.build_feature_extractor("vgg")
+
+
+# --------------------------------------------------------------------------------------------
+# Weight files
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_weights_say_where_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.delenv(incm.WEIGHTS_ENV, raising=False)
+    with pytest.raises(ConfigError, match="pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"):
+        incm.resolve_weights_path(None)
+    with pytest.raises(DataError, match="does not exist"):
+        incm.resolve_weights_path(tmp_path / "nope.pth")
+    monkeypatch.setenv(incm.WEIGHTS_ENV, str(tmp_path / "from-env.pth"))
+    with pytest.raises(DataError, match="from-env.pth does not exist"):
+        fidm.build_feature_extractor("inception")
+
+
+def test_weight_file_with_a_wrong_hash_is_refused(tmp_path):
+    fake = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    fake.write_bytes(b"not the inception weights")
+    with pytest.raises(DataError, match="SHA-256 .* published file has 6726825d0af5f729"):
+        incm.load_fid_inception(fake)
+    sized = tmp_path / "renamed.pth"  # unknown name but the published size: must match the hash
+    with open(sized, "wb") as f:
+        f.truncate(incm.KNOWN_SIZE)
+    with pytest.raises(DataError, match="truncated, corrupt or a different network"):
+        incm.check_weights_file(sized)
+
+
+def test_unknown_weight_files_load_unverified_and_wrong_layouts_are_refused(tmp_path, inception_net):
+    net = inception_net
+    own = tmp_path / "my-inception.pth"
+    # torch-fidelity / pytorch-fid layouts: torchvision names, maybe with num_batches_tracked
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()} | {"Conv2d_1a_3x3.bn.num_batches_tracked": torch.tensor(0)}, own)
+    with pytest.warns(UserWarning, match="not one of the published"):
+        loaded, info = incm.load_fid_inception(own)
+    assert info.verified == "unverified" and info.source == "unknown"
+    assert not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, wrong)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match="does not hold the FID Inception weights"):
+            incm.load_fid_inception(wrong)
+
+
+# --------------------------------------------------------------------------------------------
+# KID and precision / recall
+# --------------------------------------------------------------------------------------------
+
+
+def test_kid_matches_torch_fidelity():
+    kid_mod = pytest.importorskip("torch_fidelity.metric_kid")
+    rng = np.random.default_rng(0)
+    f1 = rng.normal(size=(300, 32)).astype(np.float32)
+    f2 = (rng.normal(size=(250, 32)) * 1.1 + 0.1).astype(np.float32)
+    theirs = kid_mod.kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=10, kid_subset_size=100, verbose=False)
+    mean, std, size = fidm.kernel_inception_distance(f1, f2, subsets=10, subset_size=100)
+    assert size == 100
+    assert mean == pytest.approx(theirs[kid_mod.KEY_METRIC_KID_MEAN], rel=1e-4)
+    assert std == pytest.approx(theirs[kid_mod.KEY_METRIC_KID_STD], rel=1e-4)
+
+
+def test_precision_recall_match_torch_fidelity():
+    prc = pytest.importorskip("torch_fidelity.metric_prc")
+    rng = np.random.default_rng(1)
+    gen = torch.from_numpy(rng.normal(size=(200, 8)).astype(np.float32))
+    real = torch.from_numpy((rng.normal(size=(220, 8)) * 1.5 + 0.3).astype(np.float32))
+    theirs = prc.prc_features_to_metric(gen, real, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=False, verbose=False)
+    precision, recall = fidm.precision_recall(gen, real, k=3, chunk=64)
+    assert precision == pytest.approx(theirs[prc.KEY_METRIC_PRECISION], abs=1 / 200)
+    assert recall == pytest.approx(theirs[prc.KEY_METRIC_RECALL], abs=1 / 220)
+    assert precision > recall  # the generated set is the narrower one
+
+
+# --------------------------------------------------------------------------------------------
+# End to end on a tiny run (digits, MLP, random-conv features)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from genvae.core.config import merge_user
+    from genvae.core.plugins import use_plugins
+    from genvae.core.run import load_run, resolve
+    from genvae.core.trainer import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")  # built-ins only, as conftest does per test
+        use_plugins(None)
+        run_dir = tmp_path_factory.mktemp("eval") / "run"
+        sets = ["train.checkpoint_every=0", "train.figures_every=0", "train.log_every=0", "arch.hidden=32", "arch.z_dim=4"]
+        cfg, data = resolve(merge_user(None, sets, {"objective.name": "vae", "arch.name": "mlp", "data.name": "digits", "train.steps": 5}))
+        train(cfg, data, run_dir, progress=False)
+        run = load_run(run_dir)
+        use_plugins(None)
+    return run
+
+
+def test_fid_reference_is_saved_reused_and_checked(tiny_run, tmp_path):
+    ref = tmp_path / "digits.npz"
+    stats = fidm.compute_reference_stats("digits", ref, features="random-conv", num_samples=120, batch_size=50, keep_features=100, progress=False)
+    saved = fidm.load_stats(ref)
+    assert saved["n"] == 120 and saved["features"].shape == (100, 256) and saved["settings"]["features"] == "random-conv"
+    np.testing.assert_allclose(saved["sigma"], stats["sigma"])
+    # the reference against itself
+    assert fidm.frechet_distance(saved["mu"], saved["sigma"], stats["mu"], stats["sigma"]) == pytest.approx(0.0, abs=1e-6)
+
+    result = fidm.evaluate_fid(tiny_run, ref, num_samples=120, batch_size=50, kid_subset_size=50, kid_subsets=5, progress=False)
+    assert result["fid"] > 0 and 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
+    assert result["settings"]["features"] == "random-conv" and result["comparable_to_published"] is False
+    lines = (tiny_run.path / "metrics" / "fid.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["fid"] == pytest.approx(result["fid"])
+
+    other = tmp_path / "seed1.npz"
+    fidm.save_stats(other, {**saved, "settings": {**saved["settings"], "seed": 1, "weights_sha256": "x"}})
+    with pytest.raises(ConfigError, match="other feature settings"):
+        fidm.evaluate_fid(tiny_run, other, num_samples=10, features="random-conv", progress=False, write=False)
+    with pytest.raises(DataError, match="fid-ref"):
+        fidm.evaluate_fid(tiny_run, tmp_path / "missing.npz", num_samples=10, progress=False)
+
+
+def test_generated_samples_do_not_depend_on_batching(tiny_run):
+    z_dim = sum(tiny_run.encoder.latent_groups.values())
+    whole = fidm.generated_batch_fn(tiny_run.decoder, z_dim, 0, 10, 10, 3, "cpu")(0)
+    again = fidm.generated_batch_fn(tiny_run.decoder, z_dim, 0, 10, 10, 3, "cpu")(0)
+    assert torch.equal(whole, again) and whole.min() >= 0 and whole.max() <= 1
+
+
+# --------------------------------------------------------------------------------------------
+# OOD: likelihoods, IWAE, AUROC
+# --------------------------------------------------------------------------------------------
+
+
+def test_auroc_against_hand_made_scores():
+    assert oodm.auroc([3.0, 2.0, 1.0], [0.0, -1.0]) == 1.0  # OOD scored lower: detected
+    assert oodm.auroc([0.0, -1.0], [3.0, 2.0]) == 0.0
+    # detector −score: in {−1, −3}, OOD {−2, 0}; OOD above in for 3 of 4 pairs
+    assert oodm.auroc([1.0, 3.0], [2.0, 0.0]) == pytest.approx(0.75)
+    with pytest.raises(DataError, match="NaN"):
+        oodm.auroc([1.0, float("nan")], [0.0])
+
+
+def test_log_mean_exp_is_stable_for_very_negative_values():
+    u = torch.tensor([[-1e4, -1e4 - 1.0, -1e4 - 2.0]], dtype=torch.float64).T
+    expected = -1e4 + math.log((1 + math.exp(-1) + math.exp(-2)) / 3)
+    assert oodm.log_mean_exp(u, dim=0).item() == pytest.approx(expected, rel=1e-12)
+    assert torch.isinf(u.exp().mean(0).log()).all()  # what the naive formula gives
+    assert oodm.log_mean_exp(torch.full((5,), -1e30), dim=0).item() == pytest.approx(-1e30)
+
+
+@pytest.mark.parametrize("beta_rec", [1.0, 0.3])
+def test_decoder_likelihood_is_the_gaussian_implied_by_the_loss(beta_rec):
+    x, x_rec = torch.rand(3, 1, 4, 4), torch.rand(3, 1, 4, 4)
+    from genvae.core.losses import reconstruction_error
+
+    mse = torch.distributions.Normal(x_rec, math.sqrt(1 / (2 * beta_rec))).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(oodm.log_likelihood(x, x_rec, "mse", beta_rec), mse)
+    gauss = torch.distributions.Normal(x_rec, math.sqrt(1 / beta_rec)).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(oodm.log_likelihood(x, x_rec, "gaussian", beta_rec), gauss)
+    # up to a constant that depends only on the shape: −β_rec·L_rec for mse
+    diff = oodm.log_likelihood(x, x_rec, "mse", beta_rec) + beta_rec * reconstruction_error(x, x_rec, "mse")
+    torch.testing.assert_close(diff, diff[:1].expand(3))
+
+
+class LinearGaussianVAE:
+    """p(z) = N(0, I), p(x|z) = N(Wz + b, ½I) (the 'mse' likelihood, β_rec = 1): log p(x) is exact,
+    N(x; b, WWᵀ + ½I), and so is the posterior N(S·2Wᵀ(x − b), S), S = (I + 2WᵀW)⁻¹."""
+
+    def __init__(self, d_x: int = 12, d_z: int = 3, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.randn(d_x, d_z, generator=g, dtype=torch.float64) * 0.5
+        self.b = torch.rand(d_x, generator=g, dtype=torch.float64)
+        self.s = torch.linalg.inv(torch.eye(d_z, dtype=torch.float64) + 2 * self.w.T @ self.w)
+        self.mean_shift, self.logvar_shift = 0.0, 0.0
+
+    def decoder(self, z, y=None):
+        return (z @ self.w.T + self.b).view(-1, 1, 3, 4)
+
+    def encoder(self, x, y=None):
+        # a diagonal Gaussian: the exact posterior when S is diagonal, otherwise its diagonal
+        mu = (x.flatten(1) - self.b) @ (2 * self.w @ self.s)
+        logvar = torch.diagonal(self.s).log().expand_as(mu)
+        return mu + self.mean_shift, logvar + self.logvar_shift
+
+    def log_px(self, x):
+        cov = self.w @ self.w.T + 0.5 * torch.eye(len(self.b), dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x.flatten(1))
+
+
+def test_iwae_is_exact_with_the_exact_posterior():
+    vae = LinearGaussianVAE(d_z=1)  # one latent: the diagonal posterior is exact
+    x = torch.rand(50, 1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    s = oodm.likelihood_scores(vae.encoder, vae.decoder, x, samples=3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(s["iwae"], vae.log_px(x), rtol=1e-9, atol=1e-9)  # every weight equals p(x)
+    assert s["elbo"].mean().item() == pytest.approx(vae.log_px(x).mean().item(), abs=0.1)  # KL gap 0: only MC noise
+
+
+def test_iwae_bound_is_above_the_elbo_and_converges():
+    vae = LinearGaussianVAE(d_z=3)
+    vae.mean_shift, vae.logvar_shift = 0.3, 0.5  # a worse proposal: a visible ELBO gap
+    x = torch.rand(300, 1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    log_px = vae.log_px(x).mean().item()
+    gaps, elbos = [], []
+    for m in (1, 10, 100, 1000):
+        s = oodm.likelihood_scores(vae.encoder, vae.decoder, x, samples=m, generator=torch.Generator().manual_seed(m))
+        gaps.append(log_px - s["iwae"].mean().item())
+        elbos.append(s["elbo"].mean().item())
+    elbo = elbos[-1]
+    assert log_px - elbo > 0.2  # the ELBO is a strict lower bound here
+    assert gaps[0] == pytest.approx(log_px - elbo, abs=0.3)  # one importance sample: an unbiased (noisy) ELBO
+    # IWAE ≥ ELBO, ≤ log p(x) in expectation (up to Monte-Carlo noise), converging to log p(x) as M grows
+    noise = 0.03  # Monte-Carlo noise of a 300-image mean at large M
+    assert gaps[0] > gaps[1] > gaps[2] - noise and min(gaps) > -noise and abs(gaps[3]) < noise and gaps[1] < 0.1 * gaps[0]
+
+
+class NoiseImages(DataSource):
+    """Uniform noise images of a given shape (an OOD set for tests)."""
+
+    kind = "images"
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> BatchStream:
+        raise NotImplementedError
+
+    def test_batch(self, n: int, seed: int = 0) -> Batch:
+        return Batch(torch.rand(n, *self.shape, generator=torch.Generator().manual_seed(seed)))
+
+
+def test_evaluate_ood_writes_results_and_histogram(tiny_run):
+    result = oodm.evaluate_ood(tiny_run, out_data=NoiseImages(tuple(tiny_run.data.shape)), score="iwae", samples=2, n=100)
+    scores = result.pop("_scores")
+    assert set(scores) == {"train", "test", "ood"} and len(scores["ood"]) == 100
+    assert result["auroc"] > 0.9  # uniform noise is far from digits even for a barely trained model
+    assert (tiny_run.path / "metrics" / "ood.jsonl").is_file() and result["figure"].endswith(".png")
+    with pytest.raises(DataError, match="shape"):
+        oodm.evaluate_ood(tiny_run, out_data=NoiseImages((1, 8, 8)), n=10, figure=False, write=False)
+    with pytest.raises(ConfigError, match="score"):
+        oodm.evaluate_ood(tiny_run, out_data="digits", score="bpd")
+
+
+def test_metric_plugins_register():
+    from genvae.core.plugins import get_plugins, load_plugins
+
+    plugins = get_plugins()
+    missing = [(n, m) for n, m in (("fid", fidm), ("ood", oodm)) if n not in plugins.metrics]
+    if missing:
+        plugins = load_plugins(extra=missing)
+    assert {"fid", "ood"} <= set(plugins.metrics.names())
+    with pytest.raises(ConfigError, match="reference"):
+        plugins.metrics.get("fid").evaluate(None)

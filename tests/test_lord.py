@@ -1,0 +1,389 @@
+"""LORD two-encoder architecture, shapes3d-synthetic, image translation, VGG perceptual loss."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import pytest
+import torch
+
+from genvae.core.config import merge_user
+from genvae.core.interfaces import Batch, Models
+from genvae.core.losses import kl_per_group
+from genvae.core.plugins import get_plugins
+from genvae.core.run import load_run, resolve
+from genvae.core.trainer import train
+from genvae.errors import ConfigError, DataError
+from genvae.plugins.architectures.lord import N_ADAIN, LORDDecoder, LORDEncoder, adain
+from genvae.plugins.datasets.shapes3d_synthetic import NUM_CLASSES, Shapes3DSynthetic, render
+from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, SoftIntroConfig, SoftIntroVAE
+
+TINY = {"class_dim": 8, "content_dim": 4, "channels": [8, 8, 16, 16], "fc_dim": 16, "adain_dim": 16}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two threads on two busy cores are many times slower than one for these small convolutions
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_models(shape=(3, 32, 32), seed=0, **kw):
+    torch.manual_seed(seed)
+    options = {**TINY, **kw}
+    return LORDEncoder(shape, **options), LORDDecoder(shape, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture
+# --------------------------------------------------------------------------------------------
+
+
+def test_paper_sizes_at_64():
+    enc, dec = LORDEncoder((3, 64, 64)), LORDDecoder((3, 64, 64))
+    assert enc.latent_groups == {"class": 256, "content": 128}
+    assert [m.out_channels for m in enc.class_encoder.conv if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256, 256]
+    assert len([m for m in enc.content_encoder.fc if isinstance(m, torch.nn.Linear)]) == 3
+    assert len([m for m in dec.fc if isinstance(m, torch.nn.Linear)]) == 3
+    convs = [m for m in dec.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6 and dec.h0 == 64 // 2**N_ADAIN
+    assert enc.config["channels"] == [64, 128, 256, 256] and isinstance(enc.config["data_shape"], list)
+    json.dumps(enc.config), json.dumps(dec.config)  # JSON-able
+
+
+def test_shapes_and_output_range():
+    enc, dec = tiny_models()
+    x = torch.rand(5, 3, 32, 32)
+    mu, logvar = enc(x)
+    assert mu.shape == logvar.shape == (5, 12)
+    out = dec(torch.randn(5, 12) * 5)
+    assert out.shape == (5, 3, 32, 32) and out.min() >= 0 and out.max() <= 1  # sigmoid
+    # groups laid out class first: the class code is produced by the class encoder only
+    mu_class, _ = enc.class_encoder(x)
+    assert torch.allclose(mu[:, :8], mu_class)
+
+
+def test_grey_images_and_bad_configs():
+    enc, dec = tiny_models((1, 16, 16))
+    assert dec(enc(torch.rand(2, 1, 16, 16))[0]).shape == (2, 1, 16, 16)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        LORDDecoder((3, 24, 24), **TINY)
+    with pytest.raises(ConfigError, match="unsupervised"):
+        LORDEncoder((3, 32, 32), num_classes=10, **TINY)
+    with pytest.raises(ConfigError, match="images"):
+        LORDEncoder((2,), **TINY)
+
+
+def test_adain_statistics():
+    x = torch.randn(3, 5, 8, 8) * 4 + 2
+    scale, shift = torch.rand(3, 5) + 0.5, torch.randn(3, 5)
+    y = adain(x, scale, shift)
+    assert torch.allclose(y.mean(dim=(2, 3)), shift, atol=1e-5)
+    assert torch.allclose(y.std(dim=(2, 3), unbiased=False), scale, atol=1e-3)
+
+
+def test_class_code_conditions_through_adain_only():
+    _, dec = tiny_models()
+    dec.eval()
+    z = torch.randn(4, 12)
+    base = dec(z)
+    z2 = z.clone()
+    z2[:, :8] = torch.randn(4, 8)  # another class code
+    changed = dec(z2)
+    assert (changed - base).abs().max() > 1e-3
+    z2[:, :8] = z[:, :8]  # back
+    assert torch.equal(dec(z2), base)
+    # the class code only sets the AdaIN parameters: with the same parameters, same output
+    scale, shift = dec.adain_params(z[:, :8])
+    scale2, shift2 = dec.adain_params(torch.randn(4, 8))
+    assert not torch.allclose(scale, scale2)
+    assert scale.shape == shift.shape == (4, N_ADAIN, TINY["adain_dim"])
+    # content changes the output too
+    z3 = z.clone()
+    z3[:, 8:] = torch.randn(4, 4)
+    assert (dec(z3) - base).abs().max() > 1e-3
+
+
+def test_soft_intro_step_has_one_kl_per_group_with_dict_beta_neg():
+    enc, dec = tiny_models()
+    models = Models(enc, dec, dict(enc.latent_groups), 3 * 32 * 32, torch.Generator().manual_seed(0))
+    objective = SoftIntroVAE(SoftIntroConfig(beta_rec=0.5, beta_kl=1.0, beta_neg={"class": 1024.0, "content": 2048.0}))
+    batch = Batch(torch.rand(4, 3, 32, 32))
+    ctx = objective.begin_step(batch, models, step=0)
+    enc_out = objective.phase_loss(ENCODER_PHASE, ctx, models)
+    dec_out = objective.phase_loss(DECODER_PHASE, ctx, models)
+    for key in ("kl_class", "kl_content", "kl_fake_class", "kl_fake_content"):
+        assert key in enc_out.logs and torch.isfinite(enc_out.logs[key])
+    assert {"kl_fake_dec_class", "kl_fake_dec_content"} <= set(dec_out.logs)
+    kls = kl_per_group(ctx["mu"], ctx["logvar"], models.latent_groups)
+    assert torch.allclose(enc_out.logs["kl_class"], kls["class"].mean())
+    assert torch.isfinite(enc_out.loss) and torch.isfinite(dec_out.loss)
+    # the content group's β_neg weighs the content KL only: doubling it changes the loss
+    objective2 = SoftIntroVAE(SoftIntroConfig(beta_rec=0.5, beta_kl=1.0, beta_neg={"class": 1024.0, "content": 4096.0}))
+    models.generator = torch.Generator().manual_seed(0)
+    ctx2 = objective2.begin_step(batch, models, step=0)
+    assert not torch.allclose(objective2.phase_loss(ENCODER_PHASE, ctx2, models).loss, enc_out.loss)
+    with pytest.raises(ConfigError, match="no weight for latent group 'content'"):
+        SoftIntroVAE(SoftIntroConfig(beta_neg={"class": 1.0})).phase_loss(ENCODER_PHASE, ctx, models)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset
+# --------------------------------------------------------------------------------------------
+
+
+def test_dataset_is_deterministic_and_resumable():
+    data = Shapes3DSynthetic(resolution=32)
+    assert data.shape == (3, 32, 32) and data.num_classes == NUM_CLASSES == 12 and data.kind == "images"
+    a, b = data.train_stream(8, seed=3), data.train_stream(8, seed=3)
+    first_a, first_b = next(iter(a)), next(iter(b))
+    assert torch.equal(first_a.x, first_b.x) and torch.equal(first_a.y, first_b.y)
+    assert first_a.x.min() >= 0 and first_a.x.max() <= 1
+    state = a.state_dict()
+    nxt = next(iter(a))
+    a.load_state_dict(state)
+    assert torch.equal(next(iter(a)).x, nxt.x)
+    assert not torch.equal(next(iter(data.train_stream(8, seed=4))).x, first_a.x)
+    assert torch.equal(data.test_batch(6, seed=1).x, data.test_batch(6, seed=1).x)
+    with pytest.raises(ConfigError):
+        Shapes3DSynthetic(resolution=40)
+
+
+def test_render_is_consistent():
+    data = Shapes3DSynthetic(resolution=32)
+    x, y, poses = data.draw_with_poses(10, seed=0)
+    assert torch.equal(data.render(y, poses), x)  # the batch is exactly the rendering of its labels
+    assert torch.equal(render(int(y[0]), poses[0], 32), x[0])  # single image form
+    pose = torch.tensor([0.3, 0.1, -0.1])
+    images = data.render(torch.arange(NUM_CLASSES), pose.expand(NUM_CLASSES, 3))
+    flat = images.flatten(1)
+    assert torch.cdist(flat, flat).add(torch.eye(NUM_CLASSES) * 1e3).min() > 0.5  # classes differ
+    # the pose matters, also the rotation of a circle (patterns break the symmetry)
+    for cls in range(NUM_CLASSES):
+        rotated = data.render(cls, torch.tensor([0.3 + math.pi / 2, 0.1, -0.1]))
+        moved = data.render(cls, torch.tensor([0.3, -0.1, 0.1]))
+        assert (rotated - images[cls]).abs().sum() > 1.0 and (moved - images[cls]).abs().sum() > 1.0
+    # a full turn is the same image
+    assert torch.allclose(data.render(5, torch.tensor([0.3 + 2 * math.pi, 0.1, -0.1])), images[5], atol=1e-4)
+
+
+def test_registered_with_recommended_paper_settings():
+    plugins = get_plugins()
+    assert "lord" in plugins.architectures.names() and "shapes3d-synthetic" in plugins.datasets.names()
+    cfg, data = resolve(merge_user(None, [], {"objective.name": "soft-intro", "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+    assert cfg.objective["beta_neg"] == {"class": 1024.0, "content": 2048.0}
+    assert (cfg.objective["beta_rec"], cfg.objective["beta_kl"]) == (0.5, 1.0)
+    assert (cfg.arch["class_dim"], cfg.arch["content_dim"], cfg.arch["channels"]) == (256, 128, [64, 128, 256, 256])
+    assert data.shape == (3, 64, 64)
+
+
+# --------------------------------------------------------------------------------------------
+# Training and translation
+# --------------------------------------------------------------------------------------------
+
+
+def tiny_run_config(objective="soft-intro", steps=3):
+    sets = ["data.resolution=32", f"train.steps={steps}", "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=0"]
+    sets += [f"arch.{k}={json.dumps(v)}" for k, v in TINY.items()]
+    return resolve(merge_user(None, sets, {"objective.name": objective, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from genvae.core.plugins import use_plugins
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:  # built-in plugins only, as the autouse fixture
+        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")
+        use_plugins(None)
+        torch.set_num_threads(1)
+        run_dir = tmp_path_factory.mktemp("lord") / "run"
+        cfg, data = tiny_run_config(steps=3)
+        result = train(cfg, data, run_dir, progress=False)
+        use_plugins(None)
+    torch.set_num_threads(threads)
+    return run_dir, result
+
+
+def test_trainer_runs_and_logs_group_kls(tiny_run):
+    run_dir, result = tiny_run
+    assert result.step == 3
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert {"kl_class", "kl_content", "kl_fake_class", "kl_fake_content"} <= set(records[-1])
+    assert all(math.isfinite(v) for v in records[-1].values())
+    names = {p.name for p in result.figures}
+    assert {"samples.png", "reconstructions.png", "translation.png"} <= names
+    run = load_run(run_dir)
+    assert run.encoder.latent_groups == {"class": 8, "content": 4}
+    assert json.loads((run_dir / "encoder" / "config.json").read_text())["architecture"] == "lord"
+
+
+def test_translation_grid_layout(tiny_run):
+    from genvae.translate import translation_cells, translation_grid, transfer
+
+    run = load_run(tiny_run[0])
+    models = run.models
+    data = run.data
+    classes, contents = data.test_batch(3, seed=1).x, data.test_batch(4, seed=2).x
+    grid = translation_grid(models, classes, contents, padding=2)
+    size = 32 + 2
+    assert grid.shape == (3, 2 + (3 + 1) * size, 2 + (4 + 1) * size)
+    tile = lambda r, c: grid[:, 2 + r * size : 2 + r * size + 32, 2 + c * size : 2 + c * size + 32]  # noqa: E731
+    assert torch.allclose(tile(0, 0), torch.ones(3, 32, 32))  # blank corner
+    assert torch.allclose(tile(0, 2), contents[1], atol=1e-6)  # content images along the top
+    assert torch.allclose(tile(2, 0), classes[1], atol=1e-6)  # class images down the left
+    cells = translation_cells(models, classes, contents)
+    assert torch.allclose(tile(2, 3), cells[1, 2].clamp(0, 1), atol=1e-6)
+    # cell (i, j) = D(class of row i, content of column j)
+    pair = transfer(models, classes[1:2], contents[2:3])
+    assert torch.allclose(cells[1, 2], pair[0], atol=1e-5)
+    mu_c, _ = models.encode(classes[1:2])
+    mu_t, _ = models.encode(contents[2:3])
+    z = torch.cat([mu_c[:, :8], mu_t[:, 8:]], dim=1)
+    assert torch.allclose(models.decode(z)[0], cells[1, 2], atol=1e-5)
+
+
+def test_write_translation_grid_from_files(tiny_run, tmp_path):
+    from PIL import Image
+
+    from genvae.translate import write_translation_grid
+
+    data = Shapes3DSynthetic(resolution=64)  # other size: resized to the run's 32x32
+    paths = []
+    for i, image in enumerate(data.test_batch(3).x):
+        path = tmp_path / f"im{i}.png"
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(path)
+        paths.append(path)
+    out = write_translation_grid(tiny_run[0], paths[:2], paths[1:], tmp_path / "grid.png")
+    with Image.open(out) as im:
+        assert im.size == (2 + 3 * 34, 2 + 3 * 34)
+    with pytest.raises(DataError, match="does not exist"):
+        write_translation_grid(tiny_run[0], [tmp_path / "missing.png"], paths, tmp_path / "g.png")
+
+
+def test_content_transfer_error_runs(tiny_run):
+    from genvae.translate import content_transfer_error
+
+    run = load_run(tiny_run[0])
+    scores = content_transfer_error(run.models, run.data, n_pairs=8, seed=0)
+    assert set(scores) >= {"mse", "mse_reconstruction", "mse_copy_content", "mse_copy_class", "mse_mean_image"}
+    assert all(0 <= scores[k] <= 1 for k in scores if k.startswith("mse"))
+    assert scores == content_transfer_error(run.models, run.data, n_pairs=8, seed=0)
+
+
+def test_content_transfer_error_is_zero_for_a_perfect_model():
+    from genvae.translate import content_transfer_error
+
+    data = Shapes3DSynthetic(resolution=16)
+    x_a, y_a, p_a = data.draw_with_poses(6, 7)
+    x_b, y_b, p_b = data.draw_with_poses(6, 8)
+    same = y_a == y_b
+    y_b = torch.where(same, (y_b + 1) % NUM_CLASSES, y_b)
+    x_b = data.render(y_b, p_b)
+    lookup = {}
+    for x, y, p in zip(torch.cat([x_a, x_b]), torch.cat([y_a, y_b]), torch.cat([p_a, p_b])):
+        lookup[x.numpy().tobytes()] = torch.cat([torch.nn.functional.one_hot(y, NUM_CLASSES).float(), p])
+
+    class Enc(torch.nn.Module):
+        latent_groups = {"class": NUM_CLASSES, "content": 3}
+
+        def forward(self, x, y=None):
+            mu = torch.stack([lookup[i.numpy().tobytes()] for i in x])
+            return mu, torch.zeros_like(mu)
+
+    class Dec(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z, y=None):
+            return data.render(z[:, :NUM_CLASSES].argmax(1), z[:, NUM_CLASSES:])
+
+    models = Models(Enc(), Dec(), {"class": NUM_CLASSES, "content": 3}, data.dim)
+    scores = content_transfer_error(models, data, n_pairs=6, seed=7)
+    assert scores["mse"] == pytest.approx(0.0, abs=1e-10) and scores["mse_reconstruction"] == pytest.approx(0.0, abs=1e-10)
+    assert scores["mse_copy_content"] > 0.01
+
+
+def test_translation_needs_class_and_content_groups():
+    from genvae.plugins.architectures.mlp import MLPDecoder, MLPEncoder
+    from genvae.translate import content_transfer_error, translation_grid
+
+    enc, dec = MLPEncoder((3, 16, 16), z_dim=4), MLPDecoder((3, 16, 16), z_dim=4)
+    models = Models(enc, dec, dict(enc.latent_groups), 768)
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.raises(ConfigError, match="'class' and 'content' latent groups"):
+        translation_grid(models, x, x)
+    with pytest.raises(ConfigError):
+        content_transfer_error(models, Shapes3DSynthetic(resolution=16), n_pairs=2)
+
+
+# --------------------------------------------------------------------------------------------
+# VGG16 perceptual loss
+# --------------------------------------------------------------------------------------------
+
+
+def _random_vgg_file(tmp_path, upto=8, name="vgg16-random.pth"):
+    from genvae.plugins.losses.perceptual import vgg16_features
+
+    torch.manual_seed(0)
+    features = vgg16_features(upto)
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored, as torchvision's classifier
+    path = tmp_path / name
+    torch.save(state, path)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_vgg_perceptual_loss_with_random_weights(tmp_path):
+    from genvae.plugins.losses.perceptual import VGGPerceptualLoss
+
+    path, digest = _random_vgg_file(tmp_path)
+    loss = VGGPerceptualLoss(path, sha256=digest, layer_ids=[3, 8])
+    x = torch.rand(3, 3, 32, 32)
+    same = loss(x, x)
+    assert same.shape == (3,) and torch.allclose(same, torch.zeros(3))
+    x_rec = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    value = loss(x, x_rec)
+    assert value.shape == (3,) and bool((value > 0).all())
+    value.sum().backward()
+    assert x_rec.grad is not None and torch.isfinite(x_rec.grad).all()
+    assert all(not p.requires_grad for p in loss.parameters())
+    # sum scale: × input dims; mean form without it
+    mean_form = VGGPerceptualLoss(path, sha256=digest[:8], layer_ids=[3, 8], sum_scale=False)
+    assert torch.allclose(value.detach(), mean_form(x, x_rec.detach()) * x[0].numel(), rtol=1e-5)
+    grey = torch.rand(2, 1, 16, 16)
+    assert loss(grey, grey.flip(-1)).shape == (2,)
+
+
+def test_vgg_perceptual_loss_refuses_missing_or_wrong_weights(tmp_path):
+    from genvae.plugins.losses.perceptual import VGGPerceptualLoss
+
+    with pytest.raises(DataError, match="not found; the perceptual loss never downloads") as info:
+        VGGPerceptualLoss(tmp_path / "vgg16-397923af.pth")
+    assert "\n" not in str(info.value)
+    path, digest = _random_vgg_file(tmp_path)
+    with pytest.raises(DataError, match="wrong or corrupt"):
+        VGGPerceptualLoss(path, sha256="0" * 64, layer_ids=[3])
+    with pytest.raises(ConfigError, match="cannot verify"):
+        VGGPerceptualLoss(path, layer_ids=[3])  # no digest and none in the file name
+    named, named_digest = _random_vgg_file(tmp_path, name="x.pth")
+    renamed = tmp_path / f"vgg16-{named_digest[:8]}.pth"
+    named.rename(renamed)
+    assert VGGPerceptualLoss(renamed, layer_ids=[3])  # torchvision's name convention verifies it
+    with pytest.raises(DataError, match="lack"):
+        VGGPerceptualLoss(path, sha256=digest, layer_ids=[3, 8, 13])  # file holds layers 0..8 only
+
+
+def test_vgg_perceptual_registered_loss_reads_the_environment(tmp_path, monkeypatch):
+    from genvae.core.losses import reconstruction_loss
+    from genvae.plugins.losses.perceptual import LazyVGGPerceptual
+
+    assert isinstance(reconstruction_loss("vgg-perceptual"), LazyVGGPerceptual)
+    monkeypatch.setenv("GENVAE_VGG16_WEIGHTS", str(tmp_path / "none.pth"))
+    with pytest.raises(DataError, match="not found"):
+        LazyVGGPerceptual()(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))

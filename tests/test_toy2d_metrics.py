@@ -1,0 +1,155 @@
+"""The 2-D metrics (KL, JSD, gnELBO), their figures, and tiny runs of the 2-D benchmarks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genvae.plugins.metrics import toy2d as M
+
+
+def _points(seed: int, n: int = 5000, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(shift, 0.5, size=(n, 2))
+
+
+def test_histogram_matches_numpy():
+    p = _points(0)
+    h = M.density_histogram(p, scale=1.0)
+    ref, _, _ = np.histogram2d(p[:, 0], p[:, 1], bins=100, density=True, range=[[-2, 2], [-2, 2]])
+    assert h.shape == (100, 100)
+    np.testing.assert_array_equal(h, ref)
+
+
+def test_kl_of_histogram_with_itself_is_zero():
+    h = M.density_histogram(_points(0), 1.0)
+    assert M.kl_authors(h, h) == pytest.approx(0.0, abs=1e-12)
+    assert M.jsd_authors(h, h) == pytest.approx(0.0, abs=1e-12)
+    assert M.jsd_textbook(h, h) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kl_and_jsd_match_direct_numpy():
+    real = M.density_histogram(_points(0), 2.0)
+    fake = M.density_histogram(_points(1, shift=0.3), 2.0)
+    eps = 1e-14
+    # kl_div(input=log q, target=p) = Σ p (log p − log q), 0 where p = 0; 'batchmean' divides by rows
+    def kl_div(log_q, p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - log_q), 0.0)
+        return terms.sum() / p.shape[0]
+
+    assert M.kl_authors(real, fake) == pytest.approx(kl_div(np.log(fake + eps), real), rel=1e-10)
+    mix = 0.5 * (real + fake)
+    jsd = 0.5 * (kl_div(np.log(real + eps), mix) + kl_div(np.log(fake + eps), mix))
+    assert M.jsd_authors(real, fake) == pytest.approx(jsd, rel=1e-10)
+    p, q = real.ravel() / real.sum(), fake.ravel() / fake.sum()
+    m = 0.5 * (p + q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tb = 0.5 * np.nansum(np.where(p > 0, p * np.log(p / m), 0)) + 0.5 * np.nansum(np.where(q > 0, q * np.log(q / m), 0))
+    assert M.jsd_textbook(real, fake) == pytest.approx(tb, rel=1e-10)
+
+
+def test_textbook_jsd_symmetric_and_bounded():
+    a = M.density_histogram(_points(0), 1.0)
+    b = M.density_histogram(_points(1, shift=1.5), 1.0)
+    assert M.jsd_textbook(a, b) == pytest.approx(M.jsd_textbook(b, a), rel=1e-12)
+    assert 0 < M.jsd_textbook(a, b) <= math.log(2) + 1e-12
+    # disjoint supports reach log 2
+    c = M.density_histogram(np.full((100, 2), -1.5), 1.0)
+    d = M.density_histogram(np.full((100, 2), 1.5), 1.0)
+    assert M.jsd_textbook(c, d) == pytest.approx(math.log(2), rel=1e-12)
+    # the authors' "JSD" is not a bounded divergence (argument order of kl_div)
+    assert M.jsd_authors(c, d) > math.log(2)
+
+
+def test_gnelbo_by_hand():
+    grid = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    real = torch.tensor([0.5, 1.5])
+    # total = 10 + 2 = 12; mean(real / total) = (0.5 + 1.5) / 2 / 12 = 1/12, in 1e-7 units
+    assert M.grid_normalized_elbo(grid, real) == pytest.approx((1 / 12) / 1e-7, rel=1e-6)
+
+
+def test_energy_is_kl_plus_squared_error():
+    enc = lambda x: (x * 0.5, torch.zeros_like(x))  # noqa: E731  mu = x/2, logvar = 0
+    dec = lambda z: z * 2.0 + 0.1  # noqa: E731
+    x = torch.tensor([[1.0, -1.0], [0.0, 2.0]])
+    e = M.elbo_energy(enc, dec, x, chunk=1)
+    kl = 0.5 * (x * 0.5).pow(2).sum(1)  # logvar 0: KL = ½ Σ μ²
+    rec = torch.full((2,), 2 * 0.01)
+    torch.testing.assert_close(e, kl + rec)
+
+
+def test_grid_layout_matches_authors():
+    g = M.setup_grid(1.0, 4)
+    x = torch.linspace(-2, 2, 4)
+    assert torch.equal(g[:4, 0], torch.full((4,), -2.0)) and torch.equal(g[:4, 1], x)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A briefly trained VAE exported as a run directory (load_run-compatible)."""
+    from genvae.batched import BatchedTrainer, member_configs
+    from genvae.core.checkpoint import export_component
+    from genvae.core.config import write_json
+
+    cfgs, data = member_configs("vae", "8gaussians", seeds=[0], train={"batch_size": 64}, arch={"hidden": 32})
+    bt = BatchedTrainer(cfgs, data)
+    bt.fit(30)
+    enc, dec = bt.member_modules(0)
+    d = tmp_path_factory.mktemp("run")
+    write_json(d / "config.json", cfgs[0].to_dict())
+    export_component(enc, d / "encoder", "encoder", "mlp")
+    export_component(dec, d / "decoder", "decoder", "mlp")
+    return d
+
+
+def test_evaluate_writes_metrics_and_figures(tiny_run, tmp_path):
+    from genvae.core.plugins import get_plugins
+    from genvae.core.run import load_run
+
+    metric = get_plugins().metrics.get("toy2d")
+    res = metric.evaluate(load_run(tiny_run), seed=0, out_dir=tmp_path, grid_points=64, gnelbo_batches=4)
+    for key in ("kl", "jsd", "jsd_textbook", "gnelbo"):
+        assert math.isfinite(res[key])
+    assert 0 <= res["jsd_textbook"] <= math.log(2) + 1e-9
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["kl"] == pytest.approx(res["kl"])
+    assert (tmp_path / "eval_samples.png").stat().st_size > 1000
+    assert (tmp_path / "eval_density.png").stat().st_size > 1000
+    # the same seed gives the same numbers
+    again = metric.evaluate(load_run(tiny_run), seed=0, out_dir=tmp_path, grid_points=64, gnelbo_batches=4, figures=False)
+    assert again["kl"] == res["kl"] and again["gnelbo"] == res["gnelbo"]
+
+
+def test_write_toy2d_figures(tiny_run, tmp_path):
+    from genvae.core.run import load_run
+    from genvae.viz.points import write_toy2d_figures
+
+    run = load_run(tiny_run)
+    paths = write_toy2d_figures(run.models, run.data, tmp_path, seed=0, n_pts=64)
+    assert [p.name for p in paths] == ["samples.png", "density.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_bench_functions_tiny(tmp_path):
+    from genvae.bench2d import run_collapse, run_stability, run_table2
+
+    small = dict(train={"batch_size": 32}, arch={"hidden": 16}, log=None)
+    t2 = run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae", "soft-intro"], grid_points=32,
+                    objective_overrides={"soft-intro": {"num_vae": 5}}, **small)
+    assert set(t2["summary"]["8gaussians"]) == {"vae", "soft-intro"}
+    md = (tmp_path / "table2.md").read_text()
+    assert "7.42 ± 0.07" in md and "Soft-IntroVAE" in md
+    assert (tmp_path / "table2_grid.png").is_file() and (tmp_path / "table2.json").is_file()
+
+    st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
+    assert [row["m"] for row in st["intro"]] == [1.0, 4.0]
+    assert (tmp_path / "stability.png").is_file()
+
+    co = run_collapse(tmp_path, steps=12, seeds=1, soft_intro_overrides={"num_vae": 5}, **small)
+    assert len(co["models"]["vae"]["kl_per_step"][0]) == 12
+    assert (tmp_path / "collapse.png").is_file()
