@@ -111,17 +111,19 @@ EPS_Z, Z_PRIOR, EPS_FAKES = [0.3, -0.5], [1.1, -0.2], [0.4, 0.9, -1.2, 0.05]
 SOFT = SoftIntroConfig(beta_rec=0.7, beta_kl=0.3, beta_neg=2.0, gamma_r=0.25, scale=0.5)
 
 
-def soft_intro_encoder_loss(a=A, b=B, c=C, d=D, fakes=None):
-    """Alg. 2 lines 8-17, minimised. ``fakes`` (X_r, X_f) are held fixed: they are data here."""
+def soft_intro_encoder_loss(a=A, b=B, c=C, d=D, fakes=None, targets=None):
+    """Alg. 2 lines 8-17, minimised. ``fakes`` are the encoder's inputs (X_r, X_f), ``targets`` the
+    first argument of L_rec(X_r, X_rf); passing fixed values realises a stop-gradient."""
     s, cfg = SOFT.scale, SOFT
     zs = [a * x + e * math.exp(0.5 * b) for x, e in zip(X, EPS_Z)]
     x_rec = [c * z + d for z in zs]
     real = sum(cfg.beta_rec * (xr - x) ** 2 + cfg.beta_kl * kl(a * x, b) for x, xr in zip(X, x_rec)) / 2
-    x_r, x_f = fakes
+    inputs = [*fakes[0], *fakes[1]]
+    targets = inputs if targets is None else [*targets[0], *targets[1]]
     neg = []
-    for xin, e in zip([*x_r, *x_f], EPS_FAKES):
+    for xin, target, e in zip(inputs, targets, EPS_FAKES):
         z = a * xin + e * math.exp(0.5 * b)
-        neg.append(cfg.beta_rec * (c * z + d - xin) ** 2 + cfg.beta_neg * kl(a * xin, b))
+        neg.append(cfg.beta_rec * (c * z + d - target) ** 2 + cfg.beta_neg * kl(a * xin, b))
     exp_r = 0.5 * sum(math.exp(-2 * s * v) for v in neg[:2]) / 2
     exp_f = 0.5 * sum(math.exp(-2 * s * v) for v in neg[2:]) / 2
     return s * real + 0.5 * (exp_r + exp_f)
@@ -132,32 +134,37 @@ def soft_intro_fakes(a=A, b=B, c=C, d=D):
     return [c * z + d for z in zs], [c * z + d for z in Z_PRIOR]
 
 
-def test_soft_intro_encoder_phase_by_hand():
-    fakes = soft_intro_fakes()
-    value, grads = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
-    assert value == pytest.approx(soft_intro_encoder_loss(fakes=fakes), rel=1e-12)
-    # encoder gradients, with the fakes held fixed as data
+def encoder_loss_with_stop_gradients(mode):
+    """The encoder-phase loss as a function of (a, b), with X_r held fixed where ``mode`` stops it."""
+    fixed = soft_intro_fakes()
+
+    def loss(a, b):
+        moving = (soft_intro_fakes(a, b)[0], fixed[1])  # X_f never depends on the encoder
+        fakes = moving if mode == "full" else fixed
+        targets = fixed if mode == "none" else moving
+        return soft_intro_encoder_loss(a=a, b=b, fakes=fakes, targets=targets)
+
+    return loss
+
+
+@pytest.mark.parametrize("mode", ["full", "target", "none"])
+def test_soft_intro_encoder_phase_by_hand(mode):
+    cfg = SoftIntroConfig(**{**SOFT.__dict__, "encoder_fake_grad": mode})
+    value, grads = run_phase(SoftIntroVAE(cfg), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
+    f = encoder_loss_with_stop_gradients(mode)
+    assert value == pytest.approx(f(A, B), rel=1e-12)
     params = dict(a=A, b=B)
-    f = lambda a, b: soft_intro_encoder_loss(a=a, b=b, fakes=fakes)  # noqa: E731
     for name in params:
         assert grads[name] == pytest.approx(finite_difference(f, params, name), rel=1e-6)
     # the encoder phase gives the decoder no gradient
     assert grads["c"] is None and grads["d"] is None
 
 
-def test_soft_intro_encoder_phase_without_detach_differs():
-    """The option that lets expELBO gradients flow through X_r really changes the gradient."""
-    cfg = SoftIntroConfig(**{**SOFT.__dict__, "detach_fakes_for_encoder": False})
-    _, detached = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
-    _, attached = run_phase(SoftIntroVAE(cfg), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
-    params = dict(a=A, b=B)
-
-    def through(a, b):
-        x_r, _ = soft_intro_fakes(a, b)
-        return soft_intro_encoder_loss(a=a, b=b, fakes=(x_r, soft_intro_fakes()[1]))
-
-    assert attached["a"] == pytest.approx(finite_difference(through, params, "a"), rel=1e-6)
-    assert attached["a"] != pytest.approx(detached["a"], rel=1e-6)
+def test_the_stop_gradient_modes_really_differ():
+    grads = {m: run_phase(SoftIntroVAE(SoftIntroConfig(**{**SOFT.__dict__, "encoder_fake_grad": m})), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")[1]["a"] for m in ("full", "target", "none")}
+    assert len({round(g, 9) for g in grads.values()}) == 3
+    with pytest.raises(Exception, match="encoder_fake_grad must be one of full, target, none"):
+        SoftIntroConfig(encoder_fake_grad="some")
 
 
 def soft_intro_decoder_loss(a=A, b=B, c=C, d=D, stopped=None):

@@ -7,10 +7,12 @@ of Eq. 5).
 
 Stop-gradients
 - Decoder phase: X_rf = sg(D(Z_rf)), X_ff = sg(D(Z_ff)) (line 23), exactly as Algorithm 2.
-- Encoder phase: the fakes X_r, X_f are *samples* of the decoder, entering the encoder's loss as
-  data (Eq. 4: ELBO(D_θ(z)) of a generated sample). Algorithm 2's listing omits sg() on line 9,
-  but the authors' code and IntroVAE (ref. [26], Alg. 1: Enc(ng(X_r))) both detach them; with
-  ``detach_fakes_for_encoder = false`` gradients of the expELBO flow back through X_r into Z.
+- Encoder phase: Algorithm 2 has no sg(), so the expELBO's gradient also reaches the encoder
+  *through* the reconstructions X_r = D(E(X)) (``encoder_fake_grad = "full"``, the default).
+  The authors' code differs: it feeds E a detached X_r but keeps X_r's gradient in the target of
+  L_rec(X_r, X_rf) (``"target"``); IntroVAE (ref. [26], Alg. 1: Enc(ng(X_r))) and Eq. 4, where a
+  fake is a sample of the decoder, detach it entirely (``"none"``). Prior samples X_f = D(Z_f)
+  never depend on the encoder.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from genvae.core.losses import (
     weighted_kl,
 )
 from genvae.plugins.objectives.vae import vae_loss
+from genvae.errors import ConfigError
 
 ENCODER_PHASE = Phase("encoder", trains=("encoder",))
 DECODER_PHASE = Phase("decoder", trains=("decoder",))
 VAE_WARMUP_PHASE = Phase("vae", trains=("encoder", "decoder"))
+ENCODER_FAKE_GRAD = ("full", "target", "none")
 
 
 @dataclass
@@ -47,7 +51,11 @@ class SoftIntroConfig:
     num_vae: int = 0  # steps of plain-VAE warm-up before the introspective game starts
     recon_loss: str = "mse"  # mse | bce | gaussian
     scale: float = 0.0  # s; 0 means 1 / input dimension (Alg. 2 line 3)
-    detach_fakes_for_encoder: bool = True  # see the module docstring
+    encoder_fake_grad: str = "full"  # gradient through X_r in the encoder phase: full | target | none
+
+    def __post_init__(self) -> None:
+        if self.encoder_fake_grad not in ENCODER_FAKE_GRAD:
+            raise ConfigError(f"objective.encoder_fake_grad must be one of {', '.join(ENCODER_FAKE_GRAD)}, got {self.encoder_fake_grad!r}")
 
 
 class SoftIntroVAE(Objective):
@@ -100,8 +108,8 @@ class SoftIntroVAE(Objective):
         x_rec = models.decode(ctx["z"], y)  # line 9: X_r <- D(Z)
         with torch.no_grad():
             x_fake = models.decode(ctx["z_prior"], y)  # line 9: X_f <- D(Z_f) (no encoder dependence)
-        x_rec_in = x_rec.detach() if c.detach_fakes_for_encoder else x_rec
-        x_fakes = torch.cat([x_rec_in, x_fake])
+        x_fakes = torch.cat([x_rec if c.encoder_fake_grad == "full" else x_rec.detach(), x_fake])
+        x_fakes_target = torch.cat([x_rec.detach() if c.encoder_fake_grad == "none" else x_rec, x_fake])
 
         # line 12: ELBO <- s · ELBO(β_rec, β_kl, X, X_r, Z)
         rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
@@ -111,7 +119,7 @@ class SoftIntroVAE(Objective):
 
         # lines 10-11, 13-14: ELBO_r, ELBO_f with β_neg on the KL
         mu_f, logvar_f, x_fakes_rec = self._fakes_through_model(x_fakes, y2, models, decode_grad=True)
-        neg_elbo_fakes = c.beta_rec * reconstruction_error(x_fakes, x_fakes_rec, c.recon_loss) + weighted_kl(
+        neg_elbo_fakes = c.beta_rec * reconstruction_error(x_fakes_target, x_fakes_rec, c.recon_loss) + weighted_kl(
             mu_f, logvar_f, groups, c.beta_neg
         )
         neg_elbo_rec, neg_elbo_fake = neg_elbo_fakes.chunk(2)
