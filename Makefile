@@ -11,8 +11,8 @@ TORCH   = torch==2.14.1 torchvision==0.29.1
 $(BIN)/genvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]" $(TORCH)
+	$(BIN)/pip install -qq $(TORCH)
+	$(BIN)/pip install -qq -e ".[dev]" $(TORCH)
 	@touch $@
 
 install: $(BIN)/genvae

@@ -25,6 +25,7 @@ import torch
 from genvae.core.checkpoint import export_component
 from genvae.core.config import merge_user, to_jsonable
 from genvae.core.interfaces import Batch, DataSource
+from genvae.core.losses import reconstruction_error
 from genvae.core.plugins import get_plugins
 from genvae.core.run import LoadedRun, ResolvedConfig, load_component, load_run, resolve
 from genvae.core.trainer import Trainer, train
@@ -44,10 +45,9 @@ class ObjectiveContract:
     objective_name: ClassVar[str]
     objective_options: ClassVar[dict[str, Any]] = {}
     arch: ClassVar[dict[str, Any]] = {"name": "mlp", "hidden": 32}
-    data: ClassVar[dict[str, Any]] = {"name": "8gaussians"}
+    data: ClassVar[dict[str, Any]] = {"name": "checkerboard"}
     train_settings: ClassVar[dict[str, Any]] = {"batch_size": 64, "log_every": 1, "checkpoint_every": 0}
     optim_settings: ClassVar[dict[str, Any]] = {"lr": 1e-3, "milestones": []}
-    lowered_key: ClassVar[str] = "rec"  # a logged value that a few steps must lower
     training_steps: ClassVar[int] = 60
 
     def config(self, **train_settings: Any) -> tuple[ResolvedConfig, DataSource]:
@@ -93,14 +93,22 @@ class ObjectiveContract:
                 else:
                     assert all(g is None for g in grads), f"phase {phase.name!r} gave {name} a gradient"
 
-    def test_a_few_steps_lower_the_loss(self, tmp_path: Path) -> None:
-        cfg, data = self.config(steps=self.training_steps)
-        train(cfg, data, tmp_path / "run", progress=False)
-        log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-        values = [r[self.lowered_key] for r in log if self.lowered_key in r]
-        assert len(values) >= 10
-        first, last = sum(values[:5]) / 5, sum(values[-5:]) / 5
-        assert last < first, f"{self.lowered_key} went from {first:.4g} to {last:.4g}"
+    def test_a_few_steps_improve_reconstructions(self, tmp_path: Path) -> None:
+        """Held-out reconstruction error D(μ(x)) falls over a few steps (adversarial losses may not)."""
+        trainer = self.trainer(tmp_path)
+        x = trainer.data.test_batch(2048).x
+
+        def heldout_error() -> float:
+            with torch.no_grad():
+                mu, _ = trainer.parts["encoder"](x)
+                return reconstruction_error(x, trainer.parts["decoder"](mu)).mean().item()
+
+        before = heldout_error()
+        batches = iter(trainer.stream)
+        for _ in range(self.training_steps):
+            trainer.train_step(next(batches))
+        after = heldout_error()
+        assert after < before, f"held-out reconstruction error went from {before:.4g} to {after:.4g}"
 
     def test_same_seed_same_losses(self, tmp_path: Path) -> None:
         runs = []
