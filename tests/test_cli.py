@@ -74,3 +74,25 @@ def test_python_dash_m_works():
 
     result = subprocess.run([sys.executable, "-m", "genvae", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_image_run_sample_and_interpolate(tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "digits"
+    result = invoke("train", "--arch", "residual", "--data", "digits", "--run-dir", run, "--steps", "2", "--batch-size", "8",
+                    "--set", "arch.channels=[8,16]", "--set", "arch.z_dim=4", "--set", "objective.num_vae=1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (run / "samples.png").is_file() and (run / "reconstructions.png").is_file()
+    corners = []
+    for i in range(4):
+        path = tmp_path / f"corner{i}.png"
+        Image.fromarray((torch.rand(16, 16) * 255).byte().numpy()).save(path)
+        corners.append(path)
+    out = invoke("interpolate", run, *corners, "--out", tmp_path / "square.png")
+    assert out.exit_code == 0, out.output
+    assert Image.open(tmp_path / "square.png").size[0] > 8 * 16
+    wrong = invoke("interpolate", run, *corners[:3])
+    assert wrong.exit_code == 2 and "exactly 4 corner images" in wrong.output
+    png = invoke("sample", run, "--n", "16", "--out", tmp_path / "grid.png")
+    assert png.exit_code == 0, png.output
