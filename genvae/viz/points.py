@@ -58,6 +58,10 @@ def scatter_real_fake(real: Any, fake: Any, scale: float, path: str | Path, titl
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
     draw_scatter(axes[0], real, scale, "tab:blue", f"real ({len(real)})")
     draw_scatter(axes[1], fake, scale, "tab:green", f"generated ({len(fake)})")
+    return _save(fig, path, title)
+
+
+def _save(fig: Any, path: Path, title: str) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -84,12 +88,7 @@ def density_image(energy_or_values: Callable[[Tensor], Tensor] | Any, scale: flo
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     im = draw_density(ax, values, scale, "density exp(ELBO)")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def write_toy2d_figures(models: Any, data_source: Any, out_dir: str | Path, seed: int = 0, n_samples: int = 5000, n_pts: int = 256) -> list[Path]:
