@@ -5,14 +5,17 @@ BIN     = $(VENV)/bin
 # torch 2.14.1 / torchvision 0.29.1 are pinned here (not in pyproject) so that pip takes the
 # local wheels on the development machines instead of downloading another build.
 TORCH   = torch==2.14.1 torchvision==0.29.1
+# third-party-style plugin packages, installed and tested like any user's plugin
+CONTRIB = $(wildcard plugins_contrib/*)
 
 .PHONY: demo test install bench clean
 
-$(BIN)/genvae: pyproject.toml
+$(BIN)/genvae: pyproject.toml $(wildcard plugins_contrib/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(BIN)/pip install -qq $(TORCH)
 	$(BIN)/pip install -qq -e ".[dev]" $(TORCH)
+	$(BIN)/pip install -qq --no-deps $(foreach p,$(CONTRIB),-e $(p))
 	@touch $@
 
 install: $(BIN)/genvae
@@ -23,7 +26,7 @@ demo: install
 		--set optim.milestones=[4000,5000] --run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: install
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 tests $(CONTRIB)
 
 bench: install
 	$(BIN)/python benchmarks/toy2d_steps_per_second.py

@@ -201,6 +201,11 @@ class Objective(ABC):
         """The phases to run at training step ``step`` (0-based). Override for warm-ups."""
         return self.phases
 
+    def setup(self, models: Models) -> None:
+        """Called once by the trainer after the networks are built (and before a resume loads
+        state). An objective with state of its own (e.g. a target network) creates it here and
+        also defines ``state_dict`` / ``load_state_dict``: the trainer then checkpoints it."""
+
     @abstractmethod
     def begin_step(self, batch: Batch, models: Models, step: int) -> dict[str, Any]:
         """Work shared by the phases of one step (e.g. Alg. 2 lines 5-7). Returns a context."""

@@ -109,6 +109,9 @@ class Trainer:
         for obj in (*self.schedulers.values(), self.stream, _GeneratorState(self.noise)):
             self.accelerator.register_for_checkpointing(obj)
         self.models = Models(encoder, decoder, dict(encoder.latent_groups), data.dim, self.noise)
+        self.objective.setup(self.models)
+        if hasattr(self.objective, "state_dict"):  # objectives with state of their own are resumable too
+            self.accelerator.register_for_checkpointing(self.objective)
 
     # ----------------------------------------------------------------------------------------
     # Checkpoints

@@ -88,8 +88,9 @@ class SoftIntroVAE(Objective):
             return self.encoder_loss(ctx, models)
         return self.decoder_loss(ctx, models)
 
-    def _fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: Models, decode_grad: bool):
-        """Lines 10-11 / 22-23: Z_rf, Z_ff <- E(X_r), E(X_f); X_rf, X_ff <- D(Z_rf), D(Z_ff)."""
+    def fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: Models, decode_grad: bool):
+        """Lines 10-11 / 22-23: Z_rf, Z_ff <- E(X_r), E(X_f); X_rf, X_ff <- D(Z_rf), D(Z_ff).
+        ``decode_grad=False`` is the decoder phase's sg() (line 23). Variants override this."""
         mu, logvar = models.encode(x_fakes, y)
         z = reparameterize(mu, logvar, models.randn_like)
         if decode_grad:
@@ -118,7 +119,7 @@ class SoftIntroVAE(Objective):
         loss_real = s * (c.beta_rec * rec_real + kl_real_weighted)
 
         # lines 10-11, 13-14: ELBO_r, ELBO_f with β_neg on the KL
-        mu_f, logvar_f, x_fakes_rec = self._fakes_through_model(x_fakes, y2, models, decode_grad=True)
+        mu_f, logvar_f, x_fakes_rec = self.fakes_through_model(x_fakes, y2, models, decode_grad=True)
         neg_elbo_fakes = c.beta_rec * reconstruction_error(x_fakes_target, x_fakes_rec, c.recon_loss) + weighted_kl(
             mu_f, logvar_f, groups, c.beta_neg
         )
@@ -150,7 +151,7 @@ class SoftIntroVAE(Objective):
         x_fake = models.decode(ctx["z_prior"], y)
         x_fakes = torch.cat([x_rec, x_fake])
         # lines 22-23: the (frozen) encoder sees the fakes with gradient; their reconstructions are sg()
-        mu_f, logvar_f, x_fakes_rec = self._fakes_through_model(x_fakes, y2, models, decode_grad=False)
+        mu_f, logvar_f, x_fakes_rec = self.fakes_through_model(x_fakes, y2, models, decode_grad=False)
 
         # line 24: ELBO <- β_rec·L_rec(X, X_r) (the real KL does not depend on the decoder)
         rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
