@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from genvae.commands.bench import bench_app
-from genvae.commands.common import console, user_errors
+from genvae.commands.common import console, err_console, user_errors
 from genvae.commands.evaluate import eval_app
 
 app = typer.Typer(
@@ -201,8 +201,24 @@ def interpolate(
     console.print(f"wrote {save_grid(grid, out)}")
 
 
+def add_plugin_commands(argv: list[str]) -> None:
+    """Let plugins add sub-commands (``genvae_register_commands``) when ``argv`` names a command
+    that is not built in; a broken plugin's hook is reported, not fatal."""
+    builtin = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    if not argv or argv[0].startswith("-") or argv[0] in builtin:
+        return
+    from genvae.core.plugins import get_plugins
+
+    for impl in get_plugins().manager.hook.genvae_register_commands.get_hookimpls():
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not take the CLI down
+            err_console.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r} could not add its commands: {exc}")
+
+
 def main() -> None:
     """Console-script entry point."""
+    add_plugin_commands(sys.argv[1:])
     app(prog_name="genvae")
 
 

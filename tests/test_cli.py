@@ -96,3 +96,24 @@ def test_image_run_sample_and_interpolate(tmp_path):
     assert wrong.exit_code == 2 and "exactly 4 corner images" in wrong.output
     png = invoke("sample", run, "--n", "16", "--out", tmp_path / "grid.png")
     assert png.exit_code == 0, png.output
+
+
+def test_a_plugin_adds_a_command(monkeypatch):
+    import genvae
+    from genvae.cli import add_plugin_commands
+    from genvae.core.plugins import load_plugins, use_plugins
+
+    class Hello:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_commands(app):
+            @app.command("hello")
+            def hello(name: str = "world") -> None:
+                print(f"hello {name}")
+
+    use_plugins(load_plugins(extra=[("hello", Hello)]))
+    add_plugin_commands(["train"])  # a built-in command: plugins are not consulted
+    assert invoke("hello").exit_code != 0
+    add_plugin_commands(["hello"])
+    result = invoke("hello", "--name", "genvae")
+    assert result.exit_code == 0 and "hello genvae" in result.output

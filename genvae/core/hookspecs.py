@@ -49,3 +49,13 @@ def genvae_register_losses(register: Callable[[str, Any], None]) -> None:
     ``loss(x, x_rec) -> Tensor`` of shape (batch,): −log p(x|z) up to a constant, per sample.
     Objectives use it through their ``recon_loss`` option.
     """
+
+
+@hookspec
+def genvae_register_commands(app: Any) -> None:
+    """Add sub-commands to the ``genvae`` command line: ``app`` is its typer.Typer, so
+    ``app.command("my-cmd")(function)`` or ``app.add_typer(my_app, name="my-group")``.
+
+    Plugin commands are loaded when the command line names a command genvae does not have
+    itself, so ``genvae --help`` stays fast.
+    """
