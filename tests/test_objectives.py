@@ -106,7 +106,7 @@ def test_vae_loss_and_gradient_by_hand():
 
 # ------------------------------------------------------------------------------- Soft-IntroVAE
 
-# noise order: ε for Z (begin_step), Z_f (begin_step), ε for [Z_rf; Z_ff] (phase)
+# noise order: ε for Z (begin_step), Z_f (begin_step), ε for Z_rf, then for Z_ff (phase)
 EPS_Z, Z_PRIOR, EPS_FAKES = [0.3, -0.5], [1.1, -0.2], [0.4, 0.9, -1.2, 0.05]
 SOFT = SoftIntroConfig(beta_rec=0.7, beta_kl=0.3, beta_neg=2.0, gamma_r=0.25, scale=0.5)
 
@@ -150,7 +150,7 @@ def encoder_loss_with_stop_gradients(mode):
 @pytest.mark.parametrize("mode", ["full", "target", "none"])
 def test_soft_intro_encoder_phase_by_hand(mode):
     cfg = SoftIntroConfig(**{**SOFT.__dict__, "encoder_fake_grad": mode})
-    value, grads = run_phase(SoftIntroVAE(cfg), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")
+    value, grads = run_phase(SoftIntroVAE(cfg), [EPS_Z, Z_PRIOR, EPS_FAKES[:2], EPS_FAKES[2:]], "encoder")
     f = encoder_loss_with_stop_gradients(mode)
     assert value == pytest.approx(f(A, B), rel=1e-12)
     params = dict(a=A, b=B)
@@ -161,7 +161,7 @@ def test_soft_intro_encoder_phase_by_hand(mode):
 
 
 def test_the_stop_gradient_modes_really_differ():
-    grads = {m: run_phase(SoftIntroVAE(SoftIntroConfig(**{**SOFT.__dict__, "encoder_fake_grad": m})), [EPS_Z, Z_PRIOR, EPS_FAKES], "encoder")[1]["a"] for m in ("full", "target", "none")}
+    grads = {m: run_phase(SoftIntroVAE(SoftIntroConfig(**{**SOFT.__dict__, "encoder_fake_grad": m})), [EPS_Z, Z_PRIOR, EPS_FAKES[:2], EPS_FAKES[2:]], "encoder")[1]["a"] for m in ("full", "target", "none")}
     assert len({round(g, 9) for g in grads.values()}) == 3
     with pytest.raises(Exception, match="encoder_fake_grad must be one of full, target, none"):
         SoftIntroConfig(encoder_fake_grad="some")
@@ -183,7 +183,7 @@ def soft_intro_decoder_loss(a=A, b=B, c=C, d=D, stopped=None):
 def test_soft_intro_decoder_phase_by_hand():
     x_r, x_f = soft_intro_fakes()
     stopped = [C * (A * xin + e * math.exp(0.5 * B)) + D for xin, e in zip([*x_r, *x_f], EPS_FAKES)]
-    value, grads = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES], "decoder")
+    value, grads = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES[:2], EPS_FAKES[2:]], "decoder")
     assert value == pytest.approx(soft_intro_decoder_loss(stopped=stopped), rel=1e-12)
     params = dict(c=C, d=D)
     f = lambda c, d: soft_intro_decoder_loss(c=c, d=d, stopped=stopped)  # noqa: E731

@@ -166,10 +166,20 @@ class Models:
     latent_groups: dict[str, int]
     data_dim: int
     generator: torch.Generator | None = None  # all noise of a step (ε, prior z) comes from here
+    rank: int = 0  # this process's share of a global batch is rows rank::world_size
+    world_size: int = 1
 
     def randn_like(self, t: Tensor) -> Tensor:
-        """Standard normal noise shaped like ``t``, drawn from ``generator`` (seeded, resumable)."""
-        return torch.randn(t.shape, generator=self.generator, device=t.device, dtype=t.dtype)
+        """Standard normal noise shaped like ``t``, drawn from ``generator`` (seeded, resumable).
+
+        With several processes every process draws the noise of the *global* batch from the same
+        generator and keeps its rows ``rank::world_size`` — the rows its data came from — so that
+        P processes × batch B compute exactly what one process computes with batch P·B.
+        """
+        if self.world_size == 1:
+            return torch.randn(t.shape, generator=self.generator, device=t.device, dtype=t.dtype)
+        shape = (t.shape[0] * self.world_size, *t.shape[1:])
+        return torch.randn(shape, generator=self.generator, device=t.device, dtype=t.dtype)[self.rank :: self.world_size]
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.encoder(x, y)

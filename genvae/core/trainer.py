@@ -39,8 +39,9 @@ PARTS = ("encoder", "decoder")
 LOG_FILE = "log.jsonl"
 
 
-def noise_seed(seed: int, rank: int) -> int:
-    """Seed of the generator that draws every ε and prior z of process ``rank``."""
+def noise_seed(seed: int, rank: int = 0) -> int:
+    """Seed of the generator that draws every ε and prior z (the trainer shares one, rank 0's,
+    between processes; see Models.randn_like)."""
     return seed * 1_000_003 + 7919 + rank
 
 
@@ -105,10 +106,11 @@ class Trainer:
         }
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         self.stream: BatchStream = data.train_stream(cfg.train.batch_size, cfg.train.seed, rank, world)
-        self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, rank))
+        # one noise stream for all processes; each keeps its rows of the global batch (Models.randn_like)
+        self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, 0))
         for obj in (*self.schedulers.values(), self.stream, _GeneratorState(self.noise)):
             self.accelerator.register_for_checkpointing(obj)
-        self.models = Models(encoder, decoder, dict(encoder.latent_groups), data.dim, self.noise)
+        self.models = Models(encoder, decoder, dict(encoder.latent_groups), data.dim, self.noise, rank, world)
         self.objective.setup(self.models)
         if hasattr(self.objective, "state_dict"):  # objectives with state of their own are resumable too
             self.accelerator.register_for_checkpointing(self.objective)

@@ -111,16 +111,21 @@ TABLE5: dict[str, dict[str, dict[str, float]]] = {
 
 
 class Toy2DStream(BatchStream):
-    """Fresh samples every batch from a seeded generator (its state is the resume state)."""
+    """Fresh samples every batch from a seeded generator (its state is the resume state).
 
-    def __init__(self, sampler: Sampler, batch_size: int, seed: int) -> None:
+    With several processes all draw the global batch (world_size × batch_size) from the same
+    generator and keep rows ``rank::world_size``, as the image streams shard their epochs.
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.sampler = sampler
-        self.batch_size = batch_size
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def __iter__(self) -> Iterator[Batch]:
         while True:
-            yield Batch(self.sampler(self.batch_size, self.generator))
+            x = self.sampler(self.batch_size * self.world_size, self.generator)
+            yield Batch(x[self.rank :: self.world_size] if self.world_size > 1 else x)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
@@ -142,7 +147,7 @@ class Toy2D(DataSource):
         self.recommended = {"train": dict(_TRAIN_2D), **table, "soft-intro": {"num_vae": 2000, **table.get("soft-intro", {})}}
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Toy2DStream:
-        return Toy2DStream(self.sampler, batch_size, seed=seed * 1000 + rank)
+        return Toy2DStream(self.sampler, batch_size, seed * 1000, rank, world_size)
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
         return self.sampler(n, torch.Generator().manual_seed(seed))

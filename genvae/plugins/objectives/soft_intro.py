@@ -100,17 +100,29 @@ class SoftIntroVAE(Objective):
                 x_fakes_rec = models.decode(z, y)
         return mu, logvar, x_fakes_rec
 
+    def fake_elbos(
+        self, inputs: torch.Tensor, targets: torch.Tensor, y: torch.Tensor | None, models: Models,
+        decode_grad: bool, rec_weight: float, kl_weight: GroupWeight,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-sample −ELBO(rec_weight, kl_weight, X, X_rf, Z_rf) of one kind of fake, and its KLs.
+
+        ``targets`` is the first argument of L_rec (``inputs`` with or without gradient). The two
+        kinds of fakes go through the networks separately, not concatenated, so that each
+        process's noise rows line up with a single-process run (see Models.randn_like).
+        """
+        mu, logvar, reconstructed = self.fakes_through_model(inputs, y, models, decode_grad)
+        groups = models.latent_groups
+        neg_elbo = rec_weight * reconstruction_error(targets, reconstructed, self.config.recon_loss) + weighted_kl(mu, logvar, groups, kl_weight)
+        return neg_elbo, kl_per_group(mu, logvar, groups)
+
     def encoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
         c, s = self.config, self.scale(models)
         x, y = ctx["batch"].x, ctx["batch"].y
-        y2 = None if y is None else torch.cat([y, y])
         groups = models.latent_groups
 
         x_rec = models.decode(ctx["z"], y)  # line 9: X_r <- D(Z)
         with torch.no_grad():
             x_fake = models.decode(ctx["z_prior"], y)  # line 9: X_f <- D(Z_f) (no encoder dependence)
-        x_fakes = torch.cat([x_rec if c.encoder_fake_grad == "full" else x_rec.detach(), x_fake])
-        x_fakes_target = torch.cat([x_rec.detach() if c.encoder_fake_grad == "none" else x_rec, x_fake])
 
         # line 12: ELBO <- s · ELBO(β_rec, β_kl, X, X_r, Z)
         rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
@@ -118,23 +130,21 @@ class SoftIntroVAE(Objective):
         kl_real_weighted = weighted_kl(ctx["mu"], ctx["logvar"], groups, c.beta_kl).mean()
         loss_real = s * (c.beta_rec * rec_real + kl_real_weighted)
 
-        # lines 10-11, 13-14: ELBO_r, ELBO_f with β_neg on the KL
-        mu_f, logvar_f, x_fakes_rec = self.fakes_through_model(x_fakes, y2, models, decode_grad=True)
-        neg_elbo_fakes = c.beta_rec * reconstruction_error(x_fakes_target, x_fakes_rec, c.recon_loss) + weighted_kl(
-            mu_f, logvar_f, groups, c.beta_neg
-        )
-        neg_elbo_rec, neg_elbo_fake = neg_elbo_fakes.chunk(2)
+        # lines 10-11, 13-14: ELBO_r, ELBO_f with β_neg on the KL (stop-gradients: module docstring)
+        rec_in = x_rec if c.encoder_fake_grad == "full" else x_rec.detach()
+        rec_target = x_rec.detach() if c.encoder_fake_grad == "none" else x_rec
+        neg_elbo_rec, kls_rec = self.fake_elbos(rec_in, rec_target, y, models, True, c.beta_rec, c.beta_neg)
+        neg_elbo_fake, kls_fake = self.fake_elbos(x_fake, x_fake, y, models, True, c.beta_rec, c.beta_neg)
         # lines 15-16: expELBO = ½·exp(2s·ELBO), computed overflow-safely
         exp_elbo_rec = exp_elbo(neg_elbo_rec, s)
         exp_elbo_fake = exp_elbo(neg_elbo_fake, s)
         # line 17: L_E = ELBO − ½(expELBO_r + expELBO_f), ascended; we minimise its negative
         loss = loss_real + 0.5 * (exp_elbo_rec + exp_elbo_fake)
 
-        kls_fake = kl_per_group(mu_f, logvar_f, groups)
         logs = {
             "rec": rec_real.detach(),
             **{log_key("kl", g, groups): kl.mean().detach() for g, kl in kls_real.items()},
-            **{log_key("kl_fake", g, groups): kl.mean().detach() for g, kl in kls_fake.items()},
+            **{log_key("kl_fake", g, groups): (0.5 * (kls_rec[g].mean() + kls_fake[g].mean())).detach() for g in groups},
             "exp_elbo_rec": exp_elbo_rec.detach(),
             "exp_elbo_fake": exp_elbo_fake.detach(),
         }
@@ -143,29 +153,23 @@ class SoftIntroVAE(Objective):
     def decoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
         c, s = self.config, self.scale(models)
         x, y = ctx["batch"].x, ctx["batch"].y
-        y2 = None if y is None else torch.cat([y, y])
         groups = models.latent_groups
 
         # line 21: X_r <- D(Z), X_f <- D(Z_f) with the same Z, Z_f as the encoder phase
         x_rec = models.decode(ctx["z"].detach(), y)
         x_fake = models.decode(ctx["z_prior"], y)
-        x_fakes = torch.cat([x_rec, x_fake])
-        # lines 22-23: the (frozen) encoder sees the fakes with gradient; their reconstructions are sg()
-        mu_f, logvar_f, x_fakes_rec = self.fakes_through_model(x_fakes, y2, models, decode_grad=False)
-
         # line 24: ELBO <- β_rec·L_rec(X, X_r) (the real KL does not depend on the decoder)
         rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
-        # lines 25-26: ELBO(γ_r·β_rec, β_kl, X_r|X_f, X_rf|X_ff, Z_rf|Z_ff)
-        rec_fakes = reconstruction_error(x_fakes, x_fakes_rec, c.recon_loss)
-        neg_elbo_fakes = c.gamma_r * c.beta_rec * rec_fakes + weighted_kl(mu_f, logvar_f, groups, c.beta_kl)
-        neg_elbo_rec, neg_elbo_fake = neg_elbo_fakes.chunk(2)
+        # lines 22-23, 25-26: the (frozen) encoder sees the fakes with gradient, their reconstructions
+        # are sg(); ELBO(γ_r·β_rec, β_kl, X_r|X_f, X_rf|X_ff, Z_rf|Z_ff)
+        neg_elbo_rec, kls_rec = self.fake_elbos(x_rec, x_rec, y, models, False, c.gamma_r * c.beta_rec, c.beta_kl)
+        neg_elbo_fake, kls_fake = self.fake_elbos(x_fake, x_fake, y, models, False, c.gamma_r * c.beta_rec, c.beta_kl)
         # line 27: L_D = s·(ELBO + ½(ELBO_r + ELBO_f)), negated
         loss = s * (c.beta_rec * rec_real + 0.5 * (neg_elbo_rec.mean() + neg_elbo_fake.mean()))
 
-        kls_fake = kl_per_group(mu_f, logvar_f, groups)
         logs = {
             "rec_dec": rec_real.detach(),
-            **{log_key("kl_fake_dec", g, groups): kl.mean().detach() for g, kl in kls_fake.items()},
+            **{log_key("kl_fake_dec", g, groups): (0.5 * (kls_rec[g].mean() + kls_fake[g].mean())).detach() for g in groups},
         }
         return PhaseOutput(loss, logs)
 
