@@ -85,18 +85,18 @@ def test_residual_shapes_and_parameter_counts(shape, channels) -> None:
     assert sum(p.numel() for p in encoder.parameters()) == enc_n
     assert sum(p.numel() for p in decoder.parameters()) == dec_n
     assert encoder.latent_groups == {"z": z_dim}
-    assert encoder.config == {"data_shape": list(shape), "num_classes": 0, "z_dim": z_dim, "channels": channels, "norm": "batch-stats"}
+    assert encoder.config == {"data_shape": list(shape), "num_classes": 0, "z_dim": z_dim, "channels": channels, "norm": "batch"}
 
 
 def test_norm_options() -> None:
     shape, channels = (1, 16, 16), [8, 16]
     x = torch.rand(6, *shape)
-    # batch-stats (default): eval mode normalises exactly as training does
-    encoder = ResidualEncoder(shape, z_dim=4, channels=channels)
+    # batch-stats: eval mode normalises exactly as training does
+    encoder = ResidualEncoder(shape, z_dim=4, channels=channels, norm="batch-stats")
     assert torch.equal(encoder.train()(x)[0], encoder.eval()(x)[0])
     assert not any("running" in k for k in encoder.state_dict())
-    # batch (the authors' BatchNorm): running statistics in eval mode
-    encoder = ResidualEncoder(shape, z_dim=4, channels=channels, norm="batch")
+    # batch (the authors' BatchNorm, the default): running statistics in eval mode
+    encoder = ResidualEncoder(shape, z_dim=4, channels=channels)
     assert any("running_mean" in k for k in encoder.state_dict())
     assert not torch.allclose(encoder.train()(x)[0], encoder.eval()(x)[0])
     # none: no normalisation, biased convolutions, one output per input independent of the batch
@@ -422,3 +422,21 @@ def test_real_folder_of_faces() -> None:
     data = ImageFolder(str(_shared("celeba-32")), resolution=32)
     assert data.split_size("train") == 32
     assert next(iter(data.train_stream(8, seed=0))).x.shape == (8, 3, 32, 32)
+
+
+def test_batchnorm_statistics_are_recomputed_from_real_data():
+    from genvae.core.batchnorm import recalibrate_batchnorm
+    from genvae.core.config import merge_user
+    from genvae.core.run import build_models, models_view, resolve
+
+    cfg, data = resolve(merge_user(None, ["arch.channels=[8,16]", "arch.z_dim=4"], {"arch.name": "residual", "data.name": "digits"}))
+    encoder, decoder = build_models(cfg, data)
+    bn = encoder.features[1]
+    bn.running_mean.fill_(5.0)  # as if dominated by something else than the data
+    encoder.eval()
+    assert recalibrate_batchnorm(models_view(encoder, decoder, data), data, batch_size=16, batches=1, seed=0) > 0
+    x = next(iter(data.train_stream(16, seed=424_242))).x
+    with torch.no_grad():
+        expected = encoder.features[0](x).mean(dim=(0, 2, 3))
+    assert torch.allclose(bn.running_mean, expected, atol=1e-5)
+    assert bn.momentum == 0.1 and not encoder.training  # restored

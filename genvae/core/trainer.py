@@ -134,6 +134,7 @@ class Trainer:
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp / "accelerate"))
+        self._recalibrate_batchnorm()
         if acc.is_main_process:
             arch = self.cfg.arch["name"]
             for name, module in self.parts.items():
@@ -144,6 +145,12 @@ class Trainer:
                 export_component(module, self.run_dir / name, name, arch)
         acc.wait_for_everyone()
         self.last_checkpoint_step = self.step
+
+    def _recalibrate_batchnorm(self) -> None:
+        """Running BatchNorm statistics from real data before exporting or drawing (precise BN)."""
+        from genvae.core.batchnorm import recalibrate_batchnorm
+
+        recalibrate_batchnorm(self.models, self.data, self.cfg.train.batch_size, seed=self.cfg.train.seed)
 
     def load_checkpoint(self) -> None:
         checkpoint = find_checkpoint(self.run_dir)
@@ -280,6 +287,7 @@ class Trainer:
             return []
         from genvae.viz.curves import plot_losses
 
+        self._recalibrate_batchnorm()
         for module in self.parts.values():
             module.eval()
         try:

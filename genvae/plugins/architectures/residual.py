@@ -18,12 +18,13 @@ changes), then BN and LReLU(0.2) on the sum (the authors' ``ResidualBlock``). Fo
 levels) the encoder zero-pads the input to S' and the decoder centre-crops its S' output to S,
 so any S >= 2^L works without resizing the data.
 
-Normalisation (``norm``): the authors' BatchNorm, but by default with batch statistics in eval
-mode too (``batch-stats``). With running statistics (``batch``) an eval-mode model is badly
-off: the encoder's running statistics are dominated by the fakes it sees twice per step
-(Alg. 2 lines 10 and 22), and the authors themselves generate and compute FID in train mode
-(batch statistics; see taldatech/soft-intro-vae-pytorch issues #13, #14, #20). ``batch-stats``
-keeps what they evaluated, in eval mode; its outputs depend on the other images of the batch.
+Normalisation (``norm``): the authors' BatchNorm (``batch``, the default). Its running
+statistics — used in eval mode — would describe the fakes the encoder sees twice per step
+(Alg. 2 lines 10 and 22) as much as the data, so the trainer recomputes them from real data
+before every export and every figure (genvae/core/batchnorm.py); eval-mode outputs are then
+as good as train-mode ones and do not depend on the rest of the batch. (The authors generate
+and compute FID in train mode instead; see their issues #13, #14, #20.) ``batch-stats`` uses
+batch statistics in eval mode too (what the authors evaluated; outputs depend on the batch);
 ``none`` removes normalisation (convolutions then get biases).
 
 Class-conditional (``num_classes > 0``): as the authors' CVAE, a one-hot label is appended to
@@ -64,7 +65,7 @@ def _norm(channels: int, norm: str) -> nn.Module:
 class ResidualBlock(nn.Module):
     """The authors' block: LReLU(BN(conv3(LReLU(BN(conv3(x)))) + shortcut(x)))."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch-stats") -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch") -> None:
         super().__init__()
         bias = norm == "none"
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
@@ -116,7 +117,7 @@ class ResidualEncoder(Encoder):
         num_classes: int = 0,
         z_dim: int = 128,
         channels: Sequence[int] = CIFAR10_CHANNELS,
-        norm: str = "batch-stats",
+        norm: str = "batch",
     ) -> None:
         channels = [int(c) for c in channels]
         super().__init__(
@@ -161,7 +162,7 @@ class ResidualDecoder(Decoder):
         num_classes: int = 0,
         z_dim: int = 128,
         channels: Sequence[int] = CIFAR10_CHANNELS,
-        norm: str = "batch-stats",
+        norm: str = "batch",
     ) -> None:
         channels = [int(c) for c in channels]
         super().__init__(
