@@ -104,10 +104,6 @@ def metric(
 
 
 def _key_values(texts: list[str]) -> dict[str, Any]:
-    from genvae.core.config import parse_override
+    from genvae.core.config import parse_key_value
 
-    values = {}
-    for text in texts:
-        _, key, value = parse_override(f"data.{text}")  # the same KEY=VALUE literal parsing as --set
-        values[key] = value
-    return values
+    return dict(parse_key_value(text) for text in texts)

@@ -77,21 +77,29 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``objective.beta_neg=0.9`` -> ("objective", "beta_neg", 0.9). Values are TOML literals;
-    anything that is not one is taken as a string."""
+def parse_key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (KEY, VALUE). Values are TOML literals; anything that is not one is taken
+    as a string."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. objective.beta_neg=0.9")
+        raise ConfigError(f"{text!r}: expected KEY=VALUE")
     key, raw = text.split("=", 1)
-    if "." not in key:
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. objective.beta_neg=0.9")
-    section, name = key.strip().split(".", 1)
-    if section not in SECTIONS:
-        raise ConfigError(_unknown("config section", section, list(SECTIONS)) + f" (in --set {text!r})")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    return key.strip(), value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``objective.beta_neg=0.9`` -> ("objective", "beta_neg", 0.9) (values as parse_key_value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. objective.beta_neg=0.9")
+    key, value = parse_key_value(text)
+    if "." not in key:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. objective.beta_neg=0.9")
+    section, name = key.split(".", 1)
+    if section not in SECTIONS:
+        raise ConfigError(_unknown("config section", section, list(SECTIONS)) + f" (in --set {text!r})")
     return section, name.strip(), value
 
 

@@ -56,6 +56,16 @@ class Decoder(Component):
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor: ...
 
 
+def append_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
+    """``t`` (batch, features) with the one-hot class label appended, for class-conditional
+    networks (the CVAE of Appendix 9.4.1); ``t`` unchanged when ``num_classes`` is 0."""
+    if num_classes == 0:
+        return t
+    if y is None:
+        raise ValueError("this model is class-conditional: pass labels y")
+    return torch.cat([t, torch.nn.functional.one_hot(y.long(), num_classes).to(t.dtype)], dim=1)
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A registered pair of network classes built from the same options."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
-from genvae.core.interfaces import Architecture, Decoder, Encoder
+from genvae.core.interfaces import Architecture, Decoder, Encoder, append_label
 
 
 def _mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
@@ -23,14 +21,6 @@ def _mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _with_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
-    if num_classes == 0:
-        return t
-    if y is None:
-        raise ValueError("this model is class-conditional: pass labels y")
-    return torch.cat([t, F.one_hot(y.long(), num_classes).to(t.dtype)], dim=1)
-
-
 class MLPEncoder(Encoder):
     def __init__(self, data_shape: tuple[int, ...] = (2,), num_classes: int = 0, z_dim: int = 2, hidden: int = 256, depth: int = 3) -> None:
         super().__init__(data_shape=list(data_shape), num_classes=num_classes, z_dim=z_dim, hidden=hidden, depth=depth)
@@ -39,7 +29,7 @@ class MLPEncoder(Encoder):
         self.net = _mlp(math.prod(data_shape) + num_classes, hidden, depth, 2 * z_dim)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = self.net(_with_label(x.flatten(1), y, self.num_classes))
+        h = self.net(append_label(x.flatten(1), y, self.num_classes))
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
 
@@ -52,7 +42,7 @@ class MLPDecoder(Decoder):
         self.net = _mlp(z_dim + num_classes, hidden, depth, math.prod(data_shape))
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.net(_with_label(z, y, self.num_classes)).view(-1, *self.data_shape)
+        return self.net(append_label(z, y, self.num_classes)).view(-1, *self.data_shape)
 
 
 @hookimpl

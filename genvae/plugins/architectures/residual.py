@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
-from genvae.core.interfaces import Architecture, Decoder, Encoder
+from genvae.core.interfaces import Architecture, Decoder, Encoder, append_label
 from genvae.errors import ConfigError
 
 CIFAR10_CHANNELS = (64, 128, 256)
@@ -102,12 +102,6 @@ def _geometry(data_shape: Sequence[int], channels: Sequence[int], norm: str) -> 
     return image_channels, height, padded, padded // factor
 
 
-def _one_hot(y: Tensor | None, num_classes: int, like: Tensor) -> Tensor:
-    if y is None:
-        raise ValueError("this model is class-conditional: pass labels y")
-    return F.one_hot(y.long(), num_classes).to(like.dtype)
-
-
 class ResidualEncoder(Encoder):
     """x -> (mu, logvar) through IntroVAE's residual convolutional encoder."""
 
@@ -147,8 +141,7 @@ class ResidualEncoder(Encoder):
             x = F.pad(x, (pad, self.padded - self.size - pad, pad, self.padded - self.size - pad))
         h = self.features(x.contiguous(memory_format=torch.channels_last))
         h = h.contiguous().flatten(1)  # NCHW order, as the authors' view(-1)
-        if self.num_classes:
-            h = torch.cat([h, _one_hot(y, self.num_classes, h)], dim=1)
+        h = append_label(h, y, self.num_classes)
         mu, logvar = self.fc(h).chunk(2, dim=1)
         return mu, logvar
 
@@ -182,8 +175,7 @@ class ResidualDecoder(Decoder):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        if self.num_classes:
-            z = torch.cat([z, _one_hot(y, self.num_classes, z)], dim=1)
+        z = append_label(z, y, self.num_classes)
         h = self.fc(z).view(-1, self.top_channels, self.base, self.base)
         x = self.main(h.contiguous(memory_format=torch.channels_last))
         if self.padded != self.size:

@@ -313,7 +313,7 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
     """A DataSource from a dataset plugin name (``mnist``), ``name:key=value,...`` or a folder of images."""
     if isinstance(data, DataSource):
         return data, type(data).__name__
-    from genvae.core.config import parse_override
+    from genvae.core.config import parse_key_value
     from genvae.core.plugins import get_plugins
 
     plugins = get_plugins()
@@ -324,7 +324,7 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
         return plugins.datasets.get("folder")(**opts), f"folder:{Path(text).expanduser().resolve()}"
     name, _, rest = text.partition(":")
     for item in filter(None, rest.split(",")):
-        _, key, value = parse_override(f"data.{item}")
+        key, value = parse_key_value(item)
         opts[key] = value
     return plugins.datasets.get(name)(**opts), text
 
