@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`.
+# The README's two commands: `make demo` and `make test` (which also builds the docs site, strict).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -8,7 +8,7 @@ TORCH   = torch==2.14.1 torchvision==0.29.1
 # third-party-style plugin packages, installed and tested like any user's plugin
 CONTRIB = $(wildcard plugins_contrib/*)
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench docs clean
 
 $(BIN)/genvae: pyproject.toml $(wildcard plugins_contrib/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ demo: install
 test: install
 	$(BIN)/pytest -q -n 2 tests $(CONTRIB)
 
+# the documentation site (mkdocs.yml), warnings as errors, into site/
+docs: install
+	$(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python benchmarks/toy2d_steps_per_second.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache site
