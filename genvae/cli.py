@@ -111,6 +111,8 @@ def sample(
     n: int = typer.Option(1000, "--n", "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
+    truncation: float = typer.Option(1.0, "--truncation", help="Style models: truncation psi (e.g. 0.7) towards the average style."),
+    mix: int = typer.Option(-1, "--mix", help="Style models: style mixing; style layers from this index on come from a second z."),
 ) -> None:
     """Draw samples from a trained model's prior: z ~ N(0, I), x = D(z)."""
     import torch
@@ -130,7 +132,20 @@ def sample(
         num_classes = loaded.encoder.config.get("num_classes", 0)
         if num_classes:
             y = torch.arange(n) % num_classes
-        x = loaded.decoder(z, y)
+        if truncation != 1.0 or mix >= 0:
+            if not hasattr(loaded.decoder, "sample"):
+                raise ConfigError(f"--truncation and --mix need a style-based model (--arch style); this run's is {loaded.config.arch['name']!r}")
+            if not 0.0 <= truncation <= 1.0:
+                raise ConfigError(f"--truncation must be in [0, 1], got {truncation}")
+            mix_z = torch.randn(n, loaded.models.z_dim, generator=generator) if mix >= 0 else None
+            try:
+                x = loaded.decoder.sample(z, y, truncation=truncation, mix_z=mix_z, crossover=mix if mix >= 0 else None)
+            except ValueError as exc:
+                raise ConfigError(f"--mix: {exc}") from None
+            if x.shape[-1] != loaded.data.shape[-1]:  # a run stopped before its last growth level
+                x = torch.nn.functional.interpolate(x, size=loaded.data.shape[-1], mode="nearest")
+        else:
+            x = loaded.models.decode(z, y)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".pt":
         torch.save(x, out)

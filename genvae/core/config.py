@@ -1,6 +1,6 @@
 """Run configuration: dataclass sections, TOML files, ``--set a.b=c`` overrides, JSON on disk.
 
-A run's config has five sections. ``train`` and ``optim`` are fixed dataclasses; ``objective``,
+A run's config has six sections. ``train``, ``optim`` and ``grow`` (progressive growing) are fixed dataclasses; ``objective``,
 ``arch`` and ``data`` hold a plugin ``name`` plus that plugin's options, validated against the
 plugin (an objective's ``Config`` dataclass, an architecture's or dataset's constructor keywords).
 
@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from genvae.core.progressive import GrowConfig
 from genvae.errors import ConfigError
 
-SECTIONS = ("train", "optim", "objective", "arch", "data")
+SECTIONS = ("train", "optim", "grow", "objective", "arch", "data")
 PLUGIN_SECTIONS = {"objective": "objective", "arch": "architecture", "data": "dataset"}
 
 
@@ -47,10 +48,11 @@ class OptimConfig:
     lr_decoder: float = 0.0  # overrides lr for the decoder when > 0
     milestones: list[int] = field(default_factory=list)  # MultiStepLR steps where lr *= gamma
     gamma: float = 0.1  # MultiStepLR factor
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam's (beta1, beta2)
     grad_clip: float = 0.0  # max gradient norm per part (0: no clipping)
 
 
-FIXED_SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig}
+FIXED_SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "grow": GrowConfig}
 
 DEFAULT_NAMES = {"objective": "soft-intro", "arch": "mlp", "data": "8gaussians"}
 

@@ -178,6 +178,7 @@ class Models:
     generator: torch.Generator | None = None  # all noise of a step (ε, prior z) comes from here
     rank: int = 0  # this process's share of a global batch is rows rank::world_size
     world_size: int = 1
+    output_size: int | None = None
 
     def randn_like(self, t: Tensor) -> Tensor:
         """Standard normal noise shaped like ``t``, drawn from ``generator`` (seeded, resumable).
@@ -195,7 +196,16 @@ class Models:
         return self.encoder(x, y)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.decoder(z, y)
+        """D(z). A decoder with noise inputs of its own (``draws_noise = True``, e.g. the style
+        decoder's per-pixel noise) draws them from ``randn_like`` too. With ``output_size`` set
+        (figures during progressive growing) smaller outputs are enlarged to it (nearest)."""
+        if getattr(self.decoder, "draws_noise", False):
+            x = self.decoder(z, y, noise=self.randn_like)
+        else:
+            x = self.decoder(z, y)
+        if self.output_size is not None and x.dim() == 4 and x.shape[-1] < self.output_size:
+            x = torch.nn.functional.interpolate(x, size=self.output_size, mode="nearest")
+        return x
 
     @property
     def z_dim(self) -> int:

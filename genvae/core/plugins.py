@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.architectures.residual",
     "genvae.plugins.datasets.images",
     "genvae.plugins.architectures.lord",
+    "genvae.plugins.architectures.style",
     "genvae.plugins.datasets.shapes3d_synthetic",
     "genvae.plugins.losses.perceptual",
 )

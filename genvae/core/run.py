@@ -6,7 +6,7 @@ networks; ``load_run`` reopens a finished (or interrupted) run for sampling and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +26,7 @@ from genvae.core.config import (
 from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective
 from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
+from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
 from genvae.errors import ConfigError, RunDirError
 
 PRECISIONS = ("no", "bf16", "fp16")
@@ -40,9 +41,10 @@ class ResolvedConfig:
     objective: dict[str, Any]  # {"name": ..., hyperparameters...}
     arch: dict[str, Any]
     data: dict[str, Any]
+    grow: GrowConfig = field(default_factory=GrowConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({s: getattr(self, s) for s in ("train", "optim", "objective", "arch", "data")})
+        return to_jsonable({s: getattr(self, s) for s in ("train", "optim", "grow", "objective", "arch", "data")})
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "ResolvedConfig":
@@ -52,6 +54,7 @@ class ResolvedConfig:
             objective=dict(d["objective"]),
             arch=dict(d["arch"]),
             data=dict(d["data"]),
+            grow=build_dataclass("grow", GrowConfig, d.get("grow", {})),
         )
 
 
@@ -91,6 +94,11 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
         recommended.get(names["objective"], {}), arch, data, data.num_classes if train.conditional else 0, arch_cfg
     )
     objective_cfg = build_dataclass("objective", objective_cls.Config, {**rec_objective, **_options(user.get("objective", {}))})
+    grows = can_grow(arch)
+    if user.get("grow", {}).get("start_resolution") and not grows:
+        raise ConfigError(f"architecture {names['arch']!r} cannot grow progressively; remove the [grow] settings or use --arch style")
+    rec_grow = dict(recommended.get("grow", {})) if grows else {}
+    grow = build_dataclass("grow", GrowConfig, {**rec_grow, **user.get("grow", {})})
 
     cfg = ResolvedConfig(
         train=train,
@@ -98,6 +106,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
         objective={"name": names["objective"], **to_jsonable(objective_cfg)},
         arch={"name": names["arch"], **arch_cfg},
         data={"name": names["data"], **data_cfg},
+        grow=grow,
     )
     check_values(cfg, data)
     return cfg, data
@@ -127,6 +136,8 @@ def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
     for key in ("log_every", "checkpoint_every", "figures_every"):
         if getattr(t, key) < 0:
             raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if t.conditional and data.num_classes == 0:
@@ -136,6 +147,10 @@ def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
             values = value.values() if isinstance(value, dict) else [value]
             if any(v < 0 for v in values):
                 raise ConfigError(f"objective.{key} must be >= 0, got {value}")
+    if cfg.grow.start_resolution:
+        GrowthSchedule(cfg.grow, level_of(data.shape[-1]), t.batch_size, o.lr)  # raises on a bad schedule
+        if cfg.grow.beta_neg and "beta_neg" not in cfg.objective:
+            raise ConfigError(f"grow.beta_neg is set but objective {cfg.objective['name']!r} has no beta_neg")
     if "recon_loss" in cfg.objective:
         reconstruction_loss(cfg.objective["recon_loss"])  # raises "unknown reconstruction loss ..."
 
@@ -163,8 +178,15 @@ def build_models(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None 
     return encoder, decoder
 
 
+def can_grow(arch: Architecture) -> bool:
+    """Whether an architecture supports progressive growing (its networks have ``set_growth``)."""
+    return hasattr(arch.encoder, "set_growth") and hasattr(arch.decoder, "set_growth")
+
+
 def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator: torch.Generator | None = None) -> Models:
-    return Models(encoder, decoder, dict(encoder.latent_groups), data.dim, generator)
+    """Models for evaluation; a growing decoder's images are shown at the data's resolution."""
+    output_size = data.shape[-1] if hasattr(decoder, "set_growth") else None
+    return Models(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size)
 
 
 @dataclass

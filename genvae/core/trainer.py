@@ -32,6 +32,7 @@ from genvae.core.checkpoint import CHECKPOINT_DIR, atomic_write_text, export_com
 from genvae.core.config import write_json
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
 from genvae.core.plugins import Plugins, get_plugins
+from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
 from genvae.core.run import ResolvedConfig, build_models, build_objective
 from genvae.errors import NonFiniteLossError, RunDirError
 
@@ -96,8 +97,8 @@ class Trainer:
         self.parts: dict[str, torch.nn.Module] = {"encoder": encoder.to(device), "decoder": decoder.to(device)}
         self._broadcast_parameters()
         o = cfg.optim
-        lrs = {"encoder": o.lr_encoder or o.lr, "decoder": o.lr_decoder or o.lr}
-        optimizers = [torch.optim.Adam(self.parts[p].parameters(), lr=lrs[p]) for p in PARTS]
+        self.base_lrs = {"encoder": o.lr_encoder or o.lr, "decoder": o.lr_decoder or o.lr}
+        optimizers = [torch.optim.Adam(self.parts[p].parameters(), lr=self.base_lrs[p], betas=tuple(o.betas)) for p in PARTS]
         self.optimizers = dict(zip(PARTS, self.accelerator.prepare(*optimizers)))
         # Schedulers stay unprepared: Accelerate would step them once per process.
         self.schedulers = {
@@ -105,7 +106,13 @@ class Trainer:
             for i, p in enumerate(PARTS)
         }
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        self.stream: BatchStream = data.train_stream(cfg.train.batch_size, cfg.train.seed, rank, world)
+        self.growth: GrowthSchedule | None = None
+        self.level: int | None = None  # the growth level whose settings are applied
+        if cfg.grow.start_resolution:
+            self.growth = GrowthSchedule(cfg.grow, level_of(data.shape[-1]), cfg.train.batch_size, o.lr, world)
+            self.stream: BatchStream = LevelStream(data, self.growth, self.growth.level_at(0), cfg.train.seed, rank, world)
+        else:
+            self.stream = data.train_stream(cfg.train.batch_size, cfg.train.seed, rank, world)
         # one noise stream for all processes; each keeps its rows of the global batch (Models.randn_like)
         self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, 0))
         for obj in (*self.schedulers.values(), self.stream, _GeneratorState(self.noise)):
@@ -139,7 +146,7 @@ class Trainer:
             arch = self.cfg.arch["name"]
             for name, module in self.parts.items():
                 export_component(module, tmp / name, name, arch)
-            atomic_write_text(tmp / "trainer.json", json.dumps({"step": self.step}) + "\n")
+            atomic_write_text(tmp / "trainer.json", json.dumps({"step": self.step, **self._growth_state()}) + "\n")
             swap_in_directory(tmp, self.run_dir / CHECKPOINT_DIR)
             for name, module in self.parts.items():
                 export_component(module, self.run_dir / name, name, arch)
@@ -161,6 +168,41 @@ class Trainer:
         self.accelerator.load_state(str(checkpoint / "accelerate"))
         self.step = json.loads((checkpoint / "trainer.json").read_text())["step"]
         self.last_checkpoint_step = self.step
+
+    # ----------------------------------------------------------------------------------------
+    # Progressive growing
+    # ----------------------------------------------------------------------------------------
+
+    def _growth_state(self) -> dict[str, float]:
+        if self.growth is None:
+            return {}
+        level, alpha = self.parts["decoder"].growth()  # type: ignore[operator]
+        return {"resolution": 4 * 2**level, "alpha": alpha}
+
+    def _apply_growth(self) -> None:
+        """Set this step's (level, alpha) on both networks; on entering a level (or resuming in
+        one) switch to its data stream, learning rate, beta_neg and scale constant s."""
+        assert self.growth is not None
+        level, alpha = self.growth.at(self.step)
+        if self.level is not None and level != self.level:
+            self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")  # the finished level's pictures
+        for module in self.parts.values():
+            module.set_growth(level, alpha)  # type: ignore[operator]
+        if level == self.level:
+            return
+        self.level = level
+        self.stream.set_level(level)  # type: ignore[attr-defined]
+        o = self.cfg.optim
+        decay = o.gamma ** sum(1 for m in o.milestones if self.step >= m)
+        for name in PARTS:
+            lr = self.growth.lr(level) if self.cfg.grow.lrs else self.base_lrs[name]
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = lr * decay
+        beta_neg = self.growth.beta_neg(level)
+        if beta_neg is not None:
+            self.objective.config.beta_neg = beta_neg
+        size = 4 * 2**level
+        self.models.data_dim = self.data.shape[0] * size * size  # s = 1 / (C·H·W) of this level
 
     # ----------------------------------------------------------------------------------------
     # One step
@@ -249,7 +291,13 @@ class Trainer:
         count, last_logs = 0, {}
         with _Progress(t.steps, start_step, enabled=self.show_progress and acc.is_main_process) as progress:
             while self.step < t.steps:
-                logs = self.train_step(self._to_device(next(batches)))
+                if self.growth is not None:
+                    self._apply_growth()
+                batch = self._to_device(next(batches))
+                if self.growth is not None:
+                    level, alpha = self.growth.at(self.step)
+                    batch = Batch(level_images(batch.x, level, alpha), batch.y)
+                logs = self.train_step(batch)
                 for key, value in logs.items():
                     sums[key] += value.float()
                 count += 1
@@ -265,6 +313,8 @@ class Trainer:
                     self.write_figures()
         self.save_checkpoint()
         figures = self.write_figures()
+        if self.growth is not None and self.level is not None:
+            self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
         return TrainResult(self.run_dir, self.step, self.step - start_step, last_logs, figures, time.perf_counter() - start_time)
 
     def _write_log(self, sums: dict[str, Tensor], count: int, start_step: int, start_time: float) -> dict[str, float]:
@@ -272,7 +322,8 @@ class Trainer:
         values = torch.stack([sums[k] for k in keys]).div(count).tolist() if keys else []
         elapsed = time.perf_counter() - start_time
         record: dict[str, float] = {"step": self.step, **dict(zip(keys, values))}
-        record["lr"] = self.schedulers["encoder"].get_last_lr()[0]
+        record["lr"] = self.optimizers["encoder"].param_groups[0]["lr"]
+        record.update(self._growth_state())
         record["steps_per_s"] = (self.step - start_step) / max(elapsed, 1e-9)
         if self.accelerator.is_main_process:
             with open(self.run_dir / LOG_FILE, "a") as f:
@@ -281,8 +332,9 @@ class Trainer:
             self.on_log(record)
         return record
 
-    def write_figures(self) -> list[Path]:
-        """The data's own pictures (samples, density / reconstructions) and the loss curves."""
+    def write_figures(self, out_dir: Path | None = None) -> list[Path]:
+        """The data's own pictures (samples, density / reconstructions) and, in the run
+        directory, the loss curves. A growing model's images are enlarged to the data's size."""
         if not self.accelerator.is_main_process:
             return []
         from genvae.viz.curves import plot_losses
@@ -292,11 +344,16 @@ class Trainer:
             module.eval()
         try:
             with torch.no_grad():
-                eval_models = Models(self.parts["encoder"], self.parts["decoder"], self.models.latent_groups, self.data.dim)
-                paths = list(self.data.write_figures(eval_models, self.run_dir, seed=self.cfg.train.seed))
+                output_size = self.data.shape[-1] if self.growth is not None else None
+                eval_models = Models(
+                    self.parts["encoder"], self.parts["decoder"], self.models.latent_groups, self.data.dim, output_size=output_size
+                )
+                paths = list(self.data.write_figures(eval_models, out_dir or self.run_dir, seed=self.cfg.train.seed))
         finally:
             for module in self.parts.values():
                 module.train()
+        if out_dir is not None:
+            return paths
         curve = plot_losses(self.run_dir / LOG_FILE, self.run_dir / "losses.png")
         return paths + ([curve] if curve else [])
 
@@ -304,7 +361,7 @@ class Trainer:
 class _Progress:
     """A rich progress bar with step, losses and speed; refreshed at most 5 times a second."""
 
-    SHOWN = ("loss_encoder", "loss_decoder", "loss_vae", "rec", "kl")
+    SHOWN = ("resolution", "alpha", "loss_encoder", "loss_decoder", "loss_vae", "rec", "kl")
 
     def __init__(self, total: int, start: int, enabled: bool) -> None:
         self.enabled, self.total, self.start = enabled, total, start
