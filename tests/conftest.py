@@ -27,6 +27,16 @@ def _builtin_plugins_only(monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test: two threads on two busy cores are many times slower than
+    one for small convolutions."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")

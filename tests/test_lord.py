@@ -23,13 +23,7 @@ from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, S
 TINY = {"class_dim": 8, "content_dim": 4, "channels": [8, 8, 16, 16], "fc_dim": 16, "adain_dim": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two threads on two busy cores are many times slower than one for these small convolutions
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_models(shape=(3, 32, 32), seed=0, **kw):

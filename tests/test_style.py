@@ -20,12 +20,7 @@ from genvae.testing import ArchitectureContract
 TINY = {"z_dim": 8, "w_dim": 16, "start_channels": 4, "max_channels": 8, "mapping_layers": 2, "encoder_mapping_layers": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TestStyleContract(ArchitectureContract):

@@ -126,15 +126,40 @@ def _check_geometry(data_shape, start_channels: int, max_channels: int, z_dim: i
     return image_channels, height
 
 
-class _Growable:
-    """(level, alpha) buffers shared by the style encoder and decoder."""
+class _StyleNetwork:
+    """What the style encoder and decoder share: their options (one constructor, so both accept
+    the same ``[arch]`` table), the channels per level and the (level, alpha) buffers."""
 
     num_levels: int
 
-    def _init_growth(self: nn.Module, num_levels: int) -> None:  # type: ignore[misc]
-        self.num_levels = num_levels
-        self.register_buffer("level", torch.tensor(num_levels - 1, dtype=torch.long))
-        self.register_buffer("alpha", torch.tensor(1.0))
+    def __init__(
+        self,
+        data_shape: tuple[int, ...] = (3, 256, 256),
+        num_classes: int = 0,
+        z_dim: int = 512,
+        w_dim: int = 512,
+        start_channels: int = 64,
+        max_channels: int = 512,
+        mapping_layers: int = 8,
+        encoder_mapping_layers: int = 3,
+        noise: bool = True,
+    ) -> None:
+        super().__init__(  # type: ignore[call-arg]  # Component.__init__, next in the MRO
+            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), w_dim=int(w_dim),
+            start_channels=int(start_channels), max_channels=int(max_channels), mapping_layers=int(mapping_layers),
+            encoder_mapping_layers=int(encoder_mapping_layers), noise=bool(noise),
+        )
+        image_channels, size = _check_geometry(data_shape, start_channels, max_channels, z_dim, w_dim)
+        self.num_classes, self.use_noise = int(num_classes), bool(noise)
+        channels = level_channels(size, int(start_channels), int(max_channels))
+        self.num_levels = len(channels)
+        self.register_buffer("level", torch.tensor(self.num_levels - 1, dtype=torch.long))  # type: ignore[attr-defined]
+        self.register_buffer("alpha", torch.tensor(1.0))  # type: ignore[attr-defined]
+        self.build(image_channels, channels)
+
+    def build(self, image_channels: int, channels: list[int]) -> None:
+        """Create the layers; ``channels`` lists each level's width, 4x4 first."""
+        raise NotImplementedError
 
     def set_growth(self, level: int, alpha: float) -> None:
         """Run at ``level`` (0: 4x4) with the newest block blended in by ``alpha`` in [0, 1]."""
@@ -194,38 +219,19 @@ class DecoderBlock(nn.Module):
         return self.layer2(self.layer1(x, w1, noise), w2, noise)
 
 
-class StyleDecoder(_Growable, Decoder):
+class StyleDecoder(_StyleNetwork, Decoder):
     """z -> w (mapping network) -> image, StyleGAN-style, at the current growth level."""
 
     draws_noise = True  # Models.decode passes its seeded noise source (per-pixel noise inputs)
 
-    def __init__(
-        self,
-        data_shape: tuple[int, ...] = (3, 256, 256),
-        num_classes: int = 0,
-        z_dim: int = 512,
-        w_dim: int = 512,
-        start_channels: int = 64,
-        max_channels: int = 512,
-        mapping_layers: int = 8,
-        encoder_mapping_layers: int = 3,
-        noise: bool = True,
-    ) -> None:
-        super().__init__(
-            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), w_dim=int(w_dim),
-            start_channels=int(start_channels), max_channels=int(max_channels), mapping_layers=int(mapping_layers),
-            encoder_mapping_layers=int(encoder_mapping_layers), noise=bool(noise),
-        )
-        image_channels, size = _check_geometry(data_shape, start_channels, max_channels, z_dim, w_dim)
-        self.num_classes, self.use_noise = int(num_classes), bool(noise)
-        channels = level_channels(size, start_channels, max_channels)
-        self._init_growth(len(channels))
-        self.mapping = mapping_network(int(z_dim) + self.num_classes, int(w_dim), int(w_dim), int(mapping_layers))
+    def build(self, image_channels: int, channels: list[int]) -> None:
+        c = self.config
+        self.mapping = mapping_network(c["z_dim"] + self.num_classes, c["w_dim"], c["w_dim"], c["mapping_layers"])
         self.const = nn.Parameter(torch.ones(1, channels[0], 4, 4))
         self.blocks = nn.ModuleList(
-            DecoderBlock(channels[max(i - 1, 0)], c, int(w_dim), first=i == 0) for i, c in enumerate(channels)
+            DecoderBlock(channels[max(i - 1, 0)], ch, c["w_dim"], first=i == 0) for i, ch in enumerate(channels)
         )
-        self.to_rgb = nn.ModuleList(EqConv2d(c, image_channels, 1, gain=1.0) for c in channels)
+        self.to_rgb = nn.ModuleList(EqConv2d(ch, image_channels, 1, gain=1.0) for ch in channels)
 
     @property
     def num_style_layers(self) -> int:
@@ -318,37 +324,18 @@ class EncoderBlock(nn.Module):
         return x, w + self.style2(torch.cat([mean, std], dim=1))
 
 
-class StyleEncoder(_Growable, Encoder):
+class StyleEncoder(_StyleNetwork, Encoder):
     """image -> w = sum of the blocks' instance-norm styles -> (mu, logvar), at the current level.
     Images larger than the current resolution are average-pooled down to it first."""
 
-    def __init__(
-        self,
-        data_shape: tuple[int, ...] = (3, 256, 256),
-        num_classes: int = 0,
-        z_dim: int = 512,
-        w_dim: int = 512,
-        start_channels: int = 64,
-        max_channels: int = 512,
-        mapping_layers: int = 8,
-        encoder_mapping_layers: int = 3,
-        noise: bool = True,
-    ) -> None:
-        super().__init__(
-            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), w_dim=int(w_dim),
-            start_channels=int(start_channels), max_channels=int(max_channels), mapping_layers=int(mapping_layers),
-            encoder_mapping_layers=int(encoder_mapping_layers), noise=bool(noise),
-        )
-        image_channels, size = _check_geometry(data_shape, start_channels, max_channels, z_dim, w_dim)
-        self.num_classes = int(num_classes)
-        self.latent_groups = {"z": int(z_dim)}
-        channels = level_channels(size, start_channels, max_channels)
-        self._init_growth(len(channels))
-        self.from_rgb = nn.ModuleList(EqConv2d(image_channels, c, 1) for c in channels)
+    def build(self, image_channels: int, channels: list[int]) -> None:
+        c = self.config
+        self.latent_groups = {"z": c["z_dim"]}
+        self.from_rgb = nn.ModuleList(EqConv2d(image_channels, ch, 1) for ch in channels)
         self.blocks = nn.ModuleList(
-            EncoderBlock(c, channels[max(i - 1, 0)], int(w_dim), last=i == 0) for i, c in enumerate(channels)
+            EncoderBlock(ch, channels[max(i - 1, 0)], c["w_dim"], last=i == 0) for i, ch in enumerate(channels)
         )
-        self.mapping = mapping_network(int(w_dim) + self.num_classes, int(w_dim), 2 * int(z_dim), int(encoder_mapping_layers))
+        self.mapping = mapping_network(c["w_dim"] + self.num_classes, c["w_dim"], 2 * c["z_dim"], c["encoder_mapping_layers"])
 
     def _from_rgb(self, level: int, x: Tensor) -> Tensor:
         return F.leaky_relu(self.from_rgb[level](x), 0.2)
