@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.interfaces import DataSource, Models, Objective, Phase
 from genvae.core.run import ResolvedConfig, build_models, build_objective, resolve
 from genvae.errors import ConfigError
@@ -317,6 +318,8 @@ class BatchedTrainer:
         t0 = time.perf_counter()
         while self.step < total:
             logs = self.train_step()
+            if self.step % TRIM_EVERY == 0:
+                release_free_memory()  # keeps resident memory flat over long runs (genvae/core/memory.py)
             if log_every and (self.step % log_every == 0 or self.step == total):
                 rate = self.step / max(time.perf_counter() - t0, 1e-9)
                 msg = " ".join(f"{k}={v.mean().item():.4g}" for k, v in logs.items() if k.startswith("loss_"))

@@ -133,3 +133,11 @@ def test_config_round_trip_and_validation(tmp_path):
         resolve(merge_user(None, ["objective.beta_kl=-1"], {}))
     with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, z_dim"):
         resolve(merge_user(None, ["arch.colour=3"], {}))
+
+
+def test_free_heap_memory_is_returned_on_linux():
+    import sys
+
+    from genvae.core.memory import release_free_memory
+
+    assert release_free_memory() == sys.platform.startswith("linux")

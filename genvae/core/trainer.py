@@ -31,6 +31,7 @@ from torch import Tensor
 from genvae.core.checkpoint import CHECKPOINT_DIR, atomic_write_text, export_component, find_checkpoint, load_weights, swap_in_directory
 from genvae.core.config import write_json
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
+from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
 from genvae.core.run import ResolvedConfig, build_models, build_objective
@@ -302,6 +303,8 @@ class Trainer:
                     sums[key] += value.float()
                 count += 1
                 self.step += 1
+                if self.step % TRIM_EVERY == 0:
+                    release_free_memory()
                 if count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
                     last_logs = self._write_log(sums, count, start_step, start_time)
                     sums.clear()
