@@ -142,8 +142,7 @@ def sample(
                 x = loaded.decoder.sample(z, y, truncation=truncation, mix_z=mix_z, crossover=mix if mix >= 0 else None)
             except ValueError as exc:
                 raise ConfigError(f"--mix: {exc}") from None
-            if x.shape[-1] != loaded.data.shape[-1]:  # a run stopped before its last growth level
-                x = torch.nn.functional.interpolate(x, size=loaded.data.shape[-1], mode="nearest")
+            x = loaded.models.enlarge(x)  # a run stopped before its last growth level
         else:
             x = loaded.models.decode(z, y)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -200,9 +200,11 @@ class Models:
         decoder's per-pixel noise) draws them from ``randn_like`` too. With ``output_size`` set
         (figures during progressive growing) smaller outputs are enlarged to it (nearest)."""
         if getattr(self.decoder, "draws_noise", False):
-            x = self.decoder(z, y, noise=self.randn_like)
-        else:
-            x = self.decoder(z, y)
+            return self.enlarge(self.decoder(z, y, noise=self.randn_like))
+        return self.enlarge(self.decoder(z, y))
+
+    def enlarge(self, x: Tensor) -> Tensor:
+        """Images smaller than ``output_size`` enlarged to it (nearest); anything else unchanged."""
         if self.output_size is not None and x.dim() == 4 and x.shape[-1] < self.output_size:
             x = torch.nn.functional.interpolate(x, size=self.output_size, mode="nearest")
         return x

@@ -34,7 +34,7 @@ from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objec
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
-from genvae.core.run import ResolvedConfig, build_models, build_objective
+from genvae.core.run import ResolvedConfig, build_models, build_objective, models_view
 from genvae.errors import NonFiniteLossError, RunDirError
 
 PARTS = ("encoder", "decoder")
@@ -180,9 +180,10 @@ class Trainer:
         level, alpha = self.parts["decoder"].growth()  # type: ignore[operator]
         return {"resolution": 4 * 2**level, "alpha": alpha}
 
-    def _apply_growth(self) -> None:
+    def _apply_growth(self) -> tuple[int, float]:
         """Set this step's (level, alpha) on both networks; on entering a level (or resuming in
-        one) switch to its data stream, learning rate, beta_neg and scale constant s."""
+        one) switch to its data stream, learning rate, beta_neg and scale constant s.
+        Returns this step's (level, alpha)."""
         assert self.growth is not None
         level, alpha = self.growth.at(self.step)
         if self.level is not None and level != self.level:
@@ -190,7 +191,7 @@ class Trainer:
         for module in self.parts.values():
             module.set_growth(level, alpha)  # type: ignore[operator]
         if level == self.level:
-            return
+            return level, alpha
         self.level = level
         self.stream.set_level(level)  # type: ignore[attr-defined]
         o = self.cfg.optim
@@ -204,6 +205,7 @@ class Trainer:
             self.objective.config.beta_neg = beta_neg
         size = 4 * 2**level
         self.models.data_dim = self.data.shape[0] * size * size  # s = 1 / (C·H·W) of this level
+        return level, alpha
 
     # ----------------------------------------------------------------------------------------
     # One step
@@ -292,12 +294,10 @@ class Trainer:
         count, last_logs = 0, {}
         with _Progress(t.steps, start_step, enabled=self.show_progress and acc.is_main_process) as progress:
             while self.step < t.steps:
-                if self.growth is not None:
-                    self._apply_growth()
+                growth = self._apply_growth() if self.growth is not None else None
                 batch = self._to_device(next(batches))
-                if self.growth is not None:
-                    level, alpha = self.growth.at(self.step)
-                    batch = Batch(level_images(batch.x, level, alpha), batch.y)
+                if growth is not None:
+                    batch = Batch(level_images(batch.x, *growth), batch.y)
                 logs = self.train_step(batch)
                 for key, value in logs.items():
                     sums[key] += value.float()
@@ -347,10 +347,7 @@ class Trainer:
             module.eval()
         try:
             with torch.no_grad():
-                output_size = self.data.shape[-1] if self.growth is not None else None
-                eval_models = Models(
-                    self.parts["encoder"], self.parts["decoder"], self.models.latent_groups, self.data.dim, output_size=output_size
-                )
+                eval_models = models_view(self.parts["encoder"], self.parts["decoder"], self.data)  # type: ignore[arg-type]
                 paths = list(self.data.write_figures(eval_models, out_dir or self.run_dir, seed=self.cfg.train.seed))
         finally:
             for module in self.parts.values():
