@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from genvae.core.interfaces import Batch, BatchStream, DataSource
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataError, PluginError
 from genvae.plugins.metrics import fid as fidm
 from genvae.plugins.metrics import inception as incm
 from genvae.plugins.metrics import ood as oodm
@@ -130,7 +130,7 @@ def test_random_conv_features_are_fixed_by_their_seed():
     a, b, c = fidm.RandomConvFeatures(0), fidm.RandomConvFeatures(0), fidm.RandomConvFeatures(1)
     assert a.weights_sha256 == b.weights_sha256 != c.weights_sha256
     assert a.settings()["features"] == "random-conv"
-    with pytest.raises(ConfigError, match="unknown feature extractor"):
+    with pytest.raises(PluginError, match="unknown feature extractor"):
         fidm.build_feature_extractor("vgg")
 
 

@@ -36,8 +36,9 @@ def fid(
     run: Path = typer.Argument(..., help="A run trained on images."),
     ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', or a dataset name / image folder."),
     num_samples: int = typer.Option(50_000, "--num-samples", help="Generated images."),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception (default) or random-conv."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception (default), classifier, random-conv or a plugin's."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (or env GENVAE_INCEPTION_WEIGHTS)."),
+    feature_weights: Optional[Path] = typer.Option(None, "--feature-weights", help="Weights of a non-Inception extractor (classifier: the folder from 'genvae eval train-classifier')."),
     resize: Optional[str] = typer.Option(None, "--resize", help="tf1-bilinear (torch-fidelity) or pil-bicubic (clean-fid)."),
     batch_size: int = typer.Option(200, "--batch-size", help="Images per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
@@ -47,7 +48,7 @@ def fid(
     from genvae.plugins.metrics.fid import evaluate_fid
 
     results = evaluate_fid(load_run(run), ref, num_samples=num_samples, features=features, inception_weights=inception_weights,
-                           resize=resize, batch_size=batch_size, seed=seed)
+                           resize=resize, batch_size=batch_size, seed=seed, feature_weights=feature_weights)
     _print(results)
 
 
@@ -58,8 +59,9 @@ def fid_ref(
     out: Path = typer.Option(..., "--out", help="Where to write the statistics (.npz)."),
     split: str = typer.Option("train", "--split", help="Split to use (the paper: train)."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Images to use (default: all)."),
-    features: str = typer.Option("inception", "--features", help="Feature extractor: inception or random-conv."),
+    features: str = typer.Option("inception", "--features", help="Feature extractor: inception, classifier, random-conv or a plugin's."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Inception weights file."),
+    feature_weights: Optional[Path] = typer.Option(None, "--feature-weights", help="Weights of a non-Inception extractor (classifier: its folder)."),
     resize: Optional[str] = typer.Option(None, "--resize", help="tf1-bilinear or pil-bicubic."),
     data_options: list[str] = typer.Option([], "--data-option", help="Dataset option KEY=VALUE, e.g. root=/data/fmnist."),
 ) -> None:
@@ -67,8 +69,27 @@ def fid_ref(
     from genvae.plugins.metrics.fid import compute_reference_stats
 
     stats = compute_reference_stats(data, out, features=features, inception_weights=inception_weights, resize=resize,
-                                    num_samples=num_samples, split=split, data_options=_key_values(data_options))
+                                    num_samples=num_samples, split=split, data_options=_key_values(data_options), feature_weights=feature_weights)
     console.print(f"wrote {out} ({stats.get('n', '?')} images)")
+
+
+@eval_app.command("train-classifier")
+@user_errors
+def train_classifier(
+    data: str = typer.Argument(..., help="A labelled image dataset (e.g. fashion-mnist) or name:key=value,..."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the classifier to (model.safetensors + config.json)."),
+    steps: int = typer.Option(2000, "--steps", help="Training steps."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+    data_options: list[str] = typer.Option([], "--data-option", help="Dataset option KEY=VALUE, e.g. root=/data/fmnist."),
+) -> None:
+    """Train the small classifier whose features '--features classifier' uses (FID without Inception)."""
+    from genvae.plugins.metrics import classifier
+    from genvae.plugins.metrics.fid import open_data
+
+    source, label = open_data(data, _key_values(data_options))
+    info = classifier.train_classifier(source, label, out, steps=steps, batch_size=batch_size, seed=seed, log=console.print)
+    console.print(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} after {steps} steps ({info['seconds']} s)")
 
 
 @eval_app.command("ood")

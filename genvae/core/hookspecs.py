@@ -43,6 +43,19 @@ def genvae_register_metrics(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
+def genvae_register_features(register: Callable[[str, Any], None]) -> None:
+    """Register feature extractors for FID / KID / precision-recall (``--features NAME``):
+    ``register("classifier", factory)``.
+
+    ``factory(**options)`` returns an ``nn.Module``-like extractor with ``name``, ``dim``,
+    ``settings() -> dict`` and ``__call__(images in [0, 1], (N, C, H, W)) -> (N, dim)``, always in
+    eval mode. ``options`` holds ``inception_weights``, ``feature_weights`` (the user's
+    ``--feature-weights`` path) and, for some callers, ``resize`` or ``seed``; accept and ignore
+    what you do not use.
+    """
+
+
+@hookspec
 def genvae_register_losses(register: Callable[[str, Any], None]) -> None:
     """Register reconstruction losses: ``register("perceptual", loss)``.
 

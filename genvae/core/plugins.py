@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.metrics.toy2d",
     "genvae.plugins.metrics.fid",
     "genvae.plugins.metrics.ood",
+    "genvae.plugins.metrics.classifier",
     "genvae.plugins.losses.reconstruction",
     "genvae.plugins.architectures.residual",
     "genvae.plugins.datasets.images",
@@ -49,6 +50,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "genvae_register_datasets": "dataset",
     "genvae_register_metrics": "metric",
     "genvae_register_losses": "loss",
+    "genvae_register_features": "feature extractor",
 }
 
 
@@ -88,6 +90,10 @@ class Plugins:
     @property
     def losses(self) -> Registry[Any]:
         return self.registries["loss"]
+
+    @property
+    def features(self) -> Registry[Any]:
+        return self.registries["feature extractor"]
 
 
 def _blocked() -> set[str]:

@@ -15,8 +15,8 @@ against the training images).
   lies within the k-NN radius of some real sample; a real sample is recalled if it lies within the
   k-NN radius of some generated sample (torch-fidelity's definition).
 
-**Feature extractors** are looked up by name in :data:`FEATURE_EXTRACTORS`
-(:func:`register_feature_extractor` adds one):
+**Feature extractors** are plugins (hook ``genvae_register_features``, ``--features NAME``);
+the built-ins:
 
 - ``inception``: the TF-2015-12-05 FID Inception (``inception.py``) with the user's weight file.
   Only this gives numbers comparable to published FID (and only with 50,000 samples).
@@ -24,6 +24,8 @@ against the training images).
   "FID" is **not comparable to published FID**; it is a consistent distance between image sets
   for comparing models on the same data (and for tests). Random conv features measure
   low-level image statistics (contrast, edges, textures) rather than semantics.
+- ``classifier`` (``classifier.py``): a small classifier trained on the dataset itself
+  (``genvae eval train-classifier``); semantic features where Inception weights are missing.
 
 Generation and feature extraction run in batches under Accelerate: each process generates its
 share of the batches (prior noise seeded per batch, so the samples do not depend on the number
@@ -132,28 +134,22 @@ def _random_conv_factory(seed: int = 0, **_: Any) -> RandomConvFeatures:
     return RandomConvFeatures(seed=seed)
 
 
-FEATURE_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
-    "inception": _inception_factory,
-    "random-conv": _random_conv_factory,
-}
-
-
-def register_feature_extractor(name: str, factory: Callable[..., FeatureExtractor]) -> None:
-    """Make ``--features NAME`` available. ``factory(**options)`` receives ``inception_weights``
-    and ``resize`` (and must accept and ignore options it does not use)."""
-    if name in FEATURE_EXTRACTORS:
-        raise ConfigError(f"feature extractor {name!r} is already registered")
-    FEATURE_EXTRACTORS[name] = factory
-
-
 def build_feature_extractor(name: str = "inception", **options: Any) -> FeatureExtractor:
-    if name not in FEATURE_EXTRACTORS:
-        raise ConfigError(f"unknown feature extractor {name!r}; choose one of {', '.join(sorted(FEATURE_EXTRACTORS))}")
+    """The registered extractor ``name`` (hook ``genvae_register_features``) built with ``options``."""
+    from genvae.core.plugins import get_plugins
+
+    factory = get_plugins().features.get(name)  # an unknown name: "did you mean …"
     if options.get("resize") is None:
         options.pop("resize", None)
     elif options["resize"] not in RESIZE_MODES:
         raise ConfigError(f"unknown resize mode {options['resize']!r}; choose one of {', '.join(RESIZE_MODES)}")
-    return FEATURE_EXTRACTORS[name](**options)
+    return factory(**options)
+
+
+@hookimpl
+def genvae_register_features(register) -> None:  # type: ignore[no-untyped-def]
+    register("inception", _inception_factory)
+    register("random-conv", _random_conv_factory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,6 +364,7 @@ def compute_reference_stats(
     resize: str | None = None,
     num_samples: int | None = None,
     split: str = "train",
+    feature_weights: str | Path | None = None,
     batch_size: int = 200,
     keep_features: int = KEEP_REF_FEATURES,
     seed: int = 0,
@@ -383,7 +380,7 @@ def compute_reference_stats(
     if getattr(source, "kind", "images") != "images":
         raise DataError(f"FID needs an image dataset; {label} holds {source.kind}")
     acc = _accelerator(accelerator)
-    extractor = extractor or build_feature_extractor(features, inception_weights=inception_weights, resize=resize)
+    extractor = extractor or build_feature_extractor(features, inception_weights=inception_weights, feature_weights=feature_weights, resize=resize)
     extractor.to(acc.device)
     num_batches, make_batch = _data_batches(source, split, num_samples, batch_size, seed)
 
@@ -473,6 +470,7 @@ def evaluate_fid(
     resize: str | None = None,
     batch_size: int = 200,
     seed: int = 0,
+    feature_weights: str | Path | None = None,
     kid: bool = True,
     pr: bool = True,
     kid_subsets: int = KID_SUBSETS,
@@ -501,7 +499,8 @@ def evaluate_fid(
     ref_stats = load_stats(ref) if ref_is_file else None
     name = features or (ref_stats["settings"].get("features") if ref_stats else None) or "inception"
     if extractor is None:
-        extractor_options: dict[str, Any] = {"inception_weights": inception_weights, "resize": resize or (ref_stats or {}).get("settings", {}).get("resize")}
+        extractor_options: dict[str, Any] = {"inception_weights": inception_weights, "feature_weights": feature_weights,
+                                             "resize": resize or (ref_stats or {}).get("settings", {}).get("resize")}  # fmt: skip
         if name != "inception":
             extractor_options.pop("resize")
         if ref_stats and "seed" in ref_stats["settings"]:
