@@ -387,3 +387,16 @@ def test_metric_plugins_register():
     assert {"fid", "ood"} <= set(plugins.metrics.names())
     with pytest.raises(ConfigError, match="reference"):
         plugins.metrics.get("fid").evaluate(None)
+
+
+def test_bench_ood_runs_in_parallel_jobs_with_the_same_results(shared_data, tmp_path):
+    kwargs = dict(steps=3, seeds=1, arch="mlp", overrides=["arch.hidden=16", "train.log_every=0"], n=200)
+    one = oodm.run_bench_ood(tmp_path / "one", jobs=1, **kwargs)
+    two = oodm.run_bench_ood(tmp_path / "two", jobs=2, **kwargs)
+    for o in ("vae", "soft-intro"):
+        assert [r["seed"] for r in one["runs"][o]] == [r["seed"] for r in two["runs"][o]] == [0]
+        assert one["summary"][o]["runs"] == pytest.approx(two["summary"][o]["runs"], abs=1e-12)
+    table = (tmp_path / "two" / "table.md").read_text()
+    assert "| soft-intro |" in table and "0.999 ± 0.0004" in table and "2 job(s)" in table
+    with pytest.raises(ConfigError, match="jobs"):
+        oodm.run_bench_ood(tmp_path / "x", jobs=0, **kwargs)

@@ -86,10 +86,14 @@ def ood(
     steps: int = typer.Option(1500, "--steps", help="Training steps per model."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per model."),
     arch: str = typer.Option("residual", "--arch", help="Architecture."),
+    objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: vae and soft-intro)."),
+    score: str = typer.Option("elbo", "--score", help="elbo (the paper's Table 7) or iwae."),
+    jobs: int = typer.Option(1, "--jobs", help="Runs trained at once, one process and one torch thread each."),
     overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE."),
 ) -> None:
     """Table 7 row Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files)."""
     from genvae.plugins.metrics.ood import run_bench_ood
 
-    run_bench_ood(out, steps, seeds=_seeds(seeds), arch=arch, overrides=overrides, progress=True)
+    run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), arch=arch, score=score,
+                  overrides=overrides, progress=True, jobs=jobs)  # fmt: skip
     console.print((out / "table.md").read_text())
