@@ -128,10 +128,27 @@ def _hyperparameter_names(cfgs: Sequence[ResolvedConfig]) -> tuple[list[str], di
     return varying, base
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` / ``"cpu"`` → CPU; ``"auto"`` → the GPU when one is visible; ``"cuda[:i]"`` → that GPU."""
+    if device is None:
+        return torch.device("cpu")
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} but no CUDA GPU is visible; use --device cpu (or auto)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"batched training runs on cpu or cuda, not {device!r}")
+    return dev
+
+
 class BatchedTrainer:
     """R members trained in lockstep; ``member_configs[r]`` is a complete ResolvedConfig."""
 
-    def __init__(self, member_configs: Sequence[ResolvedConfig], data: DataSource) -> None:
+    def __init__(self, member_configs: Sequence[ResolvedConfig], data: DataSource, device: str | torch.device | None = None) -> None:
         if not member_configs:
             raise ConfigError("BatchedTrainer needs at least one member")
         self.cfgs = list(member_configs)
@@ -149,9 +166,10 @@ class BatchedTrainer:
         if c0.train.conditional:
             raise ConfigError("batched training supports unconditional models only")
         self.R = len(self.cfgs)
+        self.device = resolve_device(device)
         self.varying, _ = _hyperparameter_names(self.cfgs)
         self.objective: Objective = build_objective(c0)
-        self.hparams = {k: torch.tensor([float(c.objective[k]) for c in self.cfgs]) for k in self.varying}
+        self.hparams = {k: torch.tensor([float(c.objective[k]) for c in self.cfgs], device=self.device) for k in self.varying}
 
         encoders, decoders = [], []
         for c in self.cfgs:
@@ -159,14 +177,14 @@ class BatchedTrainer:
             enc, dec = build_models(c, data)
             encoders.append(enc)
             decoders.append(dec)
-        self.templates = {"encoder": copy.deepcopy(encoders[0]), "decoder": copy.deepcopy(decoders[0])}
+        self.templates = {"encoder": copy.deepcopy(encoders[0]).to(self.device), "decoder": copy.deepcopy(decoders[0]).to(self.device)}
         self.latent_groups = dict(encoders[0].latent_groups)
         self.params: dict[str, dict[str, Tensor]] = {}
         self.buffers: dict[str, dict[str, Tensor]] = {}
         for part, mods in (("encoder", encoders), ("decoder", decoders)):
             p, b = stack_module_state(mods)
-            self.params[part] = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
-            self.buffers[part] = {k: v.detach().clone() for k, v in b.items()}
+            self.params[part] = {k: v.detach().to(self.device, copy=True).requires_grad_(True) for k, v in p.items()}
+            self.buffers[part] = {k: v.detach().to(self.device, copy=True) for k, v in b.items()}
         o = c0.optim
         lrs = {"encoder": o.lr_encoder or o.lr, "decoder": o.lr_decoder or o.lr}
         self.optimizers = {p: torch.optim.Adam(list(self.params[p].values()), lr=lrs[p]) for p in PARTS}
@@ -203,8 +221,8 @@ class BatchedTrainer:
         """Member r's encoder and decoder as ordinary modules (copies, eval mode)."""
         out = []
         for part in PARTS:
-            m = copy.deepcopy(self.templates[part])
-            state = {**{k: v[r].detach().clone() for k, v in self.params[part].items()}, **{k: v[r].clone() for k, v in self.buffers[part].items()}}
+            m = copy.deepcopy(self.templates[part]).cpu()
+            state = {**{k: v[r].detach().cpu().clone() for k, v in self.params[part].items()}, **{k: v[r].cpu().clone() for k, v in self.buffers[part].items()}}
             m.load_state_dict(state)
             out.append(m.eval())
         return out[0], out[1]
@@ -234,7 +252,8 @@ class BatchedTrainer:
         return plan
 
     def _draw(self, shapes: list[tuple[int, ...]]) -> list[Tensor]:
-        return [torch.stack([torch.randn(s, generator=g) for g in self.generators]) for s in shapes]
+        # drawn on the CPU from each member's own generator (as its single run), then moved
+        return [torch.stack([torch.randn(s, generator=g) for g in self.generators]).to(self.device) for s in shapes]
 
     def _grad_fn(self, phase: Phase, updated: frozenset[str]) -> Any:
         key = (phase.name, updated)
@@ -268,7 +287,7 @@ class BatchedTrainer:
     def train_step(self) -> dict[str, Tensor]:
         """One step of every member; returns (R,) tensors of the phase losses and logs."""
         step = self.step
-        x = torch.stack([next(it).x for it in self.iters])
+        x = torch.stack([next(it).x for it in self.iters]).to(self.device)
         phases = self.objective.phases_at(step)
         plan = self._plan(phases, x[0])
         noise_begin = self._draw(plan["__begin__"])

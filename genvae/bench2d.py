@@ -71,10 +71,11 @@ def train_batched(
     train: Mapping[str, Any] | None = None,
     arch: Mapping[str, Any] | None = None,
     log: Log | None = None,
+    device: str | None = None,
 ) -> BatchedTrainer:
     """Train len(overrides) × len(seeds) members (dataset recommendations + overrides) for ``steps``."""
     cfgs, data = member_configs(objective, dataset, seeds, overrides=overrides, train={**(train or {}), "steps": steps}, arch=arch)
-    bt = BatchedTrainer(cfgs, data)
+    bt = BatchedTrainer(cfgs, data, device=device)
     bt.fit(steps, log_every=max(steps // 10, 1) if log else 0, progress=log)
     return bt
 
@@ -109,6 +110,7 @@ def run_table2(
     arch: Mapping[str, Any] | None = None,
     objective_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     log: Log | None = print,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate the Table 2 grid; writes table2.json, table2.md and table2_grid.png."""
     out = Path(out_dir)
@@ -121,7 +123,7 @@ def run_table2(
         for o in objectives:
             t0 = time.perf_counter()
             ov = [dict((objective_overrides or {}).get(o, {}))]
-            bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log)
+            bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device)
             t_train = time.perf_counter() - t0
             members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
             t_eval = time.perf_counter() - t0 - t_train
@@ -217,6 +219,7 @@ def run_stability(
     arch: Mapping[str, Any] | None = None,
     soft_intro_overrides: Mapping[str, Any] | None = None,
     log: Log | None = print,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """IntroVAE for each m (all m × seeds in one batched model) vs Soft-IntroVAE with IntroVAE's
     other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png."""
@@ -225,10 +228,10 @@ def run_stability(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     intro = TABLE5[dataset]["intro"]
     t0 = time.perf_counter()
-    bt = train_batched("intro", dataset, seed_list, steps, overrides=[{"m": float(m)} for m in ms], train=train, arch=arch, log=log)
+    bt = train_batched("intro", dataset, seed_list, steps, overrides=[{"m": float(m)} for m in ms], train=train, arch=arch, log=log, device=device)
     intro_members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
     shared = {k: intro[k] for k in ("beta_rec", "beta_kl", "beta_neg")}
-    bt_s = train_batched("soft-intro", dataset, seed_list, steps, overrides=[{**shared, **(soft_intro_overrides or {})}], train=train, arch=arch, log=log)
+    bt_s = train_batched("soft-intro", dataset, seed_list, steps, overrides=[{**shared, **(soft_intro_overrides or {})}], train=train, arch=arch, log=log, device=device)
     soft_members = evaluate_members(bt_s, eval_seed=eval_seed, grid_points=grid_points)
     per_m = []
     for i, m in enumerate(ms):
@@ -291,6 +294,7 @@ def run_collapse(
     arch: Mapping[str, Any] | None = None,
     soft_intro_overrides: Mapping[str, Any] | None = None,
     log: Log | None = print,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """VAE vs Soft-IntroVAE with β_kl = 1, β_rec = 0.5 (β_neg = 5): writes collapse.json / .png."""
     out = Path(out_dir)
@@ -300,7 +304,7 @@ def run_collapse(
     samples = {}
     for o, settings in COLLAPSE_SETTINGS.items():
         ov = {**settings, **((soft_intro_overrides or {}) if o == "soft-intro" else {})}
-        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log)
+        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device)
         kl = torch.stack(bt.history.logs["kl"]).T  # (R, steps): KL(q(z|x)‖p(z)) of real data per step
         enc, dec = bt.member_modules(0)
         samples[o] = (generated_samples(dec, sum(enc.latent_groups.values()), 2000, 1), float(getattr(bt.data, "plot_scale", 2.0)))

@@ -92,3 +92,28 @@ def test_mismatched_members_rejected():
     cfgs, data = member_configs("soft-intro", "8gaussians", seeds=[0], overrides=[{"num_vae": 0}, {"num_vae": 5}], **SMALL)
     with pytest.raises(ConfigError):
         BatchedTrainer(cfgs, data)
+
+
+def test_device_choice_and_its_errors():
+    from genvae.batched import resolve_device
+    from genvae.errors import ConfigError
+
+    assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="cpu, cuda"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_members_on_the_gpu_follow_the_cpu_members():
+    cfgs, data = member_configs("soft-intro", "8gaussians", seeds=[0, 1], overrides=[{"num_vae": 10}], **SMALL)
+    on_cpu, on_gpu = BatchedTrainer(cfgs, data), BatchedTrainer(cfgs, data, device="cuda")
+    on_cpu.fit(40)
+    on_gpu.fit(40)
+    for phase in ("vae", "encoder", "decoder"):
+        torch.testing.assert_close(on_gpu.history.loss_matrix(phase).cpu(), on_cpu.history.loss_matrix(phase), rtol=1e-3, atol=1e-3)
+    enc, _ = on_gpu.member_modules(1)
+    assert next(enc.parameters()).device.type == "cpu"

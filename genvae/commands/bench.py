@@ -28,11 +28,13 @@ def table2(
     seeds: int = typer.Option(5, "--seeds", help="Seeds per (dataset, objective)."),
     datasets: Optional[list[str]] = typer.Option(None, "--data", help="Datasets (default: the paper's four)."),
     objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: vae, intro, soft-intro)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched."""
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
 
-    run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print)
+    run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
+               device=device)
     console.print((out / "table2.md").read_text())
 
 
@@ -42,11 +44,12 @@ def stability(
     out: Path = typer.Option(Path("results/stability"), "--out", help="Output directory."),
     steps: int = typer.Option(30_000, "--steps", help="Training steps per run."),
     seeds: int = typer.Option(5, "--seeds", help="Seeds per configuration."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians)."""
     from genvae.bench2d import run_stability
 
-    run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print)
+    run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)
     console.print(f"wrote {out / 'stability.png'}")
 
 
@@ -56,11 +59,12 @@ def collapse(
     out: Path = typer.Option(Path("results/collapse"), "--out", help="Output directory."),
     steps: int = typer.Option(30_000, "--steps", help="Training steps per run."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per model."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
 ) -> None:
     """Appendix 9.5 / Figure 21: the VAE's KL collapses, Soft-IntroVAE's does not (8 Gaussians)."""
     from genvae.bench2d import run_collapse
 
-    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print)
+    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)
     console.print(f"wrote {out / 'collapse.png'}")
 
 
