@@ -99,5 +99,5 @@ def ood(
     from genvae.plugins.metrics.ood import run_bench_ood
 
     run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), arch=arch, score=score,
-                  overrides=overrides, progress=True, jobs=jobs)  # fmt: skip
+                  overrides=overrides, progress=True, jobs=jobs, log=console.print)  # fmt: skip
     console.print((out / "table.md").read_text())

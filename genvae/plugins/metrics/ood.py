@@ -348,6 +348,7 @@ def run_bench_ood(
     overrides: list[str] | None = None,
     progress: bool = False,
     jobs: int = 1,
+    log: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """Train each objective on ``in_data`` for ``steps`` steps with ``seeds`` seeds (the dataset's
     recommended settings otherwise), score ``in_data`` test vs ``out_data`` test, and write
@@ -364,14 +365,28 @@ def run_bench_ood(
               "batch_size": batch_size, "overrides": list(overrides or []), "out": str(out), "score": score, "samples": samples,
               "n": n, "progress": progress and jobs == 1, "threads": 1 if jobs > 1 else None}
              for o in objectives for seed in range(seeds)]  # fmt: skip
+
+    def done(t: Mapping[str, Any], r: Mapping[str, Any]) -> None:
+        if log:
+            log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} (trained {r['train_seconds']:.0f} s)")
+
+    results: list[Any] = [None] * len(tasks)
     if jobs == 1:
-        results = [_bench_member(t) for t in tasks]
+        for i, t in enumerate(tasks):
+            results[i] = _bench_member(t)
+            done(t, results[i])
     else:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        if log:
+            log(f"ood bench: {len(tasks)} runs of {steps} steps, {jobs} at a time (results appear as runs finish)")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_bench_member, tasks))
+            futures = {pool.submit(_bench_member, t): i for i, t in enumerate(tasks)}
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                done(tasks[i], results[i])
     rows: dict[str, list[dict[str, Any]]] = {o: [r for t, r in zip(tasks, results) if t["objective"] == o] for o in objectives}
     paper = PAPER_TABLE7.get((in_data, out_data), {})
     summary = {o: {"mean": float(np.mean([r["auroc"] for r in rs])), "std": float(np.std([r["auroc"] for r in rs])),
