@@ -61,6 +61,25 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+def test_resume_after_a_crash_forgets_the_steps_logged_after_the_checkpoint(tmp_path):
+    cfg, data = small_config(steps=20, checkpoint_every=10)
+    train(cfg, data, tmp_path / "straight", progress=False)
+
+    def crash_at_15(record):
+        if record["step"] == 15:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "crashed", progress=False, on_log=crash_at_15)
+    assert [r["step"] for r in losses(tmp_path / "crashed")][-1] == 15
+    train(cfg, data, tmp_path / "crashed", resume=True, progress=False)
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "crashed")
+    assert [r["step"] for r in resumed] == list(range(1, 21))
+    for a, b in zip(straight, resumed):
+        assert a.keys() == b.keys()
+        assert [a[k] for k in a if k != "steps_per_s"] == pytest.approx([b[k] for k in a if k != "steps_per_s"], abs=1e-6, rel=1e-6)
+
+
 def test_existing_run_dir_needs_resume(tmp_path):
     cfg, data = small_config(steps=2)
     train(cfg, data, tmp_path / "run", progress=False)
@@ -129,6 +148,10 @@ def test_config_round_trip_and_validation(tmp_path):
         resolve(merge_user(None, ["objective.beta_nge=1"], {}))
     with pytest.raises(ConfigError, match="train.steps = 'many' has the wrong type; expected int"):
         resolve(merge_user(None, ["train.steps=many"], {}))
+    with pytest.raises(ConfigError, match=r"expected float or a table such as \{a=1.0, b=2.0\} of float"):
+        resolve(merge_user(None, ["objective.name=soft-intro", 'objective.beta_neg={"class": 1}'], {}))
+    per_group, _ = resolve(merge_user(None, ["objective.name=soft-intro", "objective.beta_neg={class=256, content=512}"], {}))
+    assert per_group.objective["beta_neg"] == {"class": 256.0, "content": 512.0}
     with pytest.raises(ConfigError, match="objective.beta_kl must be >= 0"):
         resolve(merge_user(None, ["objective.beta_kl=-1"], {}))
     with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, z_dim"):

@@ -169,6 +169,17 @@ class Trainer:
         self.accelerator.load_state(str(checkpoint / "accelerate"))
         self.step = json.loads((checkpoint / "trainer.json").read_text())["step"]
         self.last_checkpoint_step = self.step
+        if self.accelerator.is_main_process:
+            self._drop_log_records_after(self.step)
+
+    def _drop_log_records_after(self, step: int) -> None:
+        """Forget what a crashed run logged after its checkpoint: those steps are trained again."""
+        log = self.run_dir / LOG_FILE
+        if log.is_file():
+            lines = log.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+            if len(kept) != len(lines):
+                atomic_write_text(log, "".join(kept))
 
     # ----------------------------------------------------------------------------------------
     # Progressive growing
