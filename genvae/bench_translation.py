@@ -13,6 +13,7 @@ Reported per model: the content-transfer MSE against the true rendering (and its
 images at the end (posterior-collapse check: the paper's Appendix 9.5 says a VAE's KL vanishes on
 this architecture while Soft-IntroVAE's does not). Writes ``translation.md``, ``results.json`` and
 ``translation_<objective>.png`` (class from the left column, content from the top row).
+Run again with the same ``out_dir`` after a crash: each model continues from its checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start
 from genvae.core.config import merge_user
 from genvae.core.losses import kl_per_group
 from genvae.core.run import load_run, resolve
@@ -41,7 +43,7 @@ def bench_overrides(steps: int, seed: int, resolution: int, batch_size: int, arc
         f"train.seed={seed}",
         f"train.batch_size={batch_size}",
         f"train.log_every={max(1, min(50, steps // 10))}",
-        "train.checkpoint_every=0",
+        f"train.checkpoint_every={BENCH_CHECKPOINT_EVERY}",
     ]
     return sets + [f"arch.{k}={json.dumps(v)}" for k, v in arch.items()]
 
@@ -87,8 +89,9 @@ def run_bench_translation(
             sets = bench_overrides(steps, seed, resolution, batch_size, arch or TINY_ARCH) + list(overrides)
             cfg, data = resolve(merge_user(None, sets, {"objective.name": objective, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
             run_dir = out / "runs" / objective
+            resume = continue_or_start(run_dir, cfg.to_dict())
             start = time.perf_counter()
-            trained = train(cfg, data, run_dir, progress=progress)
+            trained = train(cfg, data, run_dir, progress=progress, resume=resume)
             seconds = time.perf_counter() - start
             run = load_run(run_dir)
             models = run.models
@@ -102,6 +105,7 @@ def run_bench_translation(
                 "kl": kls,
                 "collapsed_groups": [g for g, v in kls.items() if v < COLLAPSE_NATS],
                 "train_seconds": seconds,
+                "resumed_at": trained.step - trained.steps_run if resume else None,
                 "last_logs": trained.last_logs,
                 "config": cfg.to_dict(),
             }
@@ -130,10 +134,17 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {names.get(objective, objective)} | {r['mse']:.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
             f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | {r['kl'].get('class', float('nan')):.2f} | "
-            f"{r['kl'].get('content', float('nan')):.2f} | {', '.join(r['collapsed_groups']) or 'none'} | {r['train_seconds']:.0f} |"
+            f"{r['kl'].get('content', float('nan')):.2f} | {', '.join(r['collapsed_groups']) or 'none'} | {r['train_seconds']:.0f}"
+            + _resumed_note(r.get("resumed_at"), results["steps"]) + " |"
         )
     lines += ["", "Grids: " + ", ".join(f"`translation_{o}.png`" for o in results["models"]) + " (class: left column, content: top row).", ""]
     return "\n".join(lines)
+
+
+def _resumed_note(resumed_at: int | None, steps: int) -> str:
+    if resumed_at is None:
+        return ""
+    return " (trained by an earlier call)" if resumed_at >= steps else f" (continued at step {resumed_at})"
 
 
 __all__ = ["run_bench_translation", "markdown_table", "TINY_ARCH"]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from genvae.core.interfaces import Batch, BatchStream, DataSource
-from genvae.errors import ConfigError, DataError, PluginError
+from genvae.errors import ConfigError, DataError, PluginError, RunDirError
 from genvae.plugins.metrics import fid as fidm
 from genvae.plugins.metrics import inception as incm
 from genvae.plugins.metrics import ood as oodm
@@ -400,3 +400,31 @@ def test_bench_ood_runs_in_parallel_jobs_with_the_same_results(shared_data, tmp_
     assert "| soft-intro |" in table and "0.999 ± 0.0004" in table and "2 job(s)" in table
     with pytest.raises(ConfigError, match="jobs"):
         oodm.run_bench_ood(tmp_path / "x", jobs=0, **kwargs)
+
+
+def test_bench_ood_continues_an_interrupted_run_and_reuses_finished_ones(shared_data, tmp_path, monkeypatch):
+    import genvae.core.trainer as trainer_module
+
+    kwargs = dict(steps=4, seeds=1, objectives=("soft-intro",), arch="mlp", overrides=["arch.hidden=16", "train.log_every=1"], n=200)
+    monkeypatch.setattr(oodm, "BENCH_CHECKPOINT_EVERY", 2)
+    straight = oodm.run_bench_ood(tmp_path / "straight", **kwargs)
+
+    real_train = trainer_module.train
+
+    def crash_at_step_3(record):
+        if record["step"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "train", lambda *a, **k: real_train(*a, **k, on_log=crash_at_step_3))
+    with pytest.raises(KeyboardInterrupt):
+        oodm.run_bench_ood(tmp_path / "crashed", **kwargs)
+    monkeypatch.setattr(trainer_module, "train", real_train)
+    continued = oodm.run_bench_ood(tmp_path / "crashed", **kwargs)
+    run = continued["runs"]["soft-intro"][0]
+    assert run["resumed_at"] == 2 and run["steps"] == 4
+    assert continued["summary"]["soft-intro"]["runs"] == pytest.approx(straight["summary"]["soft-intro"]["runs"], abs=1e-12)
+
+    again = oodm.run_bench_ood(tmp_path / "crashed", **kwargs)  # finished: evaluated, not retrained
+    assert again["runs"]["soft-intro"][0]["resumed_at"] == 4
+    with pytest.raises(RunDirError, match="optim.lr"):
+        oodm.run_bench_ood(tmp_path / "crashed", **{**kwargs, "overrides": [*kwargs["overrides"], "optim.lr=0.01"]})

@@ -381,3 +381,19 @@ def test_vgg_perceptual_registered_loss_reads_the_environment(tmp_path, monkeypa
     monkeypatch.setenv("GENVAE_VGG16_WEIGHTS", str(tmp_path / "none.pth"))
     with pytest.raises(DataError, match="not found"):
         LazyVGGPerceptual()(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path):
+    from genvae.bench_translation import run_bench_translation
+
+    first = run_bench_translation(tmp_path, steps=3, n_pairs=8)
+    table = (tmp_path / "translation.md").read_text()
+    assert "| Soft-IntroVAE-LORD |" in table and "| VAE-LORD |" in table
+    assert (tmp_path / "translation_soft-intro.png").is_file() and (tmp_path / "translation_vae.png").is_file()
+    for r in first["models"].values():
+        assert set(r["kl"]) == {"class", "content"} and r["resumed_at"] is None
+        assert r["mse_copy_content"] > 0 and r["mse"] > 0
+    again = run_bench_translation(tmp_path, steps=3, n_pairs=8)
+    for objective, r in again["models"].items():
+        assert r["resumed_at"] == 3 and r["mse"] == first["models"][objective]["mse"]
+    assert "(trained by an earlier call)" in (tmp_path / "translation.md").read_text()

@@ -74,12 +74,13 @@ def translation(
     out: Path = typer.Option(Path("results/translation"), "--out", help="Output directory."),
     steps: int = typer.Option(300, "--steps", help="Training steps per model."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: soft-intro and vae)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE."),
 ) -> None:
     """Section 6.4 without Cars3D: unsupervised class/content transfer on shapes3d-synthetic."""
-    from genvae.bench_translation import run_bench_translation
+    from genvae.bench_translation import OBJECTIVES, run_bench_translation
 
-    run_bench_translation(out, steps, seed, overrides=overrides, progress=True)
+    run_bench_translation(out, steps, seed, objectives=tuple(objectives or OBJECTIVES), overrides=overrides, progress=True)
     console.print((out / "translation.md").read_text())
 
 
@@ -95,7 +96,10 @@ def ood(
     jobs: int = typer.Option(1, "--jobs", help="Runs trained at once, one process and one torch thread each."),
     overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE."),
 ) -> None:
-    """Table 7 row Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files)."""
+    """Table 7 row Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files).
+
+    Run it again with the same --out after a crash or Ctrl-C: each run continues from its last
+    checkpoint (every 1,000 steps) and finished runs are only evaluated."""
     from genvae.plugins.metrics.ood import run_bench_ood
 
     run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), arch=arch, score=score,

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
@@ -225,7 +226,7 @@ def plot_histograms(scores: Mapping[str, np.ndarray], path: Path, title: str = "
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, s in scores.items():
         ax.hist(np.clip(s, lo, hi), bins=bins, alpha=0.5, density=True, label=f"{name} (n={len(s)})")
-    ax.set_xlabel(f"{score} (nats)")
+    ax.set_xlabel(f"{score} (nats); the lowest and highest 0.5 % are drawn in the end bins")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
@@ -321,15 +322,16 @@ def _bench_member(task: Mapping[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(task["threads"])
     flags = {"objective.name": task["objective"], "arch.name": task["arch"], "data.name": task["in_data"], "train.steps": task["steps"],
              "train.seed": task["seed"], "train.batch_size": task["batch_size"]}  # fmt: skip
-    sets = ["train.checkpoint_every=0", "train.figures_every=0", *task["overrides"]]
+    sets = [f"train.checkpoint_every={BENCH_CHECKPOINT_EVERY}", "train.figures_every=0", *task["overrides"]]
     cfg, data = resolve(merge_user(None, sets, flags))
     run_dir = Path(task["out"]) / f"{task['objective']}-seed{task['seed']}"
+    resume = continue_or_start(run_dir, cfg.to_dict())
     t0 = time.perf_counter()
-    trained = train(cfg, data, run_dir, progress=task["progress"])
+    trained = train(cfg, data, run_dir, progress=task["progress"], resume=resume)
     train_s = time.perf_counter() - t0
     res = evaluate_ood(load_run(run_dir), out_data=task["out_data"], score=task["score"], samples=task["samples"], n=task["n"], seed=task["seed"])
     res.pop("_scores")
-    res.update(train_seconds=round(train_s, 1), steps=trained.step)
+    res.update(train_seconds=round(train_s, 1), steps=trained.step, resumed_at=trained.step - trained.steps_run if resume else None)
     return res
 
 
@@ -355,7 +357,8 @@ def run_bench_ood(
     ``results.json``, ``table.md`` (beside the paper's Table 7) and the histograms under ``out_dir``.
 
     ``jobs`` > 1 trains that many runs at once in worker processes of one torch thread each
-    (the runs are independent; each one's result does not depend on ``jobs``)."""
+    (the runs are independent; each one's result does not depend on ``jobs``). Runs already under
+    ``out_dir`` with the same settings continue from their checkpoint (see :func:`genvae.core.bench_run.continue_or_start`)."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
@@ -368,7 +371,10 @@ def run_bench_ood(
 
     def done(t: Mapping[str, Any], r: Mapping[str, Any]) -> None:
         if log:
-            log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} (trained {r['train_seconds']:.0f} s)")
+            at = r.get("resumed_at")
+            how = (f"trained {r['train_seconds']:.0f} s" if at is None else f"already trained" if at == r["steps"]
+                   else f"continued from step {at}, {r['train_seconds']:.0f} s")  # fmt: skip
+            log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} ({how})")
 
     results: list[Any] = [None] * len(tasks)
     if jobs == 1:
