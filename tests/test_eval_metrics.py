@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -371,6 +372,24 @@ def test_evaluate_ood_writes_results_and_histogram(tiny_run):
     assert set(scores) == {"train", "test", "ood"} and len(scores["ood"]) == 100
     assert result["auroc"] > 0.9  # uniform noise is far from digits even for a barely trained model
     assert (tiny_run.path / "metrics" / "ood.jsonl").is_file() and result["figure"].endswith(".png")
+    assert result["figure_extremes"].endswith("-extremes.png") and Path(result["figure_extremes"]).is_file()
+
+
+def test_extremes_pick_the_images_the_scores_point_to(tiny_run):
+    data = tiny_run.data
+    batches = [x for x, _ in oodm.iter_images(data, "test", 50, 16, seed=5)]
+    every = torch.cat(batches)
+    picked = oodm.images_at(data, "test", 50, 16, 5, [49, 0, 17])
+    assert torch.equal(picked, every[[49, 0, 17]])
+    noise = NoiseImages(tuple(data.shape))
+    scores = {"test": every.flatten(1).mean(1).numpy(), "ood": -np.arange(50.0)}
+    with mock.patch("genvae.viz.images.save_grid", side_effect=lambda grid, path: grid) as save:
+        grid = oodm.save_extremes(scores, data, noise, 50, 16, 3, Path("unused.png"), count=4)
+    expected_ood = noise.test_batch(50, seed=6).x[:4]  # the highest OOD scores: positions 0..3
+    expected_in = every[np.argsort(scores["test"])[:4]]  # the darkest in-distribution images
+    from genvae.viz.images import make_grid
+
+    assert save.called and torch.equal(grid, make_grid(torch.cat([expected_ood, expected_in]), nrow=4))
     with pytest.raises(DataError, match="shape"):
         oodm.evaluate_ood(tiny_run, out_data=NoiseImages((1, 8, 8)), n=10, figure=False, write=False)
     with pytest.raises(ConfigError, match="score"):

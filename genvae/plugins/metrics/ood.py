@@ -34,7 +34,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -237,6 +237,35 @@ def plot_histograms(scores: Mapping[str, np.ndarray], path: Path, title: str = "
     return path
 
 
+def images_at(data: DataSource, split: str, n: int | None, batch_size: int, seed: int, positions: Sequence[int]) -> Tensor:
+    """The images at ``positions`` in the order :func:`iter_images` yields them (same arguments)."""
+    wanted = {int(p): k for k, p in enumerate(positions)}
+    found: list[Tensor | None] = [None] * len(wanted)
+    start = 0
+    for x, _ in iter_images(data, split, n, batch_size, seed):
+        for i in range(len(x)):
+            if start + i in wanted:
+                found[wanted[start + i]] = x[i]
+        start += len(x)
+        if all(f is not None for f in found):
+            break
+    return torch.stack(found)  # type: ignore[arg-type]
+
+
+def save_extremes(scores: Mapping[str, np.ndarray], in_source: DataSource, out_source: DataSource, n: int | None,
+                  batch_size: int, seed: int, path: Path, count: int = 16) -> Path:  # fmt: skip
+    """Where the detector fails: top row, the ``count`` OOD images with the highest scores (most
+    in-distribution-looking); bottom row, the in-distribution test images with the lowest."""
+    from genvae.viz.images import make_grid, save_grid
+
+    count = min(count, len(scores["ood"]), len(scores["test"]))
+    fooling = images_at(out_source, "test", n, batch_size, seed + 3, np.argsort(-scores["ood"])[:count])
+    rejected = images_at(in_source, "test", n, batch_size, seed + 2, np.argsort(scores["test"])[:count])
+    if fooling.shape[1] != rejected.shape[1]:
+        fooling, rejected = (t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t for t in (fooling, rejected))
+    return save_grid(make_grid(torch.cat([fooling, rejected]), nrow=count), path)
+
+
 def evaluate_ood(
     run: Any,
     in_data: str | DataSource | None = None,
@@ -253,7 +282,8 @@ def evaluate_ood(
     """AUROC of in-distribution test images (``in_data``, default the run's dataset) against
     ``out_data``'s test images; ``n`` images of each (default: whole test splits), plus ``n_train``
     training images (default ``n``, at most 10,000) for the histogram. Writes
-    ``RUN/metrics/ood-<in>-vs-<out>-<score>.png`` and appends to ``RUN/metrics/ood.jsonl``."""
+    ``RUN/metrics/ood-<in>-vs-<out>-<score>.png`` (histograms), ``...-extremes.png`` (see
+    :func:`save_extremes`) and appends to ``RUN/metrics/ood.jsonl``."""
     if score not in SCORES:
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
     if out_data is None:
@@ -288,6 +318,8 @@ def evaluate_ood(
         title = f"{result['objective']}: {in_label} (train / test) vs {short} (OOD), AUROC {result['auroc']:.4f}"
         result["figure"] = str(plot_histograms({f"{in_label} train": scores["train"], f"{in_label} test": scores["test"],
                                                 f"{short} (OOD)": scores["ood"]}, path, title, score))  # fmt: skip
+        extremes = Path(str(path).removesuffix(".png") + "-extremes.png")
+        result["figure_extremes"] = str(save_extremes(scores, in_source, out_source, n, batch_size, seed, extremes))
     result["seconds"] = round(time.perf_counter() - start, 2)
     if write:
         out = Path(run.path) / "metrics" / RESULTS_FILE
