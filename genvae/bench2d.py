@@ -13,6 +13,7 @@ Each function writes its files into ``out_dir`` and returns the data it wrote (J
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -21,7 +22,10 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
-from genvae.core.config import write_json
+from genvae.core.checkpoint import export_component
+from genvae.core.config import to_jsonable, write_json
+from genvae.core.run import load_component
+from genvae.errors import RunDirError
 from genvae.plugins.datasets.toy2d import TABLE5
 from genvae.plugins.metrics.toy2d import compute_metrics, elbo_energy, generated_samples, real_samples
 
@@ -29,6 +33,7 @@ DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 OBJECTIVES = ("vae", "intro", "soft-intro")
 LABELS = {"vae": "VAE", "intro": "IntroVAE", "soft-intro": "Soft-IntroVAE"}
 METRICS = ("gnelbo", "kl", "jsd")
+CELL_RESULT = "result.json"
 
 # The paper's Table 2: dataset -> metric -> objective -> (mean, std). gnELBO in 1e-7 units.
 PAPER_TABLE2: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
@@ -112,7 +117,10 @@ def run_table2(
     log: Log | None = print,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate the Table 2 grid; writes table2.json, table2.md and table2_grid.png."""
+    """Train and evaluate the Table 2 grid; writes table2.json, table2.md and table2_grid.png.
+
+    Each finished (dataset, objective) cell is kept under ``out_dir/cells/``; calling again with
+    the same ``out_dir`` and settings reuses those and trains only the missing cells."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -121,26 +129,55 @@ def run_table2(
     t_start = time.perf_counter()
     for d in datasets:
         for o in objectives:
-            t0 = time.perf_counter()
             ov = [dict((objective_overrides or {}).get(o, {}))]
-            bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device)
-            t_train = time.perf_counter() - t0
-            members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
-            t_eval = time.perf_counter() - t0 - t_train
-            results["runs"][f"{d}/{o}"] = {"members": members, "train_seconds": t_train, "eval_seconds": t_eval}
+            cell = out / "cells" / f"{d}-{o}"
+            settings = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
+                        "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov[0]}  # fmt: skip
+            record = _saved_cell(cell, settings)
+            if record is None:
+                t0 = time.perf_counter()
+                bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device)
+                t_train = time.perf_counter() - t0
+                members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
+                record = {"members": members, "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train}
+                _save_cell(cell, settings, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
+            results["runs"][f"{d}/{o}"] = record
+            members = record["members"]
             results["summary"].setdefault(d, {})[o] = {k: _mean_std([m[k] for m in members]) for k in (*METRICS, "jsd_textbook")}
-            figure_models[(d, o)] = (bt.member_modules(0), bt.data)
+            data = member_configs(o, d, seed_list[:1], overrides=ov, train=train, arch=arch)[1]
+            figure_models[(d, o)] = ((load_component(cell / "encoder"), load_component(cell / "decoder")), data)
             if log:
                 s = results["summary"][d][o]
                 log(
-                    f"[table2] {d:12s} {LABELS[o]:14s} train {t_train:6.1f}s eval {t_eval:5.1f}s  "
+                    f"[table2] {d:12s} {LABELS[o]:14s} train {record['train_seconds']:6.1f}s eval {record['eval_seconds']:5.1f}s  "
                     + "  ".join(f"{k}={s[k][0]:.3g}±{s[k][1]:.2g}" for k in (*METRICS, "jsd_textbook"))
+                    + ("  (saved by an earlier call)" if record.get("reused") else "")
                 )
     results["seconds"] = time.perf_counter() - t_start
     write_json(out / "table2.json", results)
     (out / "table2.md").write_text(table2_markdown(results))
     table2_grid(figure_models, datasets, objectives, out / "table2_grid.png")
     return results
+
+
+def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A Table 2 cell finished by an earlier call with the same settings (None: not yet), so that
+    a rerun after a crash or Ctrl-C trains only the missing cells."""
+    path = cell / CELL_RESULT
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.pop("settings") != json.loads(json.dumps(to_jsonable(settings))):
+        raise RunDirError(f"{cell} was computed with other settings; choose another --out or remove that directory")
+    return {**saved, "reused": True}
+
+
+def _save_cell(cell: Path, settings: Mapping[str, Any], record: Mapping[str, Any], member0: tuple[Any, Any], arch: str) -> None:
+    """Seed 0's networks (for the figure) and the cell's metrics; the metrics file, written last,
+    marks the cell complete."""
+    for role, module in zip(("encoder", "decoder"), member0):
+        export_component(module, cell / role, role, arch)
+    write_json(cell / CELL_RESULT, {"settings": settings, **record})
 
 
 def table2_markdown(results: Mapping[str, Any]) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
+from genvae.errors import RunDirError
 from genvae.plugins.metrics import toy2d as M
 
 
@@ -145,6 +147,15 @@ def test_bench_functions_tiny(tmp_path):
     md = (tmp_path / "table2.md").read_text()
     assert "7.42 ± 0.07" in md and "Soft-IntroVAE" in md
     assert (tmp_path / "table2_grid.png").is_file() and (tmp_path / "table2.json").is_file()
+    import genvae.bench2d as bench2d
+
+    with mock.patch.object(bench2d, "train_batched", side_effect=AssertionError("a finished cell was trained again")):
+        again = run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae", "soft-intro"], grid_points=32,
+                           objective_overrides={"soft-intro": {"num_vae": 5}}, **small)
+    without_time = lambda text: [line for line in text.splitlines() if "time:" not in line]  # noqa: E731
+    assert again["summary"] == t2["summary"] and without_time((tmp_path / "table2.md").read_text()) == without_time(md)
+    with pytest.raises(RunDirError, match="other settings"):
+        run_table2(tmp_path, steps=13, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
 
     st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert [row["m"] for row in st["intro"]] == [1.0, 4.0]

@@ -30,7 +30,10 @@ def table2(
     objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: vae, intro, soft-intro)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
 ) -> None:
-    """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched."""
+    """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
+
+    Finished (dataset, objective) cells are kept under OUT/cells: after a crash or Ctrl-C, the
+    same command trains only the missing ones."""
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
 
     run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
