@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
+from genvae.core.bench_run import differing_settings
 from genvae.core.checkpoint import export_component
-from genvae.core.config import to_jsonable, write_json
+from genvae.core.config import write_json
 from genvae.core.run import load_component
 from genvae.errors import RunDirError
 from genvae.plugins.datasets.toy2d import TABLE5
@@ -167,14 +168,15 @@ def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | Non
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    if saved.pop("settings") != json.loads(json.dumps(to_jsonable(settings))):
-        raise RunDirError(f"{cell} was computed with other settings; choose another --out or remove that directory")
+    differ = differing_settings(saved.pop("settings"), settings)
+    if differ:
+        raise RunDirError(f"{cell} was computed with other settings ({', '.join(differ)} differ); choose another --out or remove that directory")
     return {**saved, "reused": True}
 
 
-def _save_cell(cell: Path, settings: Mapping[str, Any], record: Mapping[str, Any], member0: tuple[Any, Any], arch: str) -> None:
-    """Seed 0's networks (for the figure) and the cell's metrics; the metrics file, written last,
-    marks the cell complete."""
+def _save_cell(cell: Path, settings: Mapping[str, Any], record: Mapping[str, Any], member0: tuple[Any, Any] = (), arch: str = "") -> None:
+    """The cell's metrics and, if given, seed 0's networks (for a figure); the metrics file,
+    written last, marks the cell complete."""
     for role, module in zip(("encoder", "decoder"), member0):
         export_component(module, cell / role, role, arch)
     write_json(cell / CELL_RESULT, {"settings": settings, **record})
@@ -259,17 +261,32 @@ def run_stability(
     device: str | None = None,
 ) -> dict[str, Any]:
     """IntroVAE for each m (all m × seeds in one batched model) vs Soft-IntroVAE with IntroVAE's
-    other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png."""
+    other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png.
+    Each of the two batched models' results is kept under ``out_dir/cells/`` and reused by a rerun
+    with the same settings (as :func:`run_table2`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     intro = TABLE5[dataset]["intro"]
     t0 = time.perf_counter()
-    bt = train_batched("intro", dataset, seed_list, steps, overrides=[{"m": float(m)} for m in ms], train=train, arch=arch, log=log, device=device)
-    intro_members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
     shared = {k: intro[k] for k in ("beta_rec", "beta_kl", "beta_neg")}
-    bt_s = train_batched("soft-intro", dataset, seed_list, steps, overrides=[{**shared, **(soft_intro_overrides or {})}], train=train, arch=arch, log=log, device=device)
-    soft_members = evaluate_members(bt_s, eval_seed=eval_seed, grid_points=grid_points)
+    common = {"dataset": dataset, "steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
+              "train": dict(train or {}), "arch": dict(arch or {})}  # fmt: skip
+
+    def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Train and evaluate one batched model, or reuse the members an earlier call saved."""
+        cell, settings = out / "cells" / f"stability-{objective}", {**common, "objective": overrides}
+        record = _saved_cell(cell, settings)
+        if record is None:
+            bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device)
+            record = {"members": evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)}
+            _save_cell(cell, settings, record)
+        elif log:
+            log(f"[stability] {objective}: saved by an earlier call, reused")
+        return record["members"]
+
+    intro_members = members_of("intro", [{"m": float(m)} for m in ms])
+    soft_members = members_of("soft-intro", [{**shared, **(soft_intro_overrides or {})}])
     per_m = []
     for i, m in enumerate(ms):
         group = intro_members[i * len(seed_list) : (i + 1) * len(seed_list)]

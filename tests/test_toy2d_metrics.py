@@ -154,12 +154,15 @@ def test_bench_functions_tiny(tmp_path):
                            objective_overrides={"soft-intro": {"num_vae": 5}}, **small)
     without_time = lambda text: [line for line in text.splitlines() if "time:" not in line]  # noqa: E731
     assert again["summary"] == t2["summary"] and without_time((tmp_path / "table2.md").read_text()) == without_time(md)
-    with pytest.raises(RunDirError, match="other settings"):
+    with pytest.raises(RunDirError, match=r"other settings \(steps differ\)"):
         run_table2(tmp_path, steps=13, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
 
     st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert [row["m"] for row in st["intro"]] == [1.0, 4.0]
     assert (tmp_path / "stability.png").is_file()
+    with mock.patch.object(bench2d, "train_batched", side_effect=AssertionError("trained again")):
+        again = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
+    assert again["intro"] == st["intro"] and again["soft_intro"] == st["soft_intro"]
 
     co = run_collapse(tmp_path, steps=12, seeds=1, soft_intro_overrides={"num_vae": 5}, **small)
     assert len(co["models"]["vae"]["kl_per_step"][0]) == 12

@@ -49,7 +49,9 @@ def stability(
     seeds: int = typer.Option(5, "--seeds", help="Seeds per configuration."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
 ) -> None:
-    """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians)."""
+    """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
+
+    Rerun after a crash: a model finished by an earlier call (OUT/cells) is reused."""
     from genvae.bench2d import run_stability
 
     run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)

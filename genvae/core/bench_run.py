@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from genvae.core.checkpoint import find_checkpoint
+from genvae.core.config import to_jsonable
 from genvae.errors import RunDirError
 
 BENCH_CHECKPOINT_EVERY = 1000
@@ -27,12 +28,7 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     if not saved_path.exists():
         return False
 
-    def essential(c: Mapping[str, Any]) -> dict[str, Any]:
-        flat = {f"{g}.{k}": v for g, group in c.items() if isinstance(group, Mapping) for k, v in group.items()}
-        return json.loads(json.dumps({k: v for k, v in flat.items() if k.removeprefix("train.") not in _BOOKKEEPING}))
-
-    saved, wanted = essential(json.loads(saved_path.read_text())), essential(config)
-    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    differ = differing_settings(json.loads(saved_path.read_text()), config, ignore=tuple(f"train.{k}" for k in _BOOKKEEPING))
     if differ:
         raise RunDirError(f"{run_dir} holds a run with other settings ({', '.join(differ)} differ); "
                           f"choose another --out or remove that directory")  # fmt: skip
@@ -40,3 +36,17 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
         shutil.rmtree(run_dir)
         return False
     return True
+
+
+def differing_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys (``section.key``, one level deep) whose values differ, compared as JSON."""
+
+    def flat(c: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in json.loads(json.dumps(to_jsonable(c))).items():
+            items = value.items() if isinstance(value, dict) else [("", value)]
+            out.update({f"{key}.{k}" if k else key: v for k, v in items})
+        return {k: v for k, v in out.items() if k not in ignore}
+
+    a, b = flat(saved), flat(wanted)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
