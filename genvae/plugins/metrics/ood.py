@@ -404,7 +404,7 @@ def run_bench_ood(
     def done(t: Mapping[str, Any], r: Mapping[str, Any]) -> None:
         if log:
             at = r.get("resumed_at")
-            how = (f"trained {r['train_seconds']:.0f} s" if at is None else f"already trained" if at == r["steps"]
+            how = (f"trained {r['train_seconds']:.0f} s" if at is None else "already trained" if at == r["steps"]
                    else f"continued from step {at}, {r['train_seconds']:.0f} s")  # fmt: skip
             log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} ({how})")
 
