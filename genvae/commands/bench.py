@@ -32,8 +32,7 @@ def table2(
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
 
-    Finished (dataset, objective) cells are kept under OUT/cells: after a crash or Ctrl-C, the
-    same command trains only the missing ones."""
+    After a crash or Ctrl-C, the same command reuses the finished cells kept in OUT/cells."""
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
 
     run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
@@ -51,7 +50,7 @@ def stability(
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
 
-    Rerun after a crash: a model finished by an earlier call (OUT/cells) is reused."""
+    After a crash or Ctrl-C, the same command reuses a model finished earlier (OUT/cells)."""
     from genvae.bench2d import run_stability
 
     run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)
@@ -103,8 +102,7 @@ def ood(
 ) -> None:
     """Table 7 row Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files).
 
-    Run it again with the same --out after a crash or Ctrl-C: each run continues from its last
-    checkpoint (every 1,000 steps) and finished runs are only evaluated."""
+    After a crash or Ctrl-C, the same command continues each run from its last checkpoint (every 1,000 steps)."""
     from genvae.plugins.metrics.ood import run_bench_ood
 
     run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), arch=arch, score=score,
