@@ -34,6 +34,7 @@ from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.metrics.inception import quantize_uint8
+from genvae.plugins.metrics.ood import iter_images
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -58,24 +59,11 @@ class SmallClassifier(nn.Module):
         return self.head(self.embed(x))
 
 
-def _labelled_batches(data: DataSource, split: str, n: int | None, batch_size: int, seed: int):
-    """(x, y) batches of a split: random access where the source has it, else ``test_batch``."""
-    if hasattr(data, "get") and hasattr(data, "split_size"):
-        size = data.split_size(split)
-        for chunk in torch.arange(size if n is None else min(n, size)).split(batch_size):
-            b = data.get(chunk, split)
-            yield b.x, b.y
-        return
-    b = data.test_batch(n or 10_000, seed=seed)
-    for i in range(0, len(b.x), batch_size):
-        yield b.x[i : i + batch_size], b.y[i : i + batch_size]
-
-
 @torch.no_grad()
 def accuracy(model: SmallClassifier, data: DataSource, split: str = "test", n: int | None = None, batch_size: int = 500) -> float:
     model.eval()
     correct = total = 0
-    for x, y in _labelled_batches(data, split, n, batch_size, seed=1):
+    for x, y in iter_images(data, split, n, batch_size, seed=1):
         correct += int((model(_prepare(x)).argmax(1) == y).sum())
         total += len(y)
     return correct / max(total, 1)
