@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -332,15 +334,85 @@ class BatchedTrainer:
             for k, g in d.items():
                 d[k] = g * coef.view(-1, *([1] * (g.dim() - 1)))
 
-    def fit(self, steps: int | None = None, log_every: int = 0, progress: Any = None) -> BatchedHistory:
+    # ----------------------------------------------------------------------------------------
+    # Resumable state: a continued run equals an uninterrupted one
+    # ----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        history = self.history
+        return {
+            "step": self.step,
+            "params": {p: {k: v.detach().cpu() for k, v in d.items()} for p, d in self.params.items()},
+            "buffers": {p: {k: v.cpu() for k, v in d.items()} for p, d in self.buffers.items()},
+            "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
+            "schedulers": {p: s.state_dict() for p, s in self.schedulers.items()},
+            "streams": [s.state_dict() for s in self.streams],
+            "generators": [g.get_state() for g in self.generators],
+            "history": {
+                "steps": torch.tensor(history.steps, dtype=torch.long),
+                "losses": {k: torch.stack(v).cpu() for k, v in history.losses.items()},
+                "logs": {k: torch.stack(v).cpu() for k, v in history.logs.items()},
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if len(state["generators"]) != self.R:
+            raise ConfigError(f"the saved batched state has {len(state['generators'])} members, this trainer {self.R}")
+        with torch.no_grad():
+            for p, d in state["params"].items():
+                for k, v in d.items():
+                    self.params[p][k].copy_(v)  # in place: the optimizers hold these tensors
+            for p, d in state["buffers"].items():
+                for k, v in d.items():
+                    self.buffers[p][k].copy_(v)
+        for p in PARTS:
+            self.optimizers[p].load_state_dict(state["optimizers"][p])
+            self.schedulers[p].load_state_dict(state["schedulers"][p])
+        for stream, s in zip(self.streams, state["streams"]):
+            stream.load_state_dict(s)
+        self.iters = [iter(s) for s in self.streams]
+        for g, s in zip(self.generators, state["generators"]):
+            g.set_state(s)
+        h = state["history"]
+        self.history = BatchedHistory(
+            steps=h["steps"].tolist(),
+            losses={k: list(v.to(self.device).unbind(0)) for k, v in h["losses"].items()},
+            logs={k: list(v.to(self.device).unbind(0)) for k, v in h["logs"].items()},
+        )
+        self.step = int(state["step"])
+
+    def save(self, path: Path) -> None:
+        """Write the state atomically (temporary file, then rename): a crash mid-write keeps the
+        previous checkpoint."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    def fit(
+        self,
+        steps: int | None = None,
+        log_every: int = 0,
+        progress: Any = None,
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 1000,
+    ) -> BatchedHistory:
+        """Train to ``steps``; with ``checkpoint``, save the state there every ``checkpoint_every``
+        steps (and at the end) so that :meth:`load` + ``fit`` continues after a crash."""
         total = self.cfgs[0].train.steps if steps is None else steps
-        t0 = time.perf_counter()
+        t0, first = time.perf_counter(), self.step
         while self.step < total:
             logs = self.train_step()
             if self.step % TRIM_EVERY == 0:
                 release_free_memory()  # keeps resident memory flat over long runs (genvae/core/memory.py)
+            if checkpoint is not None and (self.step % checkpoint_every == 0 or self.step == total):
+                self.save(checkpoint)
             if log_every and (self.step % log_every == 0 or self.step == total):
-                rate = self.step / max(time.perf_counter() - t0, 1e-9)
+                rate = (self.step - first) / max(time.perf_counter() - t0, 1e-9)
                 msg = " ".join(f"{k}={v.mean().item():.4g}" for k, v in logs.items() if k.startswith("loss_"))
                 line = f"step {self.step}/{total} {msg} ({rate:.1f} steps/s, {rate * self.R:.1f} member-steps/s)"
                 (progress or print)(line)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
-from genvae.core.bench_run import differing_settings
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, differing_settings
 from genvae.core.checkpoint import export_component
 from genvae.core.config import write_json
 from genvae.core.run import load_component
@@ -35,6 +35,7 @@ OBJECTIVES = ("vae", "intro", "soft-intro")
 LABELS = {"vae": "VAE", "intro": "IntroVAE", "soft-intro": "Soft-IntroVAE"}
 METRICS = ("gnelbo", "kl", "jsd")
 CELL_RESULT = "result.json"
+CELL_STATE, CELL_SETTINGS = "state.pt", "settings.json"  # a cell's batched training in progress
 
 # The paper's Table 2: dataset -> metric -> objective -> (mean, std). gnELBO in 1e-7 units.
 PAPER_TABLE2: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
@@ -78,11 +79,20 @@ def train_batched(
     arch: Mapping[str, Any] | None = None,
     log: Log | None = None,
     device: str | None = None,
+    checkpoint: Path | None = None,
 ) -> BatchedTrainer:
-    """Train len(overrides) × len(seeds) members (dataset recommendations + overrides) for ``steps``."""
+    """Train len(overrides) × len(seeds) members (dataset recommendations + overrides) for ``steps``.
+
+    With ``checkpoint``, the state is saved there every ``BENCH_CHECKPOINT_EVERY`` steps and at the
+    end, and a call that finds it continues from it (equal to training straight through)."""
     cfgs, data = member_configs(objective, dataset, seeds, overrides=overrides, train={**(train or {}), "steps": steps}, arch=arch)
     bt = BatchedTrainer(cfgs, data, device=device)
-    bt.fit(steps, log_every=max(steps // 10, 1) if log else 0, progress=log)
+    if checkpoint is not None and checkpoint.is_file():
+        bt.load(checkpoint)
+        if log:
+            done = "finished" if bt.step >= steps else f"continuing from step {bt.step:,}"
+            log(f"{checkpoint.parent.name}: {done} (state saved by an earlier call)")
+    bt.fit(steps, log_every=max(steps // 10, 1) if log else 0, progress=log, checkpoint=checkpoint, checkpoint_every=BENCH_CHECKPOINT_EVERY)
     return bt
 
 
@@ -137,7 +147,8 @@ def run_table2(
             record = _saved_cell(cell, settings)
             if record is None:
                 t0 = time.perf_counter()
-                bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device)
+                bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device,
+                                   checkpoint=_cell_state(cell, settings))  # fmt: skip
                 t_train = time.perf_counter() - t0
                 members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
                 record = {"members": members, "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train}
@@ -174,12 +185,27 @@ def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | Non
     return {**saved, "reused": True}
 
 
+def _cell_state(cell: Path, settings: Mapping[str, Any]) -> Path:
+    """Where the cell's batched training keeps its state while in progress (every
+    ``BENCH_CHECKPOINT_EVERY`` steps), so that a rerun after a crash or Ctrl-C continues it."""
+    state, saved = cell / CELL_STATE, cell / CELL_SETTINGS
+    if state.is_file():
+        differ = differing_settings(json.loads(saved.read_text()), settings) if saved.is_file() else ["settings.json (missing)"]
+        if differ:
+            raise RunDirError(f"{cell} holds training with other settings ({', '.join(differ)} differ); choose another --out or remove that directory")
+    else:
+        write_json(saved, settings)
+    return state
+
+
 def _save_cell(cell: Path, settings: Mapping[str, Any], record: Mapping[str, Any], member0: tuple[Any, Any] = (), arch: str = "") -> None:
     """The cell's metrics and, if given, seed 0's networks (for a figure); the metrics file,
-    written last, marks the cell complete."""
+    written last, marks the cell complete, and the training state is then no longer needed."""
     for role, module in zip(("encoder", "decoder"), member0):
         export_component(module, cell / role, role, arch)
     write_json(cell / CELL_RESULT, {"settings": settings, **record})
+    (cell / CELL_STATE).unlink(missing_ok=True)
+    (cell / CELL_SETTINGS).unlink(missing_ok=True)
 
 
 def table2_markdown(results: Mapping[str, Any]) -> str:
@@ -278,7 +304,8 @@ def run_stability(
         cell, settings = out / "cells" / f"stability-{objective}", {**common, "objective": overrides}
         record = _saved_cell(cell, settings)
         if record is None:
-            bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device)
+            bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
+                               checkpoint=_cell_state(cell, settings))  # fmt: skip
             record = {"members": evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)}
             _save_cell(cell, settings, record)
         elif log:
@@ -358,7 +385,10 @@ def run_collapse(
     samples = {}
     for o, settings in COLLAPSE_SETTINGS.items():
         ov = {**settings, **((soft_intro_overrides or {}) if o == "soft-intro" else {})}
-        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device)
+        # the final state stays in cells/ (it holds the KL history): a rerun only redraws
+        settings = {"dataset": dataset, "steps": steps, "seeds": seed_list, "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov}
+        state = _cell_state(out / "cells" / f"collapse-{o}", settings)
+        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device, checkpoint=state)
         kl = torch.stack(bt.history.logs["kl"]).T  # (R, steps): KL(q(z|x)‖p(z)) of real data per step
         enc, dec = bt.member_modules(0)
         samples[o] = (generated_samples(dec, sum(enc.latent_groups.values()), 2000, 1), float(getattr(bt.data, "plot_scale", 2.0)))

@@ -167,3 +167,42 @@ def test_bench_functions_tiny(tmp_path):
     co = run_collapse(tmp_path, steps=12, seeds=1, soft_intro_overrides={"num_vae": 5}, **small)
     assert len(co["models"]["vae"]["kl_per_step"][0]) == 12
     assert (tmp_path / "collapse.png").is_file()
+    from genvae.batched import BatchedTrainer
+
+    with mock.patch.object(BatchedTrainer, "train_step", side_effect=AssertionError("trained again")):
+        again = run_collapse(tmp_path, steps=12, seeds=1, soft_intro_overrides={"num_vae": 5}, **small)
+    assert again["models"] == co["models"]
+
+
+def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
+    """A crash in the middle of a cell keeps its last saved state; the rerun continues from it and
+    gives the metrics of a cell trained straight through; the finished cell drops its state."""
+    import genvae.bench2d as bench2d
+    from genvae.batched import BatchedTrainer
+
+    args = dict(steps=12, seeds=[0, 1], datasets=["8gaussians"], objectives=["soft-intro"], grid_points=32, log=None,
+                train={"batch_size": 32}, arch={"hidden": 16}, objective_overrides={"soft-intro": {"num_vae": 5}})  # fmt: skip
+    straight = bench2d.run_table2(tmp_path / "straight", **args)
+
+    real_step = BatchedTrainer.train_step
+
+    def crash_at_9(self):
+        if self.step == 9:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    cell = tmp_path / "crashed" / "cells" / "8gaussians-soft-intro"
+    with mock.patch.object(bench2d, "BENCH_CHECKPOINT_EVERY", 4), mock.patch.object(BatchedTrainer, "train_step", crash_at_9):
+        with pytest.raises(KeyboardInterrupt):
+            bench2d.run_table2(tmp_path / "crashed", **args)
+    assert torch.load(cell / "state.pt", weights_only=True)["step"] == 8
+    with pytest.raises(RunDirError, match=r"other settings \(steps differ\)"):
+        bench2d.run_table2(tmp_path / "crashed", **{**args, "steps": 13})
+
+    continued_from = []
+    real_load = BatchedTrainer.load
+    with mock.patch.object(BatchedTrainer, "load", lambda self, p: (real_load(self, p), continued_from.append(self.step))):
+        again = bench2d.run_table2(tmp_path / "crashed", **args)
+    assert continued_from == [8]
+    assert again["runs"]["8gaussians/soft-intro"]["members"] == straight["runs"]["8gaussians/soft-intro"]["members"]
+    assert (cell / "result.json").is_file() and not (cell / "state.pt").exists() and not (cell / "settings.json").exists()

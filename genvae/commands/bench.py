@@ -32,7 +32,7 @@ def table2(
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
 
-    After a crash or Ctrl-C, the same command reuses the finished cells kept in OUT/cells."""
+    After a crash or Ctrl-C, the same command reuses the finished cells kept in OUT/cells and continues the unfinished one from its last checkpoint (every 1,000 steps)."""
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
 
     run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
@@ -50,7 +50,7 @@ def stability(
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
 
-    After a crash or Ctrl-C, the same command reuses a model finished earlier (OUT/cells)."""
+    After a crash or Ctrl-C, the same command reuses a model finished earlier and continues an unfinished one from its last checkpoint (every 1,000 steps; OUT/cells)."""
     from genvae.bench2d import run_stability
 
     run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)
@@ -65,7 +65,9 @@ def collapse(
     seeds: int = typer.Option(1, "--seeds", help="Seeds per model."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
 ) -> None:
-    """Appendix 9.5 / Figure 21: the VAE's KL collapses, Soft-IntroVAE's does not (8 Gaussians)."""
+    """Appendix 9.5 / Figure 21: the VAE's KL collapses, Soft-IntroVAE's does not (8 Gaussians).
+
+    After a crash or Ctrl-C, the same command continues each model from its last checkpoint (every 1,000 steps; OUT/cells)."""
     from genvae.bench2d import run_collapse
 
     run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)
