@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at
 from genvae.core.config import merge_user
 from genvae.core.losses import kl_per_group
 from genvae.core.run import load_run, resolve
@@ -105,7 +105,7 @@ def run_bench_translation(
                 "kl": kls,
                 "collapsed_groups": [g for g, v in kls.items() if v < COLLAPSE_NATS],
                 "train_seconds": seconds,
-                "resumed_at": trained.step - trained.steps_run if resume else None,
+                "resumed_at": resumed_at(trained, resume),
                 "last_logs": trained.last_logs,
                 "config": cfg.to_dict(),
             }
@@ -135,16 +135,10 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {names.get(objective, objective)} | {r['mse']:.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
             f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | {r['kl'].get('class', float('nan')):.2f} | "
             f"{r['kl'].get('content', float('nan')):.2f} | {', '.join(r['collapsed_groups']) or 'none'} | {r['train_seconds']:.0f}"
-            + _resumed_note(r.get("resumed_at"), results["steps"]) + " |"
+            + (f" ({note})" if (note := resume_note(r.get("resumed_at"), results["steps"])) else "") + " |"
         )
     lines += ["", "Grids: " + ", ".join(f"`translation_{o}.png`" for o in results["models"]) + " (class: left column, content: top row).", ""]
     return "\n".join(lines)
-
-
-def _resumed_note(resumed_at: int | None, steps: int) -> str:
-    if resumed_at is None:
-        return ""
-    return " (trained by an earlier call)" if resumed_at >= steps else f" (continued at step {resumed_at})"
 
 
 __all__ = ["run_bench_translation", "markdown_table", "TINY_ARCH"]

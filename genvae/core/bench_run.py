@@ -50,3 +50,15 @@ def differing_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any], igno
 
     a, b = flat(saved), flat(wanted)
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def resumed_at(trained: Any, resume: bool) -> int | None:
+    """The step a continued bench run started from; None when it was trained from scratch."""
+    return trained.step - trained.steps_run if resume else None
+
+
+def resume_note(resumed_at: int | None, steps: int) -> str:
+    """How a bench run came to be, for logs and tables ("" when trained from scratch)."""
+    if resumed_at is None:
+        return ""
+    return "trained by an earlier call" if resumed_at >= steps else f"continued from step {resumed_at}"

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
@@ -363,7 +363,7 @@ def _bench_member(task: Mapping[str, Any]) -> dict[str, Any]:
     train_s = time.perf_counter() - t0
     res = evaluate_ood(load_run(run_dir), out_data=task["out_data"], score=task["score"], samples=task["samples"], n=task["n"], seed=task["seed"])
     res.pop("_scores")
-    res.update(train_seconds=round(train_s, 1), steps=trained.step, resumed_at=trained.step - trained.steps_run if resume else None)
+    res.update(train_seconds=round(train_s, 1), steps=trained.step, resumed_at=resumed_at(trained, resume))
     return res
 
 
@@ -403,9 +403,8 @@ def run_bench_ood(
 
     def done(t: Mapping[str, Any], r: Mapping[str, Any]) -> None:
         if log:
-            at = r.get("resumed_at")
-            how = (f"trained {r['train_seconds']:.0f} s" if at is None else "already trained" if at == r["steps"]
-                   else f"continued from step {at}, {r['train_seconds']:.0f} s")  # fmt: skip
+            note = resume_note(r.get("resumed_at"), r["steps"])
+            how = note if r.get("resumed_at") == r["steps"] else f"{note or 'trained'}, {r['train_seconds']:.0f} s"
             log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} ({how})")
 
     results: list[Any] = [None] * len(tasks)
