@@ -198,6 +198,7 @@ class BatchedTrainer:
         self.iters = [iter(s) for s in self.streams]
         self.generators = [torch.Generator().manual_seed(noise_seed(c.train.seed, 0)) for c in self.cfgs]
         self.step = 0
+        self.seconds = 0.0  # training time over all calls of fit, continued runs included
         self.history = BatchedHistory()
         self._noise_plan: dict[tuple[str, ...], dict[str, list[tuple[int, ...]]]] = {}
         self._grad_fns: dict[tuple[str, frozenset[str]], Any] = {}
@@ -342,6 +343,7 @@ class BatchedTrainer:
         history = self.history
         return {
             "step": self.step,
+            "seconds": self.seconds,
             "params": {p: {k: v.detach().cpu() for k, v in d.items()} for p, d in self.params.items()},
             "buffers": {p: {k: v.cpu() for k, v in d.items()} for p, d in self.buffers.items()},
             "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
@@ -380,6 +382,7 @@ class BatchedTrainer:
             logs={k: list(v.to(self.device).unbind(0)) for k, v in h["logs"].items()},
         )
         self.step = int(state["step"])
+        self.seconds = float(state.get("seconds", 0.0))
 
     def save(self, path: Path) -> None:
         """Write the state atomically (temporary file, then rename): a crash mid-write keeps the
@@ -404,9 +407,10 @@ class BatchedTrainer:
         """Train to ``steps``; with ``checkpoint``, save the state there every ``checkpoint_every``
         steps (and at the end) so that :meth:`load` + ``fit`` continues after a crash."""
         total = self.cfgs[0].train.steps if steps is None else steps
-        t0, first = time.perf_counter(), self.step
+        t0, first, before = time.perf_counter(), self.step, self.seconds
         while self.step < total:
             logs = self.train_step()
+            self.seconds = before + time.perf_counter() - t0
             if self.step % TRIM_EVERY == 0:
                 release_free_memory()  # keeps resident memory flat over long runs (genvae/core/memory.py)
             if checkpoint is not None and (self.step % checkpoint_every == 0 or self.step == total):

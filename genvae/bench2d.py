@@ -127,11 +127,14 @@ def run_table2(
     objective_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     log: Log | None = print,
     device: str | None = None,
+    train_missing: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate the Table 2 grid; writes table2.json, table2.md and table2_grid.png.
 
     Each finished (dataset, objective) cell is kept under ``out_dir/cells/``; calling again with
-    the same ``out_dir`` and settings reuses those and trains only the missing cells."""
+    the same ``out_dir`` and settings reuses those and trains only the missing cells (a cell
+    interrupted mid-training continues from its last saved state). ``train_missing=False`` trains
+    nothing: the table and figure then show the finished cells only, e.g. while a long run goes on."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -145,13 +148,16 @@ def run_table2(
             settings = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
                         "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov[0]}  # fmt: skip
             record = _saved_cell(cell, settings)
+            if record is None and not train_missing:
+                if log:
+                    log(f"[table2] {d:12s} {LABELS[o]:14s} not finished{_progress_of(cell, steps)}")
+                continue
             if record is None:
-                t0 = time.perf_counter()
                 bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device,
                                    checkpoint=_cell_state(cell, settings))  # fmt: skip
-                t_train = time.perf_counter() - t0
+                t0 = time.perf_counter()
                 members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
-                record = {"members": members, "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train}
+                record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0}
                 _save_cell(cell, settings, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
             results["runs"][f"{d}/{o}"] = record
             members = record["members"]
@@ -170,6 +176,14 @@ def run_table2(
     (out / "table2.md").write_text(table2_markdown(results))
     table2_grid(figure_models, datasets, objectives, out / "table2_grid.png")
     return results
+
+
+def _progress_of(cell: Path, steps: int) -> str:
+    """Where an unfinished cell's saved training stands (for a report while it trains)."""
+    state = cell / CELL_STATE
+    if not state.is_file():
+        return ""
+    return f" (state saved at step {int(torch.load(state, weights_only=True)['step']):,} of {steps:,})"
 
 
 def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -235,7 +249,9 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
                 cells.append(cell)
             name = "jsd (textbook)" if metric == "jsd_textbook" else metric
             lines.append(f"| {d} | {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Total wall time: {results.get('seconds', 0.0):.0f} s.", ""]
+    runs = results.get("runs", {}).values()
+    seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in runs)
+    lines += ["", f"Total time: {seconds:.0f} s of training and evaluation, summed over the {len(runs)} cells.", ""]
     return "\n".join(lines)
 
 

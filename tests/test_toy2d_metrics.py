@@ -199,6 +199,12 @@ def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
     with pytest.raises(RunDirError, match=r"other settings \(steps differ\)"):
         bench2d.run_table2(tmp_path / "crashed", **{**args, "steps": 13})
 
+    lines: list[str] = []
+    with mock.patch.object(BatchedTrainer, "train_step", side_effect=AssertionError("a report trains nothing")):
+        report = bench2d.run_table2(tmp_path / "crashed", **{**args, "log": lines.append}, train_missing=False)
+    assert report["summary"] == {} and "state saved at step 8 of 12" in lines[0]
+    assert (tmp_path / "crashed" / "table2.md").is_file()
+
     continued_from = []
     real_load = BatchedTrainer.load
     with mock.patch.object(BatchedTrainer, "load", lambda self, p: (real_load(self, p), continued_from.append(self.step))):
@@ -206,3 +212,5 @@ def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
     assert continued_from == [8]
     assert again["runs"]["8gaussians/soft-intro"]["members"] == straight["runs"]["8gaussians/soft-intro"]["members"]
     assert (cell / "result.json").is_file() and not (cell / "state.pt").exists() and not (cell / "settings.json").exists()
+    seconds = again["runs"]["8gaussians/soft-intro"]["train_seconds"]
+    assert 0 < seconds and "summed over the 1 cells" in (tmp_path / "crashed" / "table2.md").read_text()
