@@ -8,6 +8,7 @@ Algorithm 2 realised by holding the stopped values fixed — so a misplaced deta
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -204,8 +205,7 @@ INTRO = IntroConfig(beta_rec=0.3, beta_kl=0.5, beta_neg=1.5, m=1.2)
 EPS_Z_INTRO, Z_PRIOR_INTRO = [0.3, -0.5], [1.1, -0.2]
 
 
-def intro_loss(phase, a=A, b=B, c=C, d=D, fakes=None):
-    cfg = INTRO
+def intro_loss(phase, a=A, b=B, c=C, d=D, fakes=None, cfg=INTRO):
     zs = [A * x + e * math.exp(0.5 * B) for x, e in zip(X, EPS_Z_INTRO)] if phase == "decoder" else [
         a * x + e * math.exp(0.5 * b) for x, e in zip(X, EPS_Z_INTRO)
     ]
@@ -216,22 +216,31 @@ def intro_loss(phase, a=A, b=B, c=C, d=D, fakes=None):
     kls = [kl(a * xin, b) for xin in [*fakes[0], *fakes[1]]]
     if phase == "encoder":
         real_kl = sum(kl(a * x, b) for x in X) / 2
-        margins = [max(cfg.m - k, 0.0) for k in kls]
-        return cfg.beta_rec * rec + cfg.beta_kl * real_kl + cfg.beta_neg * 0.5 * (sum(margins[:2]) / 2 + sum(margins[2:]) / 2)
+        if cfg.margin == "batch":  # hinge of each half's mean KL
+            hinge = max(cfg.m - sum(kls[:2]) / 2, 0.0) + max(cfg.m - sum(kls[2:]) / 2, 0.0)
+        else:  # mean of the per-sample hinges
+            margins = [max(cfg.m - k, 0.0) for k in kls]
+            hinge = sum(margins[:2]) / 2 + sum(margins[2:]) / 2
+        return cfg.beta_rec * rec + cfg.beta_kl * real_kl + cfg.beta_neg * 0.5 * hinge
     return cfg.beta_rec * rec + cfg.beta_neg * 0.5 * (sum(kls[:2]) / 2 + sum(kls[2:]) / 2)
 
 
+@pytest.mark.parametrize("margin", ["sample", "batch"])
 @pytest.mark.parametrize("phase", ["encoder", "decoder"])
-def test_intro_by_hand(phase):
-    value, grads = run_phase(IntroVAE(INTRO), [EPS_Z_INTRO, Z_PRIOR_INTRO], phase)
+def test_intro_by_hand(phase, margin):
+    cfg = dataclasses.replace(INTRO, margin=margin)
+    value, grads = run_phase(IntroVAE(cfg), [EPS_Z_INTRO, Z_PRIOR_INTRO], phase)
     if phase == "encoder":
         zs = [A * x + e * math.exp(0.5 * B) for x, e in zip(X, EPS_Z_INTRO)]
         fakes = ([C * z + D for z in zs], [C * z + D for z in Z_PRIOR_INTRO])
-        f = lambda a, b: intro_loss("encoder", a=a, b=b, fakes=fakes)  # noqa: E731
+        f = lambda a, b: intro_loss("encoder", a=a, b=b, fakes=fakes, cfg=cfg)  # noqa: E731
         params = dict(a=A, b=B)
         assert grads["c"] is None and grads["d"] is None
+        # with these values some fakes are past the margin and some not, so the two hinges differ
+        other = dataclasses.replace(cfg, margin="batch" if margin == "sample" else "sample")
+        assert abs(f(A, B) - intro_loss("encoder", fakes=fakes, cfg=other)) > 1e-3
     else:
-        f = lambda c, d: intro_loss("decoder", c=c, d=d)  # noqa: E731
+        f = lambda c, d: intro_loss("decoder", c=c, d=d, cfg=cfg)  # noqa: E731
         params = dict(c=C, d=D)
         assert grads["a"] is None and grads["b"] is None
     assert value == pytest.approx(f(**params), rel=1e-12)

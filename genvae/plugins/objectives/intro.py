@@ -8,6 +8,12 @@ treated alike, as in Soft-IntroVAE, and their terms averaged (½ each):
 
 The encoder sees the fakes as data (detached, IntroVAE's Alg. 1 ng()); the decoder's gradient
 flows through the frozen encoder. No scale s (Appendix 9.1.1: "not required in IntroVAE").
+
+``margin`` says where the hinge [m − KL]⁺ is taken: ``"sample"`` (default) per generated sample,
+then averaged, as Eq. 2 writes the objective per (x, z); ``"batch"`` on the mini-batch's mean
+KL, as IntroVAE's official code does (``relu(m - kl.mean())``). They differ once some samples
+of a batch are past the margin and others are not: per sample, those below keep being pushed;
+on the batch mean, none is once the mean is past m.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch.nn.functional as F
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Batch, Models, Objective, Phase, PhaseOutput
 from genvae.core.losses import GroupWeight, kl_per_group, group_weight, log_key, reconstruction_error, reparameterize
+from genvae.errors import ConfigError
 from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, VAE_WARMUP_PHASE
 from genvae.plugins.objectives.vae import vae_loss
 
@@ -33,6 +40,11 @@ class IntroConfig:
     m: float = 1.0  # hard margin on the KL of fakes (nats)
     num_vae: int = 0  # steps of plain-VAE warm-up
     recon_loss: str = "mse"  # mse | bce | gaussian
+    margin: str = "sample"  # sample (Eq. 2) | batch (IntroVAE's code): where the hinge is taken
+
+    def __post_init__(self) -> None:
+        if self.margin not in ("sample", "batch"):
+            raise ConfigError(f"objective.margin must be 'sample' or 'batch', got {self.margin!r}")
 
 
 class IntroVAE(Objective):
@@ -79,8 +91,12 @@ class IntroVAE(Objective):
                 loss = loss + group_weight(c.beta_kl, g) * kl.mean()
                 logs[log_key("kl", g, groups)] = kl.mean().detach()
             for g, kl in kls_fake.items():
-                margin_rec, margin_fake = F.relu(c.m - kl).chunk(2)  # [m − KL]⁺
-                loss = loss + group_weight(c.beta_neg, g) * 0.5 * (margin_rec.mean() + margin_fake.mean())
+                kl_rec, kl_fake = kl.chunk(2)
+                if c.margin == "batch":  # [m − mean KL]⁺ (IntroVAE's code)
+                    hinge = F.relu(c.m - kl_rec.mean()) + F.relu(c.m - kl_fake.mean())
+                else:  # mean of [m − KL]⁺ (Eq. 2)
+                    hinge = F.relu(c.m - kl_rec).mean() + F.relu(c.m - kl_fake).mean()
+                loss = loss + group_weight(c.beta_neg, g) * 0.5 * hinge
                 logs[log_key("kl_fake", g, groups)] = kl.mean().detach()
             logs["rec"] = rec_real.detach()
         else:
