@@ -21,7 +21,7 @@ def test_dry_run_prints_the_resolved_config():
     result = invoke("train", "--objective", "intro", "--data", "rings", "--set", "objective.m=4", "--dry-run")
     assert result.exit_code == 0, result.output
     cfg = json.loads(result.output)
-    assert cfg["objective"] == {"name": "intro", "beta_rec": 0.8, "beta_kl": 0.5, "beta_neg": 0.5, "m": 4.0, "num_vae": 0, "recon_loss": "mse"}
+    assert cfg["objective"] == {"name": "intro", "beta_rec": 0.8, "beta_kl": 0.5, "beta_neg": 0.5, "m": 4.0, "num_vae": 2000, "recon_loss": "mse", "margin": "sample"}
     assert cfg["train"]["batch_size"] == 512 and cfg["optim"]["milestones"] == [10000, 15000]
 
 
