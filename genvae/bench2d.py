@@ -146,7 +146,8 @@ def run_table2(
             ov = [dict((objective_overrides or {}).get(o, {}))]
             cell = out / "cells" / f"{d}-{o}"
             settings = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
-                        "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov[0]}  # fmt: skip
+                        "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov[0],
+                        "resolved": _resolved(o, d, ov[0], steps, train, arch)}  # fmt: skip
             record = _saved_cell(cell, settings)
             if record is None and not train_missing:
                 if log:
@@ -176,6 +177,14 @@ def run_table2(
     (out / "table2.md").write_text(table2_markdown(results))
     table2_grid(figure_models, datasets, objectives, out / "table2_grid.png")
     return results
+
+
+def _resolved(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None, arch: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The complete config of a cell's first member, seed left out: part of the cell's settings, so
+    that a saved cell is not reused once a default or a dataset's recommendation has changed."""
+    cfg = member_configs(objective, dataset, [0], overrides=[override], train={**(train or {}), "steps": steps}, arch=arch)[0][0].to_dict()
+    cfg["train"].pop("seed")
+    return cfg
 
 
 def _progress_of(cell: Path, steps: int) -> str:
@@ -317,7 +326,8 @@ def run_stability(
 
     def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Train and evaluate one batched model, or reuse the members an earlier call saved."""
-        cell, settings = out / "cells" / f"stability-{objective}", {**common, "objective": overrides}
+        cell = out / "cells" / f"stability-{objective}"
+        settings = {**common, "objective": overrides, "resolved": _resolved(objective, dataset, overrides[0], steps, train, arch)}
         record = _saved_cell(cell, settings)
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
@@ -402,7 +412,8 @@ def run_collapse(
     for o, settings in COLLAPSE_SETTINGS.items():
         ov = {**settings, **((soft_intro_overrides or {}) if o == "soft-intro" else {})}
         # the final state stays in cells/ (it holds the KL history): a rerun only redraws
-        settings = {"dataset": dataset, "steps": steps, "seeds": seed_list, "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov}
+        settings = {"dataset": dataset, "steps": steps, "seeds": seed_list, "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov,
+                    "resolved": _resolved(o, dataset, ov, steps, train, arch)}  # fmt: skip
         state = _cell_state(out / "cells" / f"collapse-{o}", settings)
         bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device, checkpoint=state)
         kl = torch.stack(bt.history.logs["kl"]).T  # (R, steps): KL(q(z|x)‖p(z)) of real data per step

@@ -39,16 +39,20 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
 
 
 def differing_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
-    """The dotted keys (``section.key``, one level deep) whose values differ, compared as JSON."""
+    """The dotted keys (``section.key``, ``resolved.train.steps``, ...) whose values differ,
+    compared as JSON."""
 
-    def flat(c: Mapping[str, Any]) -> dict[str, Any]:
+    def flat(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         out = {}
-        for key, value in json.loads(json.dumps(to_jsonable(c))).items():
-            items = value.items() if isinstance(value, dict) else [("", value)]
-            out.update({f"{key}.{k}" if k else key: v for k, v in items})
-        return {k: v for k, v in out.items() if k not in ignore}
+        for key, value in c.items():
+            name = f"{prefix}{key}"
+            out.update(flat(value, f"{name}.") if isinstance(value, dict) else {name: value})
+        return out
 
-    a, b = flat(saved), flat(wanted)
+    def settings(c: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in flat(json.loads(json.dumps(to_jsonable(c)))).items() if k not in ignore}
+
+    a, b = settings(saved), settings(wanted)
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
