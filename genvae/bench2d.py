@@ -145,9 +145,10 @@ def run_table2(
         for o in objectives:
             ov = [dict((objective_overrides or {}).get(o, {}))]
             cell = out / "cells" / f"{d}-{o}"
+            resolved, data = _first_member(o, d, ov[0], steps, train, arch)
             settings = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
                         "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov[0],
-                        "resolved": _resolved(o, d, ov[0], steps, train, arch)}  # fmt: skip
+                        "resolved": resolved}  # fmt: skip
             record = _saved_cell(cell, settings)
             if record is None and not train_missing:
                 if log:
@@ -163,7 +164,6 @@ def run_table2(
             results["runs"][f"{d}/{o}"] = record
             members = record["members"]
             results["summary"].setdefault(d, {})[o] = {k: _mean_std([m[k] for m in members]) for k in (*METRICS, "jsd_textbook")}
-            data = member_configs(o, d, seed_list[:1], overrides=ov, train=train, arch=arch)[1]
             figure_models[(d, o)] = ((load_component(cell / "encoder"), load_component(cell / "decoder")), data)
             if log:
                 s = results["summary"][d][o]
@@ -179,12 +179,20 @@ def run_table2(
     return results
 
 
-def _resolved(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None, arch: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The complete config of a cell's first member, seed left out: part of the cell's settings, so
-    that a saved cell is not reused once a default or a dataset's recommendation has changed."""
-    cfg = member_configs(objective, dataset, [0], overrides=[override], train={**(train or {}), "steps": steps}, arch=arch)[0][0].to_dict()
+def _first_member(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None,
+                  arch: Mapping[str, Any] | None) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    """The complete config of a cell's first member, seed left out (part of the cell's settings, so
+    that a saved cell is not reused once a default or a dataset's recommendation has changed), and
+    its dataset."""
+    cfgs, data = member_configs(objective, dataset, [0], overrides=[override], train={**(train or {}), "steps": steps}, arch=arch)
+    cfg = cfgs[0].to_dict()
     cfg["train"].pop("seed")
-    return cfg
+    return cfg, data
+
+
+def _refuse_other_settings(cell: Path, differ: Sequence[str], holds: str) -> None:
+    if differ:
+        raise RunDirError(f"{cell} {holds} other settings ({', '.join(differ)} differ); choose another --out or remove that directory")
 
 
 def _progress_of(cell: Path, steps: int) -> str:
@@ -202,9 +210,7 @@ def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | Non
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    differ = differing_settings(saved.pop("settings"), settings)
-    if differ:
-        raise RunDirError(f"{cell} was computed with other settings ({', '.join(differ)} differ); choose another --out or remove that directory")
+    _refuse_other_settings(cell, differing_settings(saved.pop("settings"), settings), "was computed with")
     return {**saved, "reused": True}
 
 
@@ -214,8 +220,7 @@ def _cell_state(cell: Path, settings: Mapping[str, Any]) -> Path:
     state, saved = cell / CELL_STATE, cell / CELL_SETTINGS
     if state.is_file():
         differ = differing_settings(json.loads(saved.read_text()), settings) if saved.is_file() else ["settings.json (missing)"]
-        if differ:
-            raise RunDirError(f"{cell} holds training with other settings ({', '.join(differ)} differ); choose another --out or remove that directory")
+        _refuse_other_settings(cell, differ, "holds training with")
     else:
         write_json(saved, settings)
     return state
@@ -327,7 +332,7 @@ def run_stability(
     def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Train and evaluate one batched model, or reuse the members an earlier call saved."""
         cell = out / "cells" / f"stability-{objective}"
-        settings = {**common, "objective": overrides, "resolved": _resolved(objective, dataset, overrides[0], steps, train, arch)}
+        settings = {**common, "objective": overrides, "resolved": _first_member(objective, dataset, overrides[0], steps, train, arch)[0]}
         record = _saved_cell(cell, settings)
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
@@ -409,11 +414,11 @@ def run_collapse(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     result: dict[str, Any] = {"dataset": dataset, "steps": steps, "seeds": seed_list, "models": {}}
     samples = {}
-    for o, settings in COLLAPSE_SETTINGS.items():
-        ov = {**settings, **((soft_intro_overrides or {}) if o == "soft-intro" else {})}
+    for o, hyperparameters in COLLAPSE_SETTINGS.items():
+        ov = {**hyperparameters, **((soft_intro_overrides or {}) if o == "soft-intro" else {})}
         # the final state stays in cells/ (it holds the KL history): a rerun only redraws
         settings = {"dataset": dataset, "steps": steps, "seeds": seed_list, "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov,
-                    "resolved": _resolved(o, dataset, ov, steps, train, arch)}  # fmt: skip
+                    "resolved": _first_member(o, dataset, ov, steps, train, arch)[0]}  # fmt: skip
         state = _cell_state(out / "cells" / f"collapse-{o}", settings)
         bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device, checkpoint=state)
         kl = torch.stack(bt.history.logs["kl"]).T  # (R, steps): KL(q(z|x)‖p(z)) of real data per step
