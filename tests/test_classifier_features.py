@@ -35,6 +35,7 @@ def digits_classifier(tmp_path_factory):
 def test_classifier_learns_and_records_itself(digits_classifier):
     info = json.loads((digits_classifier / "config.json").read_text())
     assert info["shape"] == [1, 16, 16] and info["num_classes"] == 10 and info["steps"] == 150
+    assert info["network"] == clfm.NETWORK
     assert info["test_accuracy"] > 0.7  # chance is 0.1
     extractor = fidm.build_feature_extractor("classifier", feature_weights=digits_classifier)
     assert extractor.settings()["weights_sha256"] == info["weights_sha256"]
@@ -93,6 +94,14 @@ def test_classifier_errors_name_the_fix(digits_classifier, tmp_path):
     (tampered / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(DataError, match="SHA-256"):
         fidm.build_feature_extractor("classifier", feature_weights=tampered)
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "model.safetensors").write_bytes((digits_classifier / "model.safetensors").read_bytes())
+    info = json.loads((digits_classifier / "config.json").read_text())
+    del info["network"]  # as written before the network was recorded
+    (older / "config.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match="older network.*retrain it"):
+        fidm.build_feature_extractor("classifier", feature_weights=older)
     with pytest.raises(DataError, match="labelled"):
         clfm.train_classifier(SimpleNamespace(kind="images", shape=(1, 8, 8), num_classes=0), "unlabelled", tmp_path / "x", steps=1)
 
