@@ -23,3 +23,10 @@ class DataError(GenvaeError):
 
 class NonFiniteLossError(GenvaeError):
     """A loss term became inf or NaN during training."""
+
+
+def require_positive(section: str, **sizes: int) -> None:
+    """Refuse layer widths / latent sizes below 1 (``section.name must be a positive integer``)."""
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise ConfigError(f"{section}.{name} must be a positive integer, got {value}")

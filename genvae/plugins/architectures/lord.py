@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Architecture, Decoder, Encoder
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, require_positive
 
 N_ADAIN = 4  # upsampling + AdaIN blocks of the decoder (the paper's "first 4" convolutions)
 SLOPE = 0.2  # LeakyReLU negative slope
@@ -98,6 +98,7 @@ class LORDEncoder(Encoder):
             channels=channels, fc_dim=fc_dim, adain_dim=adain_dim, adain_residual_scale=adain_residual_scale,
         )  # fmt: skip
         c, h, w = _check(tuple(data_shape), num_classes, channels)
+        require_positive("arch", class_dim=class_dim, content_dim=content_dim, fc_dim=fc_dim, adain_dim=adain_dim)
         self.latent_groups = {"class": class_dim, "content": content_dim}
         self.class_encoder = ConvGaussianEncoder(c, (h, w), channels, fc_dim, class_dim)
         self.content_encoder = ConvGaussianEncoder(c, (h, w), channels, fc_dim, content_dim)

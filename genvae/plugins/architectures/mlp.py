@@ -9,9 +9,13 @@ from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Architecture, Decoder, Encoder, append_label
+from genvae.errors import ConfigError, require_positive
 
 
 def _mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
+    require_positive("arch", hidden=hidden)
+    if depth < 0:
+        raise ConfigError(f"arch.depth must be 0 (a linear map) or more hidden layers, got {depth}")
     layers: list[nn.Module] = []
     width = in_dim
     for _ in range(depth):
@@ -25,6 +29,7 @@ class MLPEncoder(Encoder):
     def __init__(self, data_shape: tuple[int, ...] = (2,), num_classes: int = 0, z_dim: int = 2, hidden: int = 256, depth: int = 3) -> None:
         super().__init__(data_shape=list(data_shape), num_classes=num_classes, z_dim=z_dim, hidden=hidden, depth=depth)
         self.num_classes = num_classes
+        require_positive("arch", z_dim=z_dim)
         self.latent_groups = {"z": z_dim}
         self.net = _mlp(math.prod(data_shape) + num_classes, hidden, depth, 2 * z_dim)
 

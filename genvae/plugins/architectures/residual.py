@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Architecture, Decoder, Encoder, append_label
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, require_positive
 
 CIFAR10_CHANNELS = (64, 128, 256)
 
@@ -119,6 +119,7 @@ class ResidualEncoder(Encoder):
         )
         image_channels, self.size, self.padded, base = _geometry(data_shape, channels, norm)
         self.num_classes = int(num_classes)
+        require_positive("arch", z_dim=z_dim)
         self.latent_groups = {"z": int(z_dim)}
         layers: list[nn.Module] = [
             nn.Conv2d(image_channels, channels[0], 5, padding=2, bias=norm == "none"),

@@ -1,0 +1,41 @@
+"""Architecture sizes below 1 are refused in one line before anything trains."""
+
+import pytest
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.core.plugins import get_plugins
+from genvae.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("arch.z_dim=0", "arch.z_dim must be a positive integer, got 0"),
+        ("arch.hidden=-5", "arch.hidden must be a positive integer, got -5"),
+        ("arch.depth=-1", "arch.depth must be 0 (a linear map) or more hidden layers, got -1"),
+    ],
+)
+def test_mlp_sizes_are_checked_through_the_cli(tmp_path, setting, message):
+    result = CliRunner().invoke(app, ["train", "--data", "8gaussians", "--objective", "vae", "--steps", "1",
+                                      "--set", setting, "--run-dir", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_a_linear_mlp_is_allowed():
+    arch = get_plugins().architectures.get("mlp")
+    assert arch.encoder(data_shape=(2,), z_dim=2, depth=0).latent_groups == {"z": 2}
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("residual", {"data_shape": (1, 16, 16), "channels": [8, 8], "z_dim": 0}, "arch.z_dim"),
+        ("lord", {"data_shape": (3, 32, 32), "channels": [8, 8], "content_dim": 0}, "arch.content_dim"),
+    ],
+)
+def test_convolutional_latent_sizes_are_checked(name, options, message):
+    with pytest.raises(ConfigError, match=message):
+        get_plugins().architectures.get(name).encoder(**options)
