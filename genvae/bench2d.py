@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, differing_settings
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, settings_change
 from genvae.core.checkpoint import export_component
 from genvae.core.config import write_json
 from genvae.core.run import load_component
@@ -190,9 +190,10 @@ def _first_member(objective: str, dataset: str, override: Mapping[str, Any], ste
     return cfg, data
 
 
-def _refuse_other_settings(cell: Path, differ: Sequence[str], holds: str) -> None:
-    if differ:
-        raise RunDirError(f"{cell} {holds} other settings ({', '.join(differ)} differ); choose another --out or remove that directory")
+def _refuse_other_settings(cell: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any], holds: str) -> None:
+    change = settings_change(saved, wanted)
+    if change:
+        raise RunDirError(f"{cell} {holds} other settings ({change}); pass the saved ones, choose another --out or remove that directory")
 
 
 def _progress_of(cell: Path, steps: int) -> str:
@@ -210,7 +211,7 @@ def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | Non
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    _refuse_other_settings(cell, differing_settings(saved.pop("settings"), settings), "was computed with")
+    _refuse_other_settings(cell, saved.pop("settings"), settings, "was computed with")
     return {**saved, "reused": True}
 
 
@@ -219,8 +220,9 @@ def _cell_state(cell: Path, settings: Mapping[str, Any]) -> Path:
     ``BENCH_CHECKPOINT_EVERY`` steps), so that a rerun after a crash or Ctrl-C continues it."""
     state, saved = cell / CELL_STATE, cell / CELL_SETTINGS
     if state.is_file():
-        differ = differing_settings(json.loads(saved.read_text()), settings) if saved.is_file() else ["settings.json (missing)"]
-        _refuse_other_settings(cell, differ, "holds training with")
+        if not saved.is_file():
+            raise RunDirError(f"{cell} holds training state without its settings.json; remove {state} to train that cell again")
+        _refuse_other_settings(cell, json.loads(saved.read_text()), settings, "holds training with")
     else:
         write_json(saved, settings)
     return state

@@ -154,11 +154,11 @@ def test_bench_functions_tiny(tmp_path):
                            objective_overrides={"soft-intro": {"num_vae": 5}}, **small)
     without_time = lambda text: [line for line in text.splitlines() if "time:" not in line]  # noqa: E731
     assert again["summary"] == t2["summary"] and without_time((tmp_path / "table2.md").read_text()) == without_time(md)
-    with pytest.raises(RunDirError, match=r"other settings \(resolved.train.steps, steps differ\)"):
+    with pytest.raises(RunDirError, match=r"other settings \(steps: 12 saved, 13 now\); pass the saved ones"):
         run_table2(tmp_path, steps=13, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
     # a changed recommendation (a new genvae version, say) is a change of settings too
     with mock.patch.dict(bench2d.TABLE5["8gaussians"]["vae"], {"beta_kl": 0.06}):
-        with pytest.raises(RunDirError, match=r"other settings \(resolved.objective.beta_kl differ\)"):
+        with pytest.raises(RunDirError, match=r"other settings \(resolved.objective.beta_kl: [\d.]+ saved, 0.06 now\)"):
             run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
 
     st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
@@ -200,7 +200,7 @@ def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             bench2d.run_table2(tmp_path / "crashed", **args)
     assert torch.load(cell / "state.pt", weights_only=True)["step"] == 8
-    with pytest.raises(RunDirError, match=r"other settings \(resolved.train.steps, steps differ\)"):
+    with pytest.raises(RunDirError, match=r"holds training with other settings \(steps: 12 saved, 13 now\)"):
         bench2d.run_table2(tmp_path / "crashed", **{**args, "steps": 13})
 
     lines: list[str] = []

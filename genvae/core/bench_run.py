@@ -28,32 +28,44 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     if not saved_path.exists():
         return False
 
-    differ = differing_settings(json.loads(saved_path.read_text()), config, ignore=tuple(f"train.{k}" for k in _BOOKKEEPING))
-    if differ:
-        raise RunDirError(f"{run_dir} holds a run with other settings ({', '.join(differ)} differ); "
-                          f"choose another --out or remove that directory")  # fmt: skip
+    change = settings_change(json.loads(saved_path.read_text()), config, ignore=tuple(f"train.{k}" for k in _BOOKKEEPING))
+    if change:
+        raise RunDirError(f"{run_dir} holds a run with other settings ({change}); "
+                          f"pass the saved ones, choose another --out or remove that directory")  # fmt: skip
     if find_checkpoint(run_dir) is None:
         shutil.rmtree(run_dir)
         return False
     return True
 
 
+def _flat(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as JSON values under dotted keys."""
+    out = {}
+    for key, value in c.items():
+        name = f"{prefix}{key}"
+        out.update(_flat(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def _settings(c: Mapping[str, Any], ignore: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in _flat(json.loads(json.dumps(to_jsonable(c)))).items() if k not in ignore}
+
+
 def differing_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
     """The dotted keys (``section.key``, ``resolved.train.steps``, ...) whose values differ,
     compared as JSON."""
-
-    def flat(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-        out = {}
-        for key, value in c.items():
-            name = f"{prefix}{key}"
-            out.update(flat(value, f"{name}.") if isinstance(value, dict) else {name: value})
-        return out
-
-    def settings(c: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in flat(json.loads(json.dumps(to_jsonable(c)))).items() if k not in ignore}
-
-    a, b = settings(saved), settings(wanted)
+    a, b = _settings(saved, ignore), _settings(wanted, ignore)
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def settings_change(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> str:
+    """What differs, as ``key: saved value, now value`` ("" when nothing does). The settings a
+    bench call is given come first; the derived ``resolved.*`` keys are named only when nothing
+    else differs (then a changed default or dataset recommendation is the cause)."""
+    a, b = _settings(saved, ignore), _settings(wanted, ignore)
+    differ = differing_settings(saved, wanted, ignore)
+    given = [k for k in differ if not k.startswith("resolved.")]
+    return "; ".join(f"{k}: {a.get(k, '(none)')} saved, {b.get(k, '(none)')} now" for k in given or differ)
 
 
 def resumed_at(trained: Any, resume: bool) -> int | None:

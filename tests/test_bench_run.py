@@ -1,0 +1,35 @@
+"""Rerunning a bench: which settings may differ, and how a difference is reported."""
+
+import json
+
+import pytest
+
+from genvae.core.bench_run import continue_or_start, differing_settings, settings_change
+from genvae.errors import RunDirError
+
+SAVED = {"steps": 100, "seeds": [0], "resolved": {"train": {"steps": 100}, "objective": {"beta_kl": 0.3}}}
+
+
+def test_a_given_setting_is_named_with_both_values_and_its_derived_keys_are_not():
+    wanted = {**SAVED, "steps": 300, "resolved": {"train": {"steps": 300}, "objective": {"beta_kl": 0.3}}}
+    assert differing_settings(SAVED, wanted) == ["resolved.train.steps", "steps"]
+    assert settings_change(SAVED, wanted) == "steps: 100 saved, 300 now"
+
+
+def test_a_changed_default_is_named_by_its_resolved_key():
+    wanted = {**SAVED, "resolved": {"train": {"steps": 100}, "objective": {"beta_kl": 0.5}}}
+    assert settings_change(SAVED, wanted) == "resolved.objective.beta_kl: 0.3 saved, 0.5 now"
+    assert settings_change(SAVED, json.loads(json.dumps(SAVED))) == ""
+    assert settings_change({"a": 1}, {"b": 2}) == "a: 1 saved, (none) now; b: (none) saved, 2 now"
+
+
+def test_continue_or_start(tmp_path):
+    run = tmp_path / "run"
+    assert continue_or_start(run, {"train": {"steps": 5}}) is False  # nothing there
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": {"steps": 5, "log_every": 1}}))
+    with pytest.raises(RunDirError, match=r"other settings \(train.steps: 5 saved, 6 now\); pass the saved ones"):
+        continue_or_start(run, {"train": {"steps": 6, "log_every": 1}})
+    # bookkeeping intervals may change; a run that never reached a checkpoint is started afresh
+    assert continue_or_start(run, {"train": {"steps": 5, "log_every": 7}}) is False
+    assert not run.exists()
