@@ -18,7 +18,7 @@ from genvae.errors import ConfigError, DataError
 from genvae.plugins.architectures.residual import ResidualDecoder, ResidualEncoder
 from genvae.plugins.datasets.images import CIFAR10, SVHN, Digits, FashionMNIST, ImageFolder, MNIST, read_idx
 from genvae.plugins.objectives.soft_intro import SoftIntroConfig, SoftIntroVAE
-from genvae.viz.images import interpolation_grid
+from genvae.viz.images import display_scale, interpolation_grid
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -356,11 +356,13 @@ def test_write_figures(digits: Digits, tmp_path: Path, conditional: bool) -> Non
         paths = digits.write_figures(models, tmp_path, seed=0)
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
     assert sorted(p.name for p in paths) == ["reconstructions.png", "samples.png"]
+    rows = 10 if conditional else 8  # one row per class when conditional
+    scale = display_scale(rows * 18 + 2, 8 * 18 + 2)  # small grids are enlarged by a whole factor
+    assert scale == (3 if conditional else 4)  # 182 or 146 px -> 546 or 584
     with Image.open(tmp_path / "samples.png") as im:
-        rows = 10 if conditional else 8  # one row per class when conditional
-        assert im.size == (8 * 18 + 2, rows * 18 + 2)
+        assert im.size == (scale * (8 * 18 + 2), scale * (rows * 18 + 2))
     with Image.open(tmp_path / "reconstructions.png") as im:
-        assert im.size == (8 * 18 + 2, 8 * 18 + 2)  # 4 real rows interleaved with 4 reconstructions
+        assert im.size == (4 * (8 * 18 + 2), 4 * (8 * 18 + 2))  # 4 real rows interleaved with 4 reconstructions
     first = (tmp_path / "samples.png").read_bytes()
     with torch.no_grad():
         digits.write_figures(models, tmp_path, seed=0)

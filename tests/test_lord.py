@@ -254,7 +254,7 @@ def test_write_translation_grid_from_files(tiny_run, tmp_path):
         paths.append(path)
     out = write_translation_grid(tiny_run[0], paths[:2], paths[1:], tmp_path / "grid.png")
     with Image.open(out) as im:
-        assert im.size == (2 + 3 * 34, 2 + 3 * 34)
+        assert im.size == (5 * (2 + 3 * 34), 5 * (2 + 3 * 34))  # enlarged ×5 to at least 512 px
     with pytest.raises(DataError, match="does not exist"):
         write_translation_grid(tiny_run[0], [tmp_path / "missing.png"], paths, tmp_path / "g.png")
 

@@ -30,12 +30,26 @@ def make_grid(images: Tensor, nrow: int, padding: int = 2) -> Tensor:
     return tv_make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding, pad_value=1.0)
 
 
+MIN_SIDE = 512  # small grids are enlarged to at least this many pixels on their longer side
+
+
+def display_scale(height: int, width: int) -> int:
+    """The whole-number enlargement that brings a grid's longer side to ``MIN_SIDE`` or more
+    (1 for grids already that large)."""
+    return max(1, -(-MIN_SIDE // max(height, width)))
+
+
 def save_grid(grid: Tensor, path: Path) -> Path:
-    """Write a (C, H, W) grid in [0, 1] as a PNG (grey when C == 1)."""
+    """Write a (C, H, W) grid in [0, 1] as a PNG (grey when C == 1). A small grid (16-pixel
+    digits: 146 px) is enlarged by a whole factor, nearest neighbour, so that every pixel stays
+    a sharp square and the picture is large enough to look at."""
     from torchvision.utils import save_image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    scale = display_scale(*grid.shape[-2:])
+    if scale > 1:
+        grid = grid.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     save_image(grid, str(path))
     return path
 
