@@ -57,7 +57,7 @@ def fid(
 def fid_ref(
     data: str = typer.Argument(..., help="Dataset name (e.g. fashion-mnist) or an image folder."),
     out: Path = typer.Option(..., "--out", help="Where to write the statistics (.npz)."),
-    split: str = typer.Option("train", "--split", help="Split to use (the paper: train)."),
+    split: str = typer.Option("train", "--split", help="train or test (the paper: train)."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Images to use (default: all)."),
     features: str = typer.Option("inception", "--features", help="Feature extractor: inception, classifier, random-conv or a plugin's."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Inception weights file."),
@@ -84,9 +84,12 @@ def train_classifier(
     data_options: list[str] = typer.Option([], "--data-option", help="Dataset option KEY=VALUE, e.g. root=/data/fmnist."),
 ) -> None:
     """Train the small classifier whose features '--features classifier' uses (FID without Inception)."""
+    from genvae.errors import ConfigError
     from genvae.plugins.metrics import classifier
     from genvae.plugins.metrics.fid import open_data
 
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     source, label = open_data(data, _key_values(data_options))
     info = classifier.train_classifier(source, label, out, steps=steps, batch_size=batch_size, seed=seed, log=console.print)
     console.print(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} after {steps} steps ({info['seconds']} s)")

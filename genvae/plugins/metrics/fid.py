@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
@@ -49,7 +50,7 @@ from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataError, PluginError
 from genvae.plugins.metrics.inception import RESIZE_MODES, InceptionFeatures, quantize_uint8, resize_tf1_bilinear, to_rgb
 
 RESULTS_FILE = "fid.jsonl"
@@ -58,6 +59,7 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 KID_SEED = 2020  # torch-fidelity's rng_seed
 PR_NEIGHBORHOOD = 3
+SPLITS = ("train", "test")
 KEEP_REF_FEATURES = 10_000  # features stored in the reference file for KID and precision / recall
 
 
@@ -305,24 +307,41 @@ def distributed_features(
 # --------------------------------------------------------------------------------------------
 
 
-def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None = None) -> tuple[DataSource, str]:
-    """A DataSource from a dataset plugin name (``mnist``), ``name:key=value,...`` or a folder of images."""
+def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None = None, stats_ok: bool = False) -> tuple[DataSource, str]:
+    """A DataSource from a dataset plugin name (``mnist``), ``name:key=value,...`` or a folder of
+    images. Options are checked and converted as ``genvae train``'s ``data.*`` settings.
+    ``stats_ok``: the caller also accepts a .npz statistics file (said in the error)."""
     if isinstance(data, DataSource):
         return data, type(data).__name__
-    from genvae.core.config import parse_key_value
+    from genvae.core.config import parse_key_value, validate_options
     from genvae.core.plugins import get_plugins
+    from genvae.core.run import data_options
 
     plugins = get_plugins()
     text = str(data)
     opts = dict(options or {})
     if Path(text).expanduser().is_dir() and text not in plugins.datasets.names():
+        name, label = "folder", f"folder:{Path(text).expanduser().resolve()}"
         opts.setdefault("path", str(Path(text).expanduser()))
-        return plugins.datasets.get("folder")(**opts), f"folder:{Path(text).expanduser().resolve()}"
-    name, _, rest = text.partition(":")
-    for item in filter(None, rest.split(",")):
-        key, value = parse_key_value(item)
-        opts[key] = value
-    return plugins.datasets.get(name)(**opts), text
+    else:
+        name, _, rest = text.partition(":")
+        label = text
+        for item in filter(None, rest.split(",")):
+            key, value = parse_key_value(item)
+            opts[key] = value
+        if name not in plugins.datasets:
+            raise PluginError(_unknown_data_message(text, name, plugins.datasets.names(), stats_ok))
+    factory = plugins.datasets.get(name)
+    return factory(**validate_options("data", name, opts, data_options(plugins, name))), label
+
+
+def _unknown_data_message(text: str, name: str, datasets: list[str], stats_ok: bool) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, datasets, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    kinds = "a .npz statistics file, a dataset name nor an existing folder" if stats_ok else "a dataset name nor an existing folder"
+    return f"{text!r} is neither {kinds} of images; {hint}datasets: {', '.join(datasets)}"
 
 
 def _data_batches(data: DataSource, split: str, num_samples: int | None, batch_size: int, seed: int) -> tuple[int, Callable[[int], Tensor]]:
@@ -376,6 +395,10 @@ def compute_reference_stats(
     """Features of a dataset's images (default: every training image) → ``out_path`` (.npz) with
     ``mu``, ``sigma``, ``n``, ``settings`` (JSON) and up to ``keep_features`` random feature
     vectors. Returns the statistics (``mu``, ``sigma``, ``features``, ``n``, ``settings``)."""
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be {' or '.join(SPLITS)}, got {split!r}")
+    if num_samples is not None and num_samples < 2:
+        raise ConfigError(f"--num-samples must be at least 2, got {num_samples}")
     source, label = open_data(data, data_options)
     if getattr(source, "kind", "images") != "images":
         raise DataError(f"FID needs an image dataset; {label} holds {source.kind}")
@@ -448,6 +471,18 @@ def check_compatible(ref_settings: Mapping[str, Any], settings: Mapping[str, Any
 # --------------------------------------------------------------------------------------------
 
 
+def _check_ref_shape(ref_shape: Any, run_shape: tuple[int, ...], ref_label: str) -> None:
+    if tuple(ref_shape) != tuple(run_shape):
+        raise DataError(f"reference {ref_label} holds images of shape {tuple(ref_shape)} but the run's are {tuple(run_shape)}; "
+                        "use a reference of the run's dataset (a folder: folder:path=DIR,resolution=N)")  # fmt: skip
+
+
+def _warn_rank_deficient(what: str, n: int, dim: int) -> None:
+    if 0 < n < 2 * dim:
+        warnings.warn(f"{what} has {n} images, fewer than 2 × the {dim} feature dimensions: its covariance is rank-deficient "
+                      "and the FID unreliable; use more images", stacklevel=3)  # fmt: skip
+
+
 def generated_batch_fn(decoder: nn.Module, z_dim: int, num_classes: int, num_samples: int, batch_size: int, seed: int, device: Any) -> Callable[[int], Tensor]:
     """Batch b → D(z) with z ~ N(0, I) from a generator seeded by (seed, b): the samples do not
     depend on how batches are spread over processes. Conditional models cycle through the classes."""
@@ -492,11 +527,22 @@ def evaluate_fid(
     """
     if num_samples < 2:
         raise ConfigError(f"--num-samples must be at least 2, got {num_samples}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    shape = tuple(run.data.shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise DataError(f"run {run.path} is not an image model: it was trained on {run.config.data['name']} (samples of shape {shape}); "
+                        "FID needs a run trained on images (use 'genvae eval toy2d' for 2-D runs)")  # fmt: skip
     acc = _accelerator(accelerator)
     start = time.perf_counter()
     run_path = Path(run.path)
     ref_is_file = isinstance(ref, (str, Path)) and str(ref).endswith(".npz")
     ref_stats = load_stats(ref) if ref_is_file else None
+    if ref_stats is None:
+        source, label = open_data(ref, stats_ok=True)
+        _check_ref_shape(source.shape, shape, label)
+    elif "shape" in ref_stats["settings"]:
+        _check_ref_shape(ref_stats["settings"]["shape"], shape, str(ref))
     name = features or (ref_stats["settings"].get("features") if ref_stats else None) or "inception"
     if extractor is None:
         extractor_options: dict[str, Any] = {"inception_weights": inception_weights, "feature_weights": feature_weights,
@@ -510,7 +556,6 @@ def evaluate_fid(
     settings = extractor.settings()
 
     if ref_stats is None:
-        source, label = open_data(ref) if not isinstance(ref, DataSource) else (ref, type(ref).__name__)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[-60:]
         cache = run_path / "metrics" / f"fid-ref-{safe}-{name}.npz"
         if cache.is_file():
@@ -534,13 +579,13 @@ def evaluate_fid(
     if ref_stats["mu"].shape != (extractor.dim,):
         raise ConfigError(f"reference {ref_label} holds {ref_stats['mu'].shape[0]}-d statistics, but {name} gives {extractor.dim}-d features")
 
+    _warn_rank_deficient(f"reference {ref_label}", ref_stats["n"], extractor.dim)
+    _warn_rank_deficient("the generated set", num_samples, extractor.dim)
+
     decoder = run.decoder.eval().to(acc.device)
     z_dim = sum(run.encoder.latent_groups.values())
     num_classes = int(getattr(decoder, "config", {}).get("num_classes", 0) or 0)
     make = generated_batch_fn(decoder, z_dim, num_classes, num_samples, batch_size, seed, acc.device)
-    shape = tuple(run.data.shape)
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise DataError(f"FID needs an image model; {run.config.data['name']} samples have shape {shape}")
     gen = distributed_features(make, -(-num_samples // batch_size), batch_size, extractor, acc, progress, "generated features")
     mu, sigma = feature_statistics(gen)
     result: dict[str, Any] = {"fid": frechet_distance(mu, sigma, ref_stats["mu"], ref_stats["sigma"])}

@@ -332,7 +332,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def check_weights_file(path: str | Path) -> WeightsInfo:
+def check_weights_file(path: str | Path, warn: bool = True) -> WeightsInfo:
     """Identify the weight file and check its SHA-256.
 
     A file named like one of the published files, or of the published size, must have the
@@ -354,12 +354,23 @@ def check_weights_file(path: str | Path) -> WeightsInfo:
             f"{KNOWN_SHA256[:16]}… ({KNOWN_SIZE} bytes): it is truncated, corrupt or a different network. "
             f"Download it again from {PYTORCH_FID_URL}"
         )
+    info = WeightsInfo(path, sha, "unknown", "unverified")
+    if warn:
+        warn_unverified(info)
+    return info
+
+
+def warn_unverified(info: WeightsInfo) -> None:
     warnings.warn(
-        f"Inception weight file {path} is not one of the published FID weight files (SHA-256 {sha[:16]}…); "
+        f"Inception weight file {info.path} is not one of the published FID weight files (SHA-256 {info.sha256[:16]}…); "
         "its FID is not comparable to published numbers",
-        stacklevel=2,
+        stacklevel=3,
     )
-    return WeightsInfo(path, sha, "unknown", "unverified")
+
+
+def not_a_state_dict_message(path: Path) -> str:
+    expected = " or ".join(f"{name} ({source})" for name, (source, _) in KNOWN_FILES.items())
+    return f"{path} is not a PyTorch state dict; expected the FID Inception weights file {expected}"
 
 
 def normalize_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -377,15 +388,15 @@ def normalize_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
 def load_fid_inception(path: str | Path | None = None, check: bool = True) -> tuple[FIDInceptionV3, WeightsInfo]:
     """The FID Inception with the user's weights (eval mode, no gradients) and what the file is."""
     resolved = resolve_weights_path(path)
-    info = check_weights_file(resolved) if check else WeightsInfo(resolved, "", "unknown", "unverified")
+    info = check_weights_file(resolved, warn=False) if check else WeightsInfo(resolved, "", "unknown", "unverified")
     try:
         state = torch.load(resolved, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 — any unreadable file is the user's to fix
-        raise DataError(f"cannot read Inception weights {resolved}: {exc}") from None
+    except Exception:  # noqa: BLE001 — not a torch file, or one holding more than tensors
+        raise DataError(not_a_state_dict_message(resolved)) from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
-        raise DataError(f"{resolved} is not a state dict of the FID Inception network")
+        raise DataError(not_a_state_dict_message(resolved))
     model = FIDInceptionV3()
     missing, unexpected = model.load_state_dict(normalize_state_dict(state), strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
@@ -394,6 +405,8 @@ def load_fid_inception(path: str | Path | None = None, check: bool = True) -> tu
             f"{resolved} does not hold the FID Inception weights: {len(missing)} missing keys (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
         )
+    if check and info.verified == "unverified":
+        warn_unverified(info)
     return model.eval(), info
 
 

@@ -150,12 +150,15 @@ def _open(data: str | DataSource | None, default: DataSource, split: str) -> tup
         return default, "(run's data)"
     if isinstance(data, DataSource):
         return data, type(data).__name__
+    from genvae.core.plugins import get_plugins
+    from genvae.core.run import data_options
     from genvae.plugins.metrics.fid import open_data
 
     try:
         return open_data(data)
     except DataError:
-        if split == "test" and ":" not in str(data):
+        plugins = get_plugins()
+        if split == "test" and data in plugins.datasets and "split" in data_options(plugins, data):
             return open_data(f"{data}:split=test")
         raise
 
@@ -288,6 +291,9 @@ def evaluate_ood(
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
     if out_data is None:
         raise ConfigError("OOD evaluation needs out-of-distribution data: --out DATA (e.g. mnist)")
+    for flag, value in (("--n", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
     in_source, in_label = _open(in_data, run.data, "test")
     out_source, out_label = _open(out_data, run.data, "test")

@@ -31,6 +31,7 @@ from torch import Tensor
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Metric
 from genvae.core.losses import kl_standard_normal
+from genvae.errors import ConfigError
 
 HIST_BINS = 100
 NUM_SAMPLES = 5000
@@ -207,6 +208,10 @@ def evaluate(run: Any, seed: int = 0, out_dir: str | Path | None = None, figures
     from genvae.core.config import write_json
     from genvae.viz.points import density_image, scatter_real_fake
 
+    shape = tuple(run.data.shape)
+    if shape != (2,):
+        raise ConfigError(f"run {run.path} was trained on {run.config.data['name']} (samples of shape {shape}); toy2d needs a run "
+                          "trained on a 2-D dataset such as 8gaussians; for image runs use 'genvae eval fid' or 'genvae eval ood'")  # fmt: skip
     out = Path(out_dir) if out_dir is not None else Path(run.path)
     out.mkdir(parents=True, exist_ok=True)
     encoder, decoder = run.encoder.eval(), run.decoder.eval()

@@ -1,0 +1,141 @@
+"""``genvae eval ...`` as a user meets it: mistakes give one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.plugins.metrics import inception as incm
+
+runner = CliRunner()
+TINY = ["--steps", "3", "--batch-size", "16", "--no-progress", "--set", "train.checkpoint_every=0", "--set", "train.figures_every=0"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Please file an issue" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A digits (image) run and an 8gaussians (2-D) run, a few steps each."""
+    from genvae.core.plugins import use_plugins
+
+    root = tmp_path_factory.mktemp("eval-ux")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")
+        use_plugins(None)
+        for data, extra in (("digits", ["--set", "arch.z_dim=4"]), ("8gaussians", [])):
+            result = invoke("train", "--arch", "mlp", "--data", data, "--run-dir", root / data, "--set", "arch.hidden=16", *extra, *TINY)
+            assert result.exit_code == 0, result.output
+        use_plugins(None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def rgb_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rgb")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def test_toy2d_on_an_image_run_and_fid_on_a_2d_run_name_the_right_command(runs, monkeypatch):
+    line = one_line_error(invoke("eval", "toy2d", runs / "digits"))
+    assert "trained on digits (samples of shape (1, 16, 16)); toy2d needs a run trained on a 2-D dataset" in line
+    assert "'genvae eval fid' or 'genvae eval ood'" in line
+    monkeypatch.delenv(incm.WEIGHTS_ENV, raising=False)
+    line = one_line_error(invoke("eval", "fid", runs / "8gaussians", "--ref", "digits"))
+    assert "is not an image model: it was trained on 8gaussians (samples of shape (2,))" in line
+    assert "Inception" not in line  # checked before asking for the weights
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["ood", "{digits}", "--out", "mnist:resolution=16"], "unknown dataset option data.resolution for 'mnist'; valid: root, split"),
+        (["ood", "{digits}", "--in", "digits:foo=1", "--out", "digits"], "unknown dataset option data.foo for 'digits'"),
+        (["train-classifier", "digits", "--out", "{tmp}/clf", "--data-option", "foo=1"], "unknown dataset option data.foo for 'digits'"),
+        (["fid-ref", "digits", "--out", "{tmp}/r.npz", "--data-option", "foo=1"], "unknown dataset option data.foo for 'digits'"),
+        (["fid", "{digits}", "--ref", "digits:foo=1", "--features", "random-conv"], "unknown dataset option data.foo for 'digits'"),
+        (
+            ["fid-ref", "folder", "--out", "{tmp}/r.npz", "--data-option", "path={rgb}", "--data-option", "resolution=abc", "--features", "random-conv"],
+            "data.resolution = 'abc' has the wrong type; expected int",
+        ),
+    ],
+)
+def test_dataset_options_are_checked_as_in_train(runs, rgb_folder, tmp_path, args, expected):
+    args = [a.format(digits=runs / "digits", tmp=tmp_path, rgb=rgb_folder) for a in args]
+    assert expected in one_line_error(invoke("eval", *args))
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["ood", "{digits}", "--out", "digits", "--n", "0"], "--n must be at least 1, got 0"),
+        (["ood", "{digits}", "--out", "digits", "--n", "-1"], "--n must be at least 1, got -1"),
+        (["ood", "{digits}", "--out", "digits", "--score", "iwae", "--samples", "0"], "--samples must be at least 1, got 0"),
+        (["fid", "{digits}", "--ref", "digits", "--features", "random-conv", "--num-samples", "1"], "--num-samples must be at least 2"),
+        (["fid", "{digits}", "--ref", "digits", "--features", "random-conv", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["fid-ref", "digits", "--out", "{tmp}/r.npz", "--features", "random-conv", "--num-samples", "0"], "--num-samples must be at least 2"),
+        (["train-classifier", "digits", "--out", "{tmp}/clf", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    ],
+)
+def test_numeric_options_out_of_range_are_refused(runs, tmp_path, args, expected):
+    args = [a.format(digits=runs / "digits", tmp=tmp_path) for a in args]
+    assert expected in one_line_error(invoke("eval", *args))
+
+
+def test_a_file_that_is_no_state_dict_as_inception_weights(runs, rgb_folder):
+    png = rgb_folder / "00.png"
+    line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", "digits", "--inception-weights", png))
+    assert line == (f"error: {png} is not a PyTorch state dict; expected the FID Inception weights file pt_inception-2015-12-05-6726825d.pth "
+                    "(pytorch-fid) or weights-inception-2015-12-05-6726825d.pth (torch-fidelity)")  # fmt: skip
+
+
+def test_references_that_are_neither_stats_datasets_nor_folders(runs, rgb_folder):
+    line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", rgb_folder / "00.png", "--features", "random-conv"))
+    assert "is neither a .npz statistics file, a dataset name nor an existing folder of images" in line
+    line = one_line_error(invoke("eval", "fid-ref", "/nonexistent/path", "--out", "r.npz"))
+    assert line.startswith("error: '/nonexistent/path' is neither a dataset name nor an existing folder of images; datasets: ")
+    assert "did you mean 'digits'?" in one_line_error(invoke("eval", "fid-ref", "digit", "--out", "r.npz"))
+
+
+def test_fid_ref_split_is_train_or_test(tmp_path):
+    line = one_line_error(invoke("eval", "fid-ref", "digits", "--split", "bogus", "--out", tmp_path / "r.npz", "--features", "random-conv"))
+    assert line == "error: --split must be train or test, got 'bogus'"
+    assert not (tmp_path / "r.npz").exists()
+
+
+def test_fid_refuses_references_of_another_image_shape(runs, rgb_folder, tmp_path, monkeypatch):
+    monkeypatch.delenv(incm.WEIGHTS_ENV, raising=False)  # checked before the Inception weights are asked for
+    line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", rgb_folder, "--num-samples", "8"))
+    assert "holds images of shape (3, 64, 64) but the run's are (1, 16, 16)" in line
+    stats = tmp_path / "rgb16.npz"  # a typed option through name:key=value, then the shape stored in the statistics
+    made = invoke("eval", "fid-ref", f"folder:path={rgb_folder},resolution=16", "--out", stats, "--features", "random-conv")
+    assert made.exit_code == 0, made.output
+    line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", stats, "--num-samples", "8"))
+    assert "holds images of shape (3, 16, 16) but the run's are (1, 16, 16)" in line
+
+
+def test_fid_warns_in_one_line_when_the_reference_is_too_small_for_its_covariance(runs, tmp_path):
+    stats = tmp_path / "digits100.npz"
+    made = invoke("eval", "fid-ref", "digits", "--out", stats, "--features", "random-conv", "--num-samples", "100")
+    assert made.exit_code == 0, made.output
+    result = invoke("eval", "fid", runs / "digits", "--ref", stats, "--num-samples", "520", "--batch-size", "260")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "rank-deficient" in line]
+    expected = (f"warning: reference {stats} has 100 images, fewer than 2 × the 256 feature dimensions: its covariance is "
+                "rank-deficient and the FID unreliable; use more images")  # fmt: skip
+    assert warnings == [expected]
