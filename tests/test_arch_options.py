@@ -39,3 +39,12 @@ def test_a_linear_mlp_is_allowed():
 def test_convolutional_latent_sizes_are_checked(name, options, message):
     with pytest.raises(ConfigError, match=message):
         get_plugins().architectures.get(name).encoder(**options)
+
+
+def test_per_group_weights_must_name_the_architectures_groups():
+    result = CliRunner().invoke(app, ["train", "--set", "objective.beta_neg={class=1, content=2}", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "objective.beta_neg names latent groups ['class', 'content'], but architecture 'mlp' has ['z']" in text
+    ok = CliRunner().invoke(app, ["train", "--set", "objective.beta_neg={z=3}", "--dry-run"])
+    assert ok.exit_code == 0, ok.output

@@ -150,8 +150,11 @@ def test_config_round_trip_and_validation(tmp_path):
         resolve(merge_user(None, ["train.steps=many"], {}))
     with pytest.raises(ConfigError, match=r"expected float or a table such as \{a=1.0, b=2.0\} of float"):
         resolve(merge_user(None, ["objective.name=soft-intro", 'objective.beta_neg={"class": 1}'], {}))
-    per_group, _ = resolve(merge_user(None, ["objective.name=soft-intro", "objective.beta_neg={class=256, content=512}"], {}))
+    lord = ["objective.name=soft-intro", "arch.name=lord", "data.name=shapes3d-synthetic"]
+    per_group, _ = resolve(merge_user(None, [*lord, "objective.beta_neg={class=256, content=512}"], {}))
     assert per_group.objective["beta_neg"] == {"class": 256.0, "content": 512.0}
+    with pytest.raises(ConfigError, match=r"names latent groups \['class', 'content'\], but architecture 'mlp' has \['z'\]"):
+        resolve(merge_user(None, ["objective.name=soft-intro", "objective.beta_neg={class=256, content=512}"], {}))
     with pytest.raises(ConfigError, match="objective.beta_kl must be >= 0"):
         resolve(merge_user(None, ["objective.beta_kl=-1"], {}))
     with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, z_dim"):

@@ -90,10 +90,12 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     options = arch_options(arch)
     rec_arch = {k: v for k, v in recommended.get("arch", {}).items() if k in options}
     arch_cfg = validate_options("arch", names["arch"], {**rec_arch, **_options(user.get("arch", {}))}, options)
-    rec_objective = _fitting_group_weights(
-        recommended.get(names["objective"], {}), arch, data, data.num_classes if train.conditional else 0, arch_cfg
-    )
-    objective_cfg = build_dataclass("objective", objective_cls.Config, {**rec_objective, **_options(user.get("objective", {}))})
+    num_classes = data.num_classes if train.conditional else 0
+    rec_objective = _fitting_group_weights(recommended.get(names["objective"], {}), arch, data, num_classes, arch_cfg)
+    user_objective = _options(user.get("objective", {}))
+    if any(isinstance(v, Mapping) for v in user_objective.values()):
+        _check_group_weights(user_objective, _latent_groups(arch, data, num_classes, arch_cfg), names["arch"])
+    objective_cfg = build_dataclass("objective", objective_cls.Config, {**rec_objective, **user_objective})
     grows = can_grow(arch)
     if user.get("grow", {}).get("start_resolution") and not grows:
         raise ConfigError(f"architecture {names['arch']!r} cannot grow progressively; remove the [grow] settings or use --arch style")
@@ -112,6 +114,16 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     return cfg, data
 
 
+def _latent_groups(arch: Architecture, data: DataSource, num_classes: int, arch_cfg: Mapping[str, Any]) -> set[str] | None:
+    """The names of the encoder's latent groups, from a build on the meta device (no memory, no
+    initialisation cost); None for an architecture that cannot be built there."""
+    try:
+        with torch.device("meta"):
+            return set(_construct(arch.encoder, data.shape, num_classes, arch_cfg).latent_groups)
+    except Exception:  # noqa: BLE001 — its own errors come again, with their message, when it is built
+        return None
+
+
 def _fitting_group_weights(
     recommended: Mapping[str, Any], arch: Architecture, data: DataSource, num_classes: int, arch_cfg: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -119,12 +131,19 @@ def _fitting_group_weights(
     the chosen architecture's latent groups, so that the objective's default applies instead."""
     if not any(isinstance(v, Mapping) for v in recommended.values()):
         return dict(recommended)
-    try:
-        with torch.device("meta"):  # no memory, no initialisation cost
-            groups = set(_construct(arch.encoder, data.shape, num_classes, arch_cfg).latent_groups)
-    except Exception:  # an architecture that cannot be built on the meta device: keep everything
+    groups = _latent_groups(arch, data, num_classes, arch_cfg)
+    if groups is None:
         return dict(recommended)
     return {k: v for k, v in recommended.items() if not isinstance(v, Mapping) or set(v) == groups}
+
+
+def _check_group_weights(objective: Mapping[str, Any], groups: set[str] | None, arch_name: str) -> None:
+    """A weight given per latent group (``beta_neg={class=…, content=…}``) names exactly the
+    architecture's groups, checked before training rather than at the first step that uses it."""
+    for key, value in objective.items():
+        if isinstance(value, Mapping) and groups is not None and set(value) != groups:
+            raise ConfigError(f"objective.{key} names latent groups {sorted(value)}, but architecture {arch_name!r} has {sorted(groups)}; "
+                              f"give one weight per group or a single number")  # fmt: skip
 
 
 def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
@@ -136,6 +155,11 @@ def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
     for key in ("log_every", "checkpoint_every", "figures_every"):
         if getattr(t, key) < 0:
             raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    milestones = list(o.milestones)
+    if any(m <= 0 for m in milestones):
+        raise ConfigError(f"optim.milestones must be positive steps, got {milestones}")
+    if milestones != sorted(milestones):
+        raise ConfigError(f"optim.milestones must be in increasing order, got {milestones}; write {sorted(milestones)}")
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
     if t.precision not in PRECISIONS:
@@ -143,7 +167,7 @@ def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
     if t.conditional and data.num_classes == 0:
         raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels")
     for key, value in cfg.objective.items():
-        if key.startswith(("beta", "gamma")) or key in ("m", "num_vae"):
+        if key.startswith(("beta", "gamma")) or key in ("m", "num_vae", "scale"):
             values = value.values() if isinstance(value, dict) else [value]
             if any(v < 0 for v in values):
                 raise ConfigError(f"objective.{key} must be >= 0, got {value}")
