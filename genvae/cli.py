@@ -27,6 +27,22 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"genvae {version('genvae')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
 def default_run_dir(objective: str, arch: str, data: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
@@ -38,7 +54,7 @@ def train(
     objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Objective plugin, e.g. vae, intro, soft-intro."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture plugin, e.g. mlp."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset plugin, e.g. 8gaussians."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with [train] [optim] [objective] [arch] [data] tables."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with \\[train] \\[optim] \\[objective] \\[arch] \\[data] tables."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override one setting: SECTION.KEY=VALUE (repeatable)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed)."),
@@ -52,9 +68,10 @@ def train(
     """Train a model. Settings: defaults < dataset recommendations < --config < --set < flags."""
     import json
 
+    from genvae.core.checkpoint import find_checkpoint
     from genvae.core.config import merge_user
     from genvae.core.run import ResolvedConfig, resolve
-    from genvae.core.trainer import train as run_training
+    from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
     from genvae.errors import ConfigError
 
     flags = {
@@ -93,11 +110,39 @@ def train(
         return
     if run_dir is None:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
+    if not resume:
+        check_new_run_dir(run_dir)
     console.print(
         f"[bold]genvae[/] {cfg.objective['name']} / {cfg.arch['name']} / {cfg.data['name']}: "
         f"{cfg.train.steps} steps, batch {cfg.train.batch_size} -> {run_dir}"
     )
-    result = run_training(cfg, data_source, run_dir, resume=resume, progress=progress)
+    num_vae = cfg.objective.get("num_vae")
+    if num_vae is not None and cfg.train.steps <= num_vae:
+        err_console.print(
+            f"[yellow]warning:[/] train.steps ({cfg.train.steps}) <= objective.num_vae ({num_vae}): the whole run is the "
+            f"plain-VAE warm-up; pass more --steps or a smaller --set objective.num_vae=N to train the {cfg.objective['name']} game",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if resume and find_checkpoint(run_dir) is None:
+        console.print(f"note: {run_dir} stopped before its first checkpoint; training it again from step 0 with its saved config", highlight=False, soft_wrap=True)
+    trainer = None
+    try:
+        trainer = Trainer(cfg, data_source, run_dir, resume=resume, progress=progress if progress else "lines")
+        result = trainer.fit()
+    except TrainingInterrupted as exc:
+        err_console.print(str(exc), highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        step = trainer.last_checkpoint_step if trainer is not None else None
+        if step is None:
+            err_console.print("interrupted; no checkpoint was written yet", highlight=False, soft_wrap=True)
+        else:
+            err_console.print(f"interrupted; last checkpoint: step {step}; continue with: genvae train --run-dir {run_dir} --resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
+    if result.steps_run == 0:
+        console.print(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train (pass --steps to train longer)", highlight=False, soft_wrap=True)
+        return
     speed = result.steps_run / max(result.seconds, 1e-9)
     console.print(f"done: step {result.step} in {result.seconds:.1f} s ({speed:.1f} steps/s); wrote {run_dir}")
     for path in result.figures:

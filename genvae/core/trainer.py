@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -60,6 +62,28 @@ class _GeneratorState:
         self.generator.set_state(state["state"])
 
 
+def check_new_run_dir(run_dir: str | Path) -> None:
+    """Refuse a --run-dir that a new run cannot use: a file, a finished or stopped run, or a
+    directory of other files (outputs would land among them)."""
+    path = Path(run_dir)
+    ancestor = next((p for p in (path, *path.parents) if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        where = "is a file" if ancestor == path else f"is inside {ancestor}, which is a file"
+        raise RunDirError(f"--run-dir {path} {where}; choose a directory path")
+    if (path / "config.json").exists():
+        raise RunDirError(f"run directory {path} already exists; pass --resume to continue it, or choose another --run-dir")
+    if path.is_dir() and any(path.iterdir()):
+        raise RunDirError(f"--run-dir {path} is a non-empty directory that is not a genvae run (no config.json); choose a new or empty directory")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a completed step; ``step`` is saved in the run's checkpoint."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved; continue with: genvae train --run-dir {run_dir} --resume")
+        self.run_dir, self.step = run_dir, step
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -71,7 +95,13 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint."""
+    """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint (or, for a
+    run stopped before its first checkpoint, starts it again from step 0).
+
+    ``progress``: True shows a progress bar on a terminal and one line per logged step otherwise,
+    "lines" always the lines, False nothing. Ctrl-C stops after the current step, saves a checkpoint
+    and raises :class:`TrainingInterrupted`; a second Ctrl-C interrupts at once.
+    """
 
     def __init__(
         self,
@@ -81,7 +111,7 @@ class Trainer:
         *,
         resume: bool = False,
         plugins: Plugins | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
         on_log: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
@@ -91,6 +121,7 @@ class Trainer:
         self.objective: Objective = build_objective(cfg, self.plugins)
         self.step = 0
         self.last_checkpoint_step: int | None = None
+        self._interrupted = False
 
         set_seed(cfg.train.seed)
         encoder, decoder = build_models(cfg, data, self.plugins)
@@ -163,7 +194,11 @@ class Trainer:
     def load_checkpoint(self) -> None:
         checkpoint = find_checkpoint(self.run_dir)
         if checkpoint is None:
-            raise RunDirError(f"{self.run_dir} has no checkpoint to resume from; start a new run without --resume")
+            if not (self.run_dir / "config.json").is_file():
+                raise RunDirError(f"{self.run_dir} has no checkpoint to resume from; start a new run without --resume")
+            if self.accelerator.is_main_process:  # stopped before its first checkpoint: train it again from step 0
+                self._drop_log_records_after(0)
+            return
         for name, module in self.parts.items():
             load_weights(module, checkpoint / name)
         self.accelerator.load_state(str(checkpoint / "accelerate"))
@@ -290,46 +325,94 @@ class Trainer:
         acc, t = self.accelerator, self.cfg.train
         if self.resume:
             self.load_checkpoint()
-        else:
-            exists = (self.run_dir / "config.json").exists()
-            acc.wait_for_everyone()  # every process looks before the main process writes
-            if exists:
-                raise RunDirError(f"run directory {self.run_dir} already exists; pass --resume to continue it, or choose another --run-dir")
+            if self.step >= t.steps:  # nothing to train: the run stays as it is
+                return TrainResult(self.run_dir, self.step, 0, {}, [], 0.0)
             if acc.is_main_process:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
+                write_json(self.run_dir / "config.json", self.cfg.to_dict())  # the new train.steps / intervals
+            acc.wait_for_everyone()
+        else:
+            check_new_run_dir(self.run_dir)
+            acc.wait_for_everyone()  # every process looks before the main process writes
+            if acc.is_main_process:
+                try:
+                    self.run_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise RunDirError(f"cannot create --run-dir {self.run_dir}: {exc.strerror}; choose another --run-dir") from None
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())
             acc.wait_for_everyone()
         start_step, start_time = self.step, time.perf_counter()
         batches: Iterator[Batch] = iter(self.stream)
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=acc.device))
         count, last_logs = 0, {}
-        with _Progress(t.steps, start_step, enabled=self.show_progress and acc.is_main_process) as progress:
-            while self.step < t.steps:
-                growth = self._apply_growth() if self.growth is not None else None
-                batch = self._to_device(next(batches))
-                if growth is not None:
-                    batch = Batch(level_images(batch.x, *growth), batch.y)
-                logs = self.train_step(batch)
-                for key, value in logs.items():
-                    sums[key] += value.float()
-                count += 1
-                self.step += 1
-                if self.step % TRIM_EVERY == 0:
-                    release_free_memory()
-                if count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
-                    last_logs = self._write_log(sums, count, start_step, start_time)
-                    sums.clear()
-                    count = 0
-                progress.update(self.step, last_logs, (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9))
-                if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
-                    self.save_checkpoint()
-                if t.figures_every and self.step % t.figures_every == 0 and self.step < t.steps:
-                    self.write_figures()
+        previous_sigint = self._catch_sigint()
+        try:
+            with _Progress(t.steps, start_step, self._progress_mode()) as progress:
+                while self.step < t.steps:
+                    growth = self._apply_growth() if self.growth is not None else None
+                    batch = self._to_device(next(batches))
+                    if growth is not None:
+                        batch = Batch(level_images(batch.x, *growth), batch.y)
+                    logs = self.train_step(batch)
+                    for key, value in logs.items():
+                        sums[key] += value.float()
+                    count += 1
+                    self.step += 1
+                    if self.step % TRIM_EVERY == 0:
+                        release_free_memory()
+                    if count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
+                        last_logs = self._write_log(sums, count, start_step, start_time)
+                        sums.clear()
+                        count = 0
+                    progress.update(self.step, last_logs, (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9))
+                    if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
+                        self.save_checkpoint()
+                    if t.figures_every and self.step % t.figures_every == 0 and self.step < t.steps:
+                        self.write_figures()
+                    if self.step < t.steps and self._stop_requested():
+                        if self.last_checkpoint_step != self.step:
+                            self.save_checkpoint()
+                        raise TrainingInterrupted(self.run_dir, self.step)
+        finally:
+            if previous_sigint is not None:
+                signal.signal(signal.SIGINT, previous_sigint)
         self.save_checkpoint()
         figures = self.write_figures()
         if self.growth is not None and self.level is not None:
             self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
         return TrainResult(self.run_dir, self.step, self.step - start_step, last_logs, figures, time.perf_counter() - start_time)
+
+    def _catch_sigint(self) -> Any:
+        """Make Ctrl-C set a flag that the loop checks after each step; the first Ctrl-C puts the
+        previous handler back, so a second one interrupts at once. Returns the previous handler."""
+        if threading.current_thread() is not threading.main_thread():
+            return None  # signal handlers can only be set from the main thread
+        previous = signal.getsignal(signal.SIGINT)
+        previous = signal.SIG_DFL if previous is None else previous
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self._interrupted = True
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, on_sigint)
+        return previous
+
+    def _stop_requested(self) -> bool:
+        """Whether Ctrl-C was pressed, on any process: all stop after the same step."""
+        if self.accelerator.num_processes == 1:
+            return self._interrupted
+        flag = torch.tensor(float(self._interrupted), device=self.accelerator.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _progress_mode(self) -> str | None:
+        if not self.show_progress or not self.accelerator.is_main_process:
+            return None
+        if self.show_progress == "lines":
+            return "lines"
+        from rich.console import Console
+
+        console = Console()
+        return "bar" if console.is_terminal or console.is_jupyter else "lines"
 
     def _write_log(self, sums: dict[str, Tensor], count: int, start_step: int, start_time: float) -> dict[str, float]:
         keys = list(sums)
@@ -370,16 +453,17 @@ class Trainer:
 
 
 class _Progress:
-    """A rich progress bar with step, losses and speed; refreshed at most 5 times a second."""
+    """Progress as a rich bar with step, losses and speed (refreshed at most 5 times a second), or
+    as one plain line per logged step (no terminal: nohup, a redirect, --no-progress)."""
 
     SHOWN = ("resolution", "alpha", "loss_encoder", "loss_decoder", "loss_vae", "rec", "kl")
 
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.enabled, self.total, self.start = enabled, total, start
+    def __init__(self, total: int, start: int, mode: str | None) -> None:
+        self.mode, self.total, self.start = mode, total, start
         self._last = 0.0
 
     def __enter__(self) -> "_Progress":
-        if self.enabled:
+        if self.mode == "bar":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
@@ -394,18 +478,24 @@ class _Progress:
             self.task = self.progress.add_task("train", total=self.total, completed=self.start, speed=0.0, losses="")
         return self
 
+    def _losses(self, logs: dict[str, float]) -> str:
+        return "  ".join(f"{k} {logs[k]:.4g}" for k in self.SHOWN if k in logs and math.isfinite(logs[k]))
+
     def update(self, step: int, logs: dict[str, float], speed: float) -> None:
-        if not self.enabled:
+        if self.mode == "lines":
+            if logs.get("step") == step:  # a new log record
+                print(f"step {step}/{self.total}  {self._losses(logs)}  {speed:.1f} steps/s", flush=True)
+            return
+        if self.mode != "bar":
             return
         now = time.perf_counter()
         if now - self._last < 0.2 and step < self.total:
             return
         self._last = now
-        losses = "  ".join(f"{k} {logs[k]:.4g}" for k in self.SHOWN if k in logs and math.isfinite(logs[k]))
-        self.progress.update(self.task, completed=step, speed=speed, losses=losses)
+        self.progress.update(self.task, completed=step, speed=speed, losses=self._losses(logs))
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
+        if self.mode == "bar":
             self.progress.stop()
 
 

@@ -1,0 +1,228 @@
+"""`genvae train` as a user meets it: run directories, Ctrl-C, resuming, warnings, output, --version."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.core.config import merge_user, write_json
+from genvae.core.run import resolve
+from genvae.core.trainer import TrainingInterrupted, train
+from genvae.errors import RunDirError
+
+runner = CliRunner()
+SMALL = ["--batch-size", "32", "--set", "arch.hidden=16", "--set", "objective.num_vae=2", "--no-progress"]
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return result, " ".join(result.output.split())
+
+
+def small_config(steps=20, **sets):
+    overrides = [f"train.{k}={v}" for k, v in {"steps": steps, "batch_size": 64, "log_every": 1, "checkpoint_every": 0, **sets}.items()]
+    return resolve(merge_user(None, [*overrides, "arch.hidden=32", "objective.num_vae=5"], {}))
+
+
+def losses(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a, b):
+    """Same logged losses and bit-identical exported weights."""
+    la, lb = losses(a), losses(b)
+    assert [r["step"] for r in la] == [r["step"] for r in lb]
+    for x, y in zip(la, lb):
+        assert [x[k] for k in x if k != "steps_per_s"] == pytest.approx([y[k] for k in x if k != "steps_per_s"], abs=1e-6, rel=1e-6)
+    for part in ("encoder", "decoder"):
+        wa, wb = load_file(str(a / part / "model.safetensors")), load_file(str(b / part / "model.safetensors"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# --- run directories ------------------------------------------------------------------------
+
+
+def test_run_dir_that_is_a_file_or_inside_one_is_a_one_line_error(tmp_path):
+    picture = tmp_path / "00.png"
+    picture.write_bytes(b"png")
+    for run_dir, expected in [(picture, "is a file"), (picture / "run", f"is inside {picture}, which is a file")]:
+        result, text = invoke("train", "--run-dir", run_dir, "--steps", "2", *SMALL)
+        assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
+    cfg, data = small_config(steps=2)
+    with pytest.raises(RunDirError, match="is a file"):  # the trainer checks too
+        train(cfg, data, picture, progress=False)
+
+
+def test_a_non_empty_directory_that_is_no_run_is_refused_an_empty_one_is_used(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.png").write_bytes(b"png")
+    result, text = invoke("train", "--run-dir", photos, "--steps", "2", *SMALL)
+    assert result.exit_code == 2 and "is a non-empty directory that is not a genvae run" in text, result.output
+    assert [p.name for p in photos.iterdir()] == ["cat.png"]
+    cfg, data = small_config(steps=2)
+    with pytest.raises(RunDirError, match="non-empty directory"):
+        train(cfg, data, photos, progress=False)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train(cfg, data, empty, progress=False).step == 2
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_saves_the_last_step_and_resuming_equals_a_straight_run(tmp_path):
+    cfg, data = small_config(steps=20, checkpoint_every=10)
+    train(cfg, data, tmp_path / "straight", progress=False)
+
+    def ctrl_c_at_13(record):
+        if record["step"] == 13:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 13; checkpoint saved; continue with: genvae train --run-dir"):
+        train(cfg, data, tmp_path / "stopped", progress=False, on_log=ctrl_c_at_13)
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert json.loads((tmp_path / "stopped" / "checkpoint" / "trainer.json").read_text())["step"] == 13
+    assert [r["step"] for r in losses(tmp_path / "stopped")] == list(range(1, 14))
+
+    assert train(cfg, data, tmp_path / "stopped", resume=True, progress=False).steps_run == 7
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped")
+
+
+def test_a_second_ctrl_c_interrupts_at_once(tmp_path):
+    cfg, data = small_config(steps=20)
+
+    def ctrl_c_twice(record):
+        if record["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        train(cfg, data, tmp_path / "run", progress=False, on_log=ctrl_c_twice)
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_ctrl_c_on_the_command_line_prints_how_to_continue(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "genvae", "train", "--run-dir", str(run), "--steps", "2000", *SMALL, "--set", "train.log_every=5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENVAE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step "):  # training has started
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    step = json.loads((run / "checkpoint" / "trainer.json").read_text())["step"]
+    assert err.strip().splitlines()[-1] == f"interrupted at step {step}; checkpoint saved; continue with: genvae train --run-dir {run} --resume"
+    assert "Traceback" not in err
+
+    resumed, text = invoke("train", "--run-dir", run, "--resume", "--steps", str(step + 2), "--no-progress")
+    assert resumed.exit_code == 0 and f"done: step {step + 2}" in text, resumed.output
+
+
+# --- resuming -------------------------------------------------------------------------------
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path):
+    cfg, data = small_config(steps=20)
+    train(cfg, data, tmp_path / "straight", progress=False)
+    stopped = tmp_path / "stopped"
+    write_json(stopped / "config.json", cfg.to_dict())
+    (stopped / "log.jsonl").write_text(json.dumps({"step": 1, "loss_vae": 123.0}) + "\n")  # logged before the crash
+    assert train(cfg, data, stopped, resume=True, progress=False).steps_run == 20
+    assert_same_run(tmp_path / "straight", stopped)
+
+    cli_run = tmp_path / "cli"
+    write_json(cli_run / "config.json", resolve(merge_user(None, ["arch.hidden=16", "objective.num_vae=2"], {"train.steps": 2, "train.batch_size": 32}))[0].to_dict())
+    result, text = invoke("train", "--run-dir", cli_run, "--resume", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "stopped before its first checkpoint; training it again from step 0 with its saved config" in text
+    assert "done: step 2" in text
+
+
+def test_resume_with_new_steps_updates_config_json_and_a_finished_run_says_so(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "--run-dir", run, "--steps", "4", *SMALL)[0].exit_code == 0
+    result, _ = invoke("train", "--run-dir", run, "--resume", "--steps", "6", "--set", "train.log_every=3", "--no-progress")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["steps"] == 6 and saved["log_every"] == 3
+
+    log = (run / "log.jsonl").read_text()
+    for args in ([], ["--steps", "5"]):
+        result, text = invoke("train", "--run-dir", run, "--resume", "--no-progress", *args)
+        assert result.exit_code == 0, result.output
+        steps = args[1] if args else "6"
+        assert f"already at step 6 of train.steps={steps}; nothing to train (pass --steps to train longer)" in text
+        assert "done" not in text
+    assert (run / "log.jsonl").read_text() == log
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 6  # nothing trained: unchanged
+
+
+# --- what training prints -------------------------------------------------------------------
+
+
+def test_warm_up_covering_the_whole_run_is_warned_about(tmp_path):
+    result, text = invoke("train", "--run-dir", tmp_path / "a", "--steps", "2", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "warning: train.steps (2) <= objective.num_vae (2): the whole run is the plain-VAE warm-up" in text
+    result, text = invoke("train", "--run-dir", tmp_path / "b", "--steps", "3", *SMALL)
+    assert result.exit_code == 0 and "warning" not in text, result.output
+    result, text = invoke("train", "--run-dir", tmp_path / "c", "--objective", "vae", "--steps", "2", *SMALL[:4])
+    assert result.exit_code == 0 and "warning" not in text, result.output
+
+
+@pytest.mark.parametrize("flag", ["--no-progress", "--progress"])  # --progress: the output is not a terminal here
+def test_without_a_progress_bar_a_line_per_logged_step(tmp_path, flag):
+    args = [a for a in SMALL if a != "--no-progress"]
+    result, _ = invoke("train", "--run-dir", tmp_path / "run", "--steps", "6", "--set", "train.log_every=2", *args, flag)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/6", "4/6", "6/6"]
+    assert "loss_" in lines[-1] and lines[-1].endswith("steps/s")
+
+
+def test_the_python_api_without_progress_prints_nothing(tmp_path, capsys):
+    cfg, data = small_config(steps=3)
+    train(cfg, data, tmp_path / "run", progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_config_help_shows_the_table_names():
+    result, text = invoke("train", "--help")
+    assert result.exit_code == 0 and "TOML file with [train] [optim] [objective] [arch] [data] tables." in text
+
+
+def test_version():
+    result, _ = invoke("--version")
+    assert result.exit_code == 0 and result.output == f"genvae {version('genvae')}\n"
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ("optim.milestones=[100,50]", "optim.milestones must be in increasing order, got [100, 50]; write [50, 100]"),
+        ("optim.milestones=[0,50]", "optim.milestones must be positive steps"),
+        ("objective.scale=-1", "objective.scale must be >= 0, got -1"),
+    ],
+)
+def test_bad_values_are_refused(setting, expected):
+    result, text = invoke("train", "--set", setting, "--dry-run")
+    assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
