@@ -272,27 +272,35 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
 
 
 def table2_grid(models: Mapping[tuple[str, str], Any], datasets: Sequence[str], objectives: Sequence[str], path: Path, n_pts: int = 256, n_samples: int = 2000) -> Path:
-    """Rows: datasets; columns: real data, then per objective samples and density (Figure 2)."""
+    """Rows: datasets; columns: real data, then per objective samples and density (Figure 2).
+    Only datasets and objectives with a finished cell are drawn; a cell still missing is left
+    blank with "not finished" (a report while the table is computed)."""
     from genvae.viz.points import draw_density, draw_scatter, grid_values, plt
 
+    datasets = [d for d in datasets if any((d, o) in models for o in objectives)]
+    objectives = [o for o in objectives if any((d, o) in models for d in datasets)]
     cols = 1 + 2 * len(objectives)
-    fig, axes = plt.subplots(len(datasets), cols, figsize=(2.2 * cols, 2.2 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(max(len(datasets), 1), cols, figsize=(2.2 * cols, 2.2 * max(len(datasets), 1)), squeeze=False)
     for i, d in enumerate(datasets):
         data = None
         for j, o in enumerate(objectives):
+            title = (f"{LABELS[o]} samples", f"{LABELS[o]} density") if i == 0 else ("", "")
             if (d, o) not in models:
+                for k, ax in enumerate(axes[i][1 + 2 * j : 3 + 2 * j]):
+                    ax.set_axis_off()
+                    ax.set_title(title[k], fontsize=10)
+                    ax.text(0.5, 0.5, "not finished", ha="center", va="center", color="grey", transform=ax.transAxes)
                 continue
             (enc, dec), data = models[(d, o)]
             scale = float(getattr(data, "plot_scale", 2.0))
             with torch.no_grad():
                 fake = generated_samples(dec, sum(enc.latent_groups.values()), n_samples, 1)
-            draw_scatter(axes[i][1 + 2 * j], fake, scale, "tab:green", f"{LABELS[o]} samples" if i == 0 else "")
+            draw_scatter(axes[i][1 + 2 * j], fake, scale, "tab:green", title[0])
             dens = grid_values(lambda x: elbo_energy(enc, dec, x), scale, n_pts)
-            draw_density(axes[i][2 + 2 * j], dens, scale, f"{LABELS[o]} density" if i == 0 else "")
-        if data is not None:
-            scale = float(getattr(data, "plot_scale", 2.0))
-            draw_scatter(axes[i][0], real_samples(data, n_samples, 0), scale, "tab:blue", "real" if i == 0 else "")
-            axes[i][0].set_ylabel(d)
+            draw_density(axes[i][2 + 2 * j], dens, scale, title[1])
+        scale = float(getattr(data, "plot_scale", 2.0))
+        draw_scatter(axes[i][0], real_samples(data, n_samples, 0), scale, "tab:blue", "real" if i == 0 else "")
+        axes[i][0].set_ylabel(d)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -218,3 +218,22 @@ def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
     assert (cell / "result.json").is_file() and not (cell / "state.pt").exists() and not (cell / "settings.json").exists()
     seconds = again["runs"]["8gaussians/soft-intro"]["train_seconds"]
     assert 0 < seconds and "summed over the 1 cells" in (tmp_path / "crashed" / "table2.md").read_text()
+
+
+def test_table2_grid_draws_only_what_is_finished(tmp_path):
+    from PIL import Image
+
+    from genvae.bench2d import table2_grid
+    from genvae.core.plugins import get_plugins
+
+    plugins = get_plugins()
+    arch = plugins.architectures.get("mlp")
+    tiny = lambda: (arch.encoder(hidden=8, depth=1), arch.decoder(hidden=8, depth=1))  # noqa: E731
+    gauss, rings = plugins.datasets.get("8gaussians")(), plugins.datasets.get("rings")()
+    sizes = []
+    for models in ({("8gaussians", "vae"): (tiny(), gauss)}, {("8gaussians", "vae"): (tiny(), gauss), ("rings", "soft-intro"): (tiny(), rings)}):
+        path = table2_grid(models, ["8gaussians", "2spirals", "rings"], ["vae", "intro", "soft-intro"], tmp_path / "grid.png", n_pts=16, n_samples=50)
+        with Image.open(path) as im:
+            sizes.append(im.size)
+    # 1 row x (real + VAE's 2 panels); then 2 rows x (real + 2 objectives x 2), two panels "not finished"
+    assert sizes == [(660, 220), (1100, 440)]
