@@ -152,7 +152,7 @@ def train(
 @app.command()
 @user_errors
 def sample(
-    run: Path = typer.Argument(..., help="A run directory written by 'genvae train'."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
     n: int = typer.Option(1000, "--n", "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
@@ -222,7 +222,7 @@ def plugins_list() -> None:
 @app.command()
 @user_errors
 def translate(
-    run: Path = typer.Argument(..., help="A run trained with a two-encoder (class / content) architecture, e.g. lord."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run trained with a two-encoder (class / content) architecture, e.g. lord."),
     class_from: list[Path] = typer.Option(..., "--class-from", help="Image giving the class (one row each; repeatable)."),
     content_from: list[Path] = typer.Option(..., "--content-from", help="Image giving the content (one column each; repeatable)."),
     out: Path = typer.Option(Path("translation.png"), "--out", help="Output PNG."),
@@ -238,9 +238,9 @@ def translate(
 @app.command()
 @user_errors
 def interpolate(
-    run: Path = typer.Argument(..., help="A run trained on images."),
-    corners: list[Path] = typer.Argument(..., help="Four images: top-left, top-right, bottom-left, bottom-right."),
-    out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output PNG."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
+    corners: list[Path] = typer.Argument(..., metavar="CORNERS", help="Four images: top-left, top-right, bottom-left, bottom-right."),
+    out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output picture: PNG, or the format its extension names (.jpg, ...)."),
     steps: int = typer.Option(8, "--steps", help="Images per side (the paper: 8, i.e. 7 steps)."),
 ) -> None:
     """Appendix 9.4.2: bilinear interpolation between the latent codes of four images."""

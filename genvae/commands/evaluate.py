@@ -20,7 +20,7 @@ def _print(results: dict[str, Any]) -> None:
 @eval_app.command("toy2d")
 @user_errors
 def toy2d(
-    run: Path = typer.Argument(..., help="A run trained on a 2-D dataset."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run trained on a 2-D dataset."),
     seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's sampling."),
 ) -> None:
     """KL, JSD and grid-normalised ELBO exactly as the paper's Table 2; writes metrics.json and figures."""
@@ -33,7 +33,7 @@ def toy2d(
 @eval_app.command("fid")
 @user_errors
 def fid(
-    run: Path = typer.Argument(..., help="A run trained on images."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
     ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', or a dataset name / image folder."),
     num_samples: int = typer.Option(50_000, "--num-samples", help="Generated images."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception (default), classifier, random-conv or a plugin's."),
@@ -55,7 +55,7 @@ def fid(
 @eval_app.command("fid-ref")
 @user_errors
 def fid_ref(
-    data: str = typer.Argument(..., help="Dataset name (e.g. fashion-mnist) or an image folder."),
+    data: str = typer.Argument(..., metavar="DATA", help="Dataset name (e.g. fashion-mnist) or an image folder."),
     out: Path = typer.Option(..., "--out", help="Where to write the statistics (.npz)."),
     split: str = typer.Option("train", "--split", help="train or test (the paper: train)."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Images to use (default: all)."),
@@ -76,7 +76,7 @@ def fid_ref(
 @eval_app.command("train-classifier")
 @user_errors
 def train_classifier(
-    data: str = typer.Argument(..., help="A labelled image dataset (e.g. fashion-mnist) or name:key=value,..."),
+    data: str = typer.Argument(..., metavar="DATA", help="A labelled image dataset (e.g. fashion-mnist) or name:key=value,..."),
     out: Path = typer.Option(..., "--out", help="Folder to write the classifier to (model.safetensors + config.json)."),
     steps: int = typer.Option(2000, "--steps", help="Training steps."),
     batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
@@ -98,7 +98,7 @@ def train_classifier(
 @eval_app.command("ood")
 @user_errors
 def ood(
-    run: Path = typer.Argument(..., help="A run trained on images."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
     in_data: Optional[str] = typer.Option(None, "--in", help="In-distribution dataset (default: the run's)."),
     out_data: str = typer.Option(..., "--out", help="Out-of-distribution dataset."),
     score: str = typer.Option("elbo", "--score", help="elbo or iwae."),
@@ -115,8 +115,8 @@ def ood(
 @eval_app.command("metric")
 @user_errors
 def metric(
-    name: str = typer.Argument(..., help="Any registered metric plugin (see 'genvae plugins list')."),
-    run: Path = typer.Argument(..., help="A run directory."),
+    name: str = typer.Argument(..., metavar="NAME", help="Any registered metric plugin (see 'genvae plugins list')."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory."),
     seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's sampling."),
     options: list[str] = typer.Option([], "--option", help="Metric option KEY=VALUE (repeatable)."),
 ) -> None:
