@@ -104,7 +104,7 @@ def test_encoder_styles_are_the_instance_norm_statistics():
     x = torch.rand(2, 3, 4, 4)
     block = enc.blocks[0]
     with torch.no_grad():
-        h = F.leaky_relu(enc.from_rgb[0](x), 0.2)
+        h = F.leaky_relu(enc.from_rgb[0](2 * x - 1), 0.2)  # the networks work in [-1, 1]
         y1 = F.leaky_relu(block.conv1(h), 0.2)
         mean, std = y1.mean(dim=(2, 3)), y1.var(dim=(2, 3), unbiased=False).add(1e-8).sqrt()
         normed = (y1 - mean[..., None, None]) / std[..., None, None]
@@ -205,6 +205,28 @@ def test_training_grows_through_the_levels(tmp_path):
     assert result.step == 14
 
 
+def test_scale_constant_is_the_final_resolutions_at_every_level(tmp_path):
+    """s = 1 / (C·H·W) of the full-size images while training at 4x4 too, as the authors'
+    MODEL.SCALE (their beta_neg of 2048 at 4x4 assumes it)."""
+    from genvae.core.trainer import Trainer
+
+    cfg, data = growing_config(3)
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    trainer.fit()
+    assert trainer.models.decode(torch.randn(2, 8)).shape[-1] == 4  # still at the first level
+    assert trainer.objective.scale(trainer.models) == 1 / (1 * 16 * 16)
+
+
+def test_decoder_works_in_minus_one_to_one():
+    """The decoder's output y leaves as (y + 1) / 2 (the authors' networks see x / 127.5 - 1):
+    a zero to-RGB layer gives mid-grey, not black. (The encoder's 2x - 1 is in the hand
+    computation of test_encoder_styles_are_the_instance_norm_statistics.)"""
+    _, dec = tiny()
+    with torch.no_grad():
+        dec.to_rgb[-1].weight.zero_()
+        assert torch.equal(dec(torch.randn(2, 8)), torch.full((2, 3, 16, 16), 0.5))
+
+
 def test_resume_in_the_middle_of_a_transition_equals_training_straight_through(tmp_path):
     cfg, data = growing_config(12)
     train(cfg, data, tmp_path / "straight", progress=False)
@@ -247,7 +269,8 @@ def test_face_datasets_split_like_the_paper_and_carry_its_recipe(tmp_path):
     assert ffhq.split_files("test") == ffhq.files[6:]
     assert ffhq.get(torch.tensor([0, 5])).x.shape == (2, 3, 16, 16)
     cfg, _ = resolve(merge_user(None, [f"data.path={tmp_path / 'faces'}", "data.resolution=16"], {"arch.name": "style", "data.name": "celeba-hq"}))
-    assert (cfg.objective["beta_rec"], cfg.objective["beta_kl"]) == (0.05, 0.1)  # the authors' celeba-hq256.yaml
+    # the authors' celeba-hq256.yaml: BETA_REC 0.05 for images in [-1, 1] is 0.2 for genvae's [0, 1]
+    assert (cfg.objective["beta_rec"], cfg.objective["beta_kl"]) == (0.2, 0.1)
     assert cfg.grow.start_resolution == 4 and cfg.grow.beta_neg[:4] == [2048, 2048, 2048, 1024]
     assert cfg.grow.batch_sizes[:3] == [128, 128, 128] and cfg.optim.betas == [0.0, 0.99] and cfg.arch["z_dim"] == 512
     with pytest.raises(ConfigError, match="data.path"):

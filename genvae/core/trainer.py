@@ -228,7 +228,7 @@ class Trainer:
 
     def _apply_growth(self) -> tuple[int, float]:
         """Set this step's (level, alpha) on both networks; on entering a level (or resuming in
-        one) switch to its data stream, learning rate, beta_neg and scale constant s.
+        one) switch to its data stream, learning rate and beta_neg.
         Returns this step's (level, alpha)."""
         assert self.growth is not None
         level, alpha = self.growth.at(self.step)
@@ -249,8 +249,8 @@ class Trainer:
         beta_neg = self.growth.beta_neg(level)
         if beta_neg is not None:
             self.objective.config.beta_neg = beta_neg
-        size = 4 * 2**level
-        self.models.data_dim = self.data.shape[0] * size * size  # s = 1 / (C·H·W) of this level
+        # s stays 1 / (C·H·W) of the final resolution at every level, as the authors' MODEL.SCALE:
+        # their per-level beta_neg (2048 at 4x4) is tuned for it (docs/style.md)
         return level, alpha
 
     # ----------------------------------------------------------------------------------------

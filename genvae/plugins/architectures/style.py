@@ -13,6 +13,12 @@ standard deviation of each channel of its input, and the encoder's style vector 
 w = sum_i C_i [mu(y_i), sigma(y_i)] with learned linear maps C_i. A mapping network w ->
 (mu_q, logvar_q) (``encoder_mapping_layers`` layers) gives the posterior.
 
+Both networks work on images in [-1, 1], as the authors' code (``x / 127.5 - 1``): the encoder
+maps its [0, 1] input to [-1, 1] first and the decoder maps its output back, so that at
+initialisation the to-RGB layers (zero bias) sit at mid-grey, not at black. Squared errors are
+measured on genvae's [0, 1] images, a quarter of the authors', hence the face datasets'
+beta_rec = 4 x the authors' value (genvae/plugins/datasets/images.py).
+
 All linear and convolution layers use the equalized learning rate of ProGAN: weights are stored
 as N(0, 1) and multiplied at run time by gain / sqrt(fan_in).
 
@@ -89,6 +95,16 @@ def mapping_network(in_dim: int, width: int, out_dim: int, layers: int, lr_mul: 
         if i < layers - 1:
             modules.append(nn.LeakyReLU(0.2))
     return nn.Sequential(*modules)
+
+
+def to_centred(x: Tensor) -> Tensor:
+    """genvae's images in [0, 1] -> the [-1, 1] that the style networks work in."""
+    return x * 2 - 1
+
+
+def from_centred(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1]: the decoder's output as genvae's image."""
+    return (x + 1) / 2
 
 
 def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -231,7 +247,8 @@ class StyleDecoder(_StyleNetwork, Decoder):
         self.blocks = nn.ModuleList(
             DecoderBlock(channels[max(i - 1, 0)], ch, c["w_dim"], first=i == 0) for i, ch in enumerate(channels)
         )
-        self.to_rgb = nn.ModuleList(EqConv2d(ch, image_channels, 1, gain=1.0) for ch in channels)
+        # gain 0.03 as ALAE's ToRGB: images start near mid-grey, and the to-RGB weights move slowly
+        self.to_rgb = nn.ModuleList(EqConv2d(ch, image_channels, 1, gain=0.03) for ch in channels)
 
     @property
     def num_style_layers(self) -> int:
@@ -257,7 +274,7 @@ class StyleDecoder(_StyleNetwork, Decoder):
         if level > 0 and alpha < 1.0:
             old = F.interpolate(self.to_rgb[level - 1](previous), scale_factor=2, mode="nearest")
             out = torch.lerp(old, out, alpha)
-        return out
+        return from_centred(out)
 
     def forward(self, z: Tensor, y: Tensor | None = None, noise: Noise | None = None) -> Tensor:
         w = self.map(z, y)
@@ -348,6 +365,7 @@ class StyleEncoder(_StyleNetwork, Encoder):
             if x.shape[-1] % size:
                 raise ValueError(f"the encoder at {size}x{size} cannot take {x.shape[-1]}x{x.shape[-1]} images")
             x = F.avg_pool2d(x, x.shape[-1] // size)
+        x = to_centred(x)
         h, w = self.blocks[level](self._from_rgb(level, x))
         if level > 0 and alpha < 1.0:
             h = torch.lerp(self._from_rgb(level - 1, F.avg_pool2d(x, 2)), h, alpha)
