@@ -37,7 +37,8 @@ see Models.decode); in eval mode they take their mean, 0, so that samples, recon
 reloaded export are deterministic.
 
 Differences from ALAE, for simplicity: no blur after up / down sampling, no fused transposed
-convolutions, no style mixing during training (mixing and truncation are sampling options).
+convolutions, no style mixing during training (mixing and truncation are sampling options), and
+the 4x4 encoder block's dense layer maps straight to w (ALAE: dense, LReLU, linear to w).
 """
 
 from __future__ import annotations
