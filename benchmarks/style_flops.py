@@ -22,9 +22,10 @@ from torch.utils.flop_counter import flop_registry
 
 from genvae.core.interfaces import Batch, Models
 from genvae.plugins.architectures.style import StyleDecoder, StyleEncoder
+from genvae.plugins.datasets.images import FFHQ
 from genvae.plugins.objectives.soft_intro import SoftIntroConfig, SoftIntroVAE
 
-TRAIN_IMAGES, EPOCHS, EPOCHS_PER_LEVEL = 60_000, 300, 16  # ffhq256.yaml
+EPOCHS_PER_LEVEL = 16  # ffhq256.yaml, as the ffhq dataset's images_per_level
 
 
 class CountFlops(TorchDispatchMode):
@@ -49,7 +50,7 @@ def step_flops(encoder: StyleEncoder, decoder: StyleDecoder, level: int) -> int:
     decoder.set_growth(level, 1.0)
     size = 4 * 2**level
     models = Models(encoder, decoder, dict(encoder.latent_groups), 3 * size * size, torch.Generator().manual_seed(0))
-    objective = SoftIntroVAE(SoftIntroConfig(beta_rec=0.4, beta_kl=0.2, beta_neg=512.0))
+    objective = SoftIntroVAE(SoftIntroConfig(beta_rec=FFHQ.BETA_REC, beta_kl=FFHQ.BETA_KL, beta_neg=512.0))
     batch = Batch(torch.rand(1, 3, size, size), None)
     objective.setup(models)
     parts = {"encoder": encoder, "decoder": decoder}
@@ -71,8 +72,8 @@ def main() -> None:
     shape = (3, args.resolution, args.resolution)
     encoder, decoder = StyleEncoder(shape).train(), StyleDecoder(shape).train()
     levels = int(math.log2(args.resolution)) - 1
-    total_images = EPOCHS * TRAIN_IMAGES
-    level_images = EPOCHS_PER_LEVEL * TRAIN_IMAGES
+    total_images = FFHQ.EPOCHS * FFHQ.TRAIN_SIZE
+    level_images = EPOCHS_PER_LEVEL * FFHQ.TRAIN_SIZE
     total = 0.0
     print("| resolution | TFLOP per image and step | images | PFLOP |")
     print("|---|---|---|---|")
