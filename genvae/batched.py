@@ -91,7 +91,8 @@ class _RecordingModels(Models):
 
     def randn_like(self, t: Tensor) -> Tensor:
         self.shapes.append(tuple(t.shape))
-        return super().randn_like(t)
+        # drawn on the CPU generator and moved: the dry run may run on a GPU
+        return torch.randn(t.shape, generator=self.generator, dtype=t.dtype).to(t.device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,12 +26,13 @@ from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, settings_change
 from genvae.core.checkpoint import export_component
 from genvae.core.config import write_json
 from genvae.core.run import load_component
-from genvae.errors import RunDirError
+from genvae.errors import ConfigError, RunDirError
 from genvae.plugins.datasets.toy2d import TABLE5
 from genvae.plugins.metrics.toy2d import compute_metrics, elbo_energy, generated_samples, real_samples
 
 DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 OBJECTIVES = ("vae", "intro", "soft-intro")
+STABILITY_MODELS = ("intro", "soft-intro")
 LABELS = {"vae": "VAE", "intro": "IntroVAE", "soft-intro": "Soft-IntroVAE"}
 METRICS = ("gnelbo", "kl", "jsd")
 CELL_RESULT = "result.json"
@@ -159,7 +160,7 @@ def run_table2(
                                    checkpoint=_cell_state(cell, settings))  # fmt: skip
                 t0 = time.perf_counter()
                 members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
-                record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0}
+                record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
                 _save_cell(cell, settings, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
             results["runs"][f"{d}/{o}"] = record
             members = record["members"]
@@ -201,7 +202,7 @@ def _progress_of(cell: Path, steps: int) -> str:
     state = cell / CELL_STATE
     if not state.is_file():
         return ""
-    return f" (state saved at step {int(torch.load(state, weights_only=True)['step']):,} of {steps:,})"
+    return f" (state saved at step {int(torch.load(state, map_location='cpu', weights_only=True)['step']):,} of {steps:,})"
 
 
 def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -265,9 +266,12 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
                 cells.append(cell)
             name = "jsd (textbook)" if metric == "jsd_textbook" else metric
             lines.append(f"| {d} | {name} | " + " | ".join(cells) + " |")
-    runs = results.get("runs", {}).values()
-    seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in runs)
-    lines += ["", f"Total time: {seconds:.0f} s of training and evaluation, summed over the {len(runs)} cells.", ""]
+    runs = results.get("runs", {})
+    seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in runs.values())
+    lines += ["", f"Total time: {seconds:.0f} s of training and evaluation, summed over the {len(runs)} cells:", ""]
+    for key, r in runs.items():  # evaluation always on the CPU; training where the cell says
+        lines.append(f"- {key}: training {r['train_seconds']:.0f} s on {r.get('device', 'cpu')}, evaluation {r['eval_seconds']:.0f} s")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -325,11 +329,16 @@ def run_stability(
     soft_intro_overrides: Mapping[str, Any] | None = None,
     log: Log | None = print,
     device: str | None = None,
-) -> dict[str, Any]:
+    models: Sequence[str] = STABILITY_MODELS,
+) -> dict[str, Any] | None:
     """IntroVAE for each m (all m × seeds in one batched model) vs Soft-IntroVAE with IntroVAE's
     other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png.
     Each of the two batched models' results is kept under ``out_dir/cells/`` and reused by a rerun
-    with the same settings (as :func:`run_table2`)."""
+    with the same settings (as :func:`run_table2`). ``models`` trains only those of the two (e.g.
+    one per process or machine); the figure is written, and returned, once both are finished."""
+    unknown = sorted(set(models) - set(STABILITY_MODELS))
+    if unknown or not models:
+        raise ConfigError(f"stability models must be among {', '.join(STABILITY_MODELS)}, got {', '.join(unknown) or 'none'}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -339,11 +348,14 @@ def run_stability(
     common = {"dataset": dataset, "steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
               "train": dict(train or {}), "arch": dict(arch or {})}  # fmt: skip
 
-    def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Train and evaluate one batched model, or reuse the members an earlier call saved."""
+    def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Train and evaluate one batched model, or reuse the members an earlier call saved
+        (None: not finished and not among ``models``)."""
         cell = out / "cells" / f"stability-{objective}"
         settings = {**common, "objective": overrides, "resolved": _first_member(objective, dataset, overrides[0], steps, train, arch)[0]}
         record = _saved_cell(cell, settings)
+        if record is None and objective not in models:
+            return None
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
                                checkpoint=_cell_state(cell, settings))  # fmt: skip
@@ -355,6 +367,10 @@ def run_stability(
 
     intro_members = members_of("intro", [{"m": float(m)} for m in ms])
     soft_members = members_of("soft-intro", [{**shared, **(soft_intro_overrides or {})}])
+    if intro_members is None or soft_members is None:
+        if log:
+            log(f"[stability] {'intro' if intro_members is None else 'soft-intro'} not finished yet: the figure is written once both models are")
+        return None
     per_m = []
     for i, m in enumerate(ms):
         group = intro_members[i * len(seed_list) : (i + 1) * len(seed_list)]

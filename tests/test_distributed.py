@@ -27,7 +27,7 @@ def _settings(objective: str, batch_size: int) -> list[str]:
 
 def _worker(rank: int, world: int, run_dir: str, port: int, objective: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), ACCELERATE_USE_CPU="true",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), ACCELERATE_USE_CPU="true", CUDA_VISIBLE_DEVICES="",
                       GENVAE_DISABLE_PLUGIN_AUTOLOAD="1")
     torch.set_num_threads(1)
     from genvae.core.config import merge_user

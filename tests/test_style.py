@@ -213,7 +213,7 @@ def test_scale_constant_is_the_final_resolutions_at_every_level(tmp_path):
     cfg, data = growing_config(3)
     trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
     trainer.fit()
-    assert trainer.models.decode(torch.randn(2, 8)).shape[-1] == 4  # still at the first level
+    assert trainer.models.decode(torch.randn(2, 8, device=trainer.accelerator.device)).shape[-1] == 4  # still at the first level
     assert trainer.objective.scale(trainer.models) == 1 / (1 * 16 * 16)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from genvae.errors import RunDirError
+from genvae.errors import ConfigError, RunDirError
 from genvae.plugins.metrics import toy2d as M
 
 
@@ -167,6 +167,14 @@ def test_bench_functions_tiny(tmp_path):
     with mock.patch.object(bench2d, "train_batched", side_effect=AssertionError("trained again")):
         again = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert again["intro"] == st["intro"] and again["soft_intro"] == st["soft_intro"]
+
+    split = tmp_path / "split"  # the two models trained by separate calls (processes) give the same figure data
+    kw = dict(steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
+    assert run_stability(split, models=["soft-intro"], **kw) is None and not (split / "stability.png").exists()
+    both = run_stability(split, models=["intro"], **kw)
+    assert both["intro"] == st["intro"] and both["soft_intro"] == st["soft_intro"] and (split / "stability.png").is_file()
+    with pytest.raises(ConfigError, match="stability models must be among intro, soft-intro, got vae"):
+        run_stability(split, models=["vae"], **kw)
 
     co = run_collapse(tmp_path, steps=12, seeds=1, soft_intro_overrides={"num_vae": 5}, **small)
     assert len(co["models"]["vae"]["kl_per_step"][0]) == 12

@@ -167,3 +167,24 @@ def test_free_heap_memory_is_returned_on_linux():
     from genvae.core.memory import release_free_memory
 
     assert release_free_memory() == sys.platform.startswith("linux")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_evaluation_view_takes_cpu_tensors_whatever_the_networks_device(tmp_path, device):
+    """Figures and metrics draw their inputs on the CPU; the view moves them to the networks (on a
+    GPU after GPU training) and gives the outputs back on the CPU, equal to CPU networks' outputs."""
+    from genvae.core.run import models_view
+
+    cfg, data = small_config("vae", steps=2)
+    train(cfg, data, tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    x, z = data.test_batch(16).x, torch.randn(16, sum(run.encoder.latent_groups.values()))
+    mu_cpu, logvar_cpu = run.models.encode(x)
+    dec_cpu = run.models.decode(z)
+    view = models_view(run.encoder.to(device), run.decoder.to(device), run.data, torch.Generator().manual_seed(0))
+    mu, logvar = view.encode(x)
+    dec = view.decode(z)
+    assert mu.device.type == logvar.device.type == dec.device.type == "cpu"
+    torch.testing.assert_close((mu, logvar, dec), (mu_cpu, logvar_cpu, dec_cpu), rtol=1e-4, atol=1e-5)
+    noise = view.randn_like(torch.zeros(3, 2, device=device))
+    assert noise.device.type == device and torch.equal(noise.cpu(), torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from torch import Tensor
 
 from genvae.core.checkpoint import load_weights, read_component_config
 from genvae.core.config import (
@@ -207,10 +208,36 @@ def can_grow(arch: Architecture) -> bool:
     return hasattr(arch.encoder, "set_growth") and hasattr(arch.decoder, "set_growth")
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+class EvalModels(Models):
+    """Models for evaluation and figures, wherever the networks are: inputs are moved to a
+    network's device and its outputs back to the input's device, so that code working on the CPU
+    (figures, metrics) can use networks that train on a GPU. Noise is drawn from ``generator`` on
+    its own device and then moved, as the single-process training draws it."""
+
+    def randn_like(self, t: Tensor) -> Tensor:
+        if self.generator is None:
+            return torch.randn(t.shape, device=t.device, dtype=t.dtype)
+        return torch.randn(t.shape, generator=self.generator, device=self.generator.device, dtype=t.dtype).to(t.device)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        device = _device_of(self.encoder)
+        mu, logvar = super().encode(x.to(device), None if y is None else y.to(device))
+        return mu.to(x.device), logvar.to(x.device)
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        device = _device_of(self.decoder)
+        return super().decode(z.to(device), None if y is None else y.to(device)).to(z.device)
+
+
 def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator: torch.Generator | None = None) -> Models:
-    """Models for evaluation; a growing decoder's images are shown at the data's resolution."""
+    """Models for evaluation (:class:`EvalModels`); a growing decoder's images are shown at the
+    data's resolution."""
     output_size = data.shape[-1] if hasattr(decoder, "set_growth") else None
-    return Models(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size)
+    return EvalModels(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size)
 
 
 @dataclass

@@ -271,13 +271,16 @@ class Trainer:
                     torch.distributed.all_reduce(p.grad)
                     p.grad.div_(world)
 
-    def _to_device(self, batch: Batch) -> Batch:
+    def to_device(self, batch: Batch) -> Batch:
+        """The batch on the trainer's device (unchanged when it is there already)."""
         device = self.accelerator.device
         return Batch(batch.x.to(device, non_blocking=True), None if batch.y is None else batch.y.to(device))
 
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
-        """One step of every phase; returns the detached logged values."""
+        """One step of every phase on ``batch`` (moved to the trainer's device if it is elsewhere);
+        returns the detached logged values."""
         acc, step = self.accelerator, self.step
+        batch = self.to_device(batch)
         logs: dict[str, Tensor] = {}
         self._set_trainable(PARTS)
         with acc.autocast():
@@ -349,7 +352,7 @@ class Trainer:
             with _Progress(t.steps, start_step, self._progress_mode()) as progress:
                 while self.step < t.steps:
                     growth = self._apply_growth() if self.growth is not None else None
-                    batch = self._to_device(next(batches))
+                    batch = self.to_device(next(batches))
                     if growth is not None:
                         batch = Batch(level_images(batch.x, *growth), batch.y)
                     logs = self.train_step(batch)

@@ -73,7 +73,7 @@ class ObjectiveContract:
 
     def test_every_phase_gives_a_finite_loss_and_gradients_only_to_its_parts(self, tmp_path: Path) -> None:
         trainer = self.trainer(tmp_path)
-        batch = next(iter(trainer.stream))
+        batch = trainer.to_device(next(iter(trainer.stream)))
         step = 10**9  # past any warm-up
         objective, models = trainer.objective, trainer.models
         trainer._set_trainable(("encoder", "decoder"))
@@ -97,7 +97,7 @@ class ObjectiveContract:
     def test_a_few_steps_improve_reconstructions(self, tmp_path: Path) -> None:
         """Held-out reconstruction error D(μ(x)) falls over a few steps (adversarial losses may not)."""
         trainer = self.trainer(tmp_path)
-        x = trainer.data.test_batch(2048).x
+        x = trainer.to_device(trainer.data.test_batch(2048)).x
 
         def heldout_error() -> float:
             with torch.no_grad():

@@ -35,6 +35,8 @@ of processes), features are gathered with ``accelerator.gather``. Results are ap
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import math
@@ -582,7 +584,7 @@ def evaluate_fid(
     _warn_rank_deficient(f"reference {ref_label}", ref_stats["n"], extractor.dim)
     _warn_rank_deficient("the generated set", num_samples, extractor.dim)
 
-    decoder = run.decoder.eval().to(acc.device)
+    decoder = copy.deepcopy(run.decoder).eval().to(acc.device)  # a copy: the caller's run stays where it is
     z_dim = sum(run.encoder.latent_groups.values())
     num_classes = int(getattr(decoder, "config", {}).get("num_classes", 0) or 0)
     make = generated_batch_fn(decoder, z_dim, num_classes, num_samples, batch_size, seed, acc.device)
