@@ -129,55 +129,97 @@ def run_table2(
     log: Log | None = print,
     device: str | None = None,
     train_missing: bool = True,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate the Table 2 grid; writes table2.json, table2.md and table2_grid.png.
 
     Each finished (dataset, objective) cell is kept under ``out_dir/cells/``; calling again with
     the same ``out_dir`` and settings reuses those and trains only the missing cells (a cell
     interrupted mid-training continues from its last saved state). ``train_missing=False`` trains
-    nothing: the table and figure then show the finished cells only, e.g. while a long run goes on."""
+    nothing: the table and figure then show the finished cells only, e.g. while a long run goes on.
+    ``jobs`` > 1 trains that many cells at once, one worker process (and torch thread) each. A
+    cell's step is a few hundred tiny kernels, bound by Python and launches, so one cell leaves a
+    GPU mostly idle; 13 at once kept an H100 85-95 % busy (docs/results.md, "On one GPU"). Each
+    cell's result does not depend on ``jobs``."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     results: dict[str, Any] = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "runs": {}, "summary": {}}
     figure_models: dict[tuple[str, str], Any] = {}
     t_start = time.perf_counter()
+    cells = []
     for d in datasets:
         for o in objectives:
-            ov = [dict((objective_overrides or {}).get(o, {}))]
-            cell = out / "cells" / f"{d}-{o}"
-            resolved, data = _first_member(o, d, ov[0], steps, train, arch)
+            override = dict((objective_overrides or {}).get(o, {}))
+            resolved, data = _first_member(o, d, override, steps, train, arch)
             settings = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
-                        "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov[0],
+                        "train": dict(train or {}), "arch": dict(arch or {}), "objective": override,
                         "resolved": resolved}  # fmt: skip
-            record = _saved_cell(cell, settings)
-            if record is None and not train_missing:
-                if log:
-                    log(f"[table2] {d:12s} {LABELS[o]:14s} not finished{_progress_of(cell, steps)}")
-                continue
-            if record is None:
-                bt = train_batched(o, d, seed_list, steps, overrides=ov, train=train, arch=arch, log=log, device=device,
-                                   checkpoint=_cell_state(cell, settings))  # fmt: skip
-                t0 = time.perf_counter()
-                members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
-                record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
-                _save_cell(cell, settings, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
-            results["runs"][f"{d}/{o}"] = record
-            members = record["members"]
-            results["summary"].setdefault(d, {})[o] = {k: _mean_std([m[k] for m in members]) for k in (*METRICS, "jsd_textbook")}
-            figure_models[(d, o)] = ((load_component(cell / "encoder"), load_component(cell / "decoder")), data)
+            cells.append((d, o, out / "cells" / f"{d}-{o}", settings, data))
+    missing = [c for c in cells if _saved_cell(c[2], c[3]) is None]
+    if train_missing and missing:
+        tasks = [{"dataset": d, "objective": o, "cell": str(cell), "settings": settings, "device": device, "threads": 1 if jobs > 1 else None}
+                 for d, o, cell, settings, _ in missing]  # fmt: skip
+        _run_tasks(_train_cell, tasks, jobs, log, "table2")
+    trained = {c[2] for c in missing}
+    for d, o, cell, settings, data in cells:
+        record = _saved_cell(cell, settings)
+        if record is None:
             if log:
-                s = results["summary"][d][o]
-                log(
-                    f"[table2] {d:12s} {LABELS[o]:14s} train {record['train_seconds']:6.1f}s eval {record['eval_seconds']:5.1f}s  "
-                    + "  ".join(f"{k}={s[k][0]:.3g}±{s[k][1]:.2g}" for k in (*METRICS, "jsd_textbook"))
-                    + ("  (saved by an earlier call)" if record.get("reused") else "")
-                )
+                log(f"[table2] {d:12s} {LABELS[o]:14s} not finished{_progress_of(cell, steps)}")
+            continue
+        results["runs"][f"{d}/{o}"] = record
+        members = record["members"]
+        results["summary"].setdefault(d, {})[o] = {k: _mean_std([m[k] for m in members]) for k in (*METRICS, "jsd_textbook")}
+        figure_models[(d, o)] = ((load_component(cell / "encoder"), load_component(cell / "decoder")), data)
+        if log:
+            s = results["summary"][d][o]
+            log(
+                f"[table2] {d:12s} {LABELS[o]:14s} train {record['train_seconds']:6.1f}s eval {record['eval_seconds']:5.1f}s  "
+                + "  ".join(f"{k}={s[k][0]:.3g}±{s[k][1]:.2g}" for k in (*METRICS, "jsd_textbook"))
+                + ("" if cell in trained else "  (saved by an earlier call)")
+            )
     results["seconds"] = time.perf_counter() - t_start
     write_json(out / "table2.json", results)
     (out / "table2.md").write_text(table2_markdown(results))
     table2_grid(figure_models, datasets, objectives, out / "table2_grid.png")
     return results
+
+
+def _train_cell(task: Mapping[str, Any], log: Log | None = None) -> str:
+    """Train and evaluate one Table 2 cell and keep it under its directory (a worker process's
+    task when the bench runs several jobs)."""
+    if task["threads"]:
+        torch.set_num_threads(task["threads"])
+    s, cell = task["settings"], Path(task["cell"])
+    bt = train_batched(task["objective"], task["dataset"], s["seeds"], s["steps"], overrides=[s["objective"]], train=s["train"], arch=s["arch"],
+                       log=log, device=task["device"], checkpoint=_cell_state(cell, s))  # fmt: skip
+    t0 = time.perf_counter()
+    members = evaluate_members(bt, eval_seed=s["eval_seed"], grid_points=s["grid_points"])
+    record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
+    _save_cell(cell, s, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
+    return f"{cell.name}: trained in {bt.seconds:.0f} s on {bt.device}"
+
+
+def _run_tasks(fn: Callable[..., str], tasks: Sequence[Mapping[str, Any]], jobs: int, log: Log | None, name: str) -> None:
+    """fn(task) for every task: in this process (with its progress logged), or ``jobs`` at a time
+    in worker processes (spawned: safe with CUDA), each finished task logged as it ends."""
+    if jobs == 1 or len(tasks) == 1:
+        for t in tasks:
+            fn({**t, "threads": None}, log)  # this process keeps its own thread count
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if log:
+        log(f"[{name}] {len(tasks)} to train, {jobs} at a time (each reported when it ends)")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(fn, t) for t in tasks]):
+            message = future.result()
+            if log:
+                log(f"[{name}] {message}")
 
 
 def _first_member(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None,

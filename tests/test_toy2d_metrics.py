@@ -186,6 +186,18 @@ def test_bench_functions_tiny(tmp_path):
     assert again["models"] == co["models"]
 
 
+def test_table2_cells_trained_in_worker_processes_equal_those_trained_in_process(tmp_path):
+    from genvae.bench2d import run_table2
+
+    kw = dict(steps=6, seeds=1, datasets=["8gaussians"], objectives=["vae", "intro"], grid_points=32,
+              train={"batch_size": 32}, arch={"hidden": 16}, log=None)  # fmt: skip
+    one = run_table2(tmp_path / "one", **kw)
+    two = run_table2(tmp_path / "two", jobs=2, **kw)
+    assert two["summary"] == one["summary"] and set(two["runs"]) == {"8gaussians/vae", "8gaussians/intro"}
+    with pytest.raises(ConfigError, match="--jobs must be at least 1, got 0"):
+        run_table2(tmp_path / "three", jobs=0, **kw)
+
+
 def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
     """A crash in the middle of a cell keeps its last saved state; the rerun continues from it and
     gives the metrics of a cell trained straight through; the finished cell drops its state."""

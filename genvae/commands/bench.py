@@ -30,6 +30,7 @@ def table2(
     objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: vae, intro, soft-intro)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
     report: bool = typer.Option(False, "--report", help="Train nothing: write the table and figure of the cells finished so far."),
+    jobs: int = typer.Option(1, "--jobs", help="Cells trained at once, one process each (a GPU is kept busy only by several at once)."),
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
 
@@ -37,7 +38,7 @@ def table2(
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
 
     run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
-               device=device, train_missing=not report)  # fmt: skip
+               device=device, train_missing=not report, jobs=jobs)  # fmt: skip
     console.print((out / "table2.md").read_text())
 
 
