@@ -91,8 +91,7 @@ class _RecordingModels(Models):
 
     def randn_like(self, t: Tensor) -> Tensor:
         self.shapes.append(tuple(t.shape))
-        # drawn on the CPU generator and moved: the dry run may run on a GPU
-        return torch.randn(t.shape, generator=self.generator, dtype=t.dtype).to(t.device)
+        return super().randn_like(t)
 
 
 # --------------------------------------------------------------------------------------------

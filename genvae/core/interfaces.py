@@ -186,11 +186,15 @@ class Models:
         With several processes every process draws the noise of the *global* batch from the same
         generator and keeps its rows ``rank::world_size`` — the rows its data came from — so that
         P processes × batch B compute exactly what one process computes with batch P·B.
+
+        A generator on another device than ``t`` (a CPU generator for networks on a GPU) draws on
+        its own device, and the noise is then moved to ``t``'s.
         """
+        device = t.device if self.generator is None else self.generator.device
         if self.world_size == 1:
-            return torch.randn(t.shape, generator=self.generator, device=t.device, dtype=t.dtype)
+            return torch.randn(t.shape, generator=self.generator, device=device, dtype=t.dtype).to(t.device)
         shape = (t.shape[0] * self.world_size, *t.shape[1:])
-        return torch.randn(shape, generator=self.generator, device=t.device, dtype=t.dtype)[self.rank :: self.world_size]
+        return torch.randn(shape, generator=self.generator, device=device, dtype=t.dtype)[self.rank :: self.world_size].to(t.device)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.encoder(x, y)

@@ -215,13 +215,7 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 class EvalModels(Models):
     """Models for evaluation and figures, wherever the networks are: inputs are moved to a
     network's device and its outputs back to the input's device, so that code working on the CPU
-    (figures, metrics) can use networks that train on a GPU. Noise is drawn from ``generator`` on
-    its own device and then moved, as the single-process training draws it."""
-
-    def randn_like(self, t: Tensor) -> Tensor:
-        if self.generator is None:
-            return torch.randn(t.shape, device=t.device, dtype=t.dtype)
-        return torch.randn(t.shape, generator=self.generator, device=self.generator.device, dtype=t.dtype).to(t.device)
+    (figures, metrics) can use networks that train on a GPU."""
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         device = _device_of(self.encoder)

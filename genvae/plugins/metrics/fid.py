@@ -36,7 +36,6 @@ of processes), features are gathered with ``accelerator.gather``. Results are ap
 from __future__ import annotations
 
 import copy
-
 import hashlib
 import json
 import math
