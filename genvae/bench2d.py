@@ -81,13 +81,15 @@ def train_batched(
     log: Log | None = None,
     device: str | None = None,
     checkpoint: Path | None = None,
+    compile: bool = False,
 ) -> BatchedTrainer:
     """Train len(overrides) × len(seeds) members (dataset recommendations + overrides) for ``steps``.
 
     With ``checkpoint``, the state is saved there every ``BENCH_CHECKPOINT_EVERY`` steps and at the
-    end, and a call that finds it continues from it (equal to training straight through)."""
+    end, and a call that finds it continues from it (equal to training straight through).
+    ``compile``: torch.compile the step (same results to float rounding; see BatchedTrainer)."""
     cfgs, data = member_configs(objective, dataset, seeds, overrides=overrides, train={**(train or {}), "steps": steps}, arch=arch)
-    bt = BatchedTrainer(cfgs, data, device=device)
+    bt = BatchedTrainer(cfgs, data, device=device, compile=compile)
     if checkpoint is not None and checkpoint.is_file():
         bt.load(checkpoint)
         if log:
@@ -130,6 +132,7 @@ def run_table2(
     device: str | None = None,
     train_missing: bool = True,
     jobs: int = 1,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate the Table 2 grid; writes table2.json, table2.md and table2_grid.png.
 
@@ -140,7 +143,7 @@ def run_table2(
     ``jobs`` > 1 trains that many cells at once, one worker process (and torch thread) each. A
     cell's step is a few hundred tiny kernels, bound by Python and launches, so one cell leaves a
     GPU mostly idle; 13 at once kept an H100 85-95 % busy (docs/results.md, "On one GPU"). Each
-    cell's result does not depend on ``jobs``."""
+    cell's result does not depend on ``jobs``, nor (beyond float rounding) on ``compile``."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
@@ -160,7 +163,8 @@ def run_table2(
             cells.append((d, o, out / "cells" / f"{d}-{o}", settings, data))
     missing = [c for c in cells if _saved_cell(c[2], c[3]) is None]
     if train_missing and missing:
-        tasks = [{"dataset": d, "objective": o, "cell": str(cell), "settings": settings, "device": device, "threads": 1 if jobs > 1 else None}
+        tasks = [{"dataset": d, "objective": o, "cell": str(cell), "settings": settings, "device": device, "compile": compile,
+                  "threads": 1 if jobs > 1 else None}
                  for d, o, cell, settings, _ in missing]  # fmt: skip
         _run_tasks(_train_cell, tasks, jobs, log, "table2")
     trained = {c[2] for c in missing}
@@ -195,7 +199,7 @@ def _train_cell(task: Mapping[str, Any], log: Log | None = None) -> str:
         torch.set_num_threads(task["threads"])
     s, cell = task["settings"], Path(task["cell"])
     bt = train_batched(task["objective"], task["dataset"], s["seeds"], s["steps"], overrides=[s["objective"]], train=s["train"], arch=s["arch"],
-                       log=log, device=task["device"], checkpoint=_cell_state(cell, s))  # fmt: skip
+                       log=log, device=task["device"], checkpoint=_cell_state(cell, s), compile=task.get("compile", False))  # fmt: skip
     t0 = time.perf_counter()
     members = evaluate_members(bt, eval_seed=s["eval_seed"], grid_points=s["grid_points"])
     record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
@@ -372,6 +376,7 @@ def run_stability(
     log: Log | None = print,
     device: str | None = None,
     models: Sequence[str] = STABILITY_MODELS,
+    compile: bool = False,
 ) -> dict[str, Any] | None:
     """IntroVAE for each m (all m × seeds in one batched model) vs Soft-IntroVAE with IntroVAE's
     other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png.
@@ -400,7 +405,7 @@ def run_stability(
             return None
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
-                               checkpoint=_cell_state(cell, settings))  # fmt: skip
+                               checkpoint=_cell_state(cell, settings), compile=compile)  # fmt: skip
             record = {"members": evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)}
             _save_cell(cell, settings, record)
         elif log:
@@ -475,6 +480,7 @@ def run_collapse(
     soft_intro_overrides: Mapping[str, Any] | None = None,
     log: Log | None = print,
     device: str | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """VAE vs Soft-IntroVAE with β_kl = 1, β_rec = 0.5 (β_neg = 5): writes collapse.json / .png."""
     out = Path(out_dir)
@@ -488,7 +494,8 @@ def run_collapse(
         settings = {"dataset": dataset, "steps": steps, "seeds": seed_list, "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov,
                     "resolved": _first_member(o, dataset, ov, steps, train, arch)[0]}  # fmt: skip
         state = _cell_state(out / "cells" / f"collapse-{o}", settings)
-        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device, checkpoint=state)
+        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device, checkpoint=state,
+                           compile=compile)
         kl = torch.stack(bt.history.logs["kl"]).T  # (R, steps): KL(q(z|x)‖p(z)) of real data per step
         enc, dec = bt.member_modules(0)
         samples[o] = (generated_samples(dec, sum(enc.latent_groups.values()), 2000, 1), float(getattr(bt.data, "plot_scale", 2.0)))

@@ -31,6 +31,7 @@ def table2(
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
     report: bool = typer.Option(False, "--report", help="Train nothing: write the table and figure of the cells finished so far."),
     jobs: int = typer.Option(1, "--jobs", help="Cells trained at once, one process each (a GPU is kept busy only by several at once)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
 
@@ -38,7 +39,7 @@ def table2(
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
 
     run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
-               device=device, train_missing=not report, jobs=jobs)  # fmt: skip
+               device=device, train_missing=not report, jobs=jobs, compile=compile)  # fmt: skip
     console.print((out / "table2.md").read_text())
 
 
@@ -50,13 +51,14 @@ def stability(
     seeds: int = typer.Option(5, "--seeds", help="Seeds per configuration."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
     models: Optional[list[str]] = typer.Option(None, "--model", help="Train only this one of intro, soft-intro (e.g. one per process); default both."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
 
     After a crash or Ctrl-C, the same command reuses a model finished earlier and continues an unfinished one from its last checkpoint (every 1,000 steps; OUT/cells)."""
     from genvae.bench2d import STABILITY_MODELS, run_stability
 
-    if run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, models=models or STABILITY_MODELS) is not None:
+    if run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, models=models or STABILITY_MODELS, compile=compile) is not None:
         console.print(f"wrote {out / 'stability.png'}")
 
 
@@ -67,13 +69,14 @@ def collapse(
     steps: int = typer.Option(30_000, "--steps", help="Training steps per run."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per model."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
 ) -> None:
     """Appendix 9.5 / Figure 21: the VAE's KL collapses, Soft-IntroVAE's does not (8 Gaussians).
 
     After a crash or Ctrl-C, the same command continues each model from its last checkpoint (every 1,000 steps; OUT/cells)."""
     from genvae.bench2d import run_collapse
 
-    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device)
+    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, compile=compile)
     console.print(f"wrote {out / 'collapse.png'}")
 
 
