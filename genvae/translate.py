@@ -42,15 +42,9 @@ def group_slices(models: Models) -> dict[str, slice]:
     return out
 
 
-def _device(models: Models) -> torch.device:
-    for p in models.decoder.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def encode_means(models: Models, x: Tensor) -> Tensor:
-    mu, _ = models.encode(x.to(_device(models)))
+    mu, _ = models.encode(x.to(models.device))
     return mu
 
 

@@ -21,6 +21,7 @@ def _builtin_plugins_only(monkeypatch):
     from genvae.core.plugins import use_plugins
 
     monkeypatch.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("GENVAE_PLUGINS", raising=False)
     use_plugins(None)
     yield
     use_plugins(None)

@@ -132,3 +132,68 @@ def test_a_plugin_reconstruction_loss_is_usable_by_objectives():
     cfg, _ = resolve(merge_user(None, ["objective.recon_loss=l1"], {}))
     assert cfg.objective["recon_loss"] == "l1"
     assert reconstruction_error(torch.zeros(2, 3), torch.ones(2, 3), "l1").tolist() == [3.0, 3.0]
+
+
+def _list_plugins(columns: int = 80) -> str:
+    from typer.testing import CliRunner
+
+    from genvae.cli import app
+
+    result = CliRunner().invoke(app, ["plugins", "list"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_plugins_list_never_cuts_names_off():
+    output = _list_plugins(80)
+    assert "…" not in output
+    for info in load_plugins().info.values():
+        assert info.name in output
+        for names in info.registers.values():
+            assert all(name in output for name in names), names
+
+
+def test_genvae_plugins_loads_modules_without_installing(tmp_path, monkeypatch):
+    (tmp_path / "genvae_tryplug.py").write_text(textwrap.dedent(GOOD_PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GENVAE_PLUGINS", " genvae_tryplug , ")  # autoload stays disabled (conftest)
+    plugins = load_plugins()
+    assert plugins.objectives.entry("fake-vae").plugin == "genvae_tryplug"
+    info = plugins.info["genvae_tryplug"]
+    assert (info.distribution, info.error) == ("GENVAE_PLUGINS", None)
+    assert "genvae_tryplug" in _list_plugins() and "fake-vae" in _list_plugins()
+
+    monkeypatch.setenv("GENVAE_BLOCK_PLUGINS", "genvae_tryplug")
+    assert "fake-vae" not in load_plugins().objectives
+
+
+def test_a_broken_genvae_plugins_module_is_listed_and_named_by_unknown_name_errors(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from genvae.cli import app
+
+    (tmp_path / "genvae_trybroken.py").write_text("import genvae_no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GENVAE_PLUGINS", "genvae_trybroken")
+    plugins = load_plugins()
+    error = "ModuleNotFoundError: No module named 'genvae_no_such_dependency'"
+    assert plugins.info["genvae_trybroken"].error == error
+    assert "soft-intro" in plugins.objectives
+    with pytest.raises(PluginError) as raised:
+        plugins.objectives.get("my-vae")
+    assert str(raised.value) == (
+        "unknown objective 'my-vae'; did you mean 'vae'? available: intro, soft-intro, vae "
+        f"(note: plugin genvae_trybroken failed to load: {error}; see `genvae plugins list`)"
+    )
+    listing = " ".join(_list_plugins(200).split())
+    assert "genvae_trybroken" in listing and f"broken: {error}" in listing
+
+    result = CliRunner().invoke(app, ["train", "--objective", "my-vae", "--data", "8gaussians", "--dry-run"])
+    assert result.exit_code == 2
+    assert "plugin genvae_trybroken failed to load: ModuleNotFoundError" in " ".join(result.output.split())
+
+
+def test_unknown_name_errors_say_nothing_of_plugins_when_none_is_broken():
+    with pytest.raises(PluginError) as raised:
+        load_plugins().datasets.get("moons")
+    assert "note:" not in str(raised.value)

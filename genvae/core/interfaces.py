@@ -24,12 +24,22 @@ class Component(nn.Module):
     """An nn.Module whose constructor keyword arguments are its exported config (config.json).
 
     Subclasses pass every constructor argument to ``super().__init__(**kwargs)`` so that the
-    component can be rebuilt from JSON without pickling any code.
+    component can be rebuilt from JSON without pickling any code. Tuples (such as
+    ``data_shape``) are stored as lists, as JSON reads them back.
     """
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
-        self.config: dict[str, Any] = dict(config)
+        self.config: dict[str, Any] = _tuples_to_lists(config)
+
+
+def _tuples_to_lists(value: Any) -> Any:
+    """``value`` with every tuple or list, also inside lists and dicts, as a list."""
+    if isinstance(value, dict):
+        return {k: _tuples_to_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tuples_to_lists(v) for v in value]
+    return value
 
 
 class Encoder(Component):
@@ -54,6 +64,11 @@ class Decoder(Component):
 
     @abstractmethod
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor: ...
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a network's parameters (the CPU for one without parameters)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 def append_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
@@ -206,6 +221,11 @@ class Models:
         if getattr(self.decoder, "draws_noise", False):
             return self.enlarge(self.decoder(z, y, noise=self.randn_like))
         return self.enlarge(self.decoder(z, y))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the decoder's parameters are (where its inputs must go)."""
+        return module_device(self.decoder)
 
     def enlarge(self, x: Tensor) -> Tensor:
         """Images smaller than ``output_size`` enlarged to it (nearest); anything else unchanged."""

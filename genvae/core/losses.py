@@ -91,7 +91,7 @@ def reconstruction_loss(kind: str) -> Callable[[Tensor, Tensor], Tensor]:
     if kind not in losses:
         from genvae.core.registry import unknown_name_message
 
-        raise ConfigError(unknown_name_message("reconstruction loss", kind, sorted({*RECONSTRUCTION_LOSSES, *losses.names()})))
+        raise ConfigError(unknown_name_message("reconstruction loss", kind, sorted({*RECONSTRUCTION_LOSSES, *losses.names()}), losses.broken))
     return losses.get(kind)
 
 

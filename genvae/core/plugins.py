@@ -1,18 +1,21 @@
-"""Plugin discovery: built-ins and installed packages, loaded through the same hooks.
+"""Plugin discovery: built-ins, installed packages and named modules, loaded through the same hooks.
 
 Environment switches:
+- ``GENVAE_PLUGINS=module1,module2``: also load these importable modules as plugins, without
+  installing them (each is registered under its module name, even with autoload disabled).
 - ``GENVAE_DISABLE_PLUGIN_AUTOLOAD=1``: load only the built-ins (no ``genvae`` entry points).
 - ``GENVAE_BLOCK_PLUGINS=name1,name2``: never load these plugins (built-in or installed).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as metadata
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 
@@ -23,6 +26,7 @@ from genvae.errors import PluginError
 ENTRY_POINT_GROUP = "genvae"
 AUTOLOAD_ENV = "GENVAE_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "GENVAE_BLOCK_PLUGINS"
+MODULES_ENV = "GENVAE_PLUGINS"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.objectives.vae",
@@ -96,8 +100,13 @@ class Plugins:
         return self.registries["feature extractor"]
 
 
+def _env_names(variable: str) -> list[str]:
+    """The comma-separated names in an environment variable, blanks dropped."""
+    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
+
+
 def _blocked() -> set[str]:
-    return {name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()}
+    return set(_env_names(BLOCK_ENV))
 
 
 def _genvae_version() -> str:
@@ -108,7 +117,8 @@ def _genvae_version() -> str:
 
 
 def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
-    """A PluginManager with the hookspecs, the built-ins, installed entry points and ``extra``.
+    """A PluginManager with the hookspecs, the built-ins, installed entry points, the modules
+    named in ``GENVAE_PLUGINS`` and ``extra``.
 
     A plugin that fails to import is recorded with its error instead of raising, so one broken
     package cannot take the CLI down.
@@ -128,17 +138,23 @@ def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.P
         pm.register(importlib.import_module(module_name), name=short)
         info[short] = PluginInfo(short, version=version)
 
+    def register_loaded(name: str, load: Callable[[], Any], dist: str, dist_version: str = "") -> None:
+        try:
+            pm.register(load(), name=name)
+            info[name] = PluginInfo(name, dist, dist_version)
+        except Exception as exc:  # a broken third-party plugin must not stop genvae
+            info[name] = PluginInfo(name, dist, dist_version, error=f"{type(exc).__name__}: {exc}")
+
     if not os.environ.get(AUTOLOAD_ENV):
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in blocked or pm.has_plugin(ep.name):
                 continue
-            dist = ep.dist.name if ep.dist else "?"
-            dist_version = ep.dist.version if ep.dist else ""
-            try:
-                pm.register(ep.load(), name=ep.name)
-                info[ep.name] = PluginInfo(ep.name, dist, dist_version)
-            except Exception as exc:  # a broken third-party plugin must not stop genvae
-                info[ep.name] = PluginInfo(ep.name, dist, dist_version, error=f"{type(exc).__name__}: {exc}")
+            register_loaded(ep.name, ep.load, ep.dist.name if ep.dist else "?", ep.dist.version if ep.dist else "")
+
+    for module_name in _env_names(MODULES_ENV):  # named explicitly: loaded even with autoload off
+        if module_name in blocked or pm.has_plugin(module_name):
+            continue
+        register_loaded(module_name, functools.partial(importlib.import_module, module_name), MODULES_ENV)
 
     for name, plugin in extra or []:
         if name in blocked:
@@ -171,6 +187,9 @@ def collect(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> Plugins:
                 raise
             except Exception as exc:
                 plugin_info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+    broken = {i.name: i.error for i in info.values() if i.error}
+    for registry in registries.values():
+        registry.broken = broken
     return Plugins(pm, registries, info)
 
 

@@ -24,6 +24,8 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        # plugin name -> error, for plugins that failed to load: an unknown name may be theirs
+        self.broken: dict[str, str] = {}
 
     def register(self, name: str, value: T, *, plugin: str = "?") -> None:
         if not isinstance(name, str) or not name:
@@ -43,7 +45,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise PluginError(unknown_name_message(self.kind, name, self.names())) from None
+            raise PluginError(unknown_name_message(self.kind, name, self.names(), self.broken)) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -58,12 +60,20 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
-def unknown_name_message(kind: str, name: str, available: list[str]) -> str:
-    """``unknown objective 'sof-intro'; did you mean 'soft-intro'? available: intro, soft-intro, vae``"""
+def unknown_name_message(kind: str, name: str, available: list[str], broken: dict[str, str] | None = None) -> str:
+    """``unknown objective 'sof-intro'; did you mean 'soft-intro'? available: intro, soft-intro, vae``
+
+    ``broken`` (plugin name -> error) adds a note naming the plugins that failed to load, since
+    the name may be one of theirs.
+    """
     message = f"unknown {kind} {name!r}"
     close = difflib.get_close_matches(str(name), available, n=1, cutoff=0.6)
     if close:
         message += f"; did you mean {close[0]!r}?"
     else:
         message += ";"
-    return message + f" available: {', '.join(available) or '(none)'}"
+    message += f" available: {', '.join(available) or '(none)'}"
+    if broken:
+        failures = "; ".join(f"plugin {plugin} failed to load: {error}" for plugin, error in sorted(broken.items()))
+        message += f" (note: {failures}; see `genvae plugins list`)"
+    return message

@@ -24,7 +24,7 @@ from genvae.core.config import (
     to_jsonable,
     validate_options,
 )
-from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective
+from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective, module_device
 from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
@@ -208,22 +208,18 @@ def can_grow(arch: Architecture) -> bool:
     return hasattr(arch.encoder, "set_growth") and hasattr(arch.decoder, "set_growth")
 
 
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
 class EvalModels(Models):
     """Models for evaluation and figures, wherever the networks are: inputs are moved to a
     network's device and its outputs back to the input's device, so that code working on the CPU
     (figures, metrics) can use networks that train on a GPU."""
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        device = _device_of(self.encoder)
+        device = module_device(self.encoder)
         mu, logvar = super().encode(x.to(device), None if y is None else y.to(device))
         return mu.to(x.device), logvar.to(x.device)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        device = _device_of(self.decoder)
+        device = module_device(self.decoder)
         return super().decode(z.to(device), None if y is None else y.to(device)).to(z.device)
 
 

@@ -1,7 +1,8 @@
 """Loaded by pytest through the ``pytest11`` entry point when genvae is installed.
 
 Fixtures:
-- ``genvae_builtin_plugins_only``: loads only the built-in plugins (no entry points) for a test.
+- ``genvae_builtin_plugins_only``: loads only the built-in plugins (no entry points, no
+  ``GENVAE_PLUGINS`` modules) for a test.
 - ``genvae_plugins``: a function ``(*plugin_objects) -> Plugins`` that makes the given plugin
   objects (modules or classes with ``@genvae.hookimpl`` functions) active for the test.
 """
@@ -18,6 +19,7 @@ def genvae_builtin_plugins_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     from genvae.core.plugins import use_plugins
 
     monkeypatch.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("GENVAE_PLUGINS", raising=False)
     use_plugins(None)
     yield
     use_plugins(None)

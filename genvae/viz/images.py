@@ -17,12 +17,6 @@ from genvae.core.interfaces import Models
 from genvae.errors import DataError
 
 
-def _device(models: Models) -> torch.device:
-    for p in models.decoder.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def make_grid(images: Tensor, nrow: int, padding: int = 2) -> Tensor:
     """(N, C, H, W) -> one (C, H', W') grid with ``nrow`` images per row, clamped to [0, 1]."""
     from torchvision.utils import make_grid as tv_make_grid
@@ -65,7 +59,7 @@ def sample_grid(models: Models, n: int = 64, seed: int = 0, columns: int = 8) ->
     """Decoder samples from the prior N(0, I). Conditional models: one row per class."""
     generator = torch.Generator().manual_seed(seed)
     num_classes = is_conditional(models)
-    device = _device(models)
+    device = models.device
     if num_classes:
         y = torch.arange(num_classes).repeat_interleave(columns)
         z = torch.randn(len(y), models.z_dim, generator=generator)
@@ -79,7 +73,7 @@ def sample_grid(models: Models, n: int = 64, seed: int = 0, columns: int = 8) ->
 @torch.no_grad()
 def reconstruction_grid(models: Models, x: Tensor, y: Tensor | None = None, columns: int = 8) -> Tensor:
     """Odd rows: real images; even rows: their reconstructions D(mu(x)) (as the paper's figures)."""
-    device = _device(models)
+    device = models.device
     rows = max(1, len(x) // columns)
     x = x[: rows * columns].to(device)
     y = None if y is None or not is_conditional(models) else y[: rows * columns].to(device)
@@ -99,7 +93,7 @@ def interpolation_grid(models: Models, corners: Tensor, steps: int = 8, labels: 
     """
     if corners.shape[0] != 4:
         raise ValueError(f"interpolation_grid needs exactly 4 corner images, got {corners.shape[0]}")
-    device = _device(models)
+    device = models.device
     conditional = is_conditional(models)
     if conditional and labels is None:
         raise ValueError("this model is class-conditional: pass the 4 corner labels")
