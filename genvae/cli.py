@@ -43,6 +43,15 @@ def _main(
     pass
 
 
+def _checkpoint_step(run_dir: Path) -> int | None:
+    """The step of a run's last checkpoint (None without one)."""
+    from genvae.core.checkpoint import find_checkpoint
+    from genvae.core.config import read_json
+
+    found = find_checkpoint(run_dir)
+    return int(read_json(found / "trainer.json")["step"]) if found is not None else None
+
+
 def default_run_dir(objective: str, arch: str, data: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
@@ -112,12 +121,15 @@ def train(
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
     if not resume:
         check_new_run_dir(run_dir)
+    saved_step = _checkpoint_step(run_dir) if resume else None
     console.print(
         f"[bold]genvae[/] {cfg.objective['name']} / {cfg.arch['name']} / {cfg.data['name']}: "
-        f"{cfg.train.steps} steps, batch {cfg.train.batch_size} -> {run_dir}"
+        + (f"resuming at step {saved_step} of {cfg.train.steps}" if saved_step is not None else f"{cfg.train.steps} steps")
+        + f", batch {cfg.train.batch_size} -> {run_dir}",
+        soft_wrap=True,
     )
     num_vae = cfg.objective.get("num_vae")
-    if num_vae is not None and cfg.train.steps <= num_vae:
+    if num_vae is not None and cfg.train.steps <= num_vae and (saved_step or 0) < cfg.train.steps:
         err_console.print(
             f"[yellow]warning:[/] train.steps ({cfg.train.steps}) <= objective.num_vae ({num_vae}): the whole run is the "
             f"plain-VAE warm-up; pass more --steps or a smaller --set objective.num_vae=N to train the {cfg.objective['name']} game",
@@ -142,9 +154,11 @@ def train(
         raise typer.Exit(code=130) from None
     if result.steps_run == 0:
         console.print(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train (pass --steps to train longer)", highlight=False, soft_wrap=True)
+        for path in result.figures:
+            console.print(f"  wrote the missing figure {path}", soft_wrap=True)
         return
     speed = result.steps_run / max(result.seconds, 1e-9)
-    console.print(f"done: step {result.step} in {result.seconds:.1f} s ({speed:.1f} steps/s); wrote {run_dir}")
+    console.print(f"done: step {result.step} in {result.seconds:.1f} s ({speed:.1f} steps/s); wrote {run_dir}", soft_wrap=True)
     for path in result.figures:
         console.print(f"  {path}")
 
@@ -195,27 +209,29 @@ def sample(
         torch.save(x, out)
     else:
         loaded.data.plot_samples(x, out)
-    console.print(f"wrote {n} samples to {out}")
+    console.print(f"wrote {n} samples to {out}", soft_wrap=True)
 
 
 @plugins_app.command("list")
 @user_errors
 def plugins_list() -> None:
     """A table of plugins: distribution, version, what each registers, and errors."""
+    from rich.markup import escape
     from rich.table import Table
 
     from genvae.core.plugins import get_plugins
 
     plugins = get_plugins()
     table = Table(title="genvae plugins")
-    table.add_column("plugin", no_wrap=True)
-    table.add_column("from", no_wrap=True)
-    table.add_column("registers")
-    table.add_column("status")
+    # overflow="fold": a narrow terminal wraps long names, never cuts them off with "…"
+    table.add_column("plugin / from", overflow="fold")
+    table.add_column("registers", overflow="fold")
+    table.add_column("status", overflow="fold")
     for info in sorted(plugins.info.values(), key=lambda i: i.name):
         registers = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.registers.items()))
-        status = f"[red]broken: {info.error}[/]" if info.error else "[green]ok[/]"
-        table.add_row(info.name, f"{info.distribution} {info.version}", registers or "-", status)
+        status = f"[red]broken: {escape(info.error)}[/]" if info.error else "[green]ok[/]"
+        source = escape(f"{info.distribution} {info.version}".strip())
+        table.add_row(f"{escape(info.name)}\n[dim]{source}[/]", escape(registers) or "-", status)
     Console().print(table)  # a fresh console: honours the terminal width (COLUMNS) of this call
 
 
@@ -232,7 +248,7 @@ def translate(
     from genvae.translate import write_translation_grid
 
     path = write_translation_grid(load_run(run), class_from, content_from, out)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", soft_wrap=True)
 
 
 @app.command()
@@ -257,7 +273,7 @@ def interpolate(
         raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape})")
     images = load_images(corners, loaded.data.shape)
     grid = interpolation_grid(loaded.models, images, steps=steps)
-    console.print(f"wrote {save_grid(grid, out)}")
+    console.print(f"wrote {save_grid(grid, out)}", soft_wrap=True)
 
 
 def add_plugin_commands(argv: list[str]) -> None:

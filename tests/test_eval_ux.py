@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -139,3 +141,28 @@ def test_fid_warns_in_one_line_when_the_reference_is_too_small_for_its_covarianc
     expected = (f"warning: reference {stats} has 100 images, fewer than 2 × the 256 feature dimensions: its covariance is "
                 "rank-deficient and the FID unreliable; use more images")  # fmt: skip
     assert warnings == [expected]
+
+
+def test_eval_metric_names_an_option_the_metric_does_not_take(runs):
+    line = one_line_error(invoke("eval", "metric", "toy2d", runs / "8gaussians", "--option", "foo=1"))
+    assert "metric 'toy2d' has no option 'foo'; remove --option foo=..." in line
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_a_damaged_run_file_is_named_in_one_line_with_the_fix(runs, tmp_path, command):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "8gaussians", run)
+    args = ["sample", run, "--n", "10", "--out", tmp_path / "x.pt"] if command == "sample" else ["eval", "toy2d", run]
+    weights = run / "decoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    line = one_line_error(invoke(*args))
+    twin = run / "checkpoint" / "decoder" / "model.safetensors"
+    assert line.startswith(f"error: {weights} is unreadable (truncated or not a safetensors file); copy {twin} over it "
+                           "(the same file, saved with the last checkpoint), or restore it from a backup")  # fmt: skip
+    shutil.copy(twin, weights)  # the fix it names works
+    (run / "config.json").write_text("{")
+    line = one_line_error(invoke(*args))
+    assert line == (f"error: {run / 'config.json'} is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+                    "(char 1)); restore it from a backup, or use an earlier copy of the run, or start a new run")  # fmt: skip
+    shutil.copy(runs / "8gaussians" / "config.json", run / "config.json")
+    assert invoke(*args).exit_code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,17 @@ def test_ctrl_c_saves_the_last_step_and_resuming_equals_a_straight_run(tmp_path)
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
 
 
+def test_a_log_record_torn_by_a_kill_is_dropped_on_resume(tmp_path):
+    cfg, data = small_config(steps=20, checkpoint_every=10)
+    train(cfg, data, tmp_path / "straight", progress=False)
+    killed = tmp_path / "killed"
+    train(cfg.__class__.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": 10}}), data, killed, progress=False)
+    log = killed / "log.jsonl"
+    log.write_text(log.read_text() + '{"step": 11, "loss_vae": 0.5')  # a kill in the middle of a write
+    assert train(cfg, data, killed, resume=True, progress=False).steps_run == 10
+    assert [r["step"] for r in losses(killed)] == list(range(1, 21))
+
+
 def test_a_second_ctrl_c_interrupts_at_once(tmp_path):
     cfg, data = small_config(steps=20)
 
@@ -174,6 +186,89 @@ def test_resume_with_new_steps_updates_config_json_and_a_finished_run_says_so(tm
         assert "done" not in text
     assert (run / "log.jsonl").read_text() == log
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 6  # nothing trained: unchanged
+
+
+def test_resume_says_where_it_starts_and_writes_figures_a_kill_left_missing(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "--run-dir", run, "--steps", "4", *SMALL)[0].exit_code == 0
+    result, text = invoke("train", "--run-dir", run, "--resume", "--steps", "5", "--no-progress")
+    assert result.exit_code == 0 and "resuming at step 4 of 5" in text, result.output
+    assert "warning" not in text  # the warm-up (2 steps) is over
+    figures = sorted(p.name for p in run.glob("*.png"))
+    for p in run.glob("*.png"):  # as a kill -9 after the final checkpoint leaves the run
+        p.unlink()
+    result, text = invoke("train", "--run-dir", run, "--resume", "--no-progress")
+    assert result.exit_code == 0 and "nothing to train" in text and "wrote the missing figure" in text, result.output
+    assert sorted(p.name for p in run.glob("*.png")) == figures
+    result, text = invoke("train", "--run-dir", run, "--resume", "--no-progress")
+    assert "wrote the missing figure" not in text  # complete runs are left as they are
+
+
+# --- damaged run directories ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A 2-step run with its checkpoint, to copy and damage."""
+    from genvae.core.plugins import use_plugins
+
+    run = tmp_path_factory.mktemp("damaged") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")
+        use_plugins(None)
+        result, _ = invoke("train", "--run-dir", run, "--steps", "2", *SMALL)
+        use_plugins(None)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def damaged_copy(run, tmp_path, file, how):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    path = copy / file
+    assert path.is_file()
+    if how == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif how == "delete":
+        path.unlink()
+    else:
+        path.write_text("{")
+    return copy
+
+
+def one_error_line(result):
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and "Traceback" not in result.output and len(errors) == 1, result.output
+    return errors[0]
+
+
+RESTORE = "restore it from a backup, or use an earlier copy of the run, or start a new run"
+
+
+@pytest.mark.parametrize(
+    "file, how, expected",
+    [
+        ("checkpoint/encoder/model.safetensors", "truncate", "is unreadable (truncated or not a safetensors file); copy {run}/encoder/model.safetensors over it"),
+        ("checkpoint/accelerate/optimizer.bin", "truncate", "is unreadable (truncated or not a PyTorch file); " + RESTORE),
+        ("checkpoint/accelerate/optimizer.bin", "delete", "is missing; " + RESTORE),
+        ("checkpoint/accelerate/custom_checkpoint_0.pkl", "truncate", "is unreadable (truncated or not a PyTorch file); " + RESTORE),
+        ("checkpoint/accelerate/custom_checkpoint_3.pkl", "delete", "is missing; " + RESTORE),  # the last one: no gap in the numbers
+        ("checkpoint/trainer.json", "garble", "is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); " + RESTORE),
+        ("config.json", "garble", "is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); " + RESTORE),
+    ],
+)
+def test_resuming_a_damaged_run_names_the_file_and_the_fix_in_one_line(finished_run, tmp_path, file, how, expected):
+    run = damaged_copy(finished_run, tmp_path, file, how)
+    line = one_error_line(invoke("train", "--run-dir", run, "--resume", "--steps", "3", "--no-progress")[0])
+    assert line.startswith(f"error: {run / file} {expected.format(run=run)}"), line
+
+
+def test_a_damaged_checkpoint_is_a_run_dir_error_with_the_cause_chained(finished_run, tmp_path):
+    run = damaged_copy(finished_run, tmp_path, "checkpoint/accelerate/optimizer.bin", "truncate")
+    cfg, data = resolve(json.loads((run / "config.json").read_text()))
+    with pytest.raises(RunDirError, match="optimizer.bin is unreadable") as info:
+        train(cfg, data, run, resume=True, progress=False)
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 # --- what training prints -------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 
 import pytest
@@ -130,6 +132,20 @@ def test_non_finite_loss_stops_with_the_step_the_term_and_the_kept_checkpoint(tm
     checkpoint = tmp_path / "run" / "checkpoint"
     assert json.loads((checkpoint / "trainer.json").read_text())["step"] == 5
     assert not (tmp_path / "run" / "checkpoint.tmp").exists()
+
+
+def test_run_files_get_the_permissions_the_umask_gives(tmp_path):
+    """Atomic writes create files as open() does (0666 less the umask), not mkstemp's 0600."""
+    cfg, data = small_config(steps=2)
+    old = os.umask(0o027)
+    try:
+        train(cfg, data, tmp_path / "run", progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert {"config.json", "trainer.json", "model.safetensors", "log.jsonl"} <= {p.name for p in files}
+    assert {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in files if stat.S_IMODE(p.stat().st_mode) != 0o640} == {}
+    assert not [p for p in files if p.suffix == ".tmp"]
 
 
 def test_config_round_trip_and_validation(tmp_path):

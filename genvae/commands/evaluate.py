@@ -34,7 +34,7 @@ def toy2d(
 @user_errors
 def fid(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
-    ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', or a dataset name / image folder."),
+    ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', a dataset name, an image folder, or NAME:KEY=VALUE,... (e.g. folder:path=DIR,resolution=32)."),
     num_samples: int = typer.Option(50_000, "--num-samples", help="Generated images."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception (default), classifier, random-conv or a plugin's."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (or env GENVAE_INCEPTION_WEIGHTS)."),
@@ -70,7 +70,7 @@ def fid_ref(
 
     stats = compute_reference_stats(data, out, features=features, inception_weights=inception_weights, resize=resize,
                                     num_samples=num_samples, split=split, data_options=_key_values(data_options), feature_weights=feature_weights)
-    console.print(f"wrote {out} ({stats.get('n', '?')} images)")
+    console.print(f"wrote {out} ({stats.get('n', '?')} images)", soft_wrap=True)
 
 
 @eval_app.command("train-classifier")
@@ -92,7 +92,7 @@ def train_classifier(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     source, label = open_data(data, _key_values(data_options))
     info = classifier.train_classifier(source, label, out, steps=steps, batch_size=batch_size, seed=seed, log=console.print)
-    console.print(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} after {steps} steps ({info['seconds']} s)")
+    console.print(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} after {steps} steps ({info['seconds']} s)", soft_wrap=True)
 
 
 @eval_app.command("ood")
@@ -124,7 +124,26 @@ def metric(
     from genvae.core.plugins import get_plugins
     from genvae.core.run import load_run
 
-    _print(get_plugins().metrics.get(name).evaluate(load_run(run), seed=seed, **_key_values(options)))
+    kwargs = _key_values(options)
+    loaded = load_run(run)
+    try:
+        results = get_plugins().metrics.get(name).evaluate(loaded, seed=seed, **kwargs)
+    except TypeError as exc:
+        unknown = _unknown_option(exc, kwargs)
+        if unknown is None:
+            raise
+        from genvae.errors import ConfigError
+
+        raise ConfigError(f"metric {name!r} has no option {unknown!r}; remove --option {unknown}=... (a metric's options are in its documentation)") from None
+    _print(results)
+
+
+def _unknown_option(exc: TypeError, options: dict[str, Any]) -> str | None:
+    """The user's option a call rejected ("... got an unexpected keyword argument 'x'"), if any."""
+    import re
+
+    match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+    return match.group(1) if match and match.group(1) in options else None
 
 
 def _key_values(texts: list[str]) -> dict[str, Any]:

@@ -18,48 +18,63 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import secrets
 import shutil
-import tempfile
+import stat
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from genvae.core.config import read_json
 from genvae.core.interfaces import Component
 from genvae.errors import RunDirError
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 WEIGHTS = "model.safetensors"
 COMPONENT_CONFIG = "config.json"
 CHECKPOINT_DIR = "checkpoint"
+RESTORE = "restore it from a backup, or use an earlier copy of the run, or start a new run"
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
+    """A new temporary file beside ``path`` (an open descriptor and its name), renamed over
+    ``path`` when the block succeeds and removed otherwise. It ends with the mode open() gives new
+    files, 0666 less the umask (mkstemp, and safetensors' save_file, make them 0600: unreadable to
+    colleagues)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    try:
+        yield fd, tmp
+        os.chmod(tmp, mode)  # in case the writer replaced the file
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(path) as (fd, _), os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_component(module: Component, directory: Path, role: str, plugin: str) -> None:
@@ -71,18 +86,78 @@ def export_component(module: Component, directory: Path, role: str, plugin: str)
     atomic_write_text(directory / COMPONENT_CONFIG, json.dumps(config, indent=2) + "\n")
 
 
+def damaged(path: Path, problem: str) -> RunDirError:
+    """The error for a run file that cannot be read: which, what is wrong, how to repair it.
+    An exported component is written twice (RUN/<part>/ and RUN/checkpoint/<part>/, the same
+    files), so the other copy can replace a damaged one."""
+    twin = _twin(Path(path))
+    fix = f"copy {twin} over it (the same file, saved with the last checkpoint), or {RESTORE}" if twin else RESTORE
+    return RunDirError(f"{path} {problem}; {fix}")
+
+
+def _twin(path: Path) -> Path | None:
+    if path.name not in (WEIGHTS, COMPONENT_CONFIG):
+        return None
+    part = path.parent
+    if part.parent.name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+        twin = part.parent.parent / part.name / path.name
+    else:
+        twin = part.parent / CHECKPOINT_DIR / part.name / path.name
+    return twin if twin.is_file() else None
+
+
 def read_component_config(directory: Path) -> dict[str, Any]:
     path = Path(directory) / COMPONENT_CONFIG
     if not path.is_file():
         raise RunDirError(f"{path} is missing: {directory} is not an exported genvae component")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def load_weights(module: torch.nn.Module, directory: Path) -> None:
     path = Path(directory) / WEIGHTS
     if not path.is_file():
+        if _twin(path):  # deleted from a run
+            raise damaged(path, "is missing")
         raise RunDirError(f"{path} is missing: the run has no exported weights yet")
-    module.load_state_dict(load_file(str(path)))
+    try:
+        state = load_file(str(path))
+    except SafetensorError as exc:
+        raise damaged(path, "is unreadable (truncated or not a safetensors file)") from exc
+    module.load_state_dict(state)
+
+
+def load_state(accelerator: "Accelerator", state_dir: Path) -> None:
+    """``accelerator.load_state``; a missing or damaged file of the state is a RunDirError."""
+    try:
+        accelerator.load_state(str(state_dir))
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        # accelerate's private list of registered objects: one custom_checkpoint_<i>.pkl each
+        path = _damaged_state_file(Path(state_dir), exc, len(accelerator._custom_objects))
+        if path is None:
+            raise  # every file is intact: not damage
+        problem = "is unreadable (truncated or not a PyTorch file)" if path.exists() else "is missing"
+        raise damaged(path, problem) from exc
+
+
+def _damaged_state_file(state_dir: Path, exc: Exception, custom_objects: int) -> Path | None:
+    """The missing or unreadable file (not a complete zip archive, as torch.save writes them)
+    that made loading an Accelerate state fail; None when there is none."""
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return Path(exc.filename)
+    if not state_dir.is_dir():
+        return state_dir
+    expected = [state_dir / f"custom_checkpoint_{i}.pkl" for i in range(custom_objects)]
+    missing = [p for p in expected if not p.is_file()]
+    unreadable = [p for p in sorted(state_dir.iterdir()) if p.suffix in (".bin", ".pkl") and not _complete_zip(p)]
+    return next(iter(missing + unreadable), None)
+
+
+def _complete_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
 
 
 def swap_in_directory(tmp_dir: Path, final_dir: Path) -> None:

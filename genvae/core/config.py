@@ -251,4 +251,11 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A run's JSON file (config.json, trainer.json, a component's config.json); a damaged one is a
+    RunDirError that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        from genvae.core.checkpoint import damaged
+
+        raise damaged(path, f"is not valid JSON ({exc})") from exc

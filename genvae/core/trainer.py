@@ -30,8 +30,8 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import Tensor
 
-from genvae.core.checkpoint import CHECKPOINT_DIR, atomic_write_text, export_component, find_checkpoint, load_weights, swap_in_directory
-from genvae.core.config import write_json
+from genvae.core.checkpoint import CHECKPOINT_DIR, atomic_write_text, export_component, find_checkpoint, load_state, load_weights, swap_in_directory
+from genvae.core.config import read_json, write_json
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
@@ -201,19 +201,22 @@ class Trainer:
             return
         for name, module in self.parts.items():
             load_weights(module, checkpoint / name)
-        self.accelerator.load_state(str(checkpoint / "accelerate"))
-        self.step = json.loads((checkpoint / "trainer.json").read_text())["step"]
+        load_state(self.accelerator, checkpoint / "accelerate")
+        self.step = read_json(checkpoint / "trainer.json")["step"]
         self.last_checkpoint_step = self.step
         if self.accelerator.is_main_process:
             self._drop_log_records_after(self.step)
 
     def _drop_log_records_after(self, step: int) -> None:
-        """Forget what a crashed run logged after its checkpoint: those steps are trained again."""
+        """Forget what a crashed run logged after its checkpoint: those steps are trained again
+        (a record a kill cut in half goes too)."""
         log = self.run_dir / LOG_FILE
         if log.is_file():
             lines = log.read_text().splitlines(keepends=True)
-            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-            if len(kept) != len(lines):
+            kept = [line for line in lines if _log_step(line) <= step]
+            if kept and not kept[-1].endswith("\n"):
+                kept[-1] += "\n"
+            if kept != lines:
                 atomic_write_text(log, "".join(kept))
 
     # ----------------------------------------------------------------------------------------
@@ -328,8 +331,9 @@ class Trainer:
         acc, t = self.accelerator, self.cfg.train
         if self.resume:
             self.load_checkpoint()
-            if self.step >= t.steps:  # nothing to train: the run stays as it is
-                return TrainResult(self.run_dir, self.step, 0, {}, [], 0.0)
+            if self.step >= t.steps:  # nothing to train; only figures a kill after the last checkpoint left unwritten
+                figures = [] if (self.run_dir / "losses.png").is_file() else self.write_figures()  # losses.png is written last
+                return TrainResult(self.run_dir, self.step, 0, {}, figures, 0.0)
             if acc.is_main_process:
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())  # the new train.steps / intervals
             acc.wait_for_everyone()
@@ -453,6 +457,14 @@ class Trainer:
             return paths
         curve = plot_losses(self.run_dir / LOG_FILE, self.run_dir / "losses.png")
         return paths + ([curve] if curve else [])
+
+
+def _log_step(line: str) -> float:
+    """The step of a log.jsonl record; infinity for a blank or torn one (never kept)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:
+        return math.inf
 
 
 class _Progress:

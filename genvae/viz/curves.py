@@ -27,7 +27,8 @@ def plot_losses(log_path: Path, out_path: Path) -> Path | None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         points = [(r["step"], r[key]) for r in records if key in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1)
+        # a value logged only a few times (e.g. a short warm-up phase) would be an invisible line
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1, marker="o" if len(points) < 5 else None, ms=3)
         ax.set_title(key, fontsize=9)
         ax.tick_params(labelsize=7)
         values = [p[1] for p in points]
