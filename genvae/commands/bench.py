@@ -59,7 +59,7 @@ def stability(
     from genvae.bench2d import STABILITY_MODELS, run_stability
 
     if run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, models=models or STABILITY_MODELS, compile=compile) is not None:
-        console.print(f"wrote {out / 'stability.png'}")
+        console.print(f"wrote {out / 'stability.png'}", soft_wrap=True)
 
 
 @bench_app.command("collapse")
@@ -77,7 +77,7 @@ def collapse(
     from genvae.bench2d import run_collapse
 
     run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, compile=compile)
-    console.print(f"wrote {out / 'collapse.png'}")
+    console.print(f"wrote {out / 'collapse.png'}", soft_wrap=True)
 
 
 @bench_app.command("translation")
