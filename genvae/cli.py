@@ -69,6 +69,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size per process (train.batch_size)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="no | bf16 | fp16 (train.precision)."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (train.compile); worth it for long GPU runs."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run (default runs/<objective>-<arch>-<data>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
@@ -79,7 +80,7 @@ def train(
 
     from genvae.core.checkpoint import find_checkpoint
     from genvae.core.config import merge_user
-    from genvae.core.run import ResolvedConfig, resolve
+    from genvae.core.run import read_run_config, resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
     from genvae.errors import ConfigError
 
@@ -91,25 +92,24 @@ def train(
         "train.seed": seed,
         "train.batch_size": batch_size,
         "train.precision": precision,
+        "train.compile": compile,
     }
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
-        from genvae.core.config import read_json
-
         saved_path = run_dir / "config.json"
         if not saved_path.is_file():
             from genvae.errors import RunDirError
 
             raise RunDirError(f"{run_dir} is not a genvae run directory (no config.json); nothing to resume")
-        saved = ResolvedConfig.from_dict(read_json(saved_path)).to_dict()
+        saved = read_run_config(saved_path).to_dict()
         changes = merge_user(config, overrides, flags)
         for section, values in changes.items():
             for key, value in values.items():
-                if section == "train" and key in ("steps", "log_every", "checkpoint_every", "figures_every"):
+                if section == "train" and key in ("steps", "log_every", "checkpoint_every", "figures_every", "compile"):
                     saved["train"][key] = value
                 elif saved[section].get(key) != value:
-                    raise ConfigError(f"--resume continues the saved config; {section}.{key} cannot change (only train.steps and the intervals can)")
+                    raise ConfigError(f"--resume continues the saved config; {section}.{key} cannot change (only train.steps, the intervals and train.compile can)")
         user = saved
     else:
         user = merge_user(config, overrides, flags)

@@ -231,6 +231,8 @@ def damaged_copy(run, tmp_path, file, how):
         path.write_bytes(path.read_bytes()[:100])
     elif how == "delete":
         path.unlink()
+    elif how == "empty-json":
+        path.write_text("{}")
     else:
         path.write_text("{")
     return copy
@@ -255,6 +257,7 @@ RESTORE = "restore it from a backup, or use an earlier copy of the run, or start
         ("checkpoint/accelerate/custom_checkpoint_3.pkl", "delete", "is missing; " + RESTORE),  # the last one: no gap in the numbers
         ("checkpoint/trainer.json", "garble", "is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); " + RESTORE),
         ("config.json", "garble", "is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); " + RESTORE),
+        ("config.json", "empty-json", "is not a run's config (no 'train' section); " + RESTORE),
     ],
 )
 def test_resuming_a_damaged_run_names_the_file_and_the_fix_in_one_line(finished_run, tmp_path, file, how, expected):

@@ -63,6 +63,20 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+def test_compiled_networks_train_as_the_eager_ones(tmp_path):
+    """train.compile: same losses to float rounding; the exported networks are plain modules."""
+    cfg, data = small_config(steps=14)
+    compiled, _ = small_config(steps=14, compile="true")
+    train(cfg, data, tmp_path / "eager", progress=False)
+    train(compiled, data, tmp_path / "compiled", progress=False)
+    for a, b in zip(losses(tmp_path / "eager"), losses(tmp_path / "compiled"), strict=True):
+        for key in a:
+            if key != "steps_per_s":
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    assert json.loads((tmp_path / "compiled" / "config.json").read_text())["train"]["compile"] is True
+    assert not any(k.startswith("_orig_mod") for k in load_file(str(tmp_path / "compiled" / "decoder" / "model.safetensors")))
+
+
 def test_resume_after_a_crash_forgets_the_steps_logged_after_the_checkpoint(tmp_path):
     cfg, data = small_config(steps=20, checkpoint_every=10)
     train(cfg, data, tmp_path / "straight", progress=False)

@@ -39,6 +39,7 @@ class TrainConfig:
     log_every: int = 100  # steps between logged loss values (log.jsonl)
     checkpoint_every: int = 1000  # steps between resumable checkpoints (0: only at the end)
     figures_every: int = 0  # steps between figure updates (0: only at the end)
+    compile: bool = False  # torch.compile the encoder and decoder for training (same results to float rounding)
 
 
 @dataclass

@@ -258,16 +258,27 @@ def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder |
     return module.eval()
 
 
+def read_run_config(path: Path) -> ResolvedConfig:
+    """A run's saved config.json; one that is valid JSON but not a run's config is a damaged file."""
+    from genvae.core.checkpoint import damaged
+
+    raw = read_json(path)
+    missing = [s for s in ("train", "optim", "objective", "arch", "data") if not isinstance(raw, dict) or not isinstance(raw.get(s), dict)]
+    if missing:
+        raise damaged(path, f"is not a run's config (no '{missing[0]}' section)")
+    return ResolvedConfig.from_dict(raw)
+
+
 def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: str | torch.device = "cpu") -> LoadedRun:
     plugins = plugins or get_plugins()
     path = Path(run_dir)
     if not (path / "config.json").is_file():
         raise RunDirError(f"{path} is not a genvae run directory (no config.json); train one with 'genvae train'")
-    cfg = ResolvedConfig.from_dict(read_json(path / "config.json"))
+    cfg = read_run_config(path / "config.json")
     data = plugins.datasets.get(cfg.data["name"])(**_options(cfg.data))
     encoder = load_component(path / "encoder", plugins).to(map_location)
     decoder = load_component(path / "decoder", plugins).to(map_location)
     return LoadedRun(path, cfg, data, encoder, decoder)
 
 
-__all__ = ["ResolvedConfig", "resolve", "build_models", "build_objective", "load_run", "LoadedRun"]
+__all__ = ["ResolvedConfig", "read_run_config", "resolve", "build_models", "build_objective", "load_run", "LoadedRun"]

@@ -149,7 +149,9 @@ class Trainer:
         self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, 0))
         for obj in (*self.schedulers.values(), self.stream, _GeneratorState(self.noise)):
             self.accelerator.register_for_checkpointing(obj)
-        self.models = Models(encoder, decoder, dict(encoder.latent_groups), data.dim, self.noise, rank, world)
+        # compiled forwards share the parameters of self.parts, which checkpoints and figures use
+        run_encoder, run_decoder = (torch.compile(encoder), torch.compile(decoder)) if cfg.train.compile else (encoder, decoder)
+        self.models = Models(run_encoder, run_decoder, dict(encoder.latent_groups), data.dim, self.noise, rank, world)
         self.objective.setup(self.models)
         if hasattr(self.objective, "state_dict"):  # objectives with state of their own are resumable too
             self.accelerator.register_for_checkpointing(self.objective)
