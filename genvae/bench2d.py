@@ -199,7 +199,7 @@ def _train_cell(task: Mapping[str, Any], log: Log | None = None) -> str:
         torch.set_num_threads(task["threads"])
     s, cell = task["settings"], Path(task["cell"])
     bt = train_batched(task["objective"], task["dataset"], s["seeds"], s["steps"], overrides=[s["objective"]], train=s["train"], arch=s["arch"],
-                       log=log, device=task["device"], checkpoint=_cell_state(cell, s), compile=task.get("compile", False))  # fmt: skip
+                       log=log, device=task["device"], checkpoint=_cell_state(cell, s), compile=task["compile"])  # fmt: skip
     t0 = time.perf_counter()
     members = evaluate_members(bt, eval_seed=s["eval_seed"], grid_points=s["grid_points"])
     record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}

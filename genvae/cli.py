@@ -43,15 +43,6 @@ def _main(
     pass
 
 
-def _checkpoint_step(run_dir: Path) -> int | None:
-    """The step of a run's last checkpoint (None without one)."""
-    from genvae.core.checkpoint import find_checkpoint
-    from genvae.core.config import read_json
-
-    found = find_checkpoint(run_dir)
-    return int(read_json(found / "trainer.json")["step"]) if found is not None else None
-
-
 def default_run_dir(objective: str, arch: str, data: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
@@ -78,7 +69,7 @@ def train(
     """Train a model. Settings: defaults < dataset recommendations < --config < --set < flags."""
     import json
 
-    from genvae.core.checkpoint import find_checkpoint
+    from genvae.core.checkpoint import checkpoint_step, find_checkpoint
     from genvae.core.config import merge_user
     from genvae.core.run import read_run_config, resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
@@ -121,7 +112,8 @@ def train(
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
     if not resume:
         check_new_run_dir(run_dir)
-    saved_step = _checkpoint_step(run_dir) if resume else None
+    checkpoint = find_checkpoint(run_dir) if resume else None
+    saved_step = checkpoint_step(checkpoint) if checkpoint is not None else None
     console.print(
         f"[bold]genvae[/] {cfg.objective['name']} / {cfg.arch['name']} / {cfg.data['name']}: "
         + (f"resuming at step {saved_step} of {cfg.train.steps}" if saved_step is not None else f"{cfg.train.steps} steps")
@@ -136,7 +128,7 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
-    if resume and find_checkpoint(run_dir) is None:
+    if resume and checkpoint is None:
         console.print(f"note: {run_dir} stopped before its first checkpoint; training it again from step 0 with its saved config", highlight=False, soft_wrap=True)
     trainer = None
     try:

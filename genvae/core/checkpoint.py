@@ -180,3 +180,8 @@ def find_checkpoint(run_dir: Path) -> Path | None:
         if (candidate / "trainer.json").is_file():
             return candidate
     return None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The training step a checkpoint (from :func:`find_checkpoint`) was saved at."""
+    return int(read_json(Path(checkpoint) / "trainer.json")["step"])

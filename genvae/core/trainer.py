@@ -30,8 +30,17 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import Tensor
 
-from genvae.core.checkpoint import CHECKPOINT_DIR, atomic_write_text, export_component, find_checkpoint, load_state, load_weights, swap_in_directory
-from genvae.core.config import read_json, write_json
+from genvae.core.checkpoint import (
+    CHECKPOINT_DIR,
+    atomic_write_text,
+    checkpoint_step,
+    export_component,
+    find_checkpoint,
+    load_state,
+    load_weights,
+    swap_in_directory,
+)
+from genvae.core.config import write_json
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
@@ -204,7 +213,7 @@ class Trainer:
         for name, module in self.parts.items():
             load_weights(module, checkpoint / name)
         load_state(self.accelerator, checkpoint / "accelerate")
-        self.step = read_json(checkpoint / "trainer.json")["step"]
+        self.step = checkpoint_step(checkpoint)
         self.last_checkpoint_step = self.step
         if self.accelerator.is_main_process:
             self._drop_log_records_after(self.step)
