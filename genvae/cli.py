@@ -159,7 +159,7 @@ def train(
 @user_errors
 def sample(
     run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
-    n: int = typer.Option(1000, "--n", "-n", help="Number of samples."),
+    n: int = typer.Option(1000, "--num-samples", "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
     truncation: float = typer.Option(1.0, "--truncation", help="Style models: truncation psi (e.g. 0.7) towards the average style."),
@@ -172,7 +172,7 @@ def sample(
     from genvae.errors import ConfigError
 
     if n <= 0:
-        raise ConfigError(f"--n must be positive, got {n}")
+        raise ConfigError(f"--num-samples must be positive, got {n}")
     if out.suffix not in (".pt", ".png"):
         raise ConfigError(f"--out must end in .pt or .png, got {out.name!r}")
     loaded = load_run(run)

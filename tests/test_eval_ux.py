@@ -85,8 +85,8 @@ def test_dataset_options_are_checked_as_in_train(runs, rgb_folder, tmp_path, arg
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["ood", "{digits}", "--out", "digits", "--n", "0"], "--n must be at least 1, got 0"),
-        (["ood", "{digits}", "--out", "digits", "--n", "-1"], "--n must be at least 1, got -1"),
+        (["ood", "{digits}", "--out", "digits", "--num-images", "0"], "--num-images must be at least 1, got 0"),
+        (["ood", "{digits}", "--out", "digits", "--num-images", "-1"], "--num-images must be at least 1, got -1"),
         (["ood", "{digits}", "--out", "digits", "--score", "iwae", "--samples", "0"], "--samples must be at least 1, got 0"),
         (["fid", "{digits}", "--ref", "digits", "--features", "random-conv", "--num-samples", "1"], "--num-samples must be at least 2"),
         (["fid", "{digits}", "--ref", "digits", "--features", "random-conv", "--batch-size", "0"], "--batch-size must be at least 1"),
@@ -152,7 +152,7 @@ def test_eval_metric_names_an_option_the_metric_does_not_take(runs):
 def test_a_damaged_run_file_is_named_in_one_line_with_the_fix(runs, tmp_path, command):
     run = tmp_path / "run"
     shutil.copytree(runs / "8gaussians", run)
-    args = ["sample", run, "--n", "10", "--out", tmp_path / "x.pt"] if command == "sample" else ["eval", "toy2d", run]
+    args = ["sample", run, "--num-samples", "10", "--out", tmp_path / "x.pt"] if command == "sample" else ["eval", "toy2d", run]
     weights = run / "decoder" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     line = one_line_error(invoke(*args))

@@ -287,8 +287,8 @@ def test_sample_with_truncation_and_mixing_from_the_cli(tmp_path):
     runner = CliRunner()
     for extra in ([], ["--truncation", "0.5"], ["--mix", "1"]):
         out = tmp_path / f"s{len(extra)}{extra[-1] if extra else ''}.pt"
-        result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4", "--out", str(out), *extra])
+        result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--num-samples", "4", "--out", str(out), *extra])
         assert result.exit_code == 0, result.output
         assert torch.load(out).shape == (4, 1, 16, 16)
-    result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4", "--mix", "99"])
+    result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--num-samples", "4", "--mix", "99"])
     assert result.exit_code == 2 and "crossover" in result.output

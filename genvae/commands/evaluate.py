@@ -103,7 +103,7 @@ def ood(
     out_data: str = typer.Option(..., "--out", help="Out-of-distribution dataset."),
     score: str = typer.Option("elbo", "--score", help="elbo or iwae."),
     samples: int = typer.Option(5, "--samples", help="Importance samples M for iwae (the paper: 5)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Images per set (default: whole test splits)."),
+    n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images per set (default: whole test splits)."),
 ) -> None:
     """Likelihood-based OOD detection (Section 6.5): AUROC and score histograms."""
     from genvae.core.run import load_run

@@ -291,7 +291,7 @@ def evaluate_ood(
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
     if out_data is None:
         raise ConfigError("OOD evaluation needs out-of-distribution data: --out DATA (e.g. mnist)")
-    for flag, value in (("--n", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
+    for flag, value in (("--num-images", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()

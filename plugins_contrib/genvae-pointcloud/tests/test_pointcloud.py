@@ -205,6 +205,6 @@ def test_soft_intro_on_shapes_through_the_cli_learns_exports_and_reloads(tmp_pat
     at_centre = reconstruction_error(x, torch.zeros_like(x), "chamfer").mean()
     assert reconstruction_error(x, rec, "chamfer").mean() < 0.9 * at_centre  # better than all points at the centre
 
-    sample = CliRunner().invoke(app, ["sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png")])
+    sample = CliRunner().invoke(app, ["sample", str(run), "--num-samples", "4", "--out", str(tmp_path / "s.png")])
     assert sample.exit_code == 0, sample.output
     assert (tmp_path / "s.png").is_file()
