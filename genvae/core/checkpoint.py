@@ -126,13 +126,20 @@ def load_weights(module: torch.nn.Module, directory: Path) -> None:
     module.load_state_dict(state)
 
 
-def load_state(accelerator: "Accelerator", state_dir: Path) -> None:
-    """``accelerator.load_state``; a missing or damaged file of the state is a RunDirError."""
+def load_state(accelerator: "Accelerator", state_dir: Path, custom_objects: int) -> None:
+    """``accelerator.load_state``; a missing or damaged file of the state is a RunDirError.
+    ``custom_objects``: how many objects were registered for checkpointing (custom_checkpoint_<i>.pkl).
+
+    Accelerate skips an unreadable random-state file with a log line only, and the run would go on
+    with other random numbers than the uninterrupted run: that file is checked first."""
+    state_dir = Path(state_dir)
+    rng = state_dir / f"random_states_{accelerator.process_index}.pkl"
+    if state_dir.is_dir() and not (rng.is_file() and _complete_zip(rng)):
+        raise damaged(rng, "is unreadable (truncated or not a PyTorch file)" if rng.exists() else "is missing")
     try:
         accelerator.load_state(str(state_dir))
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        # accelerate's private list of registered objects: one custom_checkpoint_<i>.pkl each
-        path = _damaged_state_file(Path(state_dir), exc, len(accelerator._custom_objects))
+        path = _damaged_state_file(state_dir, exc, custom_objects)
         if path is None:
             raise  # every file is intact: not damage
         problem = "is unreadable (truncated or not a PyTorch file)" if path.exists() else "is missing"

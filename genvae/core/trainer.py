@@ -156,14 +156,15 @@ class Trainer:
             self.stream = data.train_stream(cfg.train.batch_size, cfg.train.seed, rank, world)
         # one noise stream for all processes; each keeps its rows of the global batch (Models.randn_like)
         self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, 0))
-        for obj in (*self.schedulers.values(), self.stream, _GeneratorState(self.noise)):
-            self.accelerator.register_for_checkpointing(obj)
+        # saved by accelerate as custom_checkpoint_<i>.pkl in this order
+        self.checkpointed: list[Any] = [*self.schedulers.values(), self.stream, _GeneratorState(self.noise)]
         # compiled forwards share the parameters of self.parts, which checkpoints and figures use
         run_encoder, run_decoder = (torch.compile(encoder), torch.compile(decoder)) if cfg.train.compile else (encoder, decoder)
         self.models = Models(run_encoder, run_decoder, dict(encoder.latent_groups), data.dim, self.noise, rank, world)
         self.objective.setup(self.models)
         if hasattr(self.objective, "state_dict"):  # objectives with state of their own are resumable too
-            self.accelerator.register_for_checkpointing(self.objective)
+            self.checkpointed.append(self.objective)
+        self.accelerator.register_for_checkpointing(*self.checkpointed)
 
     # ----------------------------------------------------------------------------------------
     # Checkpoints
@@ -212,7 +213,7 @@ class Trainer:
             return
         for name, module in self.parts.items():
             load_weights(module, checkpoint / name)
-        load_state(self.accelerator, checkpoint / "accelerate")
+        load_state(self.accelerator, checkpoint / "accelerate", custom_objects=len(self.checkpointed))
         self.step = checkpoint_step(checkpoint)
         self.last_checkpoint_step = self.step
         if self.accelerator.is_main_process:
