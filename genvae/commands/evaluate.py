@@ -100,7 +100,7 @@ def train_classifier(
 def ood(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
     in_data: Optional[str] = typer.Option(None, "--in", help="In-distribution dataset (default: the run's)."),
-    out_data: str = typer.Option(..., "--out", help="Out-of-distribution dataset."),
+    out_data: str = typer.Option(..., "--out", "--ood", help="Out-of-distribution dataset (--ood is the same option)."),
     score: str = typer.Option("elbo", "--score", help="elbo or iwae."),
     samples: int = typer.Option(5, "--samples", help="Importance samples M for iwae (the paper: 5)."),
     n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images per set (default: whole test splits)."),
