@@ -134,16 +134,19 @@ def load_state(accelerator: "Accelerator", state_dir: Path, custom_objects: int)
     with other random numbers than the uninterrupted run: that file is checked first."""
     state_dir = Path(state_dir)
     rng = state_dir / f"random_states_{accelerator.process_index}.pkl"
-    if state_dir.is_dir() and not (rng.is_file() and _complete_zip(rng)):
-        raise damaged(rng, "is unreadable (truncated or not a PyTorch file)" if rng.exists() else "is missing")
+    if state_dir.is_dir() and not _complete_zip(rng):
+        raise _damaged_state(rng)
     try:
         accelerator.load_state(str(state_dir))
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         path = _damaged_state_file(state_dir, exc, custom_objects)
         if path is None:
             raise  # every file is intact: not damage
-        problem = "is unreadable (truncated or not a PyTorch file)" if path.exists() else "is missing"
-        raise damaged(path, problem) from exc
+        raise _damaged_state(path) from exc
+
+
+def _damaged_state(path: Path) -> RunDirError:
+    return damaged(path, "is unreadable (truncated or not a PyTorch file)" if path.exists() else "is missing")
 
 
 def _damaged_state_file(state_dir: Path, exc: Exception, custom_objects: int) -> Path | None:
