@@ -68,6 +68,21 @@ def test_textbook_jsd_symmetric_and_bounded():
     assert M.jsd_authors(c, d) > math.log(2)
 
 
+def test_sampling_floor_is_the_histograms_noise():
+    """A perfect generator's KL / JSD (further draws of the data) is far above 0 at the paper's
+    5,000 samples on a spread-out dataset, and falls as the sample count grows."""
+    from genvae.plugins.datasets.toy2d import Toy2D
+
+    board = Toy2D("checkerboard")
+    floor = {n: M.sampling_floor(board, 2.0, num_samples=n, draws=3) for n in (1000, 5000, 20000)}
+    assert 10 < floor[5000]["kl"][0] < 25 and floor[5000]["kl"][1] > 0
+    assert floor[1000]["kl"][0] > 2 * floor[5000]["kl"][0] > 4 * floor[20000]["kl"][0]
+    assert floor[1000]["jsd"][0] > floor[5000]["jsd"][0] > floor[20000]["jsd"][0]
+    # its real draw is the evaluation's (seed 0): scoring that draw against itself gives 0
+    same = M.sample_divergences(M.real_samples(board, 5000, 0), M.real_samples(board, 5000, 0), 2.0)
+    assert same["kl"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_gnelbo_by_hand():
     grid = torch.tensor([1.0, 2.0, 3.0, 4.0])
     real = torch.tensor([0.5, 1.5])
@@ -118,6 +133,7 @@ def test_evaluate_writes_metrics_and_figures(tiny_run, tmp_path):
     for key in ("kl", "jsd", "jsd_textbook", "gnelbo"):
         assert math.isfinite(res[key])
     assert 0 <= res["jsd_textbook"] <= math.log(2) + 1e-9
+    assert 0 < res["perfect_model"]["kl"] < res["kl"]  # 30 steps of a tiny VAE are far from the data
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["kl"] == pytest.approx(res["kl"])
     assert (tmp_path / "eval_samples.png").stat().st_size > 1000
@@ -146,6 +162,9 @@ def test_bench_functions_tiny(tmp_path):
     assert set(t2["summary"]["8gaussians"]) == {"vae", "soft-intro"}
     md = (tmp_path / "table2.md").read_text()
     assert "7.42 ± 0.07" in md and "Soft-IntroVAE" in md
+    kl_floor = t2["floor"]["8gaussians"]["kl"]
+    assert "| 8gaussians | kl |" in md and md.count(f"{kl_floor[0]:.2f} ± {kl_floor[1]:.2f} |") == 1
+    assert "| 8gaussians | gnelbo |" in md and md.split("| 8gaussians | gnelbo |")[1].split("\n")[0].endswith("| — |")
     assert (tmp_path / "table2_grid.png").is_file() and (tmp_path / "table2.json").is_file()
     import genvae.bench2d as bench2d
 
