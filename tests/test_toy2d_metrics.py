@@ -276,3 +276,14 @@ def test_table2_grid_draws_only_what_is_finished(tmp_path):
             sizes.append(im.size)
     # 1 row x (real + VAE's 2 panels); then 2 rows x (real + 2 objectives x 2), two panels "not finished"
     assert sizes == [(660, 220), (1100, 440)]
+
+
+def test_a_cell_saved_before_a_bookkeeping_setting_existed_is_reused(tmp_path):
+    """train.compile appeared after some Table 2 cells were kept; it changes nothing learned, so a
+    cell without it is still reused, while a real difference is still refused."""
+    from genvae.bench2d import _refuse_other_settings
+
+    wanted = {"steps": 3, "resolved": {"train": {"steps": 3, "compile": False, "log_every": 10}}}
+    _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"train": {"steps": 3}}}, wanted, "was computed with")
+    with pytest.raises(RunDirError, match=r"was computed with other settings \(resolved.train.batch_size: 64 saved, \(none\) now\)"):
+        _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"train": {"steps": 3, "batch_size": 64}}}, wanted, "was computed with")

@@ -14,8 +14,9 @@ from genvae.core.config import to_jsonable
 from genvae.errors import RunDirError
 
 BENCH_CHECKPOINT_EVERY = 1000
-# Train settings that do not change what is learned; a bench run may continue under other values.
-_BOOKKEEPING = ("checkpoint_every", "figures_every", "log_every")
+# Train settings that do not change what is learned (compile: only to float rounding); a bench
+# run may continue under other values, and a saved result from before such a key existed is reused.
+BOOKKEEPING = ("checkpoint_every", "figures_every", "log_every", "compile")
 
 
 def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
@@ -28,7 +29,7 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     if not saved_path.exists():
         return False
 
-    change = settings_change(json.loads(saved_path.read_text()), config, ignore=tuple(f"train.{k}" for k in _BOOKKEEPING))
+    change = settings_change(json.loads(saved_path.read_text()), config, ignore=tuple(f"train.{k}" for k in BOOKKEEPING))
     if change:
         raise RunDirError(f"{run_dir} holds a run with other settings ({change}); "
                           f"pass the saved ones, choose another --out or remove that directory")  # fmt: skip
