@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, BOOKKEEPING, settings_change
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, bookkeeping_keys, settings_change
 from genvae.core.checkpoint import export_component
 from genvae.core.config import write_json
 from genvae.core.run import load_component
@@ -240,7 +240,7 @@ def _first_member(objective: str, dataset: str, override: Mapping[str, Any], ste
 
 
 def _refuse_other_settings(cell: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any], holds: str) -> None:
-    change = settings_change(saved, wanted, ignore=tuple(f"resolved.train.{k}" for k in BOOKKEEPING))
+    change = settings_change(saved, wanted, ignore=bookkeeping_keys("resolved.train"))
     if change:
         raise RunDirError(f"{cell} {holds} other settings ({change}); pass the saved ones, choose another --out or remove that directory")
 

@@ -19,6 +19,12 @@ BENCH_CHECKPOINT_EVERY = 1000
 BOOKKEEPING = ("checkpoint_every", "figures_every", "log_every", "compile")
 
 
+def bookkeeping_keys(train_section: str) -> tuple[str, ...]:
+    """The dotted keys of BOOKKEEPING under ``train_section`` ("train", "resolved.train"), for
+    ``settings_change(ignore=...)``."""
+    return tuple(f"{train_section}.{k}" for k in BOOKKEEPING)
+
+
 def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     """Whether the bench continues ``run_dir`` (so a rerun after a crash or Ctrl-C loses at most
     ``BENCH_CHECKPOINT_EVERY`` steps, and a finished run is evaluated, not retrained).
@@ -29,7 +35,7 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     if not saved_path.exists():
         return False
 
-    change = settings_change(json.loads(saved_path.read_text()), config, ignore=tuple(f"train.{k}" for k in BOOKKEEPING))
+    change = settings_change(json.loads(saved_path.read_text()), config, ignore=bookkeeping_keys("train"))
     if change:
         raise RunDirError(f"{run_dir} holds a run with other settings ({change}); "
                           f"pass the saved ones, choose another --out or remove that directory")  # fmt: skip

@@ -13,7 +13,7 @@ Computed exactly as the authors' 2-D code (``calculate_sample_kl`` and
   KL(M‖fake)) on densities, which is *not* bounded by log 2. We therefore also report
   ``jsd_textbook``: the Jensen–Shannon divergence of the two normalized histograms, in nats.
 - Floor: with 5,000 samples in 100×100 bins the histograms are noisy, so even a perfect generator
-  scores well above 0 (KL ≈ 0.5 on 8gaussians, 7–17 on the others). ``sampling_floor`` measures
+  scores well above 0 (KL ≈ 0.9 on 8gaussians, 7–17 on the others). ``sampling_floor`` measures
   it: further draws of the data distribution scored as if they were a model's samples.
 - gnELBO: energies e(x) = KL(q(z|x)‖p(z)) + ‖x − D(μ(x))‖² (encoder mean, β = 1) on a 1024×1024
   grid over [-2·scale, 2·scale]² and on 100 batches of 128 real samples; the real samples'
