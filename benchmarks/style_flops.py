@@ -22,7 +22,7 @@ from torch.utils.flop_counter import flop_registry
 
 from genvae.core.interfaces import Batch, Models
 from genvae.plugins.architectures.style import StyleDecoder, StyleEncoder
-from genvae.plugins.datasets.images import FFHQ
+from genvae.plugins.datasets.image_folder import FFHQ
 from genvae.plugins.objectives.soft_intro import SoftIntroConfig, SoftIntroVAE
 
 EPOCHS_PER_LEVEL = 16  # ffhq256.yaml, as the ffhq dataset's images_per_level

@@ -1,12 +1,11 @@
-"""The paper's 2-D benchmarks, trained batched (genvae.batched) and evaluated with the 2-D metrics.
+"""The paper's Table 2 (Section 6.1), trained batched (genvae.batched) and evaluated with the 2-D
+metrics, and the helpers the other 2-D benchmarks share (``bench_stability.py``: Figure 3,
+``bench_collapse.py``: Figure 21).
 
-- ``run_table2``: Table 2 (Section 6.1) — VAE, IntroVAE, Soft-IntroVAE on 8gaussians, 2spirals,
-  checkerboard, rings with Table 5 hyperparameters, N seeds; KL, JSD, gnELBO (mean ± std) beside
-  the paper's values; a Figure-2-style grid of samples and densities.
-- ``run_stability``: Figure 3 — KL and JSD of IntroVAE for m in 1..10 vs Soft-IntroVAE with the
-  same other hyperparameters, on 8gaussians.
-- ``run_collapse``: Appendix 9.5 / Figure 21 — VAE and Soft-IntroVAE with β_kl = 1, β_rec = 0.5
-  (β_neg = 5 for Soft-IntroVAE) on 8gaussians: samples and the KL term over training.
+``run_table2``: VAE, IntroVAE, Soft-IntroVAE on 8gaussians, 2spirals, checkerboard, rings with
+Table 5 hyperparameters, N seeds; KL, JSD, gnELBO (mean ± std) beside the paper's values; a
+Figure-2-style grid of samples and densities. Every cell (dataset × objective) is one batched
+model whose result is kept under ``out_dir/cells/`` and reused by a rerun with the same settings.
 
 Each function writes its files into ``out_dir`` and returns the data it wrote (JSON-able).
 """
@@ -27,12 +26,10 @@ from genvae.core.checkpoint import export_component
 from genvae.core.config import write_json
 from genvae.core.run import load_component
 from genvae.errors import ConfigError, RunDirError
-from genvae.plugins.datasets.toy2d import TABLE5
 from genvae.plugins.metrics.toy2d import compute_metrics, elbo_energy, generated_samples, real_samples, sampling_floor
 
 DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 OBJECTIVES = ("vae", "intro", "soft-intro")
-STABILITY_MODELS = ("intro", "soft-intro")
 LABELS = {"vae": "VAE", "intro": "IntroVAE", "soft-intro": "Soft-IntroVAE"}
 METRICS = ("gnelbo", "kl", "jsd")
 CELL_RESULT = "result.json"
@@ -65,7 +62,7 @@ PAPER_TABLE2: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
 Log = Callable[[str], None]
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=0)) if len(a) > 1 else 0.0
 
@@ -156,12 +153,12 @@ def run_table2(
     for d in datasets:
         for o in objectives:
             override = dict((objective_overrides or {}).get(o, {}))
-            resolved, data = _first_member(o, d, override, steps, train, arch)
+            resolved, data = first_member(o, d, override, steps, train, arch)
             settings = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
                         "train": dict(train or {}), "arch": dict(arch or {}), "objective": override,
                         "resolved": resolved}  # fmt: skip
             cells.append((d, o, out / "cells" / f"{d}-{o}", settings, data))
-    missing = [c for c in cells if _saved_cell(c[2], c[3]) is None]
+    missing = [c for c in cells if saved_cell(c[2], c[3]) is None]
     if train_missing and missing:
         tasks = [{"dataset": d, "objective": o, "cell": str(cell), "settings": settings, "device": device, "compile": compile,
                   "threads": 1 if jobs > 1 else None}
@@ -169,14 +166,14 @@ def run_table2(
         _run_tasks(_train_cell, tasks, jobs, log, "table2")
     trained = {c[2] for c in missing}
     for d, o, cell, settings, data in cells:
-        record = _saved_cell(cell, settings)
+        record = saved_cell(cell, settings)
         if record is None:
             if log:
                 log(f"[table2] {d:12s} {LABELS[o]:14s} not finished{_progress_of(cell, steps)}")
             continue
         results["runs"][f"{d}/{o}"] = record
         members = record["members"]
-        results["summary"].setdefault(d, {})[o] = {k: _mean_std([m[k] for m in members]) for k in (*METRICS, "jsd_textbook")}
+        results["summary"].setdefault(d, {})[o] = {k: mean_std([m[k] for m in members]) for k in (*METRICS, "jsd_textbook")}
         figure_models[(d, o)] = ((load_component(cell / "encoder"), load_component(cell / "decoder")), data)
         if d not in results["floor"]:
             results["floor"][d] = sampling_floor(data, float(getattr(data, "plot_scale", 2.0)), eval_seed)
@@ -201,11 +198,11 @@ def _train_cell(task: Mapping[str, Any], log: Log | None = None) -> str:
         torch.set_num_threads(task["threads"])
     s, cell = task["settings"], Path(task["cell"])
     bt = train_batched(task["objective"], task["dataset"], s["seeds"], s["steps"], overrides=[s["objective"]], train=s["train"], arch=s["arch"],
-                       log=log, device=task["device"], checkpoint=_cell_state(cell, s), compile=task["compile"])  # fmt: skip
+                       log=log, device=task["device"], checkpoint=cell_state(cell, s), compile=task["compile"])  # fmt: skip
     t0 = time.perf_counter()
     members = evaluate_members(bt, eval_seed=s["eval_seed"], grid_points=s["grid_points"])
     record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
-    _save_cell(cell, s, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
+    save_cell(cell, s, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
     return f"{cell.name}: trained in {bt.seconds:.0f} s on {bt.device}"
 
 
@@ -228,7 +225,7 @@ def _run_tasks(fn: Callable[..., str], tasks: Sequence[Mapping[str, Any]], jobs:
                 log(f"[{name}] {message}")
 
 
-def _first_member(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None,
+def first_member(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None,
                   arch: Mapping[str, Any] | None) -> tuple[dict[str, Any], Any]:  # fmt: skip
     """The complete config of a cell's first member, seed left out (part of the cell's settings, so
     that a saved cell is not reused once a default or a dataset's recommendation has changed), and
@@ -253,7 +250,7 @@ def _progress_of(cell: Path, steps: int) -> str:
     return f" (state saved at step {int(torch.load(state, map_location='cpu', weights_only=True)['step']):,} of {steps:,})"
 
 
-def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+def saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
     """A Table 2 cell finished by an earlier call with the same settings (None: not yet), so that
     a rerun after a crash or Ctrl-C trains only the missing cells."""
     path = cell / CELL_RESULT
@@ -264,7 +261,7 @@ def _saved_cell(cell: Path, settings: Mapping[str, Any]) -> dict[str, Any] | Non
     return {**saved, "reused": True}
 
 
-def _cell_state(cell: Path, settings: Mapping[str, Any]) -> Path:
+def cell_state(cell: Path, settings: Mapping[str, Any]) -> Path:
     """Where the cell's batched training keeps its state while in progress (every
     ``BENCH_CHECKPOINT_EVERY`` steps), so that a rerun after a crash or Ctrl-C continues it."""
     state, saved = cell / CELL_STATE, cell / CELL_SETTINGS
@@ -277,7 +274,7 @@ def _cell_state(cell: Path, settings: Mapping[str, Any]) -> Path:
     return state
 
 
-def _save_cell(cell: Path, settings: Mapping[str, Any], record: Mapping[str, Any], member0: tuple[Any, Any] = (), arch: str = "") -> None:
+def save_cell(cell: Path, settings: Mapping[str, Any], record: Mapping[str, Any], member0: tuple[Any, Any] = (), arch: str = "") -> None:
     """The cell's metrics and, if given, seed 0's networks (for a figure); the metrics file,
     written last, marks the cell complete, and the training state is then no longer needed."""
     for role, module in zip(("encoder", "decoder"), member0):
@@ -364,184 +361,4 @@ def table2_grid(models: Mapping[tuple[str, str], Any], datasets: Sequence[str], 
     return path
 
 
-# --------------------------------------------------------------------------------------------
-# Stability (Figure 3)
-# --------------------------------------------------------------------------------------------
-
-
-def run_stability(
-    out_dir: str | Path,
-    steps: int = 30_000,
-    seeds: int | Sequence[int] = 5,
-    ms: Sequence[float] = tuple(range(1, 11)),
-    dataset: str = "8gaussians",
-    grid_points: int = 256,
-    eval_seed: int = 0,
-    train: Mapping[str, Any] | None = None,
-    arch: Mapping[str, Any] | None = None,
-    soft_intro_overrides: Mapping[str, Any] | None = None,
-    log: Log | None = print,
-    device: str | None = None,
-    models: Sequence[str] = STABILITY_MODELS,
-    compile: bool = False,
-) -> dict[str, Any] | None:
-    """IntroVAE for each m (all m × seeds in one batched model) vs Soft-IntroVAE with IntroVAE's
-    other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png.
-    Each of the two batched models' results is kept under ``out_dir/cells/`` and reused by a rerun
-    with the same settings (as :func:`run_table2`). ``models`` trains only those of the two (e.g.
-    one per process or machine); the figure is written, and returned, once both are finished."""
-    unknown = sorted(set(models) - set(STABILITY_MODELS))
-    if unknown or not models:
-        raise ConfigError(f"stability models must be among {', '.join(STABILITY_MODELS)}, got {', '.join(unknown) or 'none'}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    intro = TABLE5[dataset]["intro"]
-    t0 = time.perf_counter()
-    shared = {k: intro[k] for k in ("beta_rec", "beta_kl", "beta_neg")}
-    common = {"dataset": dataset, "steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
-              "train": dict(train or {}), "arch": dict(arch or {})}  # fmt: skip
-
-    def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Train and evaluate one batched model, or reuse the members an earlier call saved
-        (None: not finished and not among ``models``)."""
-        cell = out / "cells" / f"stability-{objective}"
-        settings = {**common, "objective": overrides, "resolved": _first_member(objective, dataset, overrides[0], steps, train, arch)[0]}
-        record = _saved_cell(cell, settings)
-        if record is None and objective not in models:
-            return None
-        if record is None:
-            bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
-                               checkpoint=_cell_state(cell, settings), compile=compile)  # fmt: skip
-            record = {"members": evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)}
-            _save_cell(cell, settings, record)
-        elif log:
-            log(f"[stability] {objective}: saved by an earlier call, reused")
-        return record["members"]
-
-    intro_members = members_of("intro", [{"m": float(m)} for m in ms])
-    soft_members = members_of("soft-intro", [{**shared, **(soft_intro_overrides or {})}])
-    if intro_members is None or soft_members is None:
-        if log:
-            log(f"[stability] {'intro' if intro_members is None else 'soft-intro'} not finished yet: the figure is written once both models are")
-        return None
-    per_m = []
-    for i, m in enumerate(ms):
-        group = intro_members[i * len(seed_list) : (i + 1) * len(seed_list)]
-        per_m.append({"m": float(m), **{k: _mean_std([g[k] for g in group]) for k in ("kl", "jsd", "jsd_textbook", "gnelbo")}})
-    soft = {k: _mean_std([g[k] for g in soft_members]) for k in ("kl", "jsd", "jsd_textbook", "gnelbo")}
-    result = {
-        "dataset": dataset,
-        "steps": steps,
-        "seeds": seed_list,
-        "intro": per_m,
-        "soft_intro": soft,
-        "soft_intro_hyperparameters": {**shared, **(soft_intro_overrides or {})},
-        "members": {"intro": intro_members, "soft-intro": soft_members},
-        "seconds": time.perf_counter() - t0,
-    }
-    write_json(out / "stability.json", result)
-    _stability_plot(result, out / "stability.png")
-    return result
-
-
-def _stability_plot(result: Mapping[str, Any], path: Path) -> Path:
-    from genvae.viz.points import plt
-
-    ms = [row["m"] for row in result["intro"]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key in zip(axes, ("kl", "jsd")):
-        mean = [row[key][0] for row in result["intro"]]
-        std = [row[key][1] for row in result["intro"]]
-        ax.errorbar(ms, mean, yerr=std, marker="o", capsize=3, label="IntroVAE (I-VAE)")
-        sm, ss = result["soft_intro"][key]
-        ax.axhline(sm, color="tab:red", label="Soft-IntroVAE (S-VAE)")
-        ax.fill_between([min(ms), max(ms)], sm - ss, sm + ss, color="tab:red", alpha=0.2)
-        ax.set_xlabel("m")
-        ax.set_ylabel(key.upper())
-        ax.set_title(f"{key.upper()} vs m ({result['dataset']}, {len(result['seeds'])} seeds)")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-# --------------------------------------------------------------------------------------------
-# Posterior collapse (Appendix 9.5, Figure 21)
-# --------------------------------------------------------------------------------------------
-
-COLLAPSE_SETTINGS = {
-    "vae": {"beta_kl": 1.0, "beta_rec": 0.5},
-    "soft-intro": {"beta_kl": 1.0, "beta_rec": 0.5, "beta_neg": 5.0},
-}
-
-
-def run_collapse(
-    out_dir: str | Path,
-    steps: int = 30_000,
-    seeds: int | Sequence[int] = 1,
-    dataset: str = "8gaussians",
-    train: Mapping[str, Any] | None = None,
-    arch: Mapping[str, Any] | None = None,
-    soft_intro_overrides: Mapping[str, Any] | None = None,
-    log: Log | None = print,
-    device: str | None = None,
-    compile: bool = False,
-) -> dict[str, Any]:
-    """VAE vs Soft-IntroVAE with β_kl = 1, β_rec = 0.5 (β_neg = 5): writes collapse.json / .png."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    result: dict[str, Any] = {"dataset": dataset, "steps": steps, "seeds": seed_list, "models": {}}
-    samples = {}
-    for o, hyperparameters in COLLAPSE_SETTINGS.items():
-        ov = {**hyperparameters, **((soft_intro_overrides or {}) if o == "soft-intro" else {})}
-        # the final state stays in cells/ (it holds the KL history): a rerun only redraws
-        settings = {"dataset": dataset, "steps": steps, "seeds": seed_list, "train": dict(train or {}), "arch": dict(arch or {}), "objective": ov,
-                    "resolved": _first_member(o, dataset, ov, steps, train, arch)[0]}  # fmt: skip
-        state = _cell_state(out / "cells" / f"collapse-{o}", settings)
-        bt = train_batched(o, dataset, seed_list, steps, overrides=[ov], train=train, arch=arch, log=log, device=device, checkpoint=state,
-                           compile=compile)
-        kl = torch.stack(bt.history.logs["kl"]).T  # (R, steps): KL(q(z|x)‖p(z)) of real data per step
-        enc, dec = bt.member_modules(0)
-        samples[o] = (generated_samples(dec, sum(enc.latent_groups.values()), 2000, 1), float(getattr(bt.data, "plot_scale", 2.0)))
-        result["models"][o] = {
-            "hyperparameters": ov,
-            "kl_per_step": kl.tolist(),
-            "final_kl": [float(v[-max(1, len(v) // 20) :].mean()) for v in kl],
-        }
-        if log:
-            log(f"[collapse] {LABELS[o]}: final KL of real data {result['models'][o]['final_kl']}")
-    write_json(out / "collapse.json", result)
-    _collapse_plot(result, samples, out / "collapse.png")
-    return result
-
-
-def _collapse_plot(result: Mapping[str, Any], samples: Mapping[str, Any], path: Path) -> Path:
-    from genvae.viz.points import draw_scatter, plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.9))
-    colors = {"vae": "tab:orange", "soft-intro": "tab:green"}
-    for ax, o in zip(axes[:2], ("vae", "soft-intro")):
-        pts, scale = samples[o]
-        draw_scatter(ax, pts, scale, colors[o], f"{LABELS[o]} samples")
-    ax = axes[2]
-    for o in ("vae", "soft-intro"):
-        kl = np.asarray(result["models"][o]["kl_per_step"])
-        k = max(1, kl.shape[1] // 200)
-        smooth = np.convolve(kl.mean(0), np.ones(k) / k, mode="valid")
-        ax.plot(np.arange(len(smooth)) + k - 1, smooth, color=colors[o], label=LABELS[o])
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("KL(q(z|x) ‖ p(z))")
-    ax.set_title("KL term of real data during training")
-    ax.legend()
-    fig.suptitle(f"Posterior collapse, {result['dataset']}: β_kl=1, β_rec=0.5 (β_neg=5 for Soft-IntroVAE)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-__all__ = ["PAPER_TABLE2", "run_table2", "run_stability", "run_collapse", "train_batched", "evaluate_members", "table2_markdown"]
+__all__ = ["PAPER_TABLE2", "run_table2", "train_batched", "evaluate_members", "table2_markdown"]

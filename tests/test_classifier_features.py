@@ -14,7 +14,7 @@ from genvae.cli import app
 from genvae.core.hookspecs import hookimpl
 from genvae.errors import ConfigError, DataError, PluginError
 from genvae.plugins.metrics import classifier as clfm
-from genvae.plugins.metrics import fid as fidm
+from genvae.plugins.metrics import distances, features, fid as fidm
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +37,13 @@ def test_classifier_learns_and_records_itself(digits_classifier):
     assert info["shape"] == [1, 16, 16] and info["num_classes"] == 10 and info["steps"] == 150
     assert info["network"] == clfm.NETWORK
     assert info["test_accuracy"] > 0.7  # chance is 0.1
-    extractor = fidm.build_feature_extractor("classifier", feature_weights=digits_classifier)
+    extractor = features.build_feature_extractor("classifier", feature_weights=digits_classifier)
     assert extractor.settings()["weights_sha256"] == info["weights_sha256"]
     assert extractor.settings()["classifier_data"] == "digits"
 
 
 def test_classifier_features_do_not_depend_on_the_batch(digits_classifier):
-    extractor = fidm.build_feature_extractor("classifier", feature_weights=digits_classifier)
+    extractor = features.build_feature_extractor("classifier", feature_weights=digits_classifier)
     x = torch.rand(12, 1, 16, 16)
     alone = extractor(x[:3])
     together = extractor(torch.cat([x[:3], torch.rand(20, 1, 16, 16)]))[:3]
@@ -59,11 +59,11 @@ def test_classifier_separates_real_digits_from_noise_in_fid(digits_classifier, t
                                          num_samples=400, batch_size=100, progress=False)  # fmt: skip
     test = fidm.compute_reference_stats("digits", None, features="classifier", feature_weights=digits_classifier,
                                         split="test", num_samples=290, batch_size=100, progress=False)  # fmt: skip
-    noise = fidm.build_feature_extractor("classifier", feature_weights=digits_classifier)(torch.rand(300, 1, 16, 16)).numpy()
-    mu_n, sigma_n = fidm.feature_statistics(noise)
-    real_vs_real = fidm.frechet_distance(test["mu"], test["sigma"], stats["mu"], stats["sigma"])
-    noise_vs_real = fidm.frechet_distance(mu_n, sigma_n, stats["mu"], stats["sigma"])
-    assert fidm.frechet_distance(stats["mu"], stats["sigma"], stats["mu"], stats["sigma"]) == pytest.approx(0.0, abs=1e-6)
+    noise = features.build_feature_extractor("classifier", feature_weights=digits_classifier)(torch.rand(300, 1, 16, 16)).numpy()
+    mu_n, sigma_n = distances.feature_statistics(noise)
+    real_vs_real = distances.frechet_distance(test["mu"], test["sigma"], stats["mu"], stats["sigma"])
+    noise_vs_real = distances.frechet_distance(mu_n, sigma_n, stats["mu"], stats["sigma"])
+    assert distances.frechet_distance(stats["mu"], stats["sigma"], stats["mu"], stats["sigma"]) == pytest.approx(0.0, abs=1e-6)
     assert noise_vs_real > 5 * real_vs_real
 
 
@@ -72,7 +72,7 @@ def test_reference_from_another_classifier_is_refused(digits_classifier, tmp_pat
     fidm.compute_reference_stats("digits", ref, features="classifier", feature_weights=digits_classifier,
                                  num_samples=50, batch_size=50, progress=False)  # fmt: skip
     saved = fidm.load_stats(ref)
-    other = fidm.build_feature_extractor("classifier", feature_weights=digits_classifier).settings()
+    other = features.build_feature_extractor("classifier", feature_weights=digits_classifier).settings()
     fidm.check_compatible(saved["settings"], other, str(ref))  # same classifier: fine
     with pytest.raises(ConfigError, match="weights_sha256"):
         fidm.check_compatible(saved["settings"], {**other, "weights_sha256": "0" * 64}, str(ref))
@@ -80,10 +80,10 @@ def test_reference_from_another_classifier_is_refused(digits_classifier, tmp_pat
 
 def test_classifier_errors_name_the_fix(digits_classifier, tmp_path):
     with pytest.raises(ConfigError, match="train-classifier"):
-        fidm.build_feature_extractor("classifier")
+        features.build_feature_extractor("classifier")
     with pytest.raises(DataError, match="holds no classifier"):
-        fidm.build_feature_extractor("classifier", feature_weights=tmp_path)
-    extractor = fidm.build_feature_extractor("classifier", feature_weights=digits_classifier / "model.safetensors")  # the file works too
+        features.build_feature_extractor("classifier", feature_weights=tmp_path)
+    extractor = features.build_feature_extractor("classifier", feature_weights=digits_classifier / "model.safetensors")  # the file works too
     with pytest.raises(DataError, match=r"shape \(1, 16, 16\)"):
         extractor(torch.rand(2, 3, 32, 32))
     tampered = tmp_path / "tampered"
@@ -93,7 +93,7 @@ def test_classifier_errors_name_the_fix(digits_classifier, tmp_path):
     data[-1] ^= 1
     (tampered / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(DataError, match="SHA-256"):
-        fidm.build_feature_extractor("classifier", feature_weights=tampered)
+        features.build_feature_extractor("classifier", feature_weights=tampered)
     older = tmp_path / "older"
     older.mkdir()
     (older / "model.safetensors").write_bytes((digits_classifier / "model.safetensors").read_bytes())
@@ -101,7 +101,7 @@ def test_classifier_errors_name_the_fix(digits_classifier, tmp_path):
     del info["network"]  # as written before the network was recorded
     (older / "config.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="older network.*retrain it"):
-        fidm.build_feature_extractor("classifier", feature_weights=older)
+        features.build_feature_extractor("classifier", feature_weights=older)
     with pytest.raises(DataError, match="labelled"):
         clfm.train_classifier(SimpleNamespace(kind="images", shape=(1, 8, 8), num_classes=0), "unlabelled", tmp_path / "x", steps=1)
 
@@ -140,6 +140,6 @@ def test_a_third_party_feature_extractor_is_found_by_name():
     assert stats["settings"]["features"] == "constant" and stats["mu"].shape == (4,)
     assert np.isfinite(stats["sigma"]).all()
     with pytest.raises(PluginError, match="did you mean"):
-        fidm.build_feature_extractor("constnat")
+        features.build_feature_extractor("constnat")
     with pytest.raises(PluginError, match="registered by both"):
         load_plugins(extra=[("clash", ClashingFeaturePlugin())])

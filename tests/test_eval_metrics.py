@@ -18,7 +18,7 @@ import torch
 
 from genvae.core.interfaces import Batch, BatchStream, DataSource
 from genvae.errors import ConfigError, DataError, PluginError, RunDirError
-from genvae.plugins.metrics import fid as fidm
+from genvae.plugins.metrics import distances, features, fid as fidm
 from genvae.plugins.metrics import inception as incm
 from genvae.plugins.metrics import ood as oodm
 
@@ -59,20 +59,20 @@ def test_frechet_distance_matches_pytorch_fid():
     for seed in range(3):
         mu1, s1 = random_stats(64, 500, seed)
         mu2, s2 = random_stats(64, 500, seed + 10, shift=0.2)
-        ours = fidm.frechet_distance(mu1, s1, mu2, s2)
+        ours = distances.frechet_distance(mu1, s1, mu2, s2)
         theirs = fid_score.calculate_frechet_distance(mu1, s1, mu2, s2)
         assert ours == pytest.approx(theirs, rel=1e-6)
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_handles_singular_covariances():
     f = np.random.default_rng(0).normal(size=(40, 64))  # 40 samples in 64-d: rank-deficient covariance
-    mu, sigma = fidm.feature_statistics(f)
-    assert fidm.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8 * np.trace(sigma))
-    other = fidm.feature_statistics(f[:, ::-1] + 1.0)
-    value = fidm.frechet_distance(mu, sigma, *other)
+    mu, sigma = distances.feature_statistics(f)
+    assert distances.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8 * np.trace(sigma))
+    other = distances.feature_statistics(f[:, ::-1] + 1.0)
+    value = distances.frechet_distance(mu, sigma, *other)
     assert math.isfinite(value) and value > 0
     with pytest.raises(DataError, match="do not match"):
-        fidm.frechet_distance(mu, sigma, mu[:10], sigma[:10, :10])
+        distances.frechet_distance(mu, sigma, mu[:10], sigma[:10, :10])
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_pil_bicubic_resize_and_quantisation():
 def test_features_do_not_depend_on_the_batch(inception_net):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(4, 1, 20, 20, generator=g)
-    extractor = fidm.build_feature_extractor("random-conv")
+    extractor = features.build_feature_extractor("random-conv")
     extractor.train()  # stays in eval mode
     assert not extractor.training
     together = extractor(images)
@@ -128,11 +128,11 @@ def test_features_do_not_depend_on_the_batch(inception_net):
 
 
 def test_random_conv_features_are_fixed_by_their_seed():
-    a, b, c = fidm.RandomConvFeatures(0), fidm.RandomConvFeatures(0), fidm.RandomConvFeatures(1)
+    a, b, c = features.RandomConvFeatures(0), features.RandomConvFeatures(0), features.RandomConvFeatures(1)
     assert a.weights_sha256 == b.weights_sha256 != c.weights_sha256
     assert a.settings()["features"] == "random-conv"
     with pytest.raises(PluginError, match="unknown feature extractor"):
-        fidm.build_feature_extractor("vgg")
+        features.build_feature_extractor("vgg")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_missing_weights_say_where_to_get_them(monkeypatch, tmp_path):
         incm.resolve_weights_path(tmp_path / "nope.pth")
     monkeypatch.setenv(incm.WEIGHTS_ENV, str(tmp_path / "from-env.pth"))
     with pytest.raises(DataError, match="from-env.pth does not exist"):
-        fidm.build_feature_extractor("inception")
+        features.build_feature_extractor("inception")
 
 
 def test_weight_file_with_a_wrong_hash_is_refused(tmp_path):
@@ -192,7 +192,7 @@ def test_kid_matches_torch_fidelity():
     f1 = rng.normal(size=(300, 32)).astype(np.float32)
     f2 = (rng.normal(size=(250, 32)) * 1.1 + 0.1).astype(np.float32)
     theirs = kid_mod.kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=10, kid_subset_size=100, verbose=False)
-    mean, std, size = fidm.kernel_inception_distance(f1, f2, subsets=10, subset_size=100)
+    mean, std, size = distances.kernel_inception_distance(f1, f2, subsets=10, subset_size=100)
     assert size == 100
     assert mean == pytest.approx(theirs[kid_mod.KEY_METRIC_KID_MEAN], rel=1e-4)
     assert std == pytest.approx(theirs[kid_mod.KEY_METRIC_KID_STD], rel=1e-4)
@@ -204,7 +204,7 @@ def test_precision_recall_match_torch_fidelity():
     gen = torch.from_numpy(rng.normal(size=(200, 8)).astype(np.float32))
     real = torch.from_numpy((rng.normal(size=(220, 8)) * 1.5 + 0.3).astype(np.float32))
     theirs = prc.prc_features_to_metric(gen, real, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=False, verbose=False)
-    precision, recall = fidm.precision_recall(gen, real, k=3, chunk=64)
+    precision, recall = distances.precision_recall(gen, real, k=3, chunk=64)
     assert precision == pytest.approx(theirs[prc.KEY_METRIC_PRECISION], abs=1 / 200)
     assert recall == pytest.approx(theirs[prc.KEY_METRIC_RECALL], abs=1 / 220)
     assert precision > recall  # the generated set is the narrower one
@@ -241,7 +241,7 @@ def test_fid_reference_is_saved_reused_and_checked(tiny_run, tmp_path):
     assert saved["n"] == 120 and saved["features"].shape == (100, 256) and saved["settings"]["features"] == "random-conv"
     np.testing.assert_allclose(saved["sigma"], stats["sigma"])
     # the reference against itself
-    assert fidm.frechet_distance(saved["mu"], saved["sigma"], stats["mu"], stats["sigma"]) == pytest.approx(0.0, abs=1e-6)
+    assert distances.frechet_distance(saved["mu"], saved["sigma"], stats["mu"], stats["sigma"]) == pytest.approx(0.0, abs=1e-6)
 
     result = fidm.evaluate_fid(tiny_run, ref, num_samples=120, batch_size=50, kid_subset_size=50, kid_subsets=5, progress=False)
     assert result["fid"] > 0 and 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1

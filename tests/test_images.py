@@ -16,7 +16,8 @@ from genvae.core.plugins import get_plugins
 from genvae.core.run import load_component
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.architectures.residual import ResidualDecoder, ResidualEncoder
-from genvae.plugins.datasets.images import CIFAR10, SVHN, Digits, FashionMNIST, ImageFolder, MNIST, read_idx
+from genvae.plugins.datasets.image_folder import ImageFolder
+from genvae.plugins.datasets.images import CIFAR10, SVHN, Digits, FashionMNIST, MNIST, read_idx
 from genvae.plugins.objectives.soft_intro import SoftIntroConfig, SoftIntroVAE
 from genvae.viz.images import display_scale, interpolation_grid
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from genvae.errors import ConfigError, RunDirError
+from genvae.plugins.datasets.toy2d import TABLE5
 from genvae.plugins.metrics import toy2d as M
 
 
@@ -154,7 +155,9 @@ def test_write_toy2d_figures(tiny_run, tmp_path):
 
 
 def test_bench_functions_tiny(tmp_path):
-    from genvae.bench2d import run_collapse, run_stability, run_table2
+    from genvae.bench2d import run_table2
+    from genvae.bench_collapse import run_collapse
+    from genvae.bench_stability import run_stability
 
     small = dict(train={"batch_size": 32}, arch={"hidden": 16}, log=None)
     t2 = run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae", "soft-intro"], grid_points=32,
@@ -176,14 +179,16 @@ def test_bench_functions_tiny(tmp_path):
     with pytest.raises(RunDirError, match=r"other settings \(steps: 12 saved, 13 now\); pass the saved ones"):
         run_table2(tmp_path, steps=13, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
     # a changed recommendation (a new genvae version, say) is a change of settings too
-    with mock.patch.dict(bench2d.TABLE5["8gaussians"]["vae"], {"beta_kl": 0.06}):
+    with mock.patch.dict(TABLE5["8gaussians"]["vae"], {"beta_kl": 0.06}):
         with pytest.raises(RunDirError, match=r"other settings \(resolved.objective.beta_kl: [\d.]+ saved, 0.06 now\)"):
             run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
 
     st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert [row["m"] for row in st["intro"]] == [1.0, 4.0]
     assert (tmp_path / "stability.png").is_file()
-    with mock.patch.object(bench2d, "train_batched", side_effect=AssertionError("trained again")):
+    import genvae.bench_stability as bench_stability
+
+    with mock.patch.object(bench_stability, "train_batched", side_effect=AssertionError("trained again")):
         again = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert again["intro"] == st["intro"] and again["soft_intro"] == st["soft_intro"]
 

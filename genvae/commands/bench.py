@@ -56,7 +56,7 @@ def stability(
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
 
     After a crash or Ctrl-C, the same command reuses a model finished earlier and continues an unfinished one from its last checkpoint (every 1,000 steps; OUT/cells)."""
-    from genvae.bench2d import STABILITY_MODELS, run_stability
+    from genvae.bench_stability import STABILITY_MODELS, run_stability
 
     if run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, models=models or STABILITY_MODELS, compile=compile) is not None:
         console.print(f"wrote {out / 'stability.png'}", soft_wrap=True)
@@ -74,7 +74,7 @@ def collapse(
     """Appendix 9.5 / Figure 21: the VAE's KL collapses, Soft-IntroVAE's does not (8 Gaussians).
 
     After a crash or Ctrl-C, the same command continues each model from its last checkpoint (every 1,000 steps; OUT/cells)."""
-    from genvae.bench2d import run_collapse
+    from genvae.bench_collapse import run_collapse
 
     run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, compile=compile)
     console.print(f"wrote {out / 'collapse.png'}", soft_wrap=True)

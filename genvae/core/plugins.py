@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.datasets.toy2d",
     "genvae.plugins.metrics.toy2d",
     "genvae.plugins.metrics.fid",
+    "genvae.plugins.metrics.features",
     "genvae.plugins.metrics.ood",
     "genvae.plugins.metrics.classifier",
     "genvae.plugins.losses.reconstruction",

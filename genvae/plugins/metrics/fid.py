@@ -5,27 +5,9 @@ against the training images).
   extracts features of a dataset once and saves ``mu``, ``sigma`` (float64), ``n``, the feature
   settings (JSON) and a random subset of the features themselves (for KID and precision / recall)
   as ``.npz``. :func:`evaluate_fid` reuses it and refuses one computed with other settings.
-- **Fréchet distance** ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½, in float64 with
-  symmetric eigendecompositions (eigenvalues clipped at 0): no complex parts, no
-  ``scipy.linalg.sqrtm(disp=False)`` failures on singular covariances. The result is clipped at 0.
-- **KID** (Bińkowski et al. 2018) as torch-fidelity: unbiased MMD² with the cubic polynomial
-  kernel (x·y/d + 1)³, mean and std over ``kid_subsets`` random subsets of ``kid_subset_size``,
-  NumPy ``RandomState(2020)``.
-- **Precision / recall** (Kynkäänniemi et al. 2019), k = 3: a generated sample is precise if it
-  lies within the k-NN radius of some real sample; a real sample is recalled if it lies within the
-  k-NN radius of some generated sample (torch-fidelity's definition).
-
-**Feature extractors** are plugins (hook ``genvae_register_features``, ``--features NAME``);
-the built-ins:
-
-- ``inception``: the TF-2015-12-05 FID Inception (``inception.py``) with the user's weight file.
-  Only this gives numbers comparable to published FID (and only with 50,000 samples).
-- ``random-conv``: a fixed-seed random convolutional network (no weights to download). Its
-  "FID" is **not comparable to published FID**; it is a consistent distance between image sets
-  for comparing models on the same data (and for tests). Random conv features measure
-  low-level image statistics (contrast, edges, textures) rather than semantics.
-- ``classifier`` (``classifier.py``): a small classifier trained on the dataset itself
-  (``genvae eval train-classifier``); semantic features where Inception weights are missing.
+- The numbers: Fréchet distance, KID and precision / recall of the two feature sets
+  (``distances.py``), from features of a registered extractor (``features.py``: ``inception``
+  with the user's weight file, ``random-conv``; ``classifier.py``: ``classifier``).
 
 Generation and feature extraction run in batches under Accelerate: each process generates its
 share of the batches (prior noise seeded per batch, so the samples do not depend on the number
@@ -36,14 +18,12 @@ of processes), features are gathered with ``accelerator.gather``. Results are ap
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import math
 import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -52,196 +32,13 @@ from torch import Tensor, nn
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError, DataError, PluginError
-from genvae.plugins.metrics.inception import RESIZE_MODES, InceptionFeatures, quantize_uint8, resize_tf1_bilinear, to_rgb
+from genvae.plugins.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS, PR_NEIGHBORHOOD, feature_statistics, frechet_distance, kernel_inception_distance, precision_recall
+from genvae.plugins.metrics.features import FeatureExtractor, build_feature_extractor
 
 RESULTS_FILE = "fid.jsonl"
 NUM_SAMPLES = 50_000  # the paper's Section 6.3
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000
-KID_SEED = 2020  # torch-fidelity's rng_seed
-PR_NEIGHBORHOOD = 3
 SPLITS = ("train", "test")
 KEEP_REF_FEATURES = 10_000  # features stored in the reference file for KID and precision / recall
-
-
-# --------------------------------------------------------------------------------------------
-# Feature extractors
-# --------------------------------------------------------------------------------------------
-
-
-class FeatureExtractor(Protocol):
-    """Float images in [0, 1], (N, C, H, W) → features (N, dim). Must be in eval mode so that a
-    sample's features do not depend on its batch."""
-
-    name: str
-    dim: int
-
-    def settings(self) -> dict[str, Any]: ...
-
-    def __call__(self, images: Tensor) -> Tensor: ...
-
-    def to(self, device: Any) -> Any: ...
-
-
-class RandomConvFeatures(nn.Module):
-    """A fixed-seed random conv net: uint8-rounded images, resized to 64×64 (TF1 bilinear),
-    scaled to [-1, 1), four 3×3 conv + ReLU layers (32, 64, 128, 256 channels, strides 1, 2, 2, 2),
-    global average pool → 256-d. Kaiming-normal weights drawn from ``torch.Generator(seed)``;
-    the weights' SHA-256 is part of the settings, so references made with other weights are refused.
-    NOT comparable to published FID."""
-
-    name = "random-conv"
-    dim = 256
-    size = 64
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        self.seed = seed
-        widths, strides = (3, 32, 64, 128, 256), (1, 2, 2, 2)
-        layers: list[nn.Module] = []
-        g = torch.Generator().manual_seed(seed)
-        for c_in, c_out, stride in zip(widths[:-1], widths[1:], strides):
-            conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
-            with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * math.sqrt(2.0 / (c_in * 9)))
-                conv.bias.zero_()
-            layers += [conv, nn.ReLU()]
-        self.net = nn.Sequential(*layers)
-        self.requires_grad_(False)
-        self.eval()
-        digest = hashlib.sha256()
-        for p in self.net.parameters():
-            digest.update(p.detach().cpu().numpy().tobytes())
-        self.weights_sha256 = digest.hexdigest()
-
-    def train(self, mode: bool = True) -> "RandomConvFeatures":
-        return super().train(False)
-
-    def settings(self) -> dict[str, Any]:
-        return {"features": self.name, "dim": self.dim, "seed": self.seed, "resize": f"tf1-bilinear-{self.size}",
-                "quantize": "uint8-round", "weights_sha256": self.weights_sha256}  # fmt: skip
-
-    @torch.no_grad()
-    def forward(self, images: Tensor) -> Tensor:
-        device = next(self.net.parameters()).device
-        x = to_rgb(quantize_uint8(images)).to(torch.float32)
-        x = (resize_tf1_bilinear(x, self.size) - 128.0) / 128.0
-        return self.net(x.to(device)).mean(dim=(2, 3))
-
-
-def _inception_factory(inception_weights: str | Path | None = None, resize: str = "tf1-bilinear", **_: Any) -> InceptionFeatures:
-    return InceptionFeatures.from_file(inception_weights, resize=resize)
-
-
-def _random_conv_factory(seed: int = 0, **_: Any) -> RandomConvFeatures:
-    return RandomConvFeatures(seed=seed)
-
-
-def build_feature_extractor(name: str = "inception", **options: Any) -> FeatureExtractor:
-    """The registered extractor ``name`` (hook ``genvae_register_features``) built with ``options``."""
-    from genvae.core.plugins import get_plugins
-
-    factory = get_plugins().features.get(name)  # an unknown name: "did you mean …"
-    if options.get("resize") is None:
-        options.pop("resize", None)
-    elif options["resize"] not in RESIZE_MODES:
-        raise ConfigError(f"unknown resize mode {options['resize']!r}; choose one of {', '.join(RESIZE_MODES)}")
-    return factory(**options)
-
-
-@hookimpl
-def genvae_register_features(register) -> None:  # type: ignore[no-untyped-def]
-    register("inception", _inception_factory)
-    register("random-conv", _random_conv_factory)
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics and distances
-# --------------------------------------------------------------------------------------------
-
-
-def feature_statistics(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (float64, unbiased as ``np.cov``) of features (N, d)."""
-    f = np.asarray(features.detach().cpu() if isinstance(features, Tensor) else features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise DataError(f"need at least 2 feature vectors for statistics, got shape {f.shape}")
-    return f.mean(axis=0), np.cov(f, rowvar=False)
-
-
-def sqrtm_psd(a: np.ndarray) -> np.ndarray:
-    """Square root of a symmetric positive semi-definite matrix by eigendecomposition (eigenvalues
-    clipped at 0)."""
-    a = np.asarray(a, dtype=np.float64)
-    w, v = np.linalg.eigh(0.5 * (a + a.T))
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½ (float64; the eigenvalues of Σ₁^½ Σ₂ Σ₁^½
-    are those of Σ₁Σ₂, so the last trace is tr (Σ₁Σ₂)^½). Clipped at 0."""
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
-        raise DataError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
-    root1 = sqrtm_psd(s1)
-    middle = root1 @ s2 @ root1
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (middle + middle.T)), 0.0, None)).sum()
-    diff = mu1 - mu2
-    return float(max(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean, 0.0))
-
-
-def _mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float:
-    m = k_xx.shape[0]
-    sum_xx = k_xx.sum() - np.trace(k_xx)
-    sum_yy = k_yy.sum() - np.trace(k_yy)
-    return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
-
-
-def kernel_inception_distance(
-    features_gen: np.ndarray | Tensor,
-    features_real: np.ndarray | Tensor,
-    subsets: int = KID_SUBSETS,
-    subset_size: int = KID_SUBSET_SIZE,
-    seed: int = KID_SEED,
-    degree: int = 3,
-    coef0: float = 1.0,
-) -> tuple[float, float, int]:
-    """KID mean and std over subsets, and the subset size used (reduced to the smaller set's size)."""
-    f1 = np.asarray(features_gen.detach().cpu() if isinstance(features_gen, Tensor) else features_gen, dtype=np.float64)
-    f2 = np.asarray(features_real.detach().cpu() if isinstance(features_real, Tensor) else features_real, dtype=np.float64)
-    size = min(subset_size, len(f1), len(f2))
-    if size < 2:
-        raise DataError("KID needs at least 2 feature vectors on each side")
-    gamma = 1.0 / f1.shape[1]
-    rng = np.random.RandomState(seed)
-    mmds = np.zeros(subsets)
-    for i in range(subsets):
-        x = f1[rng.choice(len(f1), size, replace=False)]
-        y = f2[rng.choice(len(f2), size, replace=False)]
-        k = lambda a, b: (a @ b.T * gamma + coef0) ** degree  # noqa: E731
-        mmds[i] = _mmd2_unbiased(k(x, x), k(x, y), k(y, y))
-    return float(mmds.mean()), float(mmds.std()), size
-
-
-def _knn_radii(f: Tensor, k: int, chunk: int) -> Tensor:
-    """Distance of each row of ``f`` to its k-th nearest neighbour in ``f`` (itself excluded)."""
-    return torch.cat([torch.cdist(rows, f).kthvalue(k + 1, dim=1).values for rows in f.split(chunk)])
-
-
-def _covered(queries: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tensor:
-    """For each query: does it lie within ``radii[j]`` of some centre j?"""
-    return torch.cat([(torch.cdist(rows, centres) <= radii.unsqueeze(0)).any(dim=1) for rows in queries.split(chunk)])
-
-
-def precision_recall(features_gen: np.ndarray | Tensor, features_real: np.ndarray | Tensor, k: int = PR_NEIGHBORHOOD, chunk: int = 2048) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls, float64."""
-    gen = torch.as_tensor(np.asarray(features_gen.detach().cpu() if isinstance(features_gen, Tensor) else features_gen), dtype=torch.float64)
-    real = torch.as_tensor(np.asarray(features_real.detach().cpu() if isinstance(features_real, Tensor) else features_real), dtype=torch.float64)
-    if len(gen) <= k or len(real) <= k:
-        raise DataError(f"precision / recall with k={k} needs more than {k} samples on each side")
-    precision = _covered(gen, real, _knn_radii(real, k, chunk), chunk).double().mean().item()
-    recall = _covered(real, gen, _knn_radii(gen, k, chunk), chunk).double().mean().item()
-    return precision, recall
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""Images from a folder: any directory of images (``folder``), and the face datasets FFHQ and
+CelebA-HQ with the paper's split and style-based recipe. PIL decodes the files; nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genvae.core.interfaces import Batch
+from genvae.errors import ConfigError, DataError
+from genvae.plugins.datasets.image_source import ImageData
+
+PRELOAD_LIMIT_BYTES = 2 * 1024**3  # folders larger than this (as uint8 pixels) are decoded per batch
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+class ImageFolder(ImageData):
+    """Every image under ``path`` (recursively), RGB, resized (shorter side) and centre-cropped
+    to ``resolution``. Unreadable files are skipped with one warning listing them. No labels; no
+    held-out split exists, so ``test_batch`` draws from the same images. Folders too large to
+    hold as uint8 (``PRELOAD_LIMIT_BYTES``) are decoded batch by batch instead, and then each
+    unreadable file is replaced by the next readable one, with a warning when first met."""
+
+    name = "folder"
+    num_classes = 0
+
+    def __init__(self, path: str = "", resolution: int = 64, hflip: bool = False) -> None:
+        super().__init__()
+        if not path:
+            raise ConfigError("the folder dataset needs data.path, the directory holding the images")
+        if resolution <= 0:
+            raise ConfigError(f"data.resolution must be positive, got {resolution}")
+        self.path, self.resolution, self.hflip = Path(path).expanduser(), int(resolution), bool(hflip)
+        self.shape = (3, self.resolution, self.resolution)
+        if not self.path.is_dir():
+            raise DataError(f"folder: {self.path} is not a directory; set data.path to a folder of images ({', '.join(IMAGE_SUFFIXES)})")
+        self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self._bad: set[Path] = set()
+        if not self.files:
+            raise DataError(f"folder: no image files ({', '.join(IMAGE_SUFFIXES)}) under {self.path}")
+        self.recommended = {
+            "train": {"batch_size": 32, "lr": 2e-4},
+            "arch": {"z_dim": 128, "channels": _default_channels(self.resolution)},
+            "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
+        }
+
+    def _read(self, path: Path) -> np.ndarray | None:
+        from PIL import Image, ImageOps
+
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                im = ImageOps.fit(im, (self.resolution, self.resolution), method=Image.Resampling.BICUBIC)
+                return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        except Exception:  # any unreadable or corrupt file is skipped, never a crash mid-epoch
+            return None
+
+    @property
+    def lazy(self) -> bool:
+        """Too large to hold as uint8 in memory: decode each batch from the files instead."""
+        return len(self.files) * 3 * self.resolution**2 > PRELOAD_LIMIT_BYTES
+
+    def split_files(self, split: str) -> list[Path]:
+        """The files of ``split``; a plain folder has no held-out split, both are every file."""
+        return self.files
+
+    def split_size(self, split: str) -> int:
+        return len(self.split_files(split)) if self.lazy else super().split_size(split)
+
+    def get(self, index: Tensor, split: str = "train") -> Batch:
+        if not self.lazy:
+            return super().get(index, split)
+        files = self.split_files(split)
+        arrays = []
+        for i in index.tolist():
+            for k in range(len(files)):  # an unreadable file is replaced by the next readable one
+                path = files[(i + k) % len(files)]
+                array = self._read(path)
+                if array is not None:
+                    break
+                if path not in self._bad:
+                    self._bad.add(path)
+                    warnings.warn(f"folder: skipped unreadable image file {path}", stacklevel=2)
+            else:
+                raise DataError(f"{self.name}: none of the {len(files)} image files under {self.path} could be read")
+            arrays.append(array)
+        return Batch(torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0))
+
+    def load_split(self, split: str) -> tuple[Tensor, Tensor | None]:
+        files = self.split_files(split)
+        other = "test" if split == "train" else "train"
+        if other in self._splits and files is self.split_files(other):  # one set of images serves both splits
+            return self._splits[other]
+        arrays, bad = [], []
+        for path in files:
+            array = self._read(path)
+            if array is None:
+                bad.append(path)
+            else:
+                arrays.append(array)
+        if bad:
+            names = ", ".join(str(p.relative_to(self.path)) for p in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            warnings.warn(f"{self.name}: skipped {len(bad)} unreadable image file(s) of {len(files)} under {self.path}: {names}", stacklevel=2)
+        if not arrays:
+            raise DataError(f"{self.name}: none of the {len(files)} image files under {self.path} could be read")
+        return torch.from_numpy(np.stack(arrays)), None
+
+
+class FacesFolder(ImageFolder):
+    """A folder of face images (FFHQ, CelebA-HQ) with the paper's split and its style-based
+    recipe: the authors' configs ``ffhq256.yaml`` / ``celeba-hq256.yaml`` (beta_rec, beta_kl,
+    beta_neg per level, learning rate per level, 16 epochs per level, batch per level on one GPU,
+    Adam betas (0, 0.99)). Files are sorted by name; the first ``TRAIN_SIZE`` train, the rest test
+    (a folder of another size is split in the same proportion). Every growth level is served from
+    the same files, downsampled on the fly (average pooling) from ``resolution``."""
+
+    TRAIN_SIZE, TEST_SIZE = 60_000, 10_000
+    # The configs' BETA_REC is for squared errors of images in [-1, 1]; genvae's images are in
+    # [0, 1], where the same error is 4x smaller, so 4 x BETA_REC gives the authors' objective.
+    BETA_REC, BETA_KL = 4 * 0.1, 0.2
+    EPOCHS = 300
+
+    def __init__(self, path: str = "", resolution: int = 256, hflip: bool = True) -> None:
+        if not path:
+            raise ConfigError(f"the {self.name} dataset needs data.path, the directory holding its images (e.g. {self.name}/images256x256)")
+        super().__init__(path, resolution, hflip)
+        total = len(self.files)
+        if total < 2:
+            raise DataError(f"{self.name}: {self.path} holds {total} image file(s); a train / test split needs at least 2")
+        if total == self.TRAIN_SIZE + self.TEST_SIZE:
+            self.train_count = self.TRAIN_SIZE
+        else:
+            self.train_count = min(total - 1, max(1, round(total * self.TRAIN_SIZE / (self.TRAIN_SIZE + self.TEST_SIZE))))
+        levels = int(math.log2(self.resolution)) - 1
+        batches = [128, 128, 128, 32, 16, 8, 4, 4, 4][:levels]  # LOD_2_BATCH_1GPU, 4x4 first
+        images_per_level = 16 * self.train_count  # EPOCHS_PER_LOD = 16
+        growth_images = images_per_level * (levels - 1)
+        steps = sum(-(-images_per_level // b) for b in batches[:-1]) + max(0, self.EPOCHS * self.train_count - growth_images) // batches[-1]
+        self.recommended = {
+            "train": {"batch_size": batches[-1], "steps": steps, "lr": 0.0015, "betas": [0.0, 0.99], "milestones": [],
+                      "log_every": 100, "checkpoint_every": 5000, "figures_every": 5000},
+            "arch": {"z_dim": 512, "w_dim": 512, "start_channels": 64, "max_channels": 512},
+            "grow": {"start_resolution": 4, "images_per_level": images_per_level, "fade": 0.5, "batch_sizes": batches,
+                     "lrs": [0.0015, 0.0015, 0.0015, 0.0015, 0.0015, 0.0015, 0.002, 0.003, 0.003],
+                     "beta_neg": [2048, 2048, 2048, 1024, 512, 512, 512, 512, 512]},
+            "soft-intro": {"beta_rec": self.BETA_REC, "beta_kl": self.BETA_KL, "beta_neg": 512.0, "num_vae": -(-self.train_count // batches[0])},
+            "vae": {"beta_rec": self.BETA_REC, "beta_kl": self.BETA_KL},
+        }
+
+    def split_files(self, split: str) -> list[Path]:
+        return self.files[: self.train_count] if split == "train" else self.files[self.train_count :]
+
+
+class FFHQ(FacesFolder):
+    name = "ffhq"
+
+
+class CelebAHQ(FacesFolder):
+    name = "celeba-hq"
+    TRAIN_SIZE, TEST_SIZE = 29_000, 1_000
+    BETA_REC, BETA_KL = 4 * 0.05, 0.1
+
+
+def _default_channels(resolution: int) -> list[int]:
+    """Residual widths with the base at 4x4 (or the smallest exact size): 64, 128, 256, 512, ..."""
+    levels = 1
+    while resolution % (2 ** (levels + 1)) == 0 and resolution // (2 ** (levels + 1)) >= 4:
+        levels += 1
+    return [min(64 * 2**i, 512) for i in range(levels)]
