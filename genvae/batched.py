@@ -37,18 +37,10 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.interfaces import DataSource, Models, Objective, Phase
 from genvae.core.run import ResolvedConfig, build_models, build_objective, resolve
+from genvae.core.trainer import noise_seed
 from genvae.errors import ConfigError
 
 PARTS = ("encoder", "decoder")
-
-
-def noise_seed(seed: int, rank: int) -> int:
-    """Same formula as ``genvae.core.trainer.noise_seed`` (imported from there when available)."""
-    try:
-        from genvae.core.trainer import noise_seed as trainer_noise_seed
-    except Exception:  # pragma: no cover - the trainer is optional for this module
-        return seed * 1_000_003 + 7919 + rank
-    return trainer_noise_seed(seed, rank)
 
 
 # --------------------------------------------------------------------------------------------

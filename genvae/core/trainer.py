@@ -44,6 +44,7 @@ from genvae.core.config import write_json
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
+from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
 from genvae.core.run import ResolvedConfig, build_models, build_objective, models_view
 from genvae.errors import NonFiniteLossError, RunDirError
@@ -365,7 +366,7 @@ class Trainer:
         count, last_logs = 0, {}
         previous_sigint = self._catch_sigint()
         try:
-            with _Progress(t.steps, start_step, self._progress_mode()) as progress:
+            with TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process)) as progress:
                 while self.step < t.steps:
                     growth = self._apply_growth() if self.growth is not None else None
                     batch = self.to_device(next(batches))
@@ -423,16 +424,6 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
-    def _progress_mode(self) -> str | None:
-        if not self.show_progress or not self.accelerator.is_main_process:
-            return None
-        if self.show_progress == "lines":
-            return "lines"
-        from rich.console import Console
-
-        console = Console()
-        return "bar" if console.is_terminal or console.is_jupyter else "lines"
-
     def _write_log(self, sums: dict[str, Tensor], count: int, start_step: int, start_time: float) -> dict[str, float]:
         keys = list(sums)
         values = torch.stack([sums[k] for k in keys]).div(count).tolist() if keys else []
@@ -477,53 +468,6 @@ def _log_step(line: str) -> float:
         return json.loads(line).get("step", 0)
     except json.JSONDecodeError:
         return math.inf
-
-
-class _Progress:
-    """Progress as a rich bar with step, losses and speed (refreshed at most 5 times a second), or
-    as one plain line per logged step (no terminal: nohup, a redirect, --no-progress)."""
-
-    SHOWN = ("resolution", "alpha", "loss_encoder", "loss_decoder", "loss_vae", "rec", "kl")
-
-    def __init__(self, total: int, start: int, mode: str | None) -> None:
-        self.mode, self.total, self.start = mode, total, start
-        self._last = 0.0
-
-    def __enter__(self) -> "_Progress":
-        if self.mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[speed]:.1f} steps/s"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[losses]}"),
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=self.total, completed=self.start, speed=0.0, losses="")
-        return self
-
-    def _losses(self, logs: dict[str, float]) -> str:
-        return "  ".join(f"{k} {logs[k]:.4g}" for k in self.SHOWN if k in logs and math.isfinite(logs[k]))
-
-    def update(self, step: int, logs: dict[str, float], speed: float) -> None:
-        if self.mode == "lines":
-            if logs.get("step") == step:  # a new log record
-                print(f"step {step}/{self.total}  {self._losses(logs)}  {speed:.1f} steps/s", flush=True)
-            return
-        if self.mode != "bar":
-            return
-        now = time.perf_counter()
-        if now - self._last < 0.2 and step < self.total:
-            return
-        self._last = now
-        self.progress.update(self.task, completed=step, speed=speed, losses=self._losses(logs))
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.mode == "bar":
-            self.progress.stop()
 
 
 def train(cfg: ResolvedConfig, data: DataSource, run_dir: str | Path, **kwargs: Any) -> TrainResult:
