@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from genvae import bench_ood
 from genvae.core.interfaces import Batch, BatchStream, DataSource
 from genvae.errors import ConfigError, DataError, PluginError, RunDirError
 from genvae.plugins.metrics import distances, features, fid as fidm
@@ -410,23 +411,23 @@ def test_metric_plugins_register():
 
 def test_bench_ood_runs_in_parallel_jobs_with_the_same_results(shared_data, tmp_path):
     kwargs = dict(steps=3, seeds=1, arch="mlp", overrides=["arch.hidden=16", "train.log_every=0"], n=200)
-    one = oodm.run_bench_ood(tmp_path / "one", jobs=1, **kwargs)
-    two = oodm.run_bench_ood(tmp_path / "two", jobs=2, **kwargs)
+    one = bench_ood.run_bench_ood(tmp_path / "one", jobs=1, **kwargs)
+    two = bench_ood.run_bench_ood(tmp_path / "two", jobs=2, **kwargs)
     for o in ("vae", "soft-intro"):
         assert [r["seed"] for r in one["runs"][o]] == [r["seed"] for r in two["runs"][o]] == [0]
         assert one["summary"][o]["runs"] == pytest.approx(two["summary"][o]["runs"], abs=1e-12)
     table = (tmp_path / "two" / "table.md").read_text()
     assert "| soft-intro |" in table and "0.999 ± 0.0004" in table and "2 job(s)" in table
     with pytest.raises(ConfigError, match="jobs"):
-        oodm.run_bench_ood(tmp_path / "x", jobs=0, **kwargs)
+        bench_ood.run_bench_ood(tmp_path / "x", jobs=0, **kwargs)
 
 
 def test_bench_ood_continues_an_interrupted_run_and_reuses_finished_ones(shared_data, tmp_path, monkeypatch):
     import genvae.core.trainer as trainer_module
 
     kwargs = dict(steps=4, seeds=1, objectives=("soft-intro",), arch="mlp", overrides=["arch.hidden=16", "train.log_every=1"], n=200)
-    monkeypatch.setattr(oodm, "BENCH_CHECKPOINT_EVERY", 2)
-    straight = oodm.run_bench_ood(tmp_path / "straight", **kwargs)
+    monkeypatch.setattr(bench_ood, "BENCH_CHECKPOINT_EVERY", 2)
+    straight = bench_ood.run_bench_ood(tmp_path / "straight", **kwargs)
 
     real_train = trainer_module.train
 
@@ -436,14 +437,14 @@ def test_bench_ood_continues_an_interrupted_run_and_reuses_finished_ones(shared_
 
     monkeypatch.setattr(trainer_module, "train", lambda *a, **k: real_train(*a, **k, on_log=crash_at_step_3))
     with pytest.raises(KeyboardInterrupt):
-        oodm.run_bench_ood(tmp_path / "crashed", **kwargs)
+        bench_ood.run_bench_ood(tmp_path / "crashed", **kwargs)
     monkeypatch.setattr(trainer_module, "train", real_train)
-    continued = oodm.run_bench_ood(tmp_path / "crashed", **kwargs)
+    continued = bench_ood.run_bench_ood(tmp_path / "crashed", **kwargs)
     run = continued["runs"]["soft-intro"][0]
     assert run["resumed_at"] == 2 and run["steps"] == 4
     assert continued["summary"]["soft-intro"]["runs"] == pytest.approx(straight["summary"]["soft-intro"]["runs"], abs=1e-12)
 
-    again = oodm.run_bench_ood(tmp_path / "crashed", **kwargs)  # finished: evaluated, not retrained
+    again = bench_ood.run_bench_ood(tmp_path / "crashed", **kwargs)  # finished: evaluated, not retrained
     assert again["runs"]["soft-intro"][0]["resumed_at"] == 4
     with pytest.raises(RunDirError, match="optim.lr"):
-        oodm.run_bench_ood(tmp_path / "crashed", **{**kwargs, "overrides": [*kwargs["overrides"], "optim.lr=0.01"]})
+        bench_ood.run_bench_ood(tmp_path / "crashed", **{**kwargs, "overrides": [*kwargs["overrides"], "optim.lr=0.01"]})

@@ -111,7 +111,7 @@ def ood(
     """Table 7 row Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files).
 
     After a crash or Ctrl-C, the same command continues each run from its last checkpoint (every 1,000 steps)."""
-    from genvae.plugins.metrics.ood import run_bench_ood
+    from genvae.bench_ood import run_bench_ood
 
     run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), arch=arch, score=score,
                   overrides=overrides, progress=True, jobs=jobs, log=console.print)  # fmt: skip

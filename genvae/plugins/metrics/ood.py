@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
@@ -341,117 +340,6 @@ def evaluate(run: Any, seed: int = 0, out: str | None = None, **options: Any) ->
     in_data = options.pop("in", options.pop("in_data", None))
     result = evaluate_ood(run, in_data=in_data, out_data=out or options.pop("out_data", None), seed=seed, **options)
     result.pop("_scores", None)
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# Benchmark: Table 7, Fashion-MNIST → MNIST
-# --------------------------------------------------------------------------------------------
-
-
-def _bench_member(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Train one (objective, seed) of the OOD benchmark and evaluate it (runs in a worker process
-    when the benchmark has several jobs)."""
-    from genvae.core.config import merge_user
-    from genvae.core.run import load_run, resolve
-    from genvae.core.trainer import train
-
-    if task["threads"]:
-        torch.set_num_threads(task["threads"])
-    flags = {"objective.name": task["objective"], "arch.name": task["arch"], "data.name": task["in_data"], "train.steps": task["steps"],
-             "train.seed": task["seed"], "train.batch_size": task["batch_size"]}  # fmt: skip
-    sets = [f"train.checkpoint_every={BENCH_CHECKPOINT_EVERY}", "train.figures_every=0", *task["overrides"]]
-    cfg, data = resolve(merge_user(None, sets, flags))
-    run_dir = Path(task["out"]) / f"{task['objective']}-seed{task['seed']}"
-    resume = continue_or_start(run_dir, cfg.to_dict())
-    t0 = time.perf_counter()
-    trained = train(cfg, data, run_dir, progress=task["progress"], resume=resume)
-    train_s = time.perf_counter() - t0
-    res = evaluate_ood(load_run(run_dir), out_data=task["out_data"], score=task["score"], samples=task["samples"], n=task["n"], seed=task["seed"])
-    res.pop("_scores")
-    res.update(train_seconds=round(train_s, 1), steps=trained.step, resumed_at=resumed_at(trained, resume))
-    return res
-
-
-def run_bench_ood(
-    out_dir: str | Path,
-    steps: int,
-    seeds: int = 3,
-    objectives: tuple[str, ...] = ("vae", "soft-intro"),
-    in_data: str = "fashion-mnist",
-    out_data: str = "mnist",
-    arch: str = "residual",
-    score: str = "elbo",
-    samples: int = DEFAULT_SAMPLES,
-    n: int | None = None,
-    batch_size: int | None = None,
-    overrides: list[str] | None = None,
-    progress: bool = False,
-    jobs: int = 1,
-    log: Callable[[str], Any] | None = None,
-) -> dict[str, Any]:
-    """Train each objective on ``in_data`` for ``steps`` steps with ``seeds`` seeds (the dataset's
-    recommended settings otherwise), score ``in_data`` test vs ``out_data`` test, and write
-    ``results.json``, ``table.md`` (beside the paper's Table 7) and the histograms under ``out_dir``.
-
-    ``jobs`` > 1 trains that many runs at once in worker processes of one torch thread each
-    (the runs are independent; each one's result does not depend on ``jobs``). Runs already under
-    ``out_dir`` with the same settings continue from their checkpoint (see :func:`genvae.core.bench_run.continue_or_start`)."""
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    tasks = [{"objective": o, "seed": seed, "steps": steps, "arch": arch, "in_data": in_data, "out_data": out_data,
-              "batch_size": batch_size, "overrides": list(overrides or []), "out": str(out), "score": score, "samples": samples,
-              "n": n, "progress": progress and jobs == 1, "threads": 1 if jobs > 1 else None}
-             for o in objectives for seed in range(seeds)]  # fmt: skip
-
-    def done(t: Mapping[str, Any], r: Mapping[str, Any]) -> None:
-        if log:
-            note = resume_note(r.get("resumed_at"), r["steps"])
-            how = note if r.get("resumed_at") == r["steps"] else f"{note or 'trained'}, {r['train_seconds']:.0f} s"
-            log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} ({how})")
-
-    results: list[Any] = [None] * len(tasks)
-    if jobs == 1:
-        for i, t in enumerate(tasks):
-            results[i] = _bench_member(t)
-            done(t, results[i])
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        if log:
-            log(f"ood bench: {len(tasks)} runs of {steps} steps, {jobs} at a time (results appear as runs finish)")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_bench_member, t): i for i, t in enumerate(tasks)}
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                done(tasks[i], results[i])
-    rows: dict[str, list[dict[str, Any]]] = {o: [r for t, r in zip(tasks, results) if t["objective"] == o] for o in objectives}
-    paper = PAPER_TABLE7.get((in_data, out_data), {})
-    summary = {o: {"mean": float(np.mean([r["auroc"] for r in rs])), "std": float(np.std([r["auroc"] for r in rs])),
-                   "runs": [r["auroc"] for r in rs]} for o, rs in rows.items()}  # fmt: skip
-    lines = [
-        f"# OOD detection: {in_data} (in) vs {out_data} (out), AUROC of the {score} (M={samples})",
-        "",
-        f"{steps} training steps per run, {seeds} seeds, arch {arch}{', settings ' + ' '.join(overrides) if overrides else ''}. "
-        f"Paper: Table 7 (ELBO score, full training). Wall time {time.perf_counter() - started:.0f} s with {jobs} job(s).",
-        "",
-        "| objective | ours: AUROC mean ± std | runs | paper Table 7 |",
-        "|---|---|---|---|",
-    ]
-    for o, s in summary.items():
-        p = paper.get(o)
-        lines.append(f"| {o} | {s['mean']:.4f} ± {s['std']:.4f} | {', '.join(f'{a:.4f}' for a in s['runs'])} | "
-                     f"{f'{p[0]} ± {p[1]}' if p else '—'} |")  # fmt: skip
-    lines += ["", "Histograms (paper Figure 8): " + ", ".join(f"`{Path(r['figure']).relative_to(out)}`" for rs in rows.values() for r in rs if 'figure' in r)]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    result = {"summary": summary, "paper": {o: list(v) for o, v in paper.items()}, "runs": rows, "steps": steps, "seeds": seeds,
-              "arch": arch, "overrides": list(overrides or []), "jobs": jobs, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
