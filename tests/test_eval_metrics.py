@@ -19,7 +19,7 @@ import torch
 from genvae import bench_ood
 from genvae.core.interfaces import Batch, BatchStream, DataSource
 from genvae.errors import ConfigError, DataError, PluginError, RunDirError
-from genvae.plugins.metrics import distances, features, fid as fidm
+from genvae.plugins.metrics import distances, features, fid as fidm, image_prep
 from genvae.plugins.metrics import inception as incm
 from genvae.plugins.metrics import ood as oodm
 
@@ -99,14 +99,14 @@ def test_tf1_bilinear_resize_equals_torch_fidelity():
     tf = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow")
     x = torch.randint(0, 256, (2, 3, 28, 32), generator=torch.Generator().manual_seed(0)).float()
     expected = tf.interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
-    torch.testing.assert_close(incm.resize_tf1_bilinear(x), expected, rtol=0, atol=1e-4)
+    torch.testing.assert_close(image_prep.resize_tf1_bilinear(x, 299), expected, rtol=0, atol=1e-4)
 
 
 def test_pil_bicubic_resize_and_quantisation():
     x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-    q = incm.quantize_uint8(x)
+    q = image_prep.quantize_uint8(x)
     assert q.dtype == torch.uint8 and torch.equal(q, (x * 255).round().to(torch.uint8))
-    assert torch.equal(incm.quantize_uint8(torch.tensor([-0.5, 0.5 / 255, 1.7])), torch.tensor([0, 0, 255], dtype=torch.uint8))  # round half to even
+    assert torch.equal(image_prep.quantize_uint8(torch.tensor([-0.5, 0.5 / 255, 1.7])), torch.tensor([0, 0, 255], dtype=torch.uint8))  # round half to even
     y = incm.prepare_inception_input(q, "pil-bicubic")
     assert y.shape == (1, 3, 299, 299) and y.min() >= -1.0 and y.max() < 1.0
     with pytest.raises(ConfigError, match="resize"):

@@ -35,7 +35,7 @@ from genvae.core.checkpoint import atomic_save_file, atomic_write_text
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource
 from genvae.errors import ConfigError, DataError
-from genvae.plugins.metrics.inception import quantize_uint8
+from genvae.plugins.metrics.image_prep import quantize_uint8
 from genvae.plugins.metrics.ood import iter_images
 
 WEIGHTS = "model.safetensors"

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from genvae.core.hookspecs import hookimpl
 from genvae.errors import ConfigError
-from genvae.plugins.metrics.inception import RESIZE_MODES, InceptionFeatures, quantize_uint8, resize_tf1_bilinear, to_rgb
+from genvae.plugins.metrics.image_prep import RESIZE_MODES, quantize_uint8, resize_tf1_bilinear, to_rgb
+from genvae.plugins.metrics.inception import InceptionFeatures
 
 
 class FeatureExtractor(Protocol):

@@ -44,17 +44,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genvae.errors import ConfigError, DataError
+from genvae.plugins.metrics.image_prep import RESIZE_MODES, quantize_uint8, resize_pil_bicubic, resize_tf1_bilinear, to_rgb
 
 WEIGHTS_ENV = "GENVAE_INCEPTION_WEIGHTS"
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
-RESIZE_MODES = ("tf1-bilinear", "pil-bicubic")
 
 PYTORCH_FID_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -231,60 +230,12 @@ class FIDInceptionV3(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def quantize_uint8(x: Tensor) -> Tensor:
-    """Float images in [0, 1] → uint8 by rounding (values outside [0, 1] are clipped)."""
-    return (x.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def to_rgb(x: Tensor) -> Tensor:
-    """(N, 1 or 3, H, W) → (N, 3, H, W); grey images are repeated over the channels."""
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise DataError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def resize_tf1_bilinear(x: Tensor, size: int = INPUT_SIZE) -> Tensor:
-    """TensorFlow 1.x ``resize_bilinear(align_corners=False)`` of float (N, C, H, W) images:
-    source coordinate = dst · (in / out), neighbours floor and floor + 1 (clamped)."""
-    n, c, h, w = x.shape
-    if (h, w) == (size, size):
-        return x
-
-    def axis(in_size: int) -> tuple[Tensor, Tensor, Tensor]:
-        pos = torch.arange(size, dtype=torch.float32, device=x.device) * torch.tensor(in_size / size, dtype=torch.float32)
-        lo = pos.long()
-        hi = (lo + 1).clamp(max=in_size - 1)
-        return lo, hi, (pos - lo.float()).to(x.dtype)
-
-    y_lo, y_hi, dy = axis(h)
-    x_lo, x_hi, dx = axis(w)
-    top, bottom = x[:, :, y_lo, :], x[:, :, y_hi, :]
-    top = top[..., x_lo] + (top[..., x_hi] - top[..., x_lo]) * dx
-    bottom = bottom[..., x_lo] + (bottom[..., x_hi] - bottom[..., x_lo]) * dx
-    return top + (bottom - top) * dy.view(1, 1, size, 1)
-
-
-def resize_pil_bicubic(x: Tensor, size: int = INPUT_SIZE) -> Tensor:
-    """clean-fid's resize: each channel a float32 PIL image, ``Image.BICUBIC``, clipped to [0, 255]."""
-    from PIL import Image
-
-    if tuple(x.shape[-2:]) == (size, size):
-        return x
-    arrays = x.detach().cpu().to(torch.float32).numpy()
-    out = np.empty((*arrays.shape[:2], size, size), dtype=np.float32)
-    for i in range(arrays.shape[0]):
-        for c in range(arrays.shape[1]):
-            image = Image.fromarray(arrays[i, c], mode="F").resize((size, size), resample=Image.BICUBIC)
-            out[i, c] = np.asarray(image).clip(0, 255)
-    return torch.from_numpy(out).to(x.device)
-
-
 def prepare_inception_input(images_uint8: Tensor, resize: str = "tf1-bilinear") -> Tensor:
     """uint8 (N, 1|3, H, W) → float32 (N, 3, 299, 299) in [-1, 1) as the TF graph: (x − 128) / 128."""
     if resize not in RESIZE_MODES:
         raise ConfigError(f"unknown Inception resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
     x = to_rgb(images_uint8).to(torch.float32)
-    x = resize_tf1_bilinear(x) if resize == "tf1-bilinear" else resize_pil_bicubic(x)
+    x = resize_tf1_bilinear(x, INPUT_SIZE) if resize == "tf1-bilinear" else resize_pil_bicubic(x, INPUT_SIZE)
     return (x - 128.0) / 128.0
 
 
