@@ -51,6 +51,7 @@ def stability(
     seeds: int = typer.Option(5, "--seeds", help="Seeds per configuration."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
     models: Optional[list[str]] = typer.Option(None, "--model", help="Train only this one of intro, soft-intro (e.g. one per process); default both."),
+    margins: Optional[list[float]] = typer.Option(None, "--m", help="IntroVAE margins m (repeatable; default 1, 2, ..., 10 as Figure 3)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
@@ -58,7 +59,9 @@ def stability(
     After a crash or Ctrl-C, the same command reuses a model finished earlier and continues an unfinished one from its last checkpoint (every 1,000 steps; OUT/cells)."""
     from genvae.bench_stability import STABILITY_MODELS, run_stability
 
-    if run_stability(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, models=models or STABILITY_MODELS, compile=compile) is not None:
+    ms = margins or tuple(range(1, 11))
+    if run_stability(out, steps=steps, seeds=_seeds(seeds), ms=ms, log=console.print, device=device, models=models or STABILITY_MODELS,
+                     compile=compile) is not None:
         console.print(f"wrote {out / 'stability.png'}", soft_wrap=True)
 
 
