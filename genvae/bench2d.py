@@ -62,6 +62,11 @@ PAPER_TABLE2: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
 Log = Callable[[str], None]
 
 
+def as_seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: a count n means seeds 0, ..., n − 1."""
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=0)) if len(a) > 1 else 0.0
@@ -145,7 +150,7 @@ def run_table2(
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    seed_list = as_seed_list(seeds)
     results: dict[str, Any] = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "runs": {}, "summary": {}, "floor": {}}
     figure_models: dict[tuple[str, str], Any] = {}
     t_start = time.perf_counter()

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from genvae.bench2d import LABELS, Log, cell_state, first_member, train_batched
+from genvae.bench2d import LABELS, Log, as_seed_list, cell_state, first_member, train_batched
 from genvae.core.config import write_json
 from genvae.plugins.metrics.toy2d import generated_samples
 
@@ -38,7 +38,7 @@ def run_collapse(
     """VAE vs Soft-IntroVAE with β_kl = 1, β_rec = 0.5 (β_neg = 5): writes collapse.json / .png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    seed_list = as_seed_list(seeds)
     result: dict[str, Any] = {"dataset": dataset, "steps": steps, "seeds": seed_list, "models": {}}
     samples = {}
     for o, hyperparameters in COLLAPSE_SETTINGS.items():

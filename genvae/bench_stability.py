@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from genvae.bench2d import Log, cell_state, evaluate_members, first_member, mean_std, save_cell, saved_cell, train_batched
+from genvae.bench2d import Log, as_seed_list, cell_state, evaluate_members, first_member, mean_std, save_cell, saved_cell, train_batched
 from genvae.core.config import write_json
 from genvae.errors import ConfigError
 from genvae.plugins.datasets.toy2d import TABLE5
@@ -45,7 +45,7 @@ def run_stability(
         raise ConfigError(f"stability models must be among {', '.join(STABILITY_MODELS)}, got {', '.join(unknown) or 'none'}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    seed_list = as_seed_list(seeds)
     intro = TABLE5[dataset]["intro"]
     t0 = time.perf_counter()
     shared = {k: intro[k] for k in ("beta_rec", "beta_kl", "beta_neg")}
