@@ -286,7 +286,14 @@ def add_plugin_commands(argv: list[str]) -> None:
 def main() -> None:
     """Console-script entry point."""
     add_plugin_commands(sys.argv[1:])
-    app(prog_name="genvae")
+    try:
+        app(prog_name="genvae")
+    except SystemExit as exc:  # click always ends this way
+        if exc.code in (0, None) and "torch.distributed" in sys.modules:  # after a failure the others may never reach the barrier
+            from genvae.core.trainer import leave_process_group
+
+            leave_process_group()
+        raise
 
 
 if __name__ == "__main__":

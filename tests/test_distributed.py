@@ -32,7 +32,7 @@ def _worker(rank: int, world: int, run_dir: str, port: int, objective: str) -> N
     torch.set_num_threads(1)
     from genvae.core.config import merge_user
     from genvae.core.run import resolve
-    from genvae.core.trainer import Trainer
+    from genvae.core.trainer import Trainer, leave_process_group
 
     cfg, data = resolve(merge_user(None, _settings(objective, 16), {"objective.name": objective}))
     trainer = Trainer(cfg, data, run_dir, progress=False)
@@ -42,6 +42,7 @@ def _worker(rank: int, world: int, run_dir: str, port: int, objective: str) -> N
     state = {f"{part}.{k}": v for part, m in trainer.parts.items() for k, v in m.state_dict().items()}
     state["moved"] = torch.tensor(any(not torch.equal(initial[k], v) for k, v in trainer.parts["encoder"].state_dict().items()))
     torch.save(state, os.path.join(run_dir, f"rank{rank}.pt"))
+    leave_process_group()  # as `genvae` does after every command; without it gloo can abort the process that exits first
 
 
 @pytest.mark.parametrize("objective", ["vae", "intro", "soft-intro"])

@@ -473,3 +473,17 @@ def _log_step(line: str) -> float:
 def train(cfg: ResolvedConfig, data: DataSource, run_dir: str | Path, **kwargs: Any) -> TrainResult:
     """Train (or with ``resume=True`` continue) a run; see :class:`Trainer`."""
     return Trainer(cfg, data, run_dir, **kwargs).fit()
+
+
+def leave_process_group() -> None:
+    """End a multi-process run cleanly: wait for every process, then destroy the process group.
+
+    Without this a process that finishes first exits while gloo still has threads talking to the
+    others, and the C++ runtime aborts it ("terminate called without an active exception", SIGABRT)
+    after its work is done. Does nothing in a single process.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
