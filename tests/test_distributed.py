@@ -5,6 +5,7 @@ no 'parameters that did not receive grad' error)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -63,3 +64,21 @@ def test_two_processes_with_batch_b_equal_one_with_batch_2b(tmp_path, objective)
     for key in reference:
         assert torch.allclose(a[key], b[key], atol=1e-6), key  # the processes agree ...
         assert torch.allclose(a[key], reference[key], atol=1e-5), key  # ... with one process, batch 2B
+
+
+def test_accelerate_launch_of_the_cli_trains_one_run_and_exits_cleanly(tmp_path):
+    """The documented multi-process command: both processes finish with exit code 0 (the
+    process group is left before exiting) and write one run."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--main_process_port", str(_free_port()),
+               "-m", "genvae", "train", "--objective", "soft-intro", "--steps", "8", "--run-dir", str(run), "--no-progress",
+               "--set", "arch.hidden=16", "--set", "objective.num_vae=2", "--set", "train.checkpoint_every=4"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENVAE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done: step 8") == 1, proc.stdout  # only the main process reports
+    assert json.loads((run / "checkpoint" / "trainer.json").read_text())["step"] == 8
+    assert "terminate called" not in proc.stderr
