@@ -103,7 +103,12 @@ def _stability_plot(result: Mapping[str, Any], path: Path) -> Path:
     for ax, key in zip(axes, ("kl", "jsd")):
         mean = [row[key][0] for row in result["intro"]]
         std = [row[key][1] for row in result["intro"]]
-        ax.errorbar(ms, mean, yerr=std, marker="o", capsize=3, label="IntroVAE (I-VAE)")
+        ax.errorbar(ms, mean, yerr=std, marker="o", capsize=3, label="IntroVAE (I-VAE), mean ± std")
+        seeds = len(result["seeds"])  # each member too: with a few seeds the spread says more than a std
+        values = [member[key] for member in result["members"]["intro"]]
+        ax.scatter([m for m in ms for _ in range(seeds)], values, s=12, color="tab:gray", zorder=3, label="IntroVAE, one seed")
+        soft_values = [member[key] for member in result["members"]["soft-intro"]]
+        ax.scatter([max(ms) + 0.4] * len(soft_values), soft_values, s=12, color="tab:red", zorder=3)
         sm, ss = result["soft_intro"][key]
         ax.axhline(sm, color="tab:red", label="Soft-IntroVAE (S-VAE)")
         ax.fill_between([min(ms), max(ms)], sm - ss, sm + ss, color="tab:red", alpha=0.2)
