@@ -52,6 +52,8 @@ def run_stability(
     common = {"dataset": dataset, "steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
               "train": dict(train or {}), "arch": dict(arch or {})}  # fmt: skip
 
+    timings: dict[str, dict[str, Any]] = {}
+
     def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Train and evaluate one batched model, or reuse the members an earlier call saved
         (None: not finished and not among ``models``)."""
@@ -63,10 +65,13 @@ def run_stability(
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
                                checkpoint=cell_state(cell, settings), compile=compile)  # fmt: skip
-            record = {"members": evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)}
+            t_eval = time.perf_counter()
+            members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
+            record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t_eval, "device": str(bt.device)}
             save_cell(cell, settings, record)
         elif log:
             log(f"[stability] {objective}: saved by an earlier call, reused")
+        timings[objective] = {k: record[k] for k in ("train_seconds", "eval_seconds", "device") if k in record}  # older cells kept none
         return record["members"]
 
     intro_members = members_of("intro", [{"m": float(m)} for m in ms])
@@ -88,7 +93,8 @@ def run_stability(
         "soft_intro": soft,
         "soft_intro_hyperparameters": {**shared, **(soft_intro_overrides or {})},
         "members": {"intro": intro_members, "soft-intro": soft_members},
-        "seconds": time.perf_counter() - t0,
+        "cells": timings,  # training and evaluation time of each model, from the call that trained it
+        "seconds": time.perf_counter() - t0,  # this call's
     }
     write_json(out / "stability.json", result)
     _stability_plot(result, out / "stability.png")
@@ -99,7 +105,7 @@ def _stability_plot(result: Mapping[str, Any], path: Path) -> Path:
     from genvae.viz.points import plt
 
     ms = [row["m"] for row in result["intro"]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, key in zip(axes, ("kl", "jsd")):
         mean = [row[key][0] for row in result["intro"]]
         std = [row[key][1] for row in result["intro"]]
@@ -115,8 +121,8 @@ def _stability_plot(result: Mapping[str, Any], path: Path) -> Path:
         ax.set_xlabel("m")
         ax.set_ylabel(key.upper())
         ax.set_title(f"{key.upper()} vs m ({result['dataset']}, {len(result['seeds'])} seeds)")
-        ax.legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)  # below: the points fill both panels
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -185,12 +185,13 @@ def test_bench_functions_tiny(tmp_path):
 
     st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert [row["m"] for row in st["intro"]] == [1.0, 4.0]
+    assert st["cells"]["intro"]["train_seconds"] > 0 and st["cells"]["soft-intro"]["device"] == "cpu"
     assert (tmp_path / "stability.png").is_file()
     import genvae.bench_stability as bench_stability
 
     with mock.patch.object(bench_stability, "train_batched", side_effect=AssertionError("trained again")):
         again = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
-    assert again["intro"] == st["intro"] and again["soft_intro"] == st["soft_intro"]
+    assert again["intro"] == st["intro"] and again["soft_intro"] == st["soft_intro"] and again["cells"] == st["cells"]
 
     split = tmp_path / "split"  # the two models trained by separate calls (processes) give the same figure data
     kw = dict(steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
