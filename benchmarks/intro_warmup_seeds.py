@@ -3,6 +3,7 @@ model; prints each seed's KL, JSD and gnELBO (docs/results.md, "IntroVAE on 8 Ga
 
     python benchmarks/intro_warmup_seeds.py --num-vae 0    --seeds 1 2
     python benchmarks/intro_warmup_seeds.py --num-vae 2000 --seeds 1 2
+    python benchmarks/intro_warmup_seeds.py --num-vae 2000 --seeds 0 1 2 --set beta_neg=2.0 --set margin=batch
 """
 
 from __future__ import annotations
@@ -21,11 +22,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another objective setting, e.g. beta_neg=2.0")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    bt = train_batched("intro", "8gaussians", args.seeds, args.steps, overrides=[{"num_vae": args.num_vae}], log=print)
+    overrides = {"num_vae": args.num_vae, **dict(_setting(text) for text in args.set)}
+    bt = train_batched("intro", "8gaussians", args.seeds, args.steps, overrides=[overrides], log=print)
     rows = [{k: m[k] for k in ("seed", "kl", "jsd", "gnelbo")} for m in evaluate_members(bt)]
-    print(json.dumps({"num_vae": args.num_vae, "steps": args.steps, "members": rows, "train_seconds": round(bt.seconds, 1)}))
+    print(json.dumps({"objective": overrides, "steps": args.steps, "members": rows, "train_seconds": round(bt.seconds, 1)}))
+
+
+def _setting(text: str) -> tuple[str, float | str]:
+    key, _, value = text.partition("=")
+    try:
+        return key, float(value)
+    except ValueError:
+        return key, value
 
 
 if __name__ == "__main__":
