@@ -34,12 +34,14 @@ def run_stability(
     device: str | None = None,
     models: Sequence[str] = STABILITY_MODELS,
     compile: bool = False,
+    report: bool = False,
 ) -> dict[str, Any] | None:
     """IntroVAE for each m (all m × seeds in one batched model) vs Soft-IntroVAE with IntroVAE's
     other hyperparameters (β_rec, β_kl, β_neg of Table 5); writes stability.json and stability.png.
     Each of the two batched models' results is kept under ``out_dir/cells/`` and reused by a rerun
     with the same settings (as :func:`run_table2`). ``models`` trains only those of the two (e.g.
-    one per process or machine); the figure is written, and returned, once both are finished."""
+    one per process or machine); the figure is written, and returned, once both are finished.
+    ``report`` trains nothing: only the figure, if both models are finished."""
     unknown = sorted(set(models) - set(STABILITY_MODELS))
     if unknown or not models:
         raise ConfigError(f"stability models must be among {', '.join(STABILITY_MODELS)}, got {', '.join(unknown) or 'none'}")
@@ -60,7 +62,7 @@ def run_stability(
         cell = out / "cells" / f"stability-{objective}"
         settings = {**common, "objective": overrides, "resolved": first_member(objective, dataset, overrides[0], steps, train, arch)[0]}
         record = saved_cell(cell, settings)
-        if record is None and objective not in models:
+        if record is None and (report or objective not in models):
             return None
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,

@@ -136,6 +136,6 @@ def test_bench_stability_passes_the_margins(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(bench_stability, "run_stability", lambda out, **kw: calls.append(kw))
     assert invoke("bench", "stability", "--out", tmp_path, "--steps", "5", "--seeds", "2", "--m", "1", "--m", "7.5").exit_code == 0
-    assert invoke("bench", "stability", "--out", tmp_path).exit_code == 0
-    assert list(calls[0]["ms"]) == [1.0, 7.5] and calls[0]["steps"] == 5 and calls[0]["seeds"] == 2
-    assert list(calls[1]["ms"]) == list(range(1, 11))  # Figure 3's m = 1, ..., 10
+    assert invoke("bench", "stability", "--out", tmp_path, "--report").exit_code == 0
+    assert list(calls[0]["ms"]) == [1.0, 7.5] and calls[0]["steps"] == 5 and calls[0]["seeds"] == 2 and not calls[0]["report"]
+    assert list(calls[1]["ms"]) == list(range(1, 11)) and calls[1]["report"]  # Figure 3's m = 1, ..., 10

@@ -196,6 +196,8 @@ def test_bench_functions_tiny(tmp_path):
     split = tmp_path / "split"  # the two models trained by separate calls (processes) give the same figure data
     kw = dict(steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert run_stability(split, models=["soft-intro"], **kw) is None and not (split / "stability.png").exists()
+    with mock.patch.object(bench_stability, "train_batched", side_effect=AssertionError("--report trained")):
+        assert run_stability(split, report=True, **kw) is None  # IntroVAE is not finished: nothing trained, no figure
     both = run_stability(split, models=["intro"], **kw)
     assert both["intro"] == st["intro"] and both["soft_intro"] == st["soft_intro"] and (split / "stability.png").is_file()
     with pytest.raises(ConfigError, match="stability models must be among intro, soft-intro, got vae"):

@@ -53,6 +53,7 @@ def stability(
     models: Optional[list[str]] = typer.Option(None, "--model", help="Train only this one of intro, soft-intro (e.g. one per process); default both."),
     margins: Optional[list[float]] = typer.Option(None, "--m", help="IntroVAE margins m (repeatable; default 1, 2, ..., 10 as Figure 3)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
+    report: bool = typer.Option(False, "--report", help="Train nothing: write the figure from the two models, once both are finished."),
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
 
@@ -61,7 +62,7 @@ def stability(
 
     ms = margins or tuple(range(1, 11))
     if run_stability(out, steps=steps, seeds=_seeds(seeds), ms=ms, log=console.print, device=device, models=models or STABILITY_MODELS,
-                     compile=compile) is not None:
+                     compile=compile, report=report) is not None:
         console.print(f"wrote {out / 'stability.png'}", soft_wrap=True)
 
 
