@@ -14,6 +14,7 @@ import json
 import torch
 
 from genvae.bench2d import evaluate_members, train_batched
+from genvae.core.config import parse_key_value
 
 
 def main() -> None:
@@ -25,18 +26,10 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another objective setting, e.g. beta_neg=2.0")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = {"num_vae": args.num_vae, **dict(_setting(text) for text in args.set)}
+    overrides = {"num_vae": args.num_vae, **dict(parse_key_value(text) for text in args.set)}
     bt = train_batched("intro", "8gaussians", args.seeds, args.steps, overrides=[overrides], log=print)
     rows = [{k: m[k] for k in ("seed", "kl", "jsd", "gnelbo")} for m in evaluate_members(bt)]
     print(json.dumps({"objective": overrides, "steps": args.steps, "members": rows, "train_seconds": round(bt.seconds, 1)}))
-
-
-def _setting(text: str) -> tuple[str, float | str]:
-    key, _, value = text.partition("=")
-    try:
-        return key, float(value)
-    except ValueError:
-        return key, value
 
 
 if __name__ == "__main__":

@@ -119,6 +119,14 @@ def evaluate_members(bt: BatchedTrainer, eval_seed: int = 0, grid_points: int = 
 # --------------------------------------------------------------------------------------------
 
 
+def evaluated_cell(bt: BatchedTrainer, eval_seed: int, grid_points: int) -> dict[str, Any]:
+    """What a finished batched model keeps (see :func:`save_cell`): every member's metrics, and
+    its training and evaluation times and device."""
+    t0 = time.perf_counter()
+    members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
+    return {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
+
+
 def run_table2(
     out_dir: str | Path,
     steps: int = 30_000,
@@ -204,9 +212,7 @@ def _train_cell(task: Mapping[str, Any], log: Log | None = None) -> str:
     s, cell = task["settings"], Path(task["cell"])
     bt = train_batched(task["objective"], task["dataset"], s["seeds"], s["steps"], overrides=[s["objective"]], train=s["train"], arch=s["arch"],
                        log=log, device=task["device"], checkpoint=cell_state(cell, s), compile=task["compile"])  # fmt: skip
-    t0 = time.perf_counter()
-    members = evaluate_members(bt, eval_seed=s["eval_seed"], grid_points=s["grid_points"])
-    record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t0, "device": str(bt.device)}
+    record = evaluated_cell(bt, eval_seed=s["eval_seed"], grid_points=s["grid_points"])
     save_cell(cell, s, record, bt.member_modules(0), bt.cfgs[0].arch["name"])
     return f"{cell.name}: trained in {bt.seconds:.0f} s on {bt.device}"
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from genvae.bench2d import Log, as_seed_list, cell_state, evaluate_members, first_member, mean_std, save_cell, saved_cell, train_batched
+from genvae.bench2d import Log, as_seed_list, cell_state, evaluated_cell, first_member, mean_std, save_cell, saved_cell, train_batched
 from genvae.core.config import write_json
 from genvae.errors import ConfigError
 from genvae.plugins.datasets.toy2d import TABLE5
@@ -54,11 +54,9 @@ def run_stability(
     common = {"dataset": dataset, "steps": steps, "seeds": seed_list, "grid_points": grid_points, "eval_seed": eval_seed,
               "train": dict(train or {}), "arch": dict(arch or {})}  # fmt: skip
 
-    timings: dict[str, dict[str, Any]] = {}
-
-    def members_of(objective: str, overrides: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Train and evaluate one batched model, or reuse the members an earlier call saved
-        (None: not finished and not among ``models``)."""
+    def record_of(objective: str, overrides: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Train and evaluate one batched model, or reuse the record an earlier call saved
+        (None: not finished, and ``report`` or not among ``models``)."""
         cell = out / "cells" / f"stability-{objective}"
         settings = {**common, "objective": overrides, "resolved": first_member(objective, dataset, overrides[0], steps, train, arch)[0]}
         record = saved_cell(cell, settings)
@@ -67,21 +65,19 @@ def run_stability(
         if record is None:
             bt = train_batched(objective, dataset, seed_list, steps, overrides=overrides, train=train, arch=arch, log=log, device=device,
                                checkpoint=cell_state(cell, settings), compile=compile)  # fmt: skip
-            t_eval = time.perf_counter()
-            members = evaluate_members(bt, eval_seed=eval_seed, grid_points=grid_points)
-            record = {"members": members, "train_seconds": bt.seconds, "eval_seconds": time.perf_counter() - t_eval, "device": str(bt.device)}
+            record = evaluated_cell(bt, eval_seed=eval_seed, grid_points=grid_points)
             save_cell(cell, settings, record)
         elif log:
             log(f"[stability] {objective}: saved by an earlier call, reused")
-        timings[objective] = {k: record[k] for k in ("train_seconds", "eval_seconds", "device") if k in record}  # older cells kept none
-        return record["members"]
+        return record
 
-    intro_members = members_of("intro", [{"m": float(m)} for m in ms])
-    soft_members = members_of("soft-intro", [{**shared, **(soft_intro_overrides or {})}])
-    if intro_members is None or soft_members is None:
+    records = {"intro": record_of("intro", [{"m": float(m)} for m in ms]),
+               "soft-intro": record_of("soft-intro", [{**shared, **(soft_intro_overrides or {})}])}  # fmt: skip
+    if None in records.values():
         if log:
-            log(f"[stability] {'intro' if intro_members is None else 'soft-intro'} not finished yet: the figure is written once both models are")
+            log(f"[stability] {'intro' if records['intro'] is None else 'soft-intro'} not finished yet: the figure is written once both models are")
         return None
+    intro_members, soft_members = records["intro"]["members"], records["soft-intro"]["members"]
     per_m = []
     for i, m in enumerate(ms):
         group = intro_members[i * len(seed_list) : (i + 1) * len(seed_list)]
@@ -95,7 +91,8 @@ def run_stability(
         "soft_intro": soft,
         "soft_intro_hyperparameters": {**shared, **(soft_intro_overrides or {})},
         "members": {"intro": intro_members, "soft-intro": soft_members},
-        "cells": timings,  # training and evaluation time of each model, from the call that trained it
+        # training and evaluation time of each model, from the call that trained it (older cells kept none)
+        "cells": {o: {k: r[k] for k in ("train_seconds", "eval_seconds", "device") if k in r} for o, r in records.items()},
         "seconds": time.perf_counter() - t0,  # this call's
     }
     write_json(out / "stability.json", result)
