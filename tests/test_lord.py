@@ -269,7 +269,12 @@ def test_content_transfer_error_runs(tiny_run):
     assert scores == content_transfer_error(run.models, run.data, n_pairs=8, seed=0)
 
 
-def test_content_transfer_error_is_zero_for_a_perfect_model():
+@pytest.mark.parametrize("shape_in", ["class", "content"])
+def test_content_transfer_error_of_exact_models(shape_in):
+    """Two exact models of shapes3d-synthetic: one keeps the whole identity in the class code (the
+    true split: transfer error 0), one keeps the shape with the pose in the content code
+    (``mse_shape_from_content`` 0, transfer error > 0)."""
+    from genvae.plugins.datasets.shapes3d_synthetic import PATTERNS, SHAPES, class_parts, with_shape_of
     from genvae.translate import content_transfer_error
 
     data = Shapes3DSynthetic(resolution=16)
@@ -278,12 +283,16 @@ def test_content_transfer_error_is_zero_for_a_perfect_model():
     same = y_a == y_b
     y_b = torch.where(same, (y_b + 1) % NUM_CLASSES, y_b)
     x_b = data.render(y_b, p_b)
+    assert bool((class_parts(y_a)[0] != class_parts(y_b)[0]).any())  # some pairs differ in shape
+    one_hot = torch.nn.functional.one_hot
     lookup = {}
     for x, y, p in zip(torch.cat([x_a, x_b]), torch.cat([y_a, y_b]), torch.cat([p_a, p_b])):
-        lookup[x.numpy().tobytes()] = torch.cat([torch.nn.functional.one_hot(y, NUM_CLASSES).float(), p])
+        shape = one_hot(class_parts(y)[0], len(SHAPES)).float()
+        lookup[x.numpy().tobytes()] = torch.cat([one_hot(y, NUM_CLASSES).float(), p, shape])
+    groups = {"class": NUM_CLASSES, "content": 3 + len(SHAPES)}
 
     class Enc(torch.nn.Module):
-        latent_groups = {"class": NUM_CLASSES, "content": 3}
+        latent_groups = groups
 
         def forward(self, x, y=None):
             mu = torch.stack([lookup[i.numpy().tobytes()] for i in x])
@@ -295,12 +304,18 @@ def test_content_transfer_error_is_zero_for_a_perfect_model():
             self.p = torch.nn.Parameter(torch.zeros(1))
 
         def forward(self, z, y=None):
-            return data.render(z[:, :NUM_CLASSES].argmax(1), z[:, NUM_CLASSES:])
+            class_id, pose = z[:, :NUM_CLASSES].argmax(1), z[:, NUM_CLASSES : NUM_CLASSES + 3]
+            if shape_in == "content":
+                class_id = with_shape_of(class_id, z[:, NUM_CLASSES + 3 :].argmax(1) * len(PATTERNS))
+            return data.render(class_id, pose)
 
-    models = Models(Enc(), Dec(), {"class": NUM_CLASSES, "content": 3}, data.dim)
+    models = Models(Enc(), Dec(), groups, data.dim)
     scores = content_transfer_error(models, data, n_pairs=6, seed=7)
-    assert scores["mse"] == pytest.approx(0.0, abs=1e-10) and scores["mse_reconstruction"] == pytest.approx(0.0, abs=1e-10)
+    assert scores["mse_reconstruction"] == pytest.approx(0.0, abs=1e-10)
     assert scores["mse_copy_content"] > 0.01
+    exact, other = ("mse", "mse_shape_from_content") if shape_in == "class" else ("mse_shape_from_content", "mse")
+    assert scores[exact] == pytest.approx(0.0, abs=1e-10)
+    assert scores[other] > 0.001
 
 
 def test_translation_needs_class_and_content_groups():

@@ -49,6 +49,11 @@ def class_parts(class_id: Tensor) -> tuple[Tensor, Tensor]:
     return class_id // len(PATTERNS), class_id % len(PATTERNS)
 
 
+def with_shape_of(class_id: Tensor, shape_from: Tensor) -> Tensor:
+    """Class ids with the colour pattern of ``class_id`` and the shape of ``shape_from``."""
+    return class_parts(shape_from)[0] * len(PATTERNS) + class_parts(class_id)[1]
+
+
 def _box(px: Tensor, py: Tensor, hx: float, hy: float) -> Tensor:
     dx, dy = px.abs() - hx, py.abs() - hy
     outside = torch.sqrt(dx.clamp(min=0) ** 2 + dy.clamp(min=0) ** 2)
@@ -184,6 +189,10 @@ class Shapes3DSynthetic(DataSource):
     def render(self, class_id: Tensor | int, pose: Tensor) -> Tensor:
         """The true image(s) of ``class_id`` in ``pose`` (angle, x, y) at this resolution."""
         return render(class_id, pose, self.resolution)
+
+    def with_shape_of(self, class_id: Tensor, shape_from: Tensor) -> Tensor:
+        """Class ids with the colour pattern of ``class_id`` and the shape of ``shape_from``."""
+        return with_shape_of(class_id, shape_from)
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> ShapesStream:
         return ShapesStream(self, batch_size, seed=seed * 1000 + rank)
