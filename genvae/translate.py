@@ -121,14 +121,14 @@ def content_transfer_error(models: Models, data: DataSource, n_pairs: int = 256,
       in the content code and only the colours in the class code. Below ``mse``: that is the split
       the model learned.
     """
-    if not hasattr(data, "render") or not hasattr(data, "draw_with_poses"):
+    if not all(hasattr(data, a) for a in ("render", "draw_with_poses", "other_class")):
         raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}")
     group_slices(models)  # fail early without class / content groups
     x_a, y_a, _ = data.draw_with_poses(n_pairs, seed)  # type: ignore[attr-defined]
     x_b, y_b, pose_b = data.draw_with_poses(n_pairs, seed + 1)  # type: ignore[attr-defined]
     same = y_a == y_b  # make the classes differ: shift B's class (its pose stays)
     if bool(same.any()):
-        y_b = torch.where(same, (y_b + 1) % data.num_classes, y_b)
+        y_b = torch.where(same, data.other_class(y_b), y_b)  # type: ignore[attr-defined]
         x_b = data.render(y_b, pose_b)  # type: ignore[attr-defined]
     truth = data.render(y_a, pose_b)  # type: ignore[attr-defined]
     references = {"mse": truth}

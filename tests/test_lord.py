@@ -165,6 +165,29 @@ def test_render_is_consistent():
     assert torch.allclose(data.render(5, torch.tensor([0.3 + 2 * math.pi, 0.1, -0.1])), images[5], atol=1e-4)
 
 
+def test_shapes_option_draws_only_those_identities():
+    everything = Shapes3DSynthetic(resolution=16)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    # the default draws what torch.randint over all twelve ids draws (runs from before the option)
+    assert torch.equal(everything.draw(64, g1).y, torch.randint(0, NUM_CLASSES, (64,), generator=g2))
+    ids = torch.arange(NUM_CLASSES)
+    assert torch.equal(everything.other_class(ids), (ids + 1) % NUM_CLASSES)
+    squares = Shapes3DSynthetic(resolution=16, shapes=["square"])
+    _, y, _ = squares.draw_with_poses(200, seed=0)
+    assert set(y.tolist()) == {3, 4, 5}  # square x the three patterns
+    assert squares.other_class(torch.tensor([3, 4, 5])).tolist() == [4, 5, 3]
+    two = Shapes3DSynthetic(resolution=16, shapes=["cross", "circle"])  # order does not matter
+    assert two.class_ids.tolist() == [0, 1, 2, 9, 10, 11]
+    for bad in (["hexagon"], [], ["square", "square"]):
+        with pytest.raises(ConfigError, match="data.shapes"):
+            Shapes3DSynthetic(resolution=16, shapes=bad)
+
+
+def test_shapes_option_from_the_command_line_settings():
+    _, data = resolve(merge_user(None, ["data.shapes=[square]"], {"objective.name": "vae", "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+    assert data.class_ids.tolist() == [3, 4, 5]
+
+
 def test_registered_with_recommended_paper_settings():
     plugins = get_plugins()
     assert "lord" in plugins.architectures.names() and "shapes3d-synthetic" in plugins.datasets.names()

@@ -333,3 +333,22 @@ def test_version():
 def test_bad_values_are_refused(setting, expected):
     result, text = invoke("train", "--set", setting, "--dry-run")
     assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("a.b=0.5", 0.5),
+        ("a.b=[8,16]", [8, 16]),
+        ('a.b=["square"]', ["square"]),
+        ("a.b=[square, cross]", ["square", "cross"]),  # bare words in brackets: a list of strings
+        ("a.b=[square, 2]", ["square", 2]),
+        ("a.b=[]", []),
+        ("a.b=[", "["),
+        ("a.b=square", "square"),
+    ],
+)
+def test_set_values_are_toml_literals_or_strings(text, value):
+    from genvae.core.config import parse_key_value
+
+    assert parse_key_value(text) == ("a.b", value)

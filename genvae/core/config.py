@@ -80,17 +80,23 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _literal(raw: str) -> Any:
+    """A TOML literal, else a bracketed list of such items (``[square, cross]``), else the string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if raw.startswith("[") and raw.endswith("]") and raw[1:-1].strip():
+            return [_literal(item.strip()) for item in raw[1:-1].split(",")]
+        return raw
+
+
 def parse_key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` -> (KEY, VALUE). Values are TOML literals; anything that is not one is taken
-    as a string."""
+    as a string, and brackets around bare words as a list of them."""
     if "=" not in text:
         raise ConfigError(f"{text!r}: expected KEY=VALUE")
     key, raw = text.split("=", 1)
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.strip(), value
+    return key.strip(), _literal(raw.strip())
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

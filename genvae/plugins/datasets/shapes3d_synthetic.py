@@ -6,6 +6,8 @@ colour patterns drawn in the object's own frame (a half in a second colour, stri
 dot), 12 classes. The patterns make every pose visible, also the rotation of a circle. A pose is
 (angle θ in radians, x, y) with the object's centre at (x, y) in image coordinates [-1, 1]
 (x right, y down); the angle is free in [0, 2π), positions in [-``max_shift``, ``max_shift``].
+``shapes`` restricts the identities drawn to the patterns on those shapes (``["square"]``: three
+identities that differ in appearance only, as Cars3D's car models mostly do).
 
 Rendering is vectorised torch on a pixel grid: signed distance functions in the object frame,
 anti-aliased over one pixel, over a fixed dark background. ``render(class_id, pose)`` is exact and
@@ -153,12 +155,20 @@ class Shapes3DSynthetic(DataSource):
     num_classes = NUM_CLASSES
     name = "shapes3d-synthetic"
 
-    def __init__(self, resolution: int = 64, max_shift: float = 0.25) -> None:
+    def __init__(self, resolution: int = 64, max_shift: float = 0.25, shapes: list[str] = list(SHAPES)) -> None:  # noqa: B006 (read only)
         if resolution < 16 or resolution % 16:
             raise ConfigError(f"data.resolution must be a multiple of 16 (at least 16), got {resolution}")
         if not 0.0 <= max_shift <= 0.5:
             raise ConfigError(f"data.max_shift must lie in [0, 0.5] (objects stay inside the image), got {max_shift}")
+        unknown = [s for s in shapes if s not in SHAPES]
+        if unknown or not shapes or len(set(shapes)) != len(shapes):
+            raise ConfigError(f"data.shapes must be distinct names from {list(SHAPES)}, got {list(shapes)}")
         self.resolution, self.max_shift = int(resolution), float(max_shift)
+        # The classes drawn: every pattern on each chosen shape. Ids stay global (shape x pattern),
+        # so with all four shapes the draws are the same as before this option existed.
+        self.class_ids = torch.tensor(
+            [SHAPES.index(s) * len(PATTERNS) + p for s in sorted(shapes, key=SHAPES.index) for p in range(len(PATTERNS))]
+        )
         self.shape = (3, self.resolution, self.resolution)
         # The paper's Cars3D settings (Appendix 9.3): β_kl = 1 for both groups, β_rec = 0.5,
         # β_neg = 2048 (content) and 1024 (class); LORD's 256 / 128 codes at 64x64. MSE replaces
@@ -174,15 +184,23 @@ class Shapes3DSynthetic(DataSource):
             "soft-intro": {"beta_rec": 0.5, "beta_kl": 1.0, "beta_neg": {"class": 1024.0, "content": 2048.0}},
         }  # fmt: skip
 
+    def _draw_classes(self, n: int, generator: torch.Generator) -> Tensor:
+        return self.class_ids[torch.randint(0, len(self.class_ids), (n,), generator=generator)]
+
+    def other_class(self, class_id: Tensor) -> Tensor:
+        """The next drawn class after each of ``class_id`` (cyclically): a different identity."""
+        index = (self.class_ids[None, :] == class_id[:, None]).long().argmax(1)
+        return self.class_ids[(index + 1) % len(self.class_ids)]
+
     def draw(self, n: int, generator: torch.Generator) -> Batch:
-        y = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+        y = self._draw_classes(n, generator)
         poses = random_poses(n, generator, self.max_shift)
         return Batch(self.render(y, poses), y)
 
     def draw_with_poses(self, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
         """(images, class ids, poses) of ``n`` seeded samples."""
         g = torch.Generator().manual_seed(seed)
-        y = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+        y = self._draw_classes(n, g)
         poses = random_poses(n, g, self.max_shift)
         return self.render(y, poses), y, poses
 
