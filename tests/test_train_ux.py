@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 
 import pytest
@@ -100,6 +101,37 @@ def test_ctrl_c_saves_the_last_step_and_resuming_equals_a_straight_run(tmp_path)
 
     assert train(cfg, data, tmp_path / "stopped", resume=True, progress=False).steps_run == 7
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
+
+
+def test_a_crash_in_the_middle_of_a_log_window_resumes_to_the_same_records(tmp_path):
+    """Records average log_every steps; the checkpoint at step 18 falls inside the window 17-20,
+    so the resumed run's record at 20 must include steps 17 and 18 from before the crash."""
+    cfg, data = small_config(steps=22, log_every=4, checkpoint_every=6)
+    train(cfg, data, tmp_path / "straight", progress=False)
+
+    def crash_at_20(record):
+        if record["step"] == 20:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(cfg, data, tmp_path / "crashed", progress=False, on_log=crash_at_20)
+    window = json.loads((tmp_path / "crashed" / "checkpoint" / "trainer.json").read_text())["log_window"]
+    assert window["count"] == 2 and set(window["sums"]) >= {"loss_encoder", "loss_decoder"}
+    assert train(cfg, data, tmp_path / "crashed", resume=True, progress=False).steps_run == 4
+    assert [r["step"] for r in losses(tmp_path / "crashed")] == [4, 8, 12, 16, 20, 22]
+    assert_same_run(tmp_path / "straight", tmp_path / "crashed")
+
+
+def test_steps_per_s_is_the_speed_since_the_previous_record(tmp_path):
+    cfg, data = small_config(steps=12, log_every=4)
+    pause = {8: 2.0}  # a slow window: only the record after it shows it
+
+    def slow(record):
+        time.sleep(pause.get(record["step"], 0))
+
+    train(cfg, data, tmp_path / "run", progress=False, on_log=slow)
+    speeds = [r["steps_per_s"] for r in losses(tmp_path / "run")]
+    assert speeds[2] < 4 / 2.0 < min(speeds[:2])
 
 
 def test_a_log_record_torn_by_a_kill_is_dropped_on_resume(tmp_path):

@@ -20,7 +20,6 @@ import shutil
 import signal
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,7 +39,7 @@ from genvae.core.checkpoint import (
     load_weights,
     swap_in_directory,
 )
-from genvae.core.config import write_json
+from genvae.core.config import read_json, write_json
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
@@ -104,6 +103,42 @@ class TrainResult:
     seconds: float
 
 
+
+class LogWindow:
+    """The sums of the logged values since the last log record, and when that window began.
+    Checkpoints keep the sums, so a run resumed in the middle of a window writes the same
+    records as a straight run."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+        self.start(0)
+
+    def start(self, step: int) -> None:
+        self.start_step, self.start_time = step, time.perf_counter()
+
+    def add(self, logs: dict[str, Tensor]) -> None:
+        for key, value in logs.items():
+            self.sums[key] = self.sums.get(key, torch.zeros((), device=self.device)) + value.float()
+        self.count += 1
+
+    def close(self, step: int) -> dict[str, float]:
+        """The window's means and its speed (steps/s since the window began); starts the next."""
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] for k in keys]).div(self.count).tolist() if keys else []
+        speed = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
+        self.sums, self.count = {}, 0
+        self.start(step)
+        return {**dict(zip(keys, values)), "steps_per_s": speed}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "sums": {k: v.item() for k, v in self.sums.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state.get("count", 0))
+        self.sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in state.get("sums", {}).items()}
+
 class Trainer:
     """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint (or, for a
     run stopped before its first checkpoint, starts it again from step 0).
@@ -132,6 +167,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint_step: int | None = None
         self._interrupted = False
+        self.log_window = LogWindow(self.accelerator.device)
 
         set_seed(cfg.train.seed)
         encoder, decoder = build_models(cfg, data, self.plugins)
@@ -191,7 +227,8 @@ class Trainer:
             arch = self.cfg.arch["name"]
             for name, module in self.parts.items():
                 export_component(module, tmp / name, name, arch)
-            atomic_write_text(tmp / "trainer.json", json.dumps({"step": self.step, **self._growth_state()}) + "\n")
+            state = {"step": self.step, **self._growth_state(), "log_window": self.log_window.state_dict()}
+            atomic_write_text(tmp / "trainer.json", json.dumps(state) + "\n")
             swap_in_directory(tmp, self.run_dir / CHECKPOINT_DIR)
             for name, module in self.parts.items():
                 export_component(module, self.run_dir / name, name, arch)
@@ -217,6 +254,7 @@ class Trainer:
         load_state(self.accelerator, checkpoint / "accelerate", custom_objects=len(self.checkpointed))
         self.step = checkpoint_step(checkpoint)
         self.last_checkpoint_step = self.step
+        self.log_window.load_state_dict(read_json(checkpoint / "trainer.json").get("log_window", {}))
         if self.accelerator.is_main_process:
             self._drop_log_records_after(self.step)
 
@@ -362,8 +400,8 @@ class Trainer:
             acc.wait_for_everyone()
         start_step, start_time = self.step, time.perf_counter()
         batches: Iterator[Batch] = iter(self.stream)
-        sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=acc.device))
-        count, last_logs = 0, {}
+        window, last_logs = self.log_window, {}
+        window.start(self.step)
         previous_sigint = self._catch_sigint()
         try:
             with TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process)) as progress:
@@ -372,18 +410,13 @@ class Trainer:
                     batch = self.to_device(next(batches))
                     if growth is not None:
                         batch = Batch(level_images(batch.x, *growth), batch.y)
-                    logs = self.train_step(batch)
-                    for key, value in logs.items():
-                        sums[key] += value.float()
-                    count += 1
+                    window.add(self.train_step(batch))
                     self.step += 1
                     if self.step % TRIM_EVERY == 0:
                         release_free_memory()
-                    if count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
-                        last_logs = self._write_log(sums, count, start_step, start_time)
-                        sums.clear()
-                        count = 0
-                    progress.update(self.step, last_logs, (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9))
+                    if window.count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
+                        last_logs = self._write_log(window.close(self.step))
+                    progress.update(self.step, last_logs, last_logs.get("steps_per_s", (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9)))
                     if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
                         self.save_checkpoint()
                     if t.figures_every and self.step % t.figures_every == 0 and self.step < t.steps:
@@ -424,14 +457,12 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
-    def _write_log(self, sums: dict[str, Tensor], count: int, start_step: int, start_time: float) -> dict[str, float]:
-        keys = list(sums)
-        values = torch.stack([sums[k] for k in keys]).div(count).tolist() if keys else []
-        elapsed = time.perf_counter() - start_time
-        record: dict[str, float] = {"step": self.step, **dict(zip(keys, values))}
+    def _write_log(self, means: dict[str, float]) -> dict[str, float]:
+        speed = means.pop("steps_per_s")
+        record: dict[str, float] = {"step": self.step, **means}
         record["lr"] = self.optimizers["encoder"].param_groups[0]["lr"]
         record.update(self._growth_state())
-        record["steps_per_s"] = (self.step - start_step) / max(elapsed, 1e-9)
+        record["steps_per_s"] = speed  # since the previous record
         if self.accelerator.is_main_process:
             with open(self.run_dir / LOG_FILE, "a") as f:
                 f.write(json.dumps(record) + "\n")
