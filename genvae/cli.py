@@ -160,7 +160,7 @@ def train(
 def sample(
     run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
     n: int = typer.Option(1000, "--num-samples", "-n", help="Number of samples."),
-    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png (picture)."),
+    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png / .jpg (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
     truncation: float = typer.Option(1.0, "--truncation", help="Style models: truncation psi (e.g. 0.7) towards the average style."),
     mix: int = typer.Option(-1, "--mix", help="Style models: style mixing; style layers from this index on come from a second z."),
@@ -173,8 +173,8 @@ def sample(
 
     if n <= 0:
         raise ConfigError(f"--num-samples must be positive, got {n}")
-    if out.suffix not in (".pt", ".png"):
-        raise ConfigError(f"--out must end in .pt or .png, got {out.name!r}")
+    if out.suffix.lower() not in (".pt", ".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out must end in .pt (a tensor) or .png / .jpg (a picture), got {out.name!r}")
     loaded = load_run(run)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

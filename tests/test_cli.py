@@ -96,6 +96,10 @@ def test_image_run_sample_and_interpolate(tmp_path):
     assert wrong.exit_code == 2 and "exactly 4 corner images" in wrong.output
     png = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.png")
     assert png.exit_code == 0, png.output
+    jpg = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.jpg")
+    assert jpg.exit_code == 0 and Image.open(tmp_path / "grid.jpg").format == "JPEG", jpg.output
+    gif = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.gif")
+    assert gif.exit_code == 2 and "--out must end in .pt (a tensor) or .png / .jpg (a picture), got 'grid.gif'" in gif.output
 
 
 def test_a_plugin_adds_a_command(monkeypatch):

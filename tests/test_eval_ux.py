@@ -143,9 +143,12 @@ def test_fid_warns_in_one_line_when_the_reference_is_too_small_for_its_covarianc
     assert warnings == [expected]
 
 
-def test_eval_metric_names_an_option_the_metric_does_not_take(runs):
+def test_eval_metric_names_an_option_the_metric_does_not_take_and_lists_its_options(runs):
     line = one_line_error(invoke("eval", "metric", "toy2d", runs / "8gaussians", "--option", "foo=1"))
-    assert "metric 'toy2d' has no option 'foo'; remove --option foo=..." in line
+    assert "metric 'toy2d' has no option 'foo'; its options: " in line and "figures" in line and "out_dir" in line
+    # ood passes its options on to evaluate_ood: those are listed too (n, not the command's --num-images)
+    line = one_line_error(invoke("eval", "metric", "ood", runs / "digits", "--option", "out=digits", "--option", "num_images=5"))
+    assert "metric 'ood' has no option 'num_images'; its options: " in line and ", n, " in line and "score" in line
 
 
 @pytest.mark.parametrize("command", ["sample", "eval"])
@@ -166,3 +169,8 @@ def test_a_damaged_run_file_is_named_in_one_line_with_the_fix(runs, tmp_path, co
                     "(char 1)); restore it from a backup, or use an earlier copy of the run, or start a new run")  # fmt: skip
     shutil.copy(runs / "8gaussians" / "config.json", run / "config.json")
     assert invoke(*args).exit_code == 0
+
+
+def test_ood_data_of_another_shape_is_one_line_naming_both_shapes(runs, rgb_folder):
+    line = one_line_error(invoke("eval", "ood", runs / "digits", "--out", f"folder:path={rgb_folder},resolution=16", "-n", "4"))
+    assert "dataset 'folder' has shape (3, 16, 16) but the model was trained on (1, 16, 16); give data of the model's shape" in line

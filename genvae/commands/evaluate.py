@@ -36,7 +36,7 @@ def fid(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
     ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', a dataset name, an image folder, or NAME:KEY=VALUE,... (e.g. folder:path=DIR,resolution=32)."),
     num_samples: int = typer.Option(50_000, "--num-samples", help="Generated images."),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception (default), classifier, random-conv or a plugin's."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception, classifier, random-conv or a plugin's. Default: the one a stats .npz --ref was made with, else inception."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (or env GENVAE_INCEPTION_WEIGHTS)."),
     feature_weights: Optional[Path] = typer.Option(None, "--feature-weights", help="Weights of a non-Inception extractor (classifier: the folder from 'genvae eval train-classifier')."),
     resize: Optional[str] = typer.Option(None, "--resize", help="tf1-bilinear (torch-fidelity) or pil-bicubic (clean-fid)."),
@@ -126,16 +126,33 @@ def metric(
 
     kwargs = _key_values(options)
     loaded = load_run(run)
+    plugin = get_plugins().metrics.get(name)
     try:
-        results = get_plugins().metrics.get(name).evaluate(loaded, seed=seed, **kwargs)
+        results = plugin.evaluate(loaded, seed=seed, **kwargs)
     except TypeError as exc:
         unknown = _unknown_option(exc, kwargs)
         if unknown is None:
             raise
         from genvae.errors import ConfigError
 
-        raise ConfigError(f"metric {name!r} has no option {unknown!r}; remove --option {unknown}=... (a metric's options are in its documentation)") from None
+        valid = ", ".join(_metric_options(plugin.evaluate, exc)) or "none"
+        raise ConfigError(f"metric {name!r} has no option {unknown!r}; its options: {valid}") from None
     _print(results)
+
+
+def _metric_options(evaluate: Any, exc: TypeError) -> list[str]:
+    """The keyword options of a metric's ``evaluate`` and of the function it passed them on to
+    (named in the TypeError, looked up in the metric's module)."""
+    import inspect
+    import re
+
+    from genvae.core.config import signature_options
+
+    functions = [evaluate]
+    inner = re.match(r"(\w+)\(\) got an unexpected keyword argument", str(exc))
+    if inner and callable(getattr(inspect.getmodule(evaluate), inner.group(1), None)):
+        functions.append(getattr(inspect.getmodule(evaluate), inner.group(1)))
+    return sorted(signature_options(*functions, skip=("self", "run", "seed")))
 
 
 def _unknown_option(exc: TypeError, options: dict[str, Any]) -> str | None:

@@ -199,7 +199,9 @@ def iter_images(data: DataSource, split: str, n: int | None, batch_size: int, se
 def run_scores(run: Any, data: DataSource, split: str, n: int | None, score: str, samples: int, batch_size: int, seed: int) -> np.ndarray:
     """Scores of ``n`` images of ``data``'s ``split`` under a ``LoadedRun``."""
     if tuple(data.shape) != tuple(run.data.shape):
-        raise DataError(f"OOD data has shape {tuple(data.shape)} but the model was trained on {tuple(run.data.shape)}")
+        want = tuple(run.data.shape)
+        hint = f" (an image folder: folder:path=DIR,resolution={want[-1]})" if len(want) == 3 and want[0] == 3 else ""
+        raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
     encoder, decoder = run.encoder.eval(), run.decoder.eval()
     device = next(encoder.parameters()).device
     cfg = run.config.objective
