@@ -27,13 +27,12 @@ import torch
 
 from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at
 from genvae.core.config import merge_user
-from genvae.core.losses import kl_per_group
 from genvae.core.run import load_run, resolve
 from genvae.core.trainer import train
+from genvae.plugins.metrics.translation import COLLAPSE_NATS, evaluate_translation
 
 OBJECTIVES = ("soft-intro", "vae")
 TINY_ARCH = {"class_dim": 32, "content_dim": 16, "channels": [16, 32, 64, 64], "fc_dim": 64, "adain_dim": 32}
-COLLAPSE_NATS = 0.5  # a group whose mean KL on held-out data is below this carries (almost) nothing
 
 
 def bench_overrides(steps: int, seed: int, resolution: int, batch_size: int, arch: dict[str, Any]) -> list[str]:
@@ -46,14 +45,6 @@ def bench_overrides(steps: int, seed: int, resolution: int, batch_size: int, arc
         f"train.checkpoint_every={BENCH_CHECKPOINT_EVERY}",
     ]
     return sets + [f"arch.{k}={json.dumps(v)}" for k, v in arch.items()]
-
-
-@torch.no_grad()
-def group_kls(run: Any, n: int = 256, seed: int = 0) -> dict[str, float]:
-    """Mean KL(q(z_g|x) ‖ N(0, I)) of each latent group on ``n`` held-out images."""
-    x = run.data.test_batch(n, seed=seed).x
-    mu, logvar = run.encoder(x)
-    return {g: kl.mean().item() for g, kl in kl_per_group(mu, logvar, run.encoder.latent_groups).items()}
 
 
 def run_bench_translation(
@@ -75,7 +66,7 @@ def run_bench_translation(
     ``threads``: torch CPU threads while benchmarking (1 is much faster than 2 on a busy 2-core
     machine; ``None`` leaves torch's setting). Returns the results also written to results.json.
     """
-    from genvae.translate import content_transfer_error, translation_grid
+    from genvae.translate import translation_grid
     from genvae.viz.images import save_grid
 
     out = Path(out_dir)
@@ -94,16 +85,11 @@ def run_bench_translation(
             trained = train(cfg, data, run_dir, progress=progress, resume=resume)
             seconds = time.perf_counter() - start
             run = load_run(run_dir)
-            models = run.models
-            scores = content_transfer_error(models, run.data, n_pairs=n_pairs, seed=seed + 12345)
-            kls = group_kls(run, seed=seed)
+            scores = evaluate_translation(run, seed=seed, n_pairs=n_pairs, figure=False, write=False)  # = genvae eval translation
             test = run.data.test_batch(12, seed=seed + 1)
-            grid = translation_grid(models, test.x[:6], test.x[6:12])
-            save_grid(grid, out / f"translation_{objective}.png")
+            save_grid(translation_grid(run.models, test.x[:6], test.x[6:12]), out / f"translation_{objective}.png")
             results["models"][objective] = {
-                **scores,
-                "kl": kls,
-                "collapsed_groups": [g for g, v in kls.items() if v < COLLAPSE_NATS],
+                **{k: scores[k] for k in scores if k not in ("objective", "run", "seed", "n_pairs", "seconds")},
                 "train_seconds": seconds,
                 "resumed_at": resumed_at(trained, resume),
                 "last_logs": trained.last_logs,

@@ -174,3 +174,8 @@ def test_a_damaged_run_file_is_named_in_one_line_with_the_fix(runs, tmp_path, co
 def test_ood_data_of_another_shape_is_one_line_naming_both_shapes(runs, rgb_folder):
     line = one_line_error(invoke("eval", "ood", runs / "digits", "--out", f"folder:path={rgb_folder},resolution=16", "-n", "4"))
     assert "dataset 'folder' has shape (3, 16, 16) but the model was trained on (1, 16, 16); give data of the model's shape" in line
+
+
+def test_translation_of_a_run_without_class_and_content_is_one_line(runs):
+    line = one_line_error(invoke("eval", "translation", runs / "digits"))
+    assert "content transfer error needs a dataset that renders ground truth (shapes3d-synthetic)" in line

@@ -435,3 +435,14 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path):
     for objective, r in again["models"].items():
         assert r["resumed_at"] == 3 and r["mse"] == first["models"][objective]["mse"]
     assert "(trained by an earlier call)" in (tmp_path / "translation.md").read_text()
+    # genvae eval translation scores a bench model with the bench's numbers
+    from typer.testing import CliRunner
+
+    from genvae.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "translation", str(tmp_path / "runs" / "vae"), "--pairs", "8"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "runs" / "vae" / "metrics" / "translation.jsonl").read_text().splitlines()[-1])
+    assert record["mse"] == first["models"]["vae"]["mse"] and record["kl"] == first["models"]["vae"]["kl"]
+    assert record["objective"] == "vae" and record["n_pairs"] == 8
+    assert (tmp_path / "runs" / "vae" / "metrics" / "translation.png").is_file()

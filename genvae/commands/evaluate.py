@@ -112,6 +112,24 @@ def ood(
     _print(evaluate_ood(load_run(run), in_data, out_data, score=score, samples=samples, n=n))
 
 
+@eval_app.command("translation")
+@user_errors
+def translation(
+    run: Path = typer.Argument(..., metavar="RUN", help="A class / content run (arch lord) on shapes3d-synthetic."),
+    pairs: int = typer.Option(256, "--pairs", help="Image pairs (A, B) translated and scored."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pairs (the bench's seed gives its numbers)."),
+) -> None:
+    """Content transfer (Section 6.4) scored against the true rendering, KL per latent group, and
+    the translation grid; appended to RUN/metrics/translation.jsonl."""
+    from genvae.core.run import load_run
+    from genvae.errors import ConfigError
+    from genvae.plugins.metrics.translation import evaluate_translation
+
+    if pairs <= 0:
+        raise ConfigError(f"--pairs must be positive, got {pairs}")
+    _print(evaluate_translation(load_run(run), seed=seed, n_pairs=pairs))
+
+
 @eval_app.command("metric")
 @user_errors
 def metric(

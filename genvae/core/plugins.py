@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.architectures.lord",
     "genvae.plugins.architectures.style",
     "genvae.plugins.datasets.shapes3d_synthetic",
+    "genvae.plugins.metrics.translation",
     "genvae.plugins.losses.perceptual",
 )
 

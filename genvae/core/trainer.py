@@ -103,7 +103,6 @@ class TrainResult:
     seconds: float
 
 
-
 class LogWindow:
     """The sums of the logged values since the last log record, and when that window began.
     Checkpoints keep the sums, so a run resumed in the middle of a window writes the same
@@ -138,6 +137,7 @@ class LogWindow:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count = int(state.get("count", 0))
         self.sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in state.get("sums", {}).items()}
+
 
 class Trainer:
     """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint (or, for a
