@@ -292,11 +292,13 @@ def test_content_transfer_error_runs(tiny_run):
     assert scores == content_transfer_error(run.models, run.data, n_pairs=8, seed=0)
 
 
-@pytest.mark.parametrize("shape_in", ["class", "content"])
+@pytest.mark.parametrize("shape_in", ["class", "content", "frames"])
 def test_content_transfer_error_of_exact_models(shape_in):
-    """Two exact models of shapes3d-synthetic: one keeps the whole identity in the class code (the
+    """Three exact models of shapes3d-synthetic: one keeps the whole identity in the class code (the
     true split: transfer error 0), one keeps the shape with the pose in the content code
-    (``mse_shape_from_content`` 0, transfer error > 0)."""
+    (``mse_shape_from_content`` 0, transfer error > 0), and one transfers the pose with its own
+    convention of which angles of two identities correspond: turned by 90° when the identities
+    differ (``mse_aligned`` 0, transfer error > 0)."""
     from genvae.plugins.datasets.shapes3d_synthetic import PATTERNS, SHAPES, class_parts, with_shape_of
     from genvae.translate import content_transfer_error
 
@@ -311,8 +313,8 @@ def test_content_transfer_error_of_exact_models(shape_in):
     lookup = {}
     for x, y, p in zip(torch.cat([x_a, x_b]), torch.cat([y_a, y_b]), torch.cat([p_a, p_b])):
         shape = one_hot(class_parts(y)[0], len(SHAPES)).float()
-        lookup[x.numpy().tobytes()] = torch.cat([one_hot(y, NUM_CLASSES).float(), p, shape])
-    groups = {"class": NUM_CLASSES, "content": 3 + len(SHAPES)}
+        lookup[x.numpy().tobytes()] = torch.cat([one_hot(y, NUM_CLASSES).float(), p, shape, one_hot(y, NUM_CLASSES).float()])
+    groups = {"class": NUM_CLASSES, "content": 3 + len(SHAPES) + NUM_CLASSES}
 
     class Enc(torch.nn.Module):
         latent_groups = groups
@@ -328,17 +330,21 @@ def test_content_transfer_error_of_exact_models(shape_in):
 
         def forward(self, z, y=None):
             class_id, pose = z[:, :NUM_CLASSES].argmax(1), z[:, NUM_CLASSES : NUM_CLASSES + 3]
+            content_shape, content_class = z[:, NUM_CLASSES + 3 : NUM_CLASSES + 3 + len(SHAPES)].argmax(1), z[:, -NUM_CLASSES:].argmax(1)
             if shape_in == "content":
-                class_id = with_shape_of(class_id, z[:, NUM_CLASSES + 3 :].argmax(1) * len(PATTERNS))
+                class_id = with_shape_of(class_id, content_shape * len(PATTERNS))
+            if shape_in == "frames":
+                pose = pose + torch.outer((class_id != content_class).float(), torch.tensor([math.pi / 2, 0, 0]))
             return data.render(class_id, pose)
 
     models = Models(Enc(), Dec(), groups, data.dim)
     scores = content_transfer_error(models, data, n_pairs=6, seed=7)
     assert scores["mse_reconstruction"] == pytest.approx(0.0, abs=1e-10)
     assert scores["mse_copy_content"] > 0.01
-    exact, other = ("mse", "mse_shape_from_content") if shape_in == "class" else ("mse_shape_from_content", "mse")
-    assert scores[exact] == pytest.approx(0.0, abs=1e-10)
+    exact, other = {"class": ("mse", "mse_shape_from_content"), "content": ("mse_shape_from_content", "mse"), "frames": ("mse_aligned", "mse")}[shape_in]
+    assert scores[exact] == pytest.approx(0.0, abs=1e-8)
     assert scores[other] > 0.001
+    assert scores["mse_aligned"] <= scores["mse"] + 1e-12
 
 
 def test_translation_needs_class_and_content_groups():

@@ -208,6 +208,11 @@ class Shapes3DSynthetic(DataSource):
         """The true image(s) of ``class_id`` in ``pose`` (angle, x, y) at this resolution."""
         return render(class_id, pose, self.resolution)
 
+    @staticmethod
+    def rotate_poses(poses: Tensor, angle: float) -> Tensor:
+        """``poses`` turned by ``angle`` radians (positions unchanged)."""
+        return poses + torch.tensor([angle, 0.0, 0.0])
+
     with_shape_of = staticmethod(with_shape_of)  # lets content_transfer_error see which class is the shape's
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> ShapesStream:
