@@ -125,7 +125,9 @@ def content_transfer_error(models: Models, data: DataSource, n_pairs: int = 256,
       per pair of identities (class of A, class of B), from every 15°. Which angle of a striped
       square matches which angle of a dotted one is the renderer's convention, which no unlabelled
       data reveals; a model that transfers the rotation consistently, whatever its convention,
-      scores near 0 here, and one that ignores B's rotation does not.
+      scores near 0 here, and one that ignores B's rotation does not. One angle is fitted per pair
+      of identities, so use enough pairs per pair of identities (with 12 identities and 256 pairs
+      it is about 2, and the score is optimistic).
     """
     if not all(hasattr(data, a) for a in ("render", "draw_with_poses", "other_class")):
         raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}")
