@@ -9,6 +9,7 @@ Run directory layout::
       checkpoint/               resumable state: encoder/, decoder/, accelerate/, trainer.json
       log.jsonl                 logged losses
       *.png                     figures
+      metrics/                  evaluations: <metric>.jsonl (one line per call) and their figures
 
 Every file is written to a temporary name and renamed into place, and a checkpoint directory is
 swapped in with renames, so a crash mid-write never leaves a half-written checkpoint behind.
@@ -75,6 +76,15 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
     with _replacing(path) as (fd, tmp):
         os.close(fd)
         save_file(tensors, tmp, metadata=metadata)
+
+
+def append_metrics_record(run_path: str | Path, file_name: str, record: dict[str, Any]) -> Path:
+    """Append one evaluation's ``record`` as a JSON line to ``RUN/metrics/<file_name>``."""
+    out = Path(run_path) / "metrics" / file_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    return out
 
 
 def export_component(module: Component, directory: Path, role: str, plugin: str) -> None:

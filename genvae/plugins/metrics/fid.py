@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError, DataError, PluginError
@@ -416,10 +417,7 @@ def evaluate_fid(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     if write and acc.is_main_process:
-        out = run_path / "metrics" / RESULTS_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a") as f:
-            f.write(json.dumps(result, default=str) + "\n")
+        append_metrics_record(run_path, RESULTS_FILE, result)
     return result
 
 

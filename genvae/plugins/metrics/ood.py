@@ -30,7 +30,6 @@ that of continuous pixels (no dequantisation), as the paper.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
@@ -329,10 +329,7 @@ def evaluate_ood(
         result["figure_extremes"] = str(save_extremes(scores, in_source, out_source, n, batch_size, seed, extremes))
     result["seconds"] = round(time.perf_counter() - start, 2)
     if write:
-        out = Path(run.path) / "metrics" / RESULTS_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a") as f:
-            f.write(json.dumps(result) + "\n")
+        append_metrics_record(run.path, RESULTS_FILE, result)
     result["_scores"] = scores
     return result
 

@@ -8,13 +8,13 @@ nothing: posterior collapse), and the translation grid. Appended to ``RUN/metric
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Metric
 from genvae.core.losses import kl_per_group
@@ -56,10 +56,7 @@ def evaluate_translation(run: Any, seed: int = 0, n_pairs: int = 256, figure: bo
         result["figure"] = str(save_grid(grid, Path(run.path) / "metrics" / "translation.png"))
     result["seconds"] = round(time.perf_counter() - start, 2)
     if write:
-        out = Path(run.path) / "metrics" / RESULTS_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a") as f:
-            f.write(json.dumps(result) + "\n")
+        append_metrics_record(run.path, RESULTS_FILE, result)
     return result
 
 
