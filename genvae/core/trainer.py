@@ -119,7 +119,8 @@ class LogWindow:
 
     def add(self, logs: dict[str, Tensor]) -> None:
         for key, value in logs.items():
-            self.sums[key] = self.sums.get(key, torch.zeros((), device=self.device)) + value.float()
+            total = self.sums.get(key)
+            self.sums[key] = value.float() if total is None else total + value.float()
         self.count += 1
 
     def close(self, step: int) -> dict[str, float]:
