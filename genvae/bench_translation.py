@@ -29,7 +29,7 @@ from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, res
 from genvae.core.config import merge_user
 from genvae.core.run import load_run, resolve
 from genvae.core.trainer import train
-from genvae.plugins.metrics.translation import COLLAPSE_NATS, evaluate_translation
+from genvae.plugins.metrics.translation import COLLAPSE_NATS, evaluate_translation, save_translation_grid
 
 OBJECTIVES = ("soft-intro", "vae")
 TINY_ARCH = {"class_dim": 32, "content_dim": 16, "channels": [16, 32, 64, 64], "fc_dim": 64, "adain_dim": 32}
@@ -66,9 +66,6 @@ def run_bench_translation(
     ``threads``: torch CPU threads while benchmarking (1 is much faster than 2 on a busy 2-core
     machine; ``None`` leaves torch's setting). Returns the results also written to results.json.
     """
-    from genvae.translate import translation_grid
-    from genvae.viz.images import save_grid
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
@@ -86,8 +83,7 @@ def run_bench_translation(
             seconds = time.perf_counter() - start
             run = load_run(run_dir)
             scores = evaluate_translation(run, seed=seed, n_pairs=n_pairs, figure=False, write=False)  # = genvae eval translation
-            test = run.data.test_batch(12, seed=seed + 1)
-            save_grid(translation_grid(run.models, test.x[:6], test.x[6:12]), out / f"translation_{objective}.png")
+            save_translation_grid(run, out / f"translation_{objective}.png", seed)
             results["models"][objective] = {
                 **{k: scores[k] for k in scores if k not in ("objective", "run", "seed", "n_pairs", "seconds")},
                 "train_seconds": seconds,

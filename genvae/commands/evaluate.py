@@ -168,8 +168,9 @@ def _metric_options(evaluate: Any, exc: TypeError) -> list[str]:
 
     functions = [evaluate]
     inner = re.match(r"(\w+)\(\) got an unexpected keyword argument", str(exc))
-    if inner and callable(getattr(inspect.getmodule(evaluate), inner.group(1), None)):
-        functions.append(getattr(inspect.getmodule(evaluate), inner.group(1)))
+    passed_to = getattr(inspect.getmodule(evaluate), inner.group(1), None) if inner else None
+    if callable(passed_to):
+        functions.append(passed_to)
     return sorted(signature_options(*functions, skip=("self", "run", "seed")))
 
 

@@ -32,11 +32,19 @@ def group_kls(run: Any, n: int = 256, seed: int = 0) -> dict[str, float]:
     return {g: kl.mean().item() for g, kl in kl_per_group(mu, logvar, run.encoder.latent_groups).items()}
 
 
+def save_translation_grid(run: Any, path: str | Path, seed: int = 0) -> Path:
+    """The grid of six held-out class images (left column) by six content images (top row)."""
+    from genvae.translate import translation_grid
+    from genvae.viz.images import save_grid
+
+    test = run.data.test_batch(12, seed=seed + 1)
+    return save_grid(translation_grid(run.models, test.x[:6], test.x[6:12]), Path(path))
+
+
 def evaluate_translation(run: Any, seed: int = 0, n_pairs: int = 256, figure: bool = True, write: bool = True) -> dict[str, Any]:
     """Score a ``LoadedRun``; ``figure`` writes ``RUN/metrics/translation.png`` (class images down
     the left column, content images along the top), ``write`` appends the result to the jsonl."""
-    from genvae.translate import content_transfer_error, translation_grid
-    from genvae.viz.images import save_grid
+    from genvae.translate import content_transfer_error
 
     start = time.perf_counter()
     scores = content_transfer_error(run.models, run.data, n_pairs=n_pairs, seed=seed + PAIRS_SEED)
@@ -51,9 +59,7 @@ def evaluate_translation(run: Any, seed: int = 0, n_pairs: int = 256, figure: bo
         "n_pairs": n_pairs,
     }
     if figure:
-        test = run.data.test_batch(12, seed=seed + 1)
-        grid = translation_grid(run.models, test.x[:6], test.x[6:12])
-        result["figure"] = str(save_grid(grid, Path(run.path) / "metrics" / "translation.png"))
+        result["figure"] = str(save_translation_grid(run, Path(run.path) / "metrics" / "translation.png", seed))
     result["seconds"] = round(time.perf_counter() - start, 2)
     if write:
         append_metrics_record(run.path, RESULTS_FILE, result)
