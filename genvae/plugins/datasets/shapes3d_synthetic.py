@@ -7,7 +7,10 @@ dot), 12 classes. The patterns make every pose visible, also the rotation of a c
 (angle θ in radians, x, y) with the object's centre at (x, y) in image coordinates [-1, 1]
 (x right, y down); the angle is free in [0, 2π), positions in [-``max_shift``, ``max_shift``].
 ``shapes`` restricts the identities drawn to the patterns on those shapes (``["square"]``: three
-identities that differ in appearance only, as Cars3D's car models mostly do).
+identities that differ in appearance only, as Cars3D's car models mostly do). ``marker`` adds one
+cyan disc at the front (+x in the object frame) of every identity: a part all identities share, as
+every car has headlights, so that which angle of one identity matches which angle of another can
+be seen in the images (without it, that correspondence is the renderer's convention).
 
 Rendering is vectorised torch on a pixel grid: signed distance functions in the object frame,
 anti-aliased over one pixel, over a fixed dark background. ``render(class_id, pose)`` is exact and
@@ -42,6 +45,7 @@ PATTERNS = (
     ((0.20, 0.75, 0.25), (0.85, 0.20, 0.85), "dot"),  # green body, magenta off-centre dot
 )
 BACKGROUND = (0.12, 0.12, 0.14)
+MARKER_COLOUR = (0.20, 0.95, 0.95)  # cyan: in none of the patterns
 RADIUS = 0.55  # object size in image coordinates [-1, 1]
 NUM_CLASSES = len(SHAPES) * len(PATTERNS)
 
@@ -99,9 +103,16 @@ def pattern_sdf(pattern: Tensor, px: Tensor, py: Tensor) -> Tensor:
     return sdfs.gather(0, pattern.view(1, -1, 1, 1).expand(1, *px.shape)).squeeze(0)
 
 
-def render(class_id: Tensor | int, pose: Tensor, resolution: int = 64) -> Tensor:
+def marker_sdf(px: Tensor, py: Tensor) -> Tensor:
+    """Signed distance of the shared front marker: a disc on the +x side, inside every shape."""
+    r = RADIUS
+    return torch.sqrt((px - 0.45 * r) ** 2 + py**2) - 0.2 * r
+
+
+def render(class_id: Tensor | int, pose: Tensor, resolution: int = 64, marker: bool = False) -> Tensor:
     """Images (B, 3, R, R) in [0, 1] of classes ``class_id`` (B,) in poses ``pose`` (B, 3) =
-    (angle, x, y). A single class id / pose (3,) gives one image (3, R, R)."""
+    (angle, x, y), with the shared front marker when ``marker``. A single class id / pose (3,)
+    gives one image (3, R, R)."""
     single = pose.dim() == 1
     pose = pose.reshape(-1, 3).float()
     class_id = torch.as_tensor(class_id, dtype=torch.long).reshape(-1).expand(len(pose))
@@ -121,6 +132,9 @@ def render(class_id: Tensor | int, pose: Tensor, resolution: int = 64) -> Tensor
     body = torch.tensor([p[0] for p in PATTERNS])[pattern]  # (B, 3)
     second = torch.tensor([p[1] for p in PATTERNS])[pattern]
     colour = body[:, :, None, None] * (1 - beta[:, None]) + second[:, :, None, None] * beta[:, None]
+    if marker:
+        gamma = (0.5 - marker_sdf(px, py) / pixel).clamp(0, 1)[:, None]
+        colour = colour * (1 - gamma) + torch.tensor(MARKER_COLOUR)[None, :, None, None] * gamma
     background = torch.tensor(BACKGROUND)[None, :, None, None]
     images = background * (1 - alpha[:, None]) + colour * alpha[:, None]
     return images[0] if single else images
@@ -155,7 +169,9 @@ class Shapes3DSynthetic(DataSource):
     num_classes = NUM_CLASSES
     name = "shapes3d-synthetic"
 
-    def __init__(self, resolution: int = 64, max_shift: float = 0.25, shapes: list[str] = list(SHAPES)) -> None:  # noqa: B006 (read only)
+    def __init__(
+        self, resolution: int = 64, max_shift: float = 0.25, shapes: list[str] = list(SHAPES), marker: bool = False  # noqa: B006 (read only)
+    ) -> None:
         if resolution < 16 or resolution % 16:
             raise ConfigError(f"data.resolution must be a multiple of 16 (at least 16), got {resolution}")
         if not 0.0 <= max_shift <= 0.5:
@@ -163,7 +179,9 @@ class Shapes3DSynthetic(DataSource):
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes or len(set(shapes)) != len(shapes):
             raise ConfigError(f"data.shapes must be distinct names from {list(SHAPES)}, got {list(shapes)}")
-        self.resolution, self.max_shift = int(resolution), float(max_shift)
+        if not isinstance(marker, bool):
+            raise ConfigError(f"data.marker must be true or false, got {marker!r}")
+        self.resolution, self.max_shift, self.marker = int(resolution), float(max_shift), marker
         # The classes drawn: every pattern on each chosen shape. Ids stay global (shape x pattern),
         # so with all four shapes the draws are the same as before this option existed.
         self.class_ids = torch.tensor(
@@ -206,7 +224,7 @@ class Shapes3DSynthetic(DataSource):
 
     def render(self, class_id: Tensor | int, pose: Tensor) -> Tensor:
         """The true image(s) of ``class_id`` in ``pose`` (angle, x, y) at this resolution."""
-        return render(class_id, pose, self.resolution)
+        return render(class_id, pose, self.resolution, self.marker)
 
     @staticmethod
     def rotate_poses(poses: Tensor, angle: float) -> Tensor:
