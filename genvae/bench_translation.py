@@ -99,6 +99,7 @@ def run_bench_translation(
 
 
 def markdown_table(results: dict[str, Any]) -> str:
+    with_lpips = any("lpips" in r for r in results["models"].values())  # only where its weights were found
     lines = [
         "# Unsupervised content transfer on shapes3d-synthetic (LORD architecture)",
         "",
@@ -110,16 +111,22 @@ def markdown_table(results: dict[str, Any]) -> str:
         "Aligned MSE: the transfer MSE after the best constant rotation per pair of identities (every 15°), since which "
         "angles of two different identities correspond is the renderer's convention, not visible in unlabelled data. "
         "KL per group on held-out images; "
-        f"a group below {COLLAPSE_NATS} nats counts as collapsed.",
+        f"a group below {COLLAPSE_NATS} nats counts as collapsed."
+        + (" LPIPS (VGG16, v0.1): the paper's Table 4 distance." if with_lpips else ""),
         "",
-        "| model | transfer MSE | aligned MSE | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | KL class | KL content | collapsed | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        "| model | transfer MSE | aligned MSE | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | "
+        + ("transfer LPIPS | copy-B LPIPS | " if with_lpips else "") + "KL class | KL content | collapsed | train s |",
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if with_lpips else "") + "---|---|---|---|",
     ]
     names = {"soft-intro": "Soft-IntroVAE-LORD", "vae": "VAE-LORD", "intro": "IntroVAE-LORD"}
     for objective, r in results["models"].items():
         lines.append(
             f"| {names.get(objective, objective)} | {r['mse']:.4f} | {r.get('mse_aligned', float('nan')):.4f} | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
-            f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | {r['kl'].get('class', float('nan')):.2f} | "
+            f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | "
+            + (f"{r.get('lpips', float('nan')):.4f} | {r.get('lpips_copy_content', float('nan')):.4f} | " if with_lpips else "")
+            + f"{r['kl'].get('class', float('nan')):.2f} | "
             f"{r['kl'].get('content', float('nan')):.2f} | {', '.join(r['collapsed_groups']) or 'none'} | {r['train_seconds']:.0f}"
             + (f" ({note})" if (note := resume_note(r.get("resumed_at"), results["steps"])) else "") + " |"
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -106,7 +106,14 @@ def write_translation_grid(run: Any, class_paths: Sequence[str | Path], content_
 
 
 @torch.no_grad()
-def content_transfer_error(models: Models, data: DataSource, n_pairs: int = 256, seed: int = 0, batch_size: int = 128) -> dict[str, float]:
+def content_transfer_error(
+    models: Models,
+    data: DataSource,
+    n_pairs: int = 256,
+    seed: int = 0,
+    batch_size: int = 128,
+    distances: Mapping[str, Callable[[Tensor, Tensor], Tensor]] | None = None,
+) -> dict[str, float]:
     """Content-transfer error on data that can ``render(class_id, pose)`` (``shapes3d-synthetic``).
 
     For ``n_pairs`` seeded pairs (A, B) with different classes: translate (class of A, content of
@@ -128,6 +135,10 @@ def content_transfer_error(models: Models, data: DataSource, n_pairs: int = 256,
       scores near 0 here, and one that ignores B's rotation does not. One angle is fitted per pair
       of identities, so use enough pairs per pair of identities (with 12 identities and 256 pairs
       it is about 2, and the score is optimistic).
+
+    ``distances`` adds other image distances ``name -> f(x, y) -> (batch,)``, e.g. ``lpips`` (the
+    paper's Table 4 score), each as ``name`` (the translation), ``name_reconstruction`` and
+    ``name_copy_content``, averaged over the pairs.
     """
     if not all(hasattr(data, a) for a in ("render", "draw_with_poses", "other_class")):
         raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}")
@@ -142,7 +153,9 @@ def content_transfer_error(models: Models, data: DataSource, n_pairs: int = 256,
     references = {"mse": truth}
     if hasattr(data, "with_shape_of"):
         references["mse_shape_from_content"] = data.render(data.with_shape_of(y_a, y_b), pose_b)  # type: ignore[attr-defined]
-    sums = dict.fromkeys([*references, "mse_reconstruction"], 0.0)
+    distances = dict(distances or {})
+    extra = [f"{name}{suffix}" for name in distances for suffix in ("", "_reconstruction", "_copy_content")]
+    sums = dict.fromkeys([*references, "mse_reconstruction", *extra], 0.0)
     translations = []
     for start in range(0, n_pairs, batch_size):
         sl = slice(start, start + batch_size)
@@ -150,14 +163,19 @@ def content_transfer_error(models: Models, data: DataSource, n_pairs: int = 256,
         translations.append(translated)
         for key, reference in references.items():
             sums[key] += (translated - reference[sl]).pow(2).sum().item()
-        mu_b = encode_means(models, x_b[sl])
-        sums["mse_reconstruction"] += (models.decode(mu_b).cpu().float() - x_b[sl]).pow(2).sum().item()
+        reconstructed = models.decode(encode_means(models, x_b[sl])).cpu().float()
+        sums["mse_reconstruction"] += (reconstructed - x_b[sl]).pow(2).sum().item()
+        for name, distance in distances.items():
+            sums[name] += distance(translated, truth[sl]).sum().item()
+            sums[f"{name}_reconstruction"] += distance(reconstructed, x_b[sl]).sum().item()
+            sums[f"{name}_copy_content"] += distance(x_b[sl], truth[sl]).sum().item()
     n = truth.numel()
     aligned = {}
     if hasattr(data, "rotate_poses"):
         aligned["mse_aligned"] = aligned_transfer_error(data, torch.cat(translations), y_a, y_b, pose_b)
     return {
-        **{key: total / n for key, total in sums.items()},
+        **{key: total / n for key, total in sums.items() if key not in extra},
+        **{key: sums[key] / n_pairs for key in extra},
         **aligned,
         "mse_copy_content": (x_b - truth).pow(2).mean().item(),
         "mse_copy_class": (x_a - truth).pow(2).mean().item(),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -356,9 +358,13 @@ def test_content_transfer_error_of_exact_models(shape_in):
             return data.render(class_id, pose)
 
     models = Models(Enc(), Dec(), groups, data.dim)
-    scores = content_transfer_error(models, data, n_pairs=6, seed=7)
+    l1 = lambda a, b: (a - b).abs().flatten(1).mean(1)  # noqa: E731 (any image distance)
+    scores = content_transfer_error(models, data, n_pairs=6, seed=7, distances={"l1": l1})
     assert scores["mse_reconstruction"] == pytest.approx(0.0, abs=1e-10)
     assert scores["mse_copy_content"] > 0.01
+    assert scores["l1_reconstruction"] == pytest.approx(0.0, abs=1e-10)
+    assert scores["l1_copy_content"] == pytest.approx(l1(x_b, data.render(y_a, p_b)).mean().item(), rel=1e-6)
+    assert (scores["l1"] < 1e-6) == (scores["mse"] < 1e-8)  # the same verdict as the MSE
     exact, other = {"class": ("mse", "mse_shape_from_content"), "content": ("mse_shape_from_content", "mse"), "frames": ("mse_aligned", "mse")}[shape_in]
     assert scores[exact] == pytest.approx(0.0, abs=1e-8)
     assert scores[other] > 0.001
@@ -445,8 +451,10 @@ def test_vgg_perceptual_registered_loss_reads_the_environment(tmp_path, monkeypa
         LazyVGGPerceptual()(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
 
 
-def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path):
+def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path, monkeypatch):
     from genvae.bench_translation import run_bench_translation
+
+    monkeypatch.setenv("GENVAE_VGG16_WEIGHTS", str(tmp_path / "no-vgg16-397923af.pth"))  # LPIPS cannot run
 
     first = run_bench_translation(tmp_path, steps=3, n_pairs=8)
     table = (tmp_path / "translation.md").read_text()
@@ -470,3 +478,66 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path):
     assert record["mse"] == first["models"]["vae"]["mse"] and record["kl"] == first["models"]["vae"]["kl"]
     assert record["objective"] == "vae" and record["n_pairs"] == 8
     assert (tmp_path / "runs" / "vae" / "metrics" / "translation.png").is_file()
+    assert "LPIPS needs torchvision's VGG16 weights" in record["lpips_skipped"]
+    # --lpips requires the weights: one line naming the missing file
+    result = CliRunner().invoke(app, ["eval", "translation", str(tmp_path / "runs" / "vae"), "--pairs", "8", "--lpips"])
+    assert result.exit_code == 2 and "LPIPS needs" in result.output
+    if importlib.util.find_spec("lpips") is not None:  # with weights (random trunk): an LPIPS column
+        vgg_path, digest = _random_vgg_file(tmp_path, upto=29)
+        monkeypatch.setenv("GENVAE_VGG16_WEIGHTS", str(vgg_path))
+        monkeypatch.setenv("GENVAE_VGG16_SHA256", digest)
+        result = CliRunner().invoke(app, ["eval", "translation", str(tmp_path / "runs" / "vae"), "--pairs", "8"])
+        assert result.exit_code == 0, result.output
+        record = json.loads((tmp_path / "runs" / "vae" / "metrics" / "translation.jsonl").read_text().splitlines()[-1])
+        assert record["lpips"] > 0 and record["lpips_copy_content"] > 0 and "lpips_skipped" not in record
+        assert record["mse"] == first["models"]["vae"]["mse"]
+
+
+# --------------------------------------------------------------------------------------------
+# LPIPS (VGG16 trunk) for the translation score
+# --------------------------------------------------------------------------------------------
+
+
+def test_lpips_equals_the_lpips_package_on_random_trunk_weights(tmp_path):
+    """Our LPIPS against the lpips package (a test-only dependency) with the same random VGG16
+    trunk and the package's own calibrated lin layers: equal to 1e-5."""
+    lpips = pytest.importorskip("lpips")
+    from genvae.plugins.metrics.lpips_vgg import LPIPS, lin_weights_path
+
+    vgg_path, digest = _random_vgg_file(tmp_path, upto=29)
+    ours = LPIPS(vgg_path, lin_weights_path(), vgg_sha256=digest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's 'pretrained' deprecation, from inside lpips
+        reference = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    state = torch.load(vgg_path, weights_only=True)
+    for slice_ in (reference.net.slice1, reference.net.slice2, reference.net.slice3, reference.net.slice4, reference.net.slice5):
+        for index, module in slice_.named_children():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.data.copy_(state[f"features.{index}.weight"])
+                module.bias.data.copy_(state[f"features.{index}.bias"])
+    torch.manual_seed(1)
+    x, y = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    expected = reference(x, y, normalize=True).flatten()
+    assert torch.allclose(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(ours(x, x), torch.zeros(4), atol=1e-7)
+    grey = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(ours(grey, grey.flip(-1)), reference(grey.expand(-1, 3, -1, -1), grey.flip(-1).expand(-1, 3, -1, -1), normalize=True).flatten(), rtol=1e-5)
+
+
+def test_lpips_says_which_weights_are_missing(tmp_path, monkeypatch):
+    from genvae.plugins.metrics.lpips_vgg import LPIPS, load_lpips, missing_weights
+
+    monkeypatch.setenv("GENVAE_VGG16_WEIGHTS", "")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENVAE_LPIPS_WEIGHTS", str(tmp_path / "nowhere.pth"))
+    assert "vgg16-397923af.pth" in missing_weights()  # type: ignore[operator]
+    with pytest.raises(DataError, match="LPIPS needs torchvision's VGG16 weights .*nothing is downloaded"):
+        load_lpips()
+    vgg_path, digest = _random_vgg_file(tmp_path, upto=29)
+    with pytest.raises(DataError, match="not found: it is weights/v0.1/vgg.pth inside the lpips package"):
+        LPIPS(vgg_path, tmp_path / "nowhere.pth", vgg_sha256=digest)
+    wrong = tmp_path / "vgg.pth"
+    torch.save({"lin0.model.1.weight": torch.ones(1, 64, 1, 1)}, wrong)
+    with pytest.raises(DataError, match="are not LPIPS v0.1 vgg.pth"):
+        LPIPS(vgg_path, wrong, vgg_sha256=digest)

@@ -118,6 +118,9 @@ def translation(
     run: Path = typer.Argument(..., metavar="RUN", help="A class / content run (arch lord) on shapes3d-synthetic."),
     pairs: int = typer.Option(256, "--pairs", help="Image pairs (A, B) translated and scored."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pairs (the bench's seed gives its numbers)."),
+    lpips: Optional[bool] = typer.Option(
+        None, "--lpips/--no-lpips", help="LPIPS too (default: when VGG16 and LPIPS weights are found; --lpips requires them)."
+    ),
 ) -> None:
     """Content transfer (Section 6.4) scored against the true rendering, KL per latent group, and
     the translation grid; appended to RUN/metrics/translation.jsonl."""
@@ -127,7 +130,7 @@ def translation(
 
     if pairs <= 0:
         raise ConfigError(f"--pairs must be positive, got {pairs}")
-    _print(evaluate_translation(load_run(run), seed=seed, n_pairs=pairs))
+    _print(evaluate_translation(load_run(run), seed=seed, n_pairs=pairs, lpips=lpips))
 
 
 @eval_app.command("metric")

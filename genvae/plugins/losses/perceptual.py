@@ -95,6 +95,25 @@ def verify_weights(path: str | Path, sha256: str | None = None) -> Path:
     return path
 
 
+def load_vgg16_features(weights: str | Path, sha256: str | None, upto: int) -> nn.Sequential:
+    """torchvision's VGG16 ``features`` 0..upto with the weights of a verified file."""
+    features = vgg16_features(upto)
+    path = verify_weights(weights, sha256)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file
+        raise DataError(f"cannot read VGG16 weights {path}: {type(exc).__name__}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    wanted = {k: v for k, v in state.items() if k.startswith("features.")}
+    wanted = {k[len("features.") :]: v for k, v in wanted.items() if int(k.split(".")[1]) <= upto}
+    missing = set(features.state_dict()) - set(wanted)
+    if missing:
+        raise DataError(f"VGG16 weights {path} lack {len(missing)} tensors (e.g. features.{sorted(missing)[0]}): not a torchvision VGG16 state dict")
+    features.load_state_dict(wanted)
+    return features
+
+
 class VGGPerceptualLoss(nn.Module):
     """``loss(x, x_rec) -> (batch,)``: LORD's VGG distance per sample (see the module doc)."""
 
@@ -110,20 +129,7 @@ class VGGPerceptualLoss(nn.Module):
         self.layer_ids = sorted(int(i) for i in layer_ids)
         if not self.layer_ids:
             raise ConfigError("layer_ids must name at least one VGG16 feature layer")
-        self.features = vgg16_features(self.layer_ids[-1])
-        path = verify_weights(weights, sha256)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # not a torch file
-            raise DataError(f"cannot read VGG16 weights {path}: {type(exc).__name__}: {exc}") from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        wanted = {k: v for k, v in state.items() if k.startswith("features.")}
-        wanted = {k[len("features.") :]: v for k, v in wanted.items() if int(k.split(".")[1]) <= self.layer_ids[-1]}
-        missing = set(self.features.state_dict()) - set(wanted)
-        if missing:
-            raise DataError(f"VGG16 weights {path} lack {len(missing)} tensors (e.g. features.{sorted(missing)[0]}): not a torchvision VGG16 state dict")
-        self.features.load_state_dict(wanted)
+        self.features = load_vgg16_features(weights, sha256, self.layer_ids[-1])
         self.features.eval().requires_grad_(False)
         self.imagenet_normalize, self.sum_scale = bool(imagenet_normalize), bool(sum_scale)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -4,6 +4,9 @@ scores any such run the way ``genvae bench translation`` scores its two models (
 same numbers): the content-transfer errors of :func:`genvae.translate.content_transfer_error`, the
 KL of each latent group on held-out images (a group below ``COLLAPSE_NATS`` carries almost
 nothing: posterior collapse), and the translation grid. Appended to ``RUN/metrics/translation.jsonl``.
+
+LPIPS (the paper's Table 4 score) is added when its weights are here (``lpips_vgg``): ``lpips=None``
+computes it if it can and says why not otherwise, ``True`` requires it, ``False`` skips it.
 """
 
 from __future__ import annotations
@@ -41,13 +44,19 @@ def save_translation_grid(run: Any, path: str | Path, seed: int = 0) -> Path:
     return save_grid(translation_grid(run.models, test.x[:6], test.x[6:12]), Path(path))
 
 
-def evaluate_translation(run: Any, seed: int = 0, n_pairs: int = 256, figure: bool = True, write: bool = True) -> dict[str, Any]:
+def evaluate_translation(
+    run: Any, seed: int = 0, n_pairs: int = 256, figure: bool = True, write: bool = True, lpips: bool | None = None
+) -> dict[str, Any]:
     """Score a ``LoadedRun``; ``figure`` writes ``RUN/metrics/translation.png`` (class images down
-    the left column, content images along the top), ``write`` appends the result to the jsonl."""
+    the left column, content images along the top), ``write`` appends the result to the jsonl;
+    ``lpips``: see the module doc."""
+    from genvae.plugins.metrics.lpips_vgg import load_lpips, missing_weights
     from genvae.translate import content_transfer_error
 
     start = time.perf_counter()
-    scores = content_transfer_error(run.models, run.data, n_pairs=n_pairs, seed=seed + PAIRS_SEED)
+    why_not = missing_weights() if lpips is not False else "not asked for"
+    distances = {"lpips": load_lpips()} if lpips or (lpips is None and why_not is None) else {}
+    scores = content_transfer_error(run.models, run.data, n_pairs=n_pairs, seed=seed + PAIRS_SEED, distances=distances)
     kls = group_kls(run, seed=seed)
     result: dict[str, Any] = {
         **scores,
@@ -58,6 +67,8 @@ def evaluate_translation(run: Any, seed: int = 0, n_pairs: int = 256, figure: bo
         "seed": seed,
         "n_pairs": n_pairs,
     }
+    if not distances:
+        result["lpips_skipped"] = why_not
     if figure:
         result["figure"] = str(save_translation_grid(run, Path(run.path) / "metrics" / "translation.png", seed))
     result["seconds"] = round(time.perf_counter() - start, 2)
