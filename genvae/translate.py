@@ -128,13 +128,14 @@ def content_transfer_error(
       colour pattern drawn on *B's* shape in B's pose, i.e. what a model draws that keeps the shape
       in the content code and only the colours in the class code. Below ``mse``: that is the split
       the model learned.
-    - ``mse_aligned`` (datasets with ``rotate_poses``): ``mse`` after the best constant rotation
-      per pair of identities (class of A, class of B), from every 15°. Which angle of a striped
-      square matches which angle of a dotted one is the renderer's convention, which no unlabelled
-      data reveals; a model that transfers the rotation consistently, whatever its convention,
-      scores near 0 here, and one that ignores B's rotation does not. One angle is fitted per pair
-      of identities, so use enough pairs per pair of identities (with 12 identities and 256 pairs
-      it is about 2, and the score is optimistic).
+    - ``mse_aligned``, ``rotation_from_content``, ``rotation_from_class`` (datasets with
+      ``rotate_poses``), see :func:`rotation_fit`. ``mse_aligned`` is ``mse`` after the best
+      constant rotation per pair of identities, from every 15°: without ``data.marker``, which
+      angle of a striped square matches which angle of a dotted one is the renderer's
+      convention, which no unlabelled data reveals; a model that transfers the rotation
+      consistently, whatever its convention, scores near 0 there. One angle is fitted per pair of
+      identities, so use enough pairs per pair of identities (with 12 identities and 256 pairs it
+      is about 2, and the score is optimistic).
 
     ``distances`` adds other image distances ``name -> f(x, y) -> (batch,)``, e.g. ``lpips`` (the
     paper's Table 4 score), each as ``name`` (the translation), ``name_reconstruction`` and
@@ -143,7 +144,7 @@ def content_transfer_error(
     if not all(hasattr(data, a) for a in ("render", "draw_with_poses", "other_class")):
         raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}")
     group_slices(models)  # fail early without class / content groups
-    x_a, y_a, _ = data.draw_with_poses(n_pairs, seed)  # type: ignore[attr-defined]
+    x_a, y_a, pose_a = data.draw_with_poses(n_pairs, seed)  # type: ignore[attr-defined]
     x_b, y_b, pose_b = data.draw_with_poses(n_pairs, seed + 1)  # type: ignore[attr-defined]
     same = y_a == y_b  # make the classes differ: shift B's class (its pose stays)
     if bool(same.any()):
@@ -170,13 +171,11 @@ def content_transfer_error(
             sums[f"{name}_reconstruction"] += distance(reconstructed, x_b[sl]).sum().item()
             sums[f"{name}_copy_content"] += distance(x_b[sl], truth[sl]).sum().item()
     n = truth.numel()
-    aligned = {}
-    if hasattr(data, "rotate_poses"):
-        aligned["mse_aligned"] = aligned_transfer_error(data, torch.cat(translations), y_a, y_b, pose_b)
+    rotations = rotation_fit(data, torch.cat(translations), y_a, pose_a, y_b, pose_b) if hasattr(data, "rotate_poses") else {}
     return {
         **{key: total / n for key, total in sums.items() if key not in extra},
         **{key: sums[key] / n_pairs for key in extra},
-        **aligned,
+        **rotations,
         "mse_copy_content": (x_b - truth).pow(2).mean().item(),
         "mse_copy_class": (x_a - truth).pow(2).mean().item(),
         "mse_mean_image": (truth - truth.mean(0, keepdim=True)).pow(2).mean().item(),
@@ -184,21 +183,35 @@ def content_transfer_error(
     }
 
 
-ANGLE_OFFSETS = 24  # rotations tried per pair of identities by aligned_transfer_error: every 15°
+ANGLE_OFFSETS = 24  # rotations tried per translation by rotation_fit: every 15°
+ROTATION_TOLERANCE = 2 * math.pi / ANGLE_OFFSETS  # "carries that rotation": within one step (15°)
 
 
-def aligned_transfer_error(data: DataSource, translated: Tensor, y_a: Tensor, y_b: Tensor, pose_b: Tensor) -> float:
-    """Per-pixel MSE of ``translated`` against A's class in B's pose turned by one rotation per
-    (class of A, class of B), the one (of ``ANGLE_OFFSETS``) that fits that pair of identities best."""
+def rotation_fit(data: DataSource, translated: Tensor, y_a: Tensor, pose_a: Tensor, y_b: Tensor, pose_b: Tensor) -> dict[str, float]:
+    """How the translations' rotations relate to A's and B's, from A's object rendered at B's
+    position turned by each of ``ANGLE_OFFSETS`` rotations (per-pixel MSE to each translation):
+
+    - ``mse_aligned``: the transfer MSE after the best constant rotation per (class of A, class of
+      B), the one that fits that pair of identities best;
+    - ``rotation_from_content``: the fraction of translations whose best-fitting rotation is
+      within 15° of B's (the pose came from the content code);
+    - ``rotation_from_class``: the fraction within 15° of A's own rotation (it stayed with the
+      class code). By chance each is about 1/8; the rest fit neither (or an object with a
+      rotational symmetry, e.g. a square without ``data.marker``, fits several angles).
+    """
+    offsets = torch.arange(ANGLE_OFFSETS) * (2 * math.pi / ANGLE_OFFSETS)
     errors = torch.stack(
-        [
-            (translated - data.render(y_a, data.rotate_poses(pose_b, 2 * math.pi * k / ANGLE_OFFSETS))).pow(2).flatten(1).mean(1)  # type: ignore[attr-defined]
-            for k in range(ANGLE_OFFSETS)
-        ]
+        [(translated - data.render(y_a, data.rotate_poses(pose_b, float(o)))).pow(2).flatten(1).mean(1) for o in offsets]  # type: ignore[attr-defined]
     )  # (offsets, pairs)
     identity_pair = y_a * (int(y_b.max()) + 1) + y_b
-    best = sum(errors[:, identity_pair == p].sum(1).min().item() for p in identity_pair.unique())
-    return best / len(y_a)
+    aligned = sum(errors[:, identity_pair == p].sum(1).min().item() for p in identity_pair.unique())
+    best = pose_b[:, 0] + offsets[errors.argmin(0)]  # each translation's best-fitting rotation
+
+    def within(angle: Tensor) -> float:
+        gap = torch.remainder(best - angle + math.pi, 2 * math.pi) - math.pi
+        return (gap.abs() <= ROTATION_TOLERANCE + 1e-6).float().mean().item()
+
+    return {"mse_aligned": aligned / len(y_a), "rotation_from_content": within(pose_b[:, 0]), "rotation_from_class": within(pose_a[:, 0])}
 
 
 __all__ = [
@@ -207,5 +220,5 @@ __all__ = [
     "transfer",
     "write_translation_grid",
     "content_transfer_error",
-    "aligned_transfer_error",
+    "rotation_fit",
 ]
