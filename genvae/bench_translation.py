@@ -111,14 +111,16 @@ def markdown_table(results: dict[str, Any]) -> str:
         "Aligned MSE: the transfer MSE after the best constant rotation per pair of identities (every 15°), since which "
         "angles of two different identities correspond is the renderer's convention, not visible in unlabelled data "
         "(unless data.marker is on). Rotation from B / A: the share of translations whose best-fitting rotation is within "
-        "15° of B's (carried by the content code) or of A's (kept by the class code); about 1/8 each by chance. "
+        "15° of B's (carried by the content code) or of A's (kept by the class code); about 1/8 each by chance. Follows B / A: "
+        "how closely that rotation follows B's (A's) up to a constant per pair of identities, 1 at best, about "
+        "0.89/sqrt(translations per pair of identities) by chance. "
         "KL per group on held-out images; "
         f"a group below {COLLAPSE_NATS} nats counts as collapsed."
         + (" LPIPS (VGG16, v0.1): the paper's Table 4 distance." if with_lpips else ""),
         "",
     ]
     lines += [
-        "| model | transfer MSE | aligned MSE | rotation from B / A | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | "
+        "| model | transfer MSE | aligned MSE | rotation from B / A (follows B / A) | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | "
         + ("transfer LPIPS | copy-B LPIPS | " if with_lpips else "") + "KL class | KL content | collapsed | train s |",
         "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_lpips else "") + "---|---|---|---|",
     ]
@@ -126,7 +128,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     for objective, r in results["models"].items():
         lines.append(
             f"| {names.get(objective, objective)} | {r['mse']:.4f} | {r.get('mse_aligned', float('nan')):.4f} | "
-            f"{r.get('rotation_from_content', float('nan')):.0%} / {r.get('rotation_from_class', float('nan')):.0%} | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
+            f"{r.get('rotation_from_content', float('nan')):.0%} / {r.get('rotation_from_class', float('nan')):.0%} "
+            f"({r.get('rotation_follows_content', float('nan')):.2f} / {r.get('rotation_follows_class', float('nan')):.2f}) | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
             f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | "
             + (f"{r.get('lpips', float('nan')):.4f} | {r.get('lpips_copy_content', float('nan')):.4f} | " if with_lpips else "")
             + f"{r['kl'].get('class', float('nan')):.2f} | "
