@@ -48,13 +48,13 @@ class LPIPS(nn.Module):
         lin_path = Path(lin_weights).expanduser()
         if not lin_path.is_file():
             raise DataError(f"LPIPS weights file {lin_path} not found: it is weights/v0.1/vgg.pth inside the lpips package (pip install lpips)")
-        if sha256_of(lin_path) != LIN_SHA256:
-            raise DataError(f"LPIPS weights {lin_path} are not LPIPS v0.1 vgg.pth (sha256 {sha256_of(lin_path)[:16]}..., expected {LIN_SHA256[:16]}...)")
+        digest = sha256_of(lin_path)
+        if digest != LIN_SHA256:
+            raise DataError(f"LPIPS weights {lin_path} are not LPIPS v0.1 vgg.pth (sha256 {digest[:16]}..., expected {LIN_SHA256[:16]}...)")
         lin = torch.load(lin_path, map_location="cpu", weights_only=True)
-        # lpips stores lin{l}.model.1.weight (after a dropout layer), shape (1, C, 1, 1)
-        weights = [next(v for k, v in lin.items() if k.startswith(f"lin{i}.")).reshape(1, c, 1, 1) for i, c in enumerate(CHANNELS)]
-        for i, w in enumerate(weights):
-            self.register_buffer(f"lin{i}", w.float(), persistent=False)
+        for i, c in enumerate(CHANNELS):  # lpips stores lin{i}.model.1.weight (after a dropout), (1, C, 1, 1)
+            weight = next(v for k, v in lin.items() if k.startswith(f"lin{i}."))
+            self.register_buffer(f"lin{i}", weight.reshape(1, c, 1, 1).float(), persistent=False)
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
