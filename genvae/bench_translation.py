@@ -118,8 +118,6 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"a group below {COLLAPSE_NATS} nats counts as collapsed."
         + (" LPIPS (VGG16, v0.1): the paper's Table 4 distance." if with_lpips else ""),
         "",
-    ]
-    lines += [
         "| model | transfer MSE | aligned MSE | rotation from B / A (follows B / A) | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | "
         + ("transfer LPIPS | copy-B LPIPS | " if with_lpips else "") + "KL class | KL content | collapsed | train s |",
         "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_lpips else "") + "---|---|---|---|",

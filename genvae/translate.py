@@ -209,7 +209,8 @@ def rotation_fit(data: DataSource, translated: Tensor, y_a: Tensor, pose_a: Tens
         [(translated - data.render(y_a, data.rotate_poses(pose_b, float(o)))).pow(2).flatten(1).mean(1) for o in offsets]  # type: ignore[attr-defined]
     )  # (offsets, pairs)
     identity_pair = y_a * (int(y_b.max()) + 1) + y_b
-    aligned = sum(errors[:, identity_pair == p].sum(1).min().item() for p in identity_pair.unique())
+    pairs = [identity_pair == p for p in identity_pair.unique()]  # a mask per (class of A, class of B)
+    aligned = sum(errors[:, m].sum(1).min().item() for m in pairs)
     best = pose_b[:, 0] + offsets[errors.argmin(0)]  # each translation's best-fitting rotation
 
     def within(angle: Tensor) -> float:
@@ -218,7 +219,7 @@ def rotation_fit(data: DataSource, translated: Tensor, y_a: Tensor, pose_a: Tens
 
     def follows(angle: Tensor) -> float:
         gap = best - angle
-        lengths = [torch.stack([gap[m].cos().sum(), gap[m].sin().sum()]).norm() for m in (identity_pair == p for p in identity_pair.unique())]
+        lengths = [torch.stack([gap[m].cos().sum(), gap[m].sin().sum()]).norm() for m in pairs]
         return (sum(lengths) / len(y_a)).item()  # Σ_pairs n_p R_p / n
 
     return {

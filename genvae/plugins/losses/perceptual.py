@@ -114,6 +114,16 @@ def load_vgg16_features(weights: str | Path, sha256: str | None, upto: int) -> n
     return features
 
 
+def features_at(features: nn.Sequential, x: Tensor, layer_ids: Sequence[int]) -> list[Tensor]:
+    """The outputs of ``features``' layers ``layer_ids`` (in order) for input ``x``."""
+    out = []
+    for i, layer in enumerate(features):
+        x = layer(x)
+        if i in layer_ids:
+            out.append(x)
+    return out
+
+
 class VGGPerceptualLoss(nn.Module):
     """``loss(x, x_rec) -> (batch,)``: LORD's VGG distance per sample (see the module doc)."""
 
@@ -145,12 +155,7 @@ class VGGPerceptualLoss(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if self.imagenet_normalize:
             x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.layer_ids:
-                out.append(x)
-        return out
+        return features_at(self.features, x, self.layer_ids)
 
     def forward(self, x: Tensor, x_rec: Tensor) -> Tensor:
         b = x.shape[0]

@@ -25,7 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from genvae.errors import DataError
-from genvae.plugins.losses.perceptual import TORCHVISION_VGG16_FILE, WEIGHTS_ENV, default_weights_path, load_vgg16_features, sha256_of
+from genvae.plugins.losses.perceptual import (
+    SHA256_ENV,
+    TORCHVISION_VGG16_FILE,
+    WEIGHTS_ENV,
+    default_weights_path,
+    features_at,
+    load_vgg16_features,
+    sha256_of,
+)
 
 LIN_ENV = "GENVAE_LPIPS_WEIGHTS"
 LIN_SHA256 = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"  # lpips 0.1.4, weights/v0.1/vgg.pth
@@ -66,13 +74,9 @@ class LPIPS(nn.Module):
             h = h.expand(-1, 3, -1, -1)
         h = (2 * h - 1 - self.shift) / self.scale
         distance = torch.zeros(b, device=h.device)
-        layer = 0
-        for i, module in enumerate(self.features):
-            h = module(h)
-            if i in LAYER_IDS:
-                f_x, f_y = _unit_length(h).chunk(2)
-                distance = distance + ((f_x - f_y).pow(2) * getattr(self, f"lin{layer}")).sum(1).mean((1, 2))
-                layer += 1
+        for layer, f in enumerate(features_at(self.features, h, LAYER_IDS)):
+            f_x, f_y = _unit_length(f).chunk(2)
+            distance = distance + ((f_x - f_y).pow(2) * getattr(self, f"lin{layer}")).sum(1).mean((1, 2))
         return distance
 
 
@@ -104,4 +108,4 @@ def load_lpips() -> LPIPS:
     reason = missing_weights()
     if reason is not None:
         raise DataError(reason + "; nothing is downloaded")
-    return LPIPS(default_weights_path(), lin_weights_path(), vgg_sha256=os.environ.get("GENVAE_VGG16_SHA256") or None)  # type: ignore[arg-type]
+    return LPIPS(default_weights_path(), lin_weights_path(), vgg_sha256=os.environ.get(SHA256_ENV) or None)  # type: ignore[arg-type]
