@@ -22,6 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+# train settings that --resume may change: they do not alter what is trained
+RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", "compile", "log_with")
+
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(eval_app, name="eval")
@@ -61,6 +64,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size per process (train.batch_size)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="no | bf16 | fp16 (train.precision)."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (train.compile); worth it for long GPU runs."),
+    log_with: Optional[list[str]] = typer.Option(None, "--log-with", help="Experiment tracker, e.g. tensorboard or wandb (repeatable; train.log_with)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run (default runs/<objective>-<arch>-<data>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
@@ -84,6 +88,7 @@ def train(
         "train.batch_size": batch_size,
         "train.precision": precision,
         "train.compile": compile,
+        "train.log_with": log_with or None,
     }
     if resume:
         if run_dir is None:
@@ -97,10 +102,10 @@ def train(
         changes = merge_user(config, overrides, flags)
         for section, values in changes.items():
             for key, value in values.items():
-                if section == "train" and key in ("steps", "log_every", "checkpoint_every", "figures_every", "compile"):
+                if section == "train" and key in RESUMABLE_CHANGES:
                     saved["train"][key] = value
                 elif saved[section].get(key) != value:
-                    raise ConfigError(f"--resume continues the saved config; {section}.{key} cannot change (only train.steps, the intervals and train.compile can)")
+                    raise ConfigError(f"--resume continues the saved config; {section}.{key} cannot change (only train.steps, the intervals, train.compile and train.log_with can)")
         user = saved
     else:
         user = merge_user(config, overrides, flags)

@@ -40,6 +40,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between resumable checkpoints (0: only at the end)
     figures_every: int = 0  # steps between figure updates (0: only at the end)
     compile: bool = False  # torch.compile the encoder and decoder for training (same results to float rounding)
+    log_with: list[str] = field(default_factory=list)  # experiment trackers, e.g. ["tensorboard"] (RUN/trackers)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, M
 from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
+from genvae.core.tracking import check_trackers
 from genvae.errors import ConfigError, RunDirError
 
 PRECISIONS = ("no", "bf16", "fp16")
@@ -165,6 +166,8 @@ def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
+    if t.log_with:
+        check_trackers(t.log_with)
     if t.conditional and data.num_classes == 0:
         raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels")
     for key, value in cfg.objective.items():

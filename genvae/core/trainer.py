@@ -46,6 +46,7 @@ from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
 from genvae.core.run import ResolvedConfig, build_models, build_objective, models_view
+from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
 from genvae.errors import NonFiniteLossError, RunDirError
 
 PARTS = ("encoder", "decoder")
@@ -163,7 +164,8 @@ class Trainer:
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
         self.resume, self.show_progress, self.on_log = resume, progress, on_log
         self.plugins = plugins or get_plugins()
-        self.accelerator = Accelerator(mixed_precision=cfg.train.precision)
+        trackers = {"log_with": list(cfg.train.log_with), "project_dir": str(self.run_dir / TRACKER_DIR)} if cfg.train.log_with else {}
+        self.accelerator = Accelerator(mixed_precision=cfg.train.precision, **trackers)
         self.objective: Objective = build_objective(cfg, self.plugins)
         self.step = 0
         self.last_checkpoint_step: int | None = None
@@ -399,6 +401,8 @@ class Trainer:
                     raise RunDirError(f"cannot create --run-dir {self.run_dir}: {exc.strerror}; choose another --run-dir") from None
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())
             acc.wait_for_everyone()
+        if t.log_with:
+            start_trackers(acc, self.cfg.to_dict(), self.run_dir)
         start_step, start_time = self.step, time.perf_counter()
         batches: Iterator[Batch] = iter(self.stream)
         window, last_logs = self.log_window, {}
@@ -426,13 +430,15 @@ class Trainer:
                         if self.last_checkpoint_step != self.step:
                             self.save_checkpoint()
                         raise TrainingInterrupted(self.run_dir, self.step)
+            self.save_checkpoint()
+            figures = self.write_figures()
+            if self.growth is not None and self.level is not None:
+                self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
         finally:
             if previous_sigint is not None:
                 signal.signal(signal.SIGINT, previous_sigint)
-        self.save_checkpoint()
-        figures = self.write_figures()
-        if self.growth is not None and self.level is not None:
-            self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
+            if t.log_with:
+                acc.end_training()
         return TrainResult(self.run_dir, self.step, self.step - start_step, last_logs, figures, time.perf_counter() - start_time)
 
     def _catch_sigint(self) -> Any:
@@ -467,6 +473,8 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.run_dir / LOG_FILE, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.cfg.train.log_with:
+            self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=self.step)
         if self.on_log:
             self.on_log(record)
         return record
@@ -491,7 +499,10 @@ class Trainer:
         if out_dir is not None:
             return paths
         curve = plot_losses(self.run_dir / LOG_FILE, self.run_dir / "losses.png")
-        return paths + ([curve] if curve else [])
+        paths += [curve] if curve else []
+        if self.cfg.train.log_with:
+            log_figures(self.accelerator, paths, self.step)
+        return paths
 
 
 def _log_step(line: str) -> float:
