@@ -273,6 +273,37 @@ def interpolate(
     console.print(f"wrote {save_grid(grid, out)}", soft_wrap=True)
 
 
+@app.command()
+@user_errors
+def encode(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset to encode (default: the run's), e.g. mnist or folder:path=DIR."),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images to encode (default: the whole split)."),
+    out: Path = typer.Option(Path("latents.npz"), "--out", help="Output .npz (mu, logvar, labels); a .png of the same name is drawn beside it."),
+) -> None:
+    """Posterior means and variances of a dataset, the KL of each latent dimension and the active units."""
+    from genvae.core.run import load_run
+    from genvae.errors import ConfigError
+    from genvae.latents import encode_data, plot_latents, save_encoded, summary
+
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz, got {out.name!r}")
+    loaded = load_run(run)
+    encoded = encode_data(loaded, data, split, n)
+    stats = summary(encoded)
+    figure = plot_latents(encoded, out.with_suffix(".png"), title=f"{loaded.config.objective['name']}: {run}")
+    save_encoded(encoded, out)
+    groups = ", ".join(f"{g} {stats[f'active_units_{g}']} of {size}" for g, size in encoded["groups"].items() if f"active_units_{g}" in stats)
+    console.print(
+        f"encoded {stats['images']} images: {stats['active_units']} of {stats['z_dim']} latent dimensions active"
+        f"{f' ({groups})' if groups else ''}; "
+        f"KL {stats['kl']:.2f} nats per image",
+        highlight=False, soft_wrap=True,
+    )
+    console.print(f"wrote {out} and {figure}", soft_wrap=True)
+
+
 def add_plugin_commands(argv: list[str]) -> None:
     """Let plugins add sub-commands (``genvae_register_commands``) when ``argv`` names a command
     that is not built in; a broken plugin's hook is reported, not fatal."""

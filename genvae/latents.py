@@ -1,0 +1,142 @@
+"""What a trained encoder makes of a dataset (``genvae encode``): each image's posterior mean and
+log-variance, the KL of each latent dimension, and the active units.
+
+A dimension is *active* when its posterior mean varies across the data: Cov_x(E_q[z_d|x]) > 0.01
+(Burda et al. 2016, "Importance Weighted Autoencoders", Section 5.2). A collapsed posterior
+(Appendix 9.5 of the paper) has no active units and a KL near 0 in every dimension.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genvae.core.interfaces import DataSource
+from genvae.errors import ConfigError, DataError
+
+ACTIVE_THRESHOLD = 0.01
+
+
+def encode_data(
+    run: Any, data: str | DataSource | None = None, split: str = "test", n: int | None = None, batch_size: int = 500, seed: int = 0
+) -> dict[str, Any]:
+    """Posterior parameters of ``n`` images (default: the whole split) of ``data`` (default: the
+    run's dataset) under a ``LoadedRun``: ``mu``, ``logvar`` (N, z), ``labels`` (N,) when the
+    data has them, and the latent groups as ``{name: size}``."""
+    from genvae.plugins.metrics.ood import _open, iter_images
+
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split must be train or test, got {split!r}")
+    if n is not None and n < 1:
+        raise ConfigError(f"--num-images must be at least 1, got {n}")
+    source, label = _open(data, run.data, split)
+    if tuple(source.shape) != tuple(run.data.shape):
+        raise DataError(f"dataset {label!r} has shape {tuple(source.shape)} but the model was trained on {tuple(run.data.shape)}; give data of the model's shape")
+    models = run.models
+    conditional = bool(run.encoder.config.get("num_classes", 0))
+    mus, logvars, labels = [], [], []
+    with torch.no_grad():
+        for x, y in iter_images(source, split, n, batch_size, seed):
+            if conditional and y is None:
+                raise DataError("a class-conditional model needs labelled data to encode")
+            mu, logvar = models.encode(x, y if conditional else None)
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+            if y is not None:
+                labels.append(y.cpu())
+    result: dict[str, Any] = {
+        "mu": torch.cat(mus).numpy(),
+        "logvar": torch.cat(logvars).numpy(),
+        "groups": dict(models.latent_groups),
+        "data": run.config.data["name"] if data is None else label,
+        "split": split,
+    }
+    if labels:
+        result["labels"] = torch.cat(labels).numpy()
+    return result
+
+
+def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Mean over the images of KL(q(z_d|x) ‖ N(0, 1)) = ½(μ² + σ² − log σ² − 1), per dimension."""
+    return (0.5 * (mu**2 + np.exp(logvar) - logvar - 1.0)).mean(0)
+
+
+def active_units(mu: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> np.ndarray:
+    """Boolean mask of the dimensions whose posterior mean varies across the data by more than
+    ``threshold`` (variance over images)."""
+    return mu.var(0) > threshold
+
+
+def summary(encoded: dict[str, Any]) -> dict[str, Any]:
+    mu, logvar = encoded["mu"], encoded["logvar"]
+    kl, active = kl_per_dimension(mu, logvar), active_units(mu)
+    out: dict[str, Any] = {"images": len(mu), "z_dim": mu.shape[1], "active_units": int(active.sum()), "kl": float(kl.sum())}
+    if len(encoded["groups"]) > 1:
+        start = 0
+        for name, size in encoded["groups"].items():
+            out[f"active_units_{name}"] = int(active[start : start + size].sum())
+            out[f"kl_{name}"] = float(kl[start : start + size].sum())
+            start += size
+    return out
+
+
+def principal_components(mu: np.ndarray, k: int = 2) -> np.ndarray:
+    """The data's coordinates on the ``k`` leading principal components of the posterior means
+    (the means themselves when z has ``k`` dimensions or fewer)."""
+    if mu.shape[1] <= k:
+        return mu
+    centred = mu - mu.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:k].T
+
+
+def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """Left: the posterior means on their two leading principal components, coloured by label.
+    Right: the KL of each dimension, largest first; active units dark, inactive light."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mu, logvar = encoded["mu"], encoded["logvar"]
+    kl, active = kl_per_dimension(mu, logvar), active_units(mu)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
+    xy = principal_components(mu)
+    labels = encoded.get("labels")
+    if xy.shape[1] == 1:
+        xy = np.concatenate([xy, np.zeros_like(xy)], 1)
+    colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
+    size = float(np.clip(4000 / len(mu), 2, 14))
+    scatter = left.scatter(xy[:, 0], xy[:, 1], s=size, alpha=0.6, linewidths=0, **colour)
+    if labels is not None and len(np.unique(labels)) <= 20:
+        left.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)
+    axes = "z" if mu.shape[1] <= 2 else "principal component"
+    left.set_xlabel(f"{axes} 1")
+    left.set_ylabel(f"{axes} 2")
+    left.set_title(f"posterior means of {len(mu)} {encoded['data']} {encoded['split']} images", fontsize=10)
+    order = np.argsort(-kl)
+    colours = np.where(active[order], "tab:blue", "lightsteelblue")
+    right.bar(np.arange(len(kl)), kl[order], color=colours, width=0.9)
+    right.set_xlabel("latent dimension, by KL")
+    right.set_ylabel("KL (nats, mean over images)")
+    right.set_title(f"{int(active.sum())} of {len(kl)} active units (dark); KL {kl.sum():.2f} nats", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_encoded(encoded: dict[str, Any], path: str | Path) -> Path:
+    """``mu``, ``logvar``, ``labels`` (when present) and the group names / sizes as an .npz."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: encoded[k] for k in ("mu", "logvar", "labels") if k in encoded}
+    np.savez(path, **arrays, group_names=np.array(list(encoded["groups"])), group_sizes=np.array(list(encoded["groups"].values())))
+    return path

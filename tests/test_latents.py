@@ -1,0 +1,86 @@
+"""`genvae encode`: posterior parameters of a dataset, KL per latent dimension, active units."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.latents import active_units, encode_data, kl_per_dimension, summary
+
+MU = np.array([[0.0, 1.0], [0.0, -1.0]])
+LOGVAR = np.array([[0.0, math.log(4.0)], [0.0, math.log(4.0)]])
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return result, " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    from genvae.core.config import merge_user
+    from genvae.core.plugins import use_plugins
+    from genvae.core.run import resolve
+    from genvae.core.trainer import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")  # built-ins only, as conftest does per test
+        use_plugins(None)
+        run_dir = tmp_path_factory.mktemp("encode") / "run"
+        sets = ["train.checkpoint_every=0", "train.log_every=0", "arch.hidden=32", "arch.z_dim=4"]
+        cfg, data = resolve(merge_user(None, sets, {"objective.name": "vae", "arch.name": "mlp", "data.name": "digits", "train.steps": 5}))
+        train(cfg, data, run_dir, progress=False)
+        use_plugins(None)
+    return run_dir
+
+
+def test_kl_per_dimension_and_active_units_by_hand():
+    # dim 0: μ = 0, σ² = 1 in both images -> KL 0, no variation; dim 1: μ = ±1, σ² = 4 -> ½(1 + 4 − log 4 − 1)
+    assert kl_per_dimension(MU, LOGVAR) == pytest.approx([0.0, 0.5 * (4.0 - math.log(4.0))])
+    assert active_units(MU).tolist() == [False, True]  # Var(μ_1) = 1 > 0.01
+    stats = summary({"mu": MU, "logvar": LOGVAR, "groups": {"class": 1, "content": 1}})
+    assert (stats["active_units"], stats["active_units_class"], stats["active_units_content"]) == (1, 0, 1)
+    assert stats["kl_class"] == 0.0 and stats["kl"] == pytest.approx(stats["kl_content"])
+
+
+def test_encode_writes_the_posteriors_and_says_what_it_found(digits_run, tmp_path):
+    out = tmp_path / "z" / "latents.npz"
+    result, text = invoke("encode", digits_run, "-n", 40, "--out", out)
+    assert result.exit_code == 0, text
+    saved = np.load(out)
+    assert saved["mu"].shape == saved["logvar"].shape == (40, 4) and saved["labels"].shape == (40,)
+    stats = summary({"mu": saved["mu"], "logvar": saved["logvar"], "groups": {"z": 4}})
+    assert f"encoded 40 images: {stats['active_units']} of 4 latent dimensions active; KL {stats['kl']:.2f} nats" in text
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_an_encoder_that_ignores_its_input_has_no_active_units(digits_run):
+    from genvae.core.run import load_run
+
+    run = load_run(digits_run)
+    last = [m for m in run.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()  # μ and log σ² become the bias: the same posterior for every image
+    encoded = encode_data(run, n=50)
+    mu, logvar = last.bias.detach().chunk(2)
+    expected = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum().item()
+    assert summary(encoded)["active_units"] == 0
+    assert summary(encoded)["kl"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--data", "8gaussians"], "dataset '8gaussians' has shape (2,) but the model was trained on (1, 16, 16)"),
+        (["--split", "val"], "--split must be train or test, got 'val'"),
+        (["--out", "z.csv"], "--out must end in .npz, got 'z.csv'"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(digits_run, tmp_path, args, expected):
+    result, text = invoke("encode", digits_run, *args)
+    assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
