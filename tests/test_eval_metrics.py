@@ -217,22 +217,10 @@ def test_precision_recall_match_torch_fidelity():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from genvae.core.config import merge_user
-    from genvae.core.plugins import use_plugins
-    from genvae.core.run import load_run, resolve
-    from genvae.core.trainer import train
+def tiny_run(digits_run_dir):
+    from genvae.core.run import load_run
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")  # built-ins only, as conftest does per test
-        use_plugins(None)
-        run_dir = tmp_path_factory.mktemp("eval") / "run"
-        sets = ["train.checkpoint_every=0", "train.figures_every=0", "train.log_every=0", "arch.hidden=32", "arch.z_dim=4"]
-        cfg, data = resolve(merge_user(None, sets, {"objective.name": "vae", "arch.name": "mlp", "data.name": "digits", "train.steps": 5}))
-        train(cfg, data, run_dir, progress=False)
-        run = load_run(run_dir)
-        use_plugins(None)
-    return run
+    return load_run(digits_run_dir)
 
 
 def test_fid_reference_is_saved_reused_and_checked(tiny_run, tmp_path):

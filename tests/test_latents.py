@@ -21,24 +21,6 @@ def invoke(*args):
     return result, " ".join(result.output.split())
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    from genvae.core.config import merge_user
-    from genvae.core.plugins import use_plugins
-    from genvae.core.run import resolve
-    from genvae.core.trainer import train
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD", "1")  # built-ins only, as conftest does per test
-        use_plugins(None)
-        run_dir = tmp_path_factory.mktemp("encode") / "run"
-        sets = ["train.checkpoint_every=0", "train.log_every=0", "arch.hidden=32", "arch.z_dim=4"]
-        cfg, data = resolve(merge_user(None, sets, {"objective.name": "vae", "arch.name": "mlp", "data.name": "digits", "train.steps": 5}))
-        train(cfg, data, run_dir, progress=False)
-        use_plugins(None)
-    return run_dir
-
-
 def test_kl_per_dimension_and_active_units_by_hand():
     # dim 0: μ = 0, σ² = 1 in both images -> KL 0, no variation; dim 1: μ = ±1, σ² = 4 -> ½(1 + 4 − log 4 − 1)
     assert kl_per_dimension(MU, LOGVAR) == pytest.approx([0.0, 0.5 * (4.0 - math.log(4.0))])
@@ -48,9 +30,9 @@ def test_kl_per_dimension_and_active_units_by_hand():
     assert stats["kl_class"] == 0.0 and stats["kl"] == pytest.approx(stats["kl_content"])
 
 
-def test_encode_writes_the_posteriors_and_says_what_it_found(digits_run, tmp_path):
+def test_encode_writes_the_posteriors_and_says_what_it_found(digits_run_dir, tmp_path):
     out = tmp_path / "z" / "latents.npz"
-    result, text = invoke("encode", digits_run, "-n", 40, "--out", out)
+    result, text = invoke("encode", digits_run_dir, "-n", 40, "--out", out)
     assert result.exit_code == 0, text
     saved = np.load(out)
     assert saved["mu"].shape == saved["logvar"].shape == (40, 4) and saved["labels"].shape == (40,)
@@ -59,10 +41,10 @@ def test_encode_writes_the_posteriors_and_says_what_it_found(digits_run, tmp_pat
     assert out.with_suffix(".png").stat().st_size > 10_000
 
 
-def test_an_encoder_that_ignores_its_input_has_no_active_units(digits_run):
+def test_an_encoder_that_ignores_its_input_has_no_active_units(digits_run_dir):
     from genvae.core.run import load_run
 
-    run = load_run(digits_run)
+    run = load_run(digits_run_dir)
     last = [m for m in run.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.weight.zero_()  # μ and log σ² become the bias: the same posterior for every image
@@ -81,6 +63,6 @@ def test_an_encoder_that_ignores_its_input_has_no_active_units(digits_run):
         (["--out", "z.csv"], "--out must end in .npz, got 'z.csv'"),
     ],
 )
-def test_bad_requests_are_one_line_errors(digits_run, tmp_path, args, expected):
-    result, text = invoke("encode", digits_run, *args)
+def test_bad_requests_are_one_line_errors(digits_run_dir, tmp_path, args, expected):
+    result, text = invoke("encode", digits_run_dir, *args)
     assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output

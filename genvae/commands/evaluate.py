@@ -112,6 +112,24 @@ def ood(
     _print(evaluate_ood(load_run(run), in_data, out_data, score=score, samples=samples, n=n))
 
 
+@eval_app.command("likelihood")
+@user_errors
+def likelihood(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the run's), e.g. mnist or folder:path=DIR."),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    samples: int = typer.Option(100, "--samples", help="Importance samples M per image."),
+    n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images (default: the whole split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws z ~ q(z|x)."),
+) -> None:
+    """Held-out log-likelihood: ELBO and IWAE bound per image (nats) and bits per dimension;
+    appended to RUN/metrics/likelihood.jsonl."""
+    from genvae.core.run import load_run
+    from genvae.plugins.metrics.likelihood import evaluate_likelihood
+
+    _print(evaluate_likelihood(load_run(run), data, split, n=n, samples=samples, seed=seed))
+
+
 @eval_app.command("translation")
 @user_errors
 def translation(

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.metrics.fid",
     "genvae.plugins.metrics.features",
     "genvae.plugins.metrics.ood",
+    "genvae.plugins.metrics.likelihood",
     "genvae.plugins.metrics.classifier",
     "genvae.plugins.losses.reconstruction",
     "genvae.plugins.architectures.residual",

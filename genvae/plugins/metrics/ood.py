@@ -196,8 +196,8 @@ def iter_images(data: DataSource, split: str, n: int | None, batch_size: int, se
 # --------------------------------------------------------------------------------------------
 
 
-def run_scores(run: Any, data: DataSource, split: str, n: int | None, score: str, samples: int, batch_size: int, seed: int) -> np.ndarray:
-    """Scores of ``n`` images of ``data``'s ``split`` under a ``LoadedRun``."""
+def run_scores(run: Any, data: DataSource, split: str, n: int | None, samples: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Both scores (``elbo``, ``iwae``) of ``n`` images of ``data``'s ``split`` under a ``LoadedRun``."""
     if tuple(data.shape) != tuple(run.data.shape):
         want = tuple(run.data.shape)
         hint = f" (an image folder: folder:path=DIR,resolution={want[-1]})" if len(want) == 3 and want[0] == 3 else ""
@@ -207,14 +207,15 @@ def run_scores(run: Any, data: DataSource, split: str, n: int | None, score: str
     cfg = run.config.objective
     conditional = bool(getattr(encoder, "config", {}).get("num_classes", 0))
     generator = torch.Generator().manual_seed(seed)
-    out = []
+    out: dict[str, list[np.ndarray]] = {k: [] for k in SCORES}
     for x, y in iter_images(data, split, n, batch_size, seed):
         if conditional and y is None:
             raise DataError("a class-conditional model needs labelled OOD data")
         s = likelihood_scores(encoder, decoder, x.to(device), y.to(device) if conditional else None, samples,
                               cfg.get("recon_loss", "mse"), float(cfg.get("beta_rec", 1.0)), generator)  # fmt: skip
-        out.append(s[score].cpu().numpy())
-    return np.concatenate(out)
+        for k in SCORES:
+            out[k].append(s[k].cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def plot_histograms(scores: Mapping[str, np.ndarray], path: Path, title: str = "", score: str = "elbo") -> Path:
@@ -300,9 +301,9 @@ def evaluate_ood(
     out_source, out_label = _open(out_data, run.data, "test")
     in_label = run.config.data["name"] if in_data is None else in_label
     scores = {
-        "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), score, samples, batch_size, seed + 1),
-        "test": run_scores(run, in_source, "test", n, score, samples, batch_size, seed + 2),
-        "ood": run_scores(run, out_source, "test", n, score, samples, batch_size, seed + 3),
+        "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), samples, batch_size, seed + 1)[score],
+        "test": run_scores(run, in_source, "test", n, samples, batch_size, seed + 2)[score],
+        "ood": run_scores(run, out_source, "test", n, samples, batch_size, seed + 3)[score],
     }
     result: dict[str, Any] = {
         "auroc": auroc(scores["test"], scores["ood"]),

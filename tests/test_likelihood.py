@@ -1,0 +1,51 @@
+"""`genvae eval likelihood`: held-out ELBO and IWAE bound of a run (the estimator itself is
+checked against an exact linear-Gaussian model in test_eval_metrics.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.core.run import load_run
+from genvae.plugins.metrics.likelihood import evaluate_likelihood
+from genvae.plugins.metrics.ood import run_scores
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return result, " ".join(result.output.split())
+
+
+def test_the_report_is_the_mean_of_the_per_image_bounds(digits_run_dir):
+    run = load_run(digits_run_dir)
+    result = evaluate_likelihood(run, n=60, samples=20, seed=3, write=False)
+    scores = run_scores(run, run.data, "test", 60, 20, 500, 3)
+    assert result["elbo"] == pytest.approx(scores["elbo"].mean()) and result["iwae"] == pytest.approx(scores["iwae"].mean())
+    assert result["iwae_std_error"] == pytest.approx(scores["iwae"].std(ddof=1) / math.sqrt(60))
+    assert result["nll"] == -result["iwae"] and result["bits_per_dim"] == pytest.approx(-result["iwae"] / (256 * math.log(2)))
+    assert result["images"] == 60 and result["iwae"] > result["elbo"]  # the tighter bound, per image on average
+
+
+def test_the_command_prints_and_records_the_result(digits_run_dir):
+    result, text = invoke("eval", "likelihood", digits_run_dir, "-n", 30, "--samples", 5)
+    assert result.exit_code == 0, text
+    printed = json.loads(result.output)
+    recorded = json.loads((digits_run_dir / "metrics" / "likelihood.jsonl").read_text().splitlines()[-1])
+    assert printed == recorded and printed["images"] == 30 and printed["samples"] == 5 and printed["data"] == "digits"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--split", "val"], "--split must be train or test, got 'val'"),
+        (["--samples", "0"], "--samples must be at least 1, got 0"),
+        (["--data", "8gaussians"], "dataset '8gaussians' has shape (2,) but the model was trained on (1, 16, 16)"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(digits_run_dir, args, expected):
+    result, text = invoke("eval", "likelihood", digits_run_dir, *args)
+    assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
