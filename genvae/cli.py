@@ -158,6 +158,8 @@ def train(
     console.print(f"done: step {result.step} in {result.seconds:.1f} s ({speed:.1f} steps/s); wrote {run_dir}", soft_wrap=True)
     for path in result.figures:
         console.print(f"  {path}")
+    if "tensorboard" in cfg.train.log_with:
+        console.print(f"  curves and figures: tensorboard --logdir {run_dir}", soft_wrap=True)
 
 
 @app.command()

@@ -36,6 +36,7 @@ def test_every_logged_record_and_the_figures_reach_tensorboard(tmp_path):
     result, text = invoke("train", *SMALL, "--steps", "6", "--set", "train.log_every=2", "--set", "train.figures_every=3",
                           "--log-with", "tensorboard", "--run-dir", run)
     assert result.exit_code == 0, text
+    assert f"curves and figures: tensorboard --logdir {run}" in text
     events = tensorboard_events(run)
     records = losses(run)
     assert records[-1]["step"] == 6 and "loss_encoder" in records[-1]  # past the warm-up
