@@ -26,15 +26,14 @@ def encode_data(
     """Posterior parameters of ``n`` images (default: the whole split) of ``data`` (default: the
     run's dataset) under a ``LoadedRun``: ``mu``, ``logvar`` (N, z), ``labels`` (N,) when the
     data has them, and the latent groups as ``{name: size}``."""
-    from genvae.plugins.metrics.ood import _open, iter_images
+    from genvae.plugins.metrics.ood import iter_images, open_eval_data, require_run_shape
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
     if n is not None and n < 1:
         raise ConfigError(f"--num-images must be at least 1, got {n}")
-    source, label = _open(data, run.data, split)
-    if tuple(source.shape) != tuple(run.data.shape):
-        raise DataError(f"dataset {label!r} has shape {tuple(source.shape)} but the model was trained on {tuple(run.data.shape)}; give data of the model's shape")
+    source, label = open_eval_data(data, run.data, split)
+    require_run_shape(source, run)
     models = run.models
     conditional = bool(run.encoder.config.get("num_classes", 0))
     mus, logvars, labels = [], [], []

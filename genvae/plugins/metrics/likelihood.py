@@ -21,7 +21,7 @@ from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError
-from genvae.plugins.metrics.ood import _open, run_scores
+from genvae.plugins.metrics.ood import open_eval_data, run_scores
 
 DEFAULT_SAMPLES = 100
 RESULTS_FILE = "likelihood.jsonl"
@@ -45,7 +45,7 @@ def evaluate_likelihood(
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
-    source, label = _open(data, run.data, split)
+    source, label = open_eval_data(data, run.data, split)
     scores = run_scores(run, source, split, n, samples, batch_size, seed)
     dims = math.prod(run.data.shape)
 

@@ -142,7 +142,7 @@ def auroc(in_scores: np.ndarray | Tensor, ood_scores: np.ndarray | Tensor) -> fl
 # --------------------------------------------------------------------------------------------
 
 
-def _open(data: str | DataSource | None, default: DataSource, split: str) -> tuple[DataSource, str]:
+def open_eval_data(data: str | DataSource | None, default: DataSource, split: str) -> tuple[DataSource, str]:
     """A DataSource for ``data`` (plugin name, ``name:key=value,...``, folder, or object). A
     source whose training files are missing is reopened with ``split=test`` (e.g. MNIST here)."""
     if data is None:
@@ -160,6 +160,14 @@ def _open(data: str | DataSource | None, default: DataSource, split: str) -> tup
         if split == "test" and data in plugins.datasets and "split" in data_options(plugins, data):
             return open_data(f"{data}:split=test")
         raise
+
+
+def require_run_shape(data: DataSource, run: Any) -> None:
+    """A one-line DataError unless ``data`` has the shape the run's model was trained on."""
+    if tuple(data.shape) != tuple(run.data.shape):
+        want = tuple(run.data.shape)
+        hint = f" (an image folder: folder:path=DIR,resolution={want[-1]})" if len(want) == 3 and want[0] == 3 else ""
+        raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
 
 
 def iter_images(data: DataSource, split: str, n: int | None, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor | None]]:
@@ -198,10 +206,7 @@ def iter_images(data: DataSource, split: str, n: int | None, batch_size: int, se
 
 def run_scores(run: Any, data: DataSource, split: str, n: int | None, samples: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
     """Both scores (``elbo``, ``iwae``) of ``n`` images of ``data``'s ``split`` under a ``LoadedRun``."""
-    if tuple(data.shape) != tuple(run.data.shape):
-        want = tuple(run.data.shape)
-        hint = f" (an image folder: folder:path=DIR,resolution={want[-1]})" if len(want) == 3 and want[0] == 3 else ""
-        raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
+    require_run_shape(data, run)
     encoder, decoder = run.encoder.eval(), run.decoder.eval()
     device = next(encoder.parameters()).device
     cfg = run.config.objective
@@ -297,8 +302,8 @@ def evaluate_ood(
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
-    in_source, in_label = _open(in_data, run.data, "test")
-    out_source, out_label = _open(out_data, run.data, "test")
+    in_source, in_label = open_eval_data(in_data, run.data, "test")
+    out_source, out_label = open_eval_data(out_data, run.data, "test")
     in_label = run.config.data["name"] if in_data is None else in_label
     scores = {
         "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), samples, batch_size, seed + 1)[score],
