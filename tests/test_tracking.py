@@ -76,3 +76,28 @@ def test_a_tracker_that_cannot_run_is_a_one_line_error(tmp_path, monkeypatch, tr
 def test_the_config_is_flattened_for_the_hyperparameter_table():
     flat = flat_config({"optim": {"lr": 2e-4, "milestones": [10, 20]}, "objective": {"beta_kl": {"class": 1.0}}})
     assert flat == {"optim.lr": 2e-4, "optim.milestones": "[10, 20]", "objective.beta_kl": "{'class': 1.0}"}
+
+
+def test_values_a_crashed_process_logged_after_its_checkpoint_are_replaced_on_resume(tmp_path):
+    from genvae.core.config import merge_user
+    from genvae.core.run import resolve
+    from genvae.core.trainer import train
+
+    sets = ["train.steps=6", "train.batch_size=32", "train.log_every=1", "train.checkpoint_every=4", "arch.hidden=16",
+            "objective.num_vae=2", "train.log_with=[tensorboard]"]  # fmt: skip
+    cfg, data = resolve(merge_user(None, sets, {}))
+    run = tmp_path / "run"
+
+    def crash_at_6(record):
+        if record["step"] == 6:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, data, run, progress=False, on_log=crash_at_6)  # last checkpoint: step 4
+    crashed = {e.step: e.value for e in tensorboard_events(run).Scalars("rec")}
+    train(cfg, data, run, resume=True, progress=False)
+    records = losses(run)
+    logged = [(e.step, e.value) for e in tensorboard_events(run).Scalars("rec")]
+    assert [s for s, _ in logged] == [1, 2, 3, 4, 5, 6] == [r["step"] for r in records]
+    assert [v for _, v in logged] == [pytest.approx(r["rec"], rel=1e-6) for r in records]
+    assert sorted(crashed) == [1, 2, 3, 4, 5, 6]  # the crashed process had logged 5 and 6 (then replaced)

@@ -53,9 +53,12 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def start_trackers(accelerator: Any, config: Mapping[str, Any], run_dir: Path) -> None:
-    """Open the trackers of ``accelerator`` (built with ``log_with``) for this run."""
-    accelerator.init_trackers(PROJECT, config=flat_config(config), init_kwargs={"wandb": {"name": run_dir.name}})
+def start_trackers(accelerator: Any, config: Mapping[str, Any], run_dir: Path, step: int) -> None:
+    """Open the trackers of ``accelerator`` (built with ``log_with``) for this run, which starts
+    (or resumes) at ``step``. TensorBoard then drops what an earlier, killed process logged
+    after that step (SummaryWriter's ``purge_step``), as log.jsonl does."""
+    init_kwargs = {"wandb": {"name": run_dir.name}, "tensorboard": {"purge_step": step + 1 if step else None}}
+    accelerator.init_trackers(PROJECT, config=flat_config(config), init_kwargs=init_kwargs)
 
 
 def log_figures(accelerator: Any, paths: Iterable[Path], step: int) -> None:

@@ -402,7 +402,7 @@ class Trainer:
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())
             acc.wait_for_everyone()
         if t.log_with:
-            start_trackers(acc, self.cfg.to_dict(), self.run_dir)
+            start_trackers(acc, self.cfg.to_dict(), self.run_dir, self.step)
         start_step, start_time = self.step, time.perf_counter()
         batches: Iterator[Batch] = iter(self.stream)
         window, last_logs = self.log_window, {}
