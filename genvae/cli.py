@@ -298,9 +298,9 @@ def encode(
     save_encoded(encoded, out)
     groups = ", ".join(f"{g} {stats[f'active_units_{g}']} of {size}" for g, size in encoded["groups"].items() if f"active_units_{g}" in stats)
     console.print(
-        f"encoded {stats['images']} images: {stats['active_units']} of {stats['z_dim']} latent dimensions active"
+        f"encoded {stats['n']} {encoded['items']}: {stats['active_units']} of {stats['z_dim']} latent dimensions active"
         f"{f' ({groups})' if groups else ''}; "
-        f"KL {stats['kl']:.2f} nats per image",
+        f"KL {stats['kl']:.2f} nats per {encoded['items'][:-1]}",
         highlight=False, soft_wrap=True,
     )
     console.print(f"wrote {out} and {figure}", soft_wrap=True)

@@ -52,6 +52,7 @@ def encode_data(
         "groups": dict(models.latent_groups),
         "data": run.config.data["name"] if data is None else label,
         "split": split,
+        "items": "images" if len(run.data.shape) == 3 else "points",
     }
     if labels:
         result["labels"] = torch.cat(labels).numpy()
@@ -72,7 +73,7 @@ def active_units(mu: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> np.ndar
 def summary(encoded: dict[str, Any]) -> dict[str, Any]:
     mu, logvar = encoded["mu"], encoded["logvar"]
     kl, active = kl_per_dimension(mu, logvar), active_units(mu)
-    out: dict[str, Any] = {"images": len(mu), "z_dim": mu.shape[1], "active_units": int(active.sum()), "kl": float(kl.sum())}
+    out: dict[str, Any] = {"n": len(mu), "z_dim": mu.shape[1], "active_units": int(active.sum()), "kl": float(kl.sum())}
     if len(encoded["groups"]) > 1:
         start = 0
         for name, size in encoded["groups"].items():
@@ -99,6 +100,7 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     mu, logvar = encoded["mu"], encoded["logvar"]
     kl, active = kl_per_dimension(mu, logvar), active_units(mu)
@@ -115,10 +117,11 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
     axes = "z" if mu.shape[1] <= 2 else "principal component"
     left.set_xlabel(f"{axes} 1")
     left.set_ylabel(f"{axes} 2")
-    left.set_title(f"posterior means of {len(mu)} {encoded['data']} {encoded['split']} images", fontsize=10)
+    left.set_title(f"posterior means of {len(mu)} {encoded['data']} {encoded['split']} {encoded.get('items', 'images')}", fontsize=10)
     order = np.argsort(-kl)
     colours = np.where(active[order], "tab:blue", "lightsteelblue")
     right.bar(np.arange(len(kl)), kl[order], color=colours, width=0.9)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("latent dimension, by KL")
     right.set_ylabel("KL (nats, mean over images)")
     right.set_title(f"{int(active.sum())} of {len(kl)} active units (dark); KL {kl.sum():.2f} nats", fontsize=10)
