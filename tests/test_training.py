@@ -178,6 +178,9 @@ def test_config_round_trip_and_validation(tmp_path):
         resolve(merge_user(None, ["objective.beta_nge=1"], {}))
     with pytest.raises(ConfigError, match="train.steps = 'many' has the wrong type; expected int"):
         resolve(merge_user(None, ["train.steps=many"], {}))
+    assert resolve(merge_user(None, ["train.log_with=tensorboard"], {}))[0].train.log_with == ["tensorboard"]  # one name: a list of one
+    with pytest.raises(ConfigError, match=r"optim.milestones = 100 has the wrong type; expected a list such as \[1, 2\] of int"):
+        resolve(merge_user(None, ["optim.milestones=100"], {}))
     with pytest.raises(ConfigError, match=r"expected float or a table such as \{a=1.0, b=2.0\} of float"):
         resolve(merge_user(None, ["objective.name=soft-intro", 'objective.beta_neg={"class": 1}'], {}))
     lord = ["objective.name=soft-intro", "arch.name=lord", "data.name=shapes3d-synthetic"]

@@ -167,9 +167,11 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, str):
             return value
     elif origin in (list, tuple) or annotation in (list, tuple):
+        inner = args[0] if args else Any
         if isinstance(value, (list, tuple)):
-            inner = args[0] if args else Any
             return [coerce(f"{where}[{i}]", v, inner) for i, v in enumerate(value)]
+        if isinstance(value, str) and inner is str:  # --set train.log_with=tensorboard: a list of one
+            return [value]
     elif origin in (dict, collections.abc.Mapping) or annotation is dict:
         if isinstance(value, dict):
             inner = args[1] if len(args) == 2 else Any
