@@ -98,6 +98,13 @@ def run_bench_translation(
     return results
 
 
+def pose_cell(pose_r2: dict[str, dict[str, float]] | None) -> str:
+    """``class / content`` R² of the rotation, then of the position: "0.99 / 0.05; 0.95 / 0.94"."""
+    if not pose_r2:
+        return "—"
+    return "; ".join(f"{pose_r2['class'][f]:.2f} / {pose_r2['content'][f]:.2f}" for f in ("rotation", "position"))
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     with_lpips = any("lpips" in r for r in results["models"].values())  # only where its weights were found
     lines = [
@@ -113,21 +120,23 @@ def markdown_table(results: dict[str, Any]) -> str:
         "(unless data.marker is on). Rotation from B / A: the share of translations whose best-fitting rotation is within "
         "15° of B's (carried by the content code) or of A's (kept by the class code); about 1/8 each by chance. Follows B / A: "
         "how closely that rotation follows B's (A's) up to a constant per pair of identities, 1 at best, about "
-        "0.89/sqrt(translations per pair of identities) by chance. "
+        "0.89/sqrt(translations per pair of identities) by chance. Pose R²: how much of the true rotation / "
+        "position each code holds (held-out R² of a linear map from the code, per identity; 1: all of it, 0: none); "
+        "a class/content split has the pose in the content code, not in the class code. "
         "KL per group on held-out images; "
         f"a group below {COLLAPSE_NATS} nats counts as collapsed."
         + (" LPIPS (VGG16, v0.1): the paper's Table 4 distance." if with_lpips else ""),
         "",
-        "| model | transfer MSE | aligned MSE | rotation from B / A (follows B / A) | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | "
+        "| model | transfer MSE | aligned MSE | rotation from B / A (follows B / A) | pose R² in class / content: rotation; position | shape-from-content MSE | recon MSE | copy-B MSE | copy-A MSE | mean-image MSE | "
         + ("transfer LPIPS | copy-B LPIPS | " if with_lpips else "") + "KL class | KL content | collapsed | train s |",
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_lpips else "") + "---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_lpips else "") + "---|---|---|---|",
     ]
     names = {"soft-intro": "Soft-IntroVAE-LORD", "vae": "VAE-LORD", "intro": "IntroVAE-LORD"}
     for objective, r in results["models"].items():
         lines.append(
             f"| {names.get(objective, objective)} | {r['mse']:.4f} | {r.get('mse_aligned', float('nan')):.4f} | "
             f"{r.get('rotation_from_content', float('nan')):.0%} / {r.get('rotation_from_class', float('nan')):.0%} "
-            f"({r.get('rotation_follows_content', float('nan')):.2f} / {r.get('rotation_follows_class', float('nan')):.2f}) | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
+            f"({r.get('rotation_follows_content', float('nan')):.2f} / {r.get('rotation_follows_class', float('nan')):.2f}) | {pose_cell(r.get('pose_r2'))} | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
             f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | "
             + (f"{r.get('lpips', float('nan')):.4f} | {r.get('lpips_copy_content', float('nan')):.4f} | " if with_lpips else "")
             + f"{r['kl'].get('class', float('nan')):.2f} | "

@@ -18,6 +18,7 @@ from genvae.core.interfaces import DataSource
 from genvae.errors import ConfigError, DataError
 
 ACTIVE_THRESHOLD = 0.01
+GROUP_COLOURS = [("tab:blue", "lightsteelblue"), ("tab:orange", "navajowhite"), ("tab:green", "palegreen"), ("tab:purple", "thistle")] * 4
 
 
 def encode_data(
@@ -70,16 +71,21 @@ def active_units(mu: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> np.ndar
     return mu.var(0) > threshold
 
 
+def group_slices(groups: dict[str, int]) -> list[tuple[str, slice]]:
+    """Each latent group's columns of the concatenated code: {"class": 2, "content": 3} ->
+    [("class", slice(0, 2)), ("content", slice(2, 5))]."""
+    ends = np.cumsum(list(groups.values())).tolist()
+    return [(name, slice(end - size, end)) for (name, size), end in zip(groups.items(), ends)]
+
+
 def summary(encoded: dict[str, Any]) -> dict[str, Any]:
     mu, logvar = encoded["mu"], encoded["logvar"]
     kl, active = kl_per_dimension(mu, logvar), active_units(mu)
     out: dict[str, Any] = {"n": len(mu), "z_dim": mu.shape[1], "active_units": int(active.sum()), "kl": float(kl.sum())}
     if len(encoded["groups"]) > 1:
-        start = 0
-        for name, size in encoded["groups"].items():
-            out[f"active_units_{name}"] = int(active[start : start + size].sum())
-            out[f"kl_{name}"] = float(kl[start : start + size].sum())
-            start += size
+        for name, dims in group_slices(encoded["groups"]):
+            out[f"active_units_{name}"] = int(active[dims].sum())
+            out[f"kl_{name}"] = float(kl[dims].sum())
     return out
 
 
@@ -94,8 +100,9 @@ def principal_components(mu: np.ndarray, k: int = 2) -> np.ndarray:
 
 
 def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> Path:
-    """Left: the posterior means on their two leading principal components, coloured by label.
-    Right: the KL of each dimension, largest first; active units dark, inactive light."""
+    """One panel per latent group: the posterior means on their two leading principal components,
+    coloured by label. Last panel: the KL of each dimension, largest first within each group (one
+    colour per group); active units dark, inactive light."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,25 +111,30 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
 
     mu, logvar = encoded["mu"], encoded["logvar"]
     kl, active = kl_per_dimension(mu, logvar), active_units(mu)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
-    xy = principal_components(mu)
-    labels = encoded.get("labels")
-    if xy.shape[1] == 1:
-        xy = np.concatenate([xy, np.zeros_like(xy)], 1)
-    colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
-    size = float(np.clip(4000 / len(mu), 2, 14))
-    scatter = left.scatter(xy[:, 0], xy[:, 1], s=size, alpha=0.6, linewidths=0, **colour)
-    if labels is not None and len(np.unique(labels)) <= 20:
-        left.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)
-    axes = "z" if mu.shape[1] <= 2 else "principal component"
-    left.set_xlabel(f"{axes} 1")
-    left.set_ylabel(f"{axes} 2")
-    left.set_title(f"posterior means of {len(mu)} {encoded['data']} {encoded['split']} {encoded.get('items', 'images')}", fontsize=10)
-    order = np.argsort(-kl)
-    colours = np.where(active[order], "tab:blue", "lightsteelblue")
-    right.bar(np.arange(len(kl)), kl[order], color=colours, width=0.9)
+    groups, labels = encoded["groups"], encoded.get("labels")
+    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(5.5 * (len(groups) + 1), 4.6))
+    for (name, dims), panel in zip(group_slices(groups), axes):
+        xy = principal_components(mu[:, dims])
+        if xy.shape[1] == 1:
+            xy = np.concatenate([xy, np.zeros_like(xy)], 1)
+        colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
+        scatter = panel.scatter(xy[:, 0], xy[:, 1], s=float(np.clip(4000 / len(mu), 2, 14)), alpha=0.6, linewidths=0, **colour)
+        if labels is not None and len(np.unique(labels)) <= 20:
+            panel.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)
+        axis = "z" if dims.stop - dims.start <= 2 else "principal component"
+        panel.set_xlabel(f"{axis} 1")
+        panel.set_ylabel(f"{axis} 2")
+        what = f"{name} code: posterior means" if len(groups) > 1 else "posterior means"
+        panel.set_title(f"{what} of {len(mu)} {encoded['data']} {encoded['split']} {encoded.get('items', 'images')}", fontsize=10)
+    right = axes[-1]
+    for (name, dims), (dark, light) in zip(group_slices(groups), GROUP_COLOURS):
+        order = dims.start + np.argsort(-kl[dims])  # largest first within the group
+        label = f"{name}: {int(active[dims].sum())} of {dims.stop - dims.start} active" if len(groups) > 1 else None
+        right.bar(np.arange(dims.start, dims.stop), kl[order], color=np.where(active[order], dark, light), width=0.9, label=label)
+    if len(groups) > 1:
+        right.legend(fontsize=8)
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
-    right.set_xlabel("latent dimension, by KL")
+    right.set_xlabel("latent dimension, by KL" + (" within each group" if len(groups) > 1 else ""))
     right.set_ylabel("KL (nats, mean over images)")
     right.set_title(f"{int(active.sum())} of {len(kl)} active units (dark); KL {kl.sum():.2f} nats", fontsize=10)
     if title:

@@ -395,6 +395,24 @@ def test_rotation_fit_tells_where_the_rotation_came_from():
     assert from_a["rotation_follows_class"] > 0.95 and from_a["rotation_follows_content"] < 0.3
 
 
+def test_pose_r2_finds_each_factor_in_the_code_that_holds_it():
+    """Codes built from the true factors: the content code holds (cos, sin) of the rotation and the
+    position, the class code only the identity and noise; a third code holds the rotation alone."""
+    from genvae.translate import pose_r2
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (900,), generator=g)
+    pose = torch.stack([torch.rand(900, generator=g) * 2 * math.pi, torch.rand(900, generator=g) - 0.5, torch.rand(900, generator=g) - 0.5], 1)
+    identity = torch.nn.functional.one_hot(y, 3).float()
+    content = torch.cat([pose[:, :1].cos(), pose[:, :1].sin(), pose[:, 1:]], 1) @ torch.randn(4, 4, generator=g)  # any linear mix
+    rotation_only = torch.cat([pose[:, :1].cos(), pose[:, :1].sin()], 1)
+    codes = torch.cat([identity + 0.1 * torch.randn(900, 3, generator=g), content, rotation_only], 1)
+    r2 = pose_r2(codes, {"class": 3, "content": 4, "rotation": 2}, y, pose)
+    assert r2["content"]["rotation"] == pytest.approx(1.0) and r2["content"]["position"] == pytest.approx(1.0)
+    assert abs(r2["class"]["rotation"]) < 0.1 and abs(r2["class"]["position"]) < 0.1  # held out: no trace, up to noise
+    assert r2["rotation"]["rotation"] == pytest.approx(1.0) and abs(r2["rotation"]["position"]) < 0.1
+
+
 def test_translation_needs_class_and_content_groups():
     from genvae.plugins.architectures.mlp import MLPDecoder, MLPEncoder
     from genvae.translate import content_transfer_error, translation_grid
@@ -487,6 +505,7 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path, m
     for r in first["models"].values():
         assert set(r["kl"]) == {"class", "content"} and r["resumed_at"] is None
         assert r["mse_copy_content"] > 0 and r["mse"] > 0
+        assert set(r["pose_r2"]) == {"class", "content"} and all(math.isfinite(v) for g in r["pose_r2"].values() for v in g.values())
     again = run_bench_translation(tmp_path, steps=3, n_pairs=8)
     for objective, r in again["models"].items():
         assert r["resumed_at"] == 3 and r["mse"] == first["models"][objective]["mse"]
@@ -500,6 +519,7 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path, m
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "runs" / "vae" / "metrics" / "translation.jsonl").read_text().splitlines()[-1])
     assert record["mse"] == first["models"]["vae"]["mse"] and record["kl"] == first["models"]["vae"]["kl"]
+    assert record["pose_r2"] == first["models"]["vae"]["pose_r2"]
     assert record["objective"] == "vae" and record["n_pairs"] == 8
     assert (tmp_path / "runs" / "vae" / "metrics" / "translation.png").is_file()
     assert "LPIPS needs torchvision's VGG16 weights" in record["lpips_skipped"]

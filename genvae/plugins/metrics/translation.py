@@ -1,8 +1,9 @@
 """``translation`` metric: how well a class / content model (arch ``lord``) transfers content, on
 data that can render its own ground truth (``shapes3d-synthetic``). ``genvae eval translation RUN``
 scores any such run the way ``genvae bench translation`` scores its two models (same seeds, so the
-same numbers): the content-transfer errors of :func:`genvae.translate.content_transfer_error`, the
-KL of each latent group on held-out images (a group below ``COLLAPSE_NATS`` carries almost
+same numbers): the content-transfer errors of :func:`genvae.translate.content_transfer_error`,
+how much of the true rotation and position each latent group holds (:func:`genvae.translate.pose_probe`,
+``pose_r2``), the KL of each latent group on held-out images (a group below ``COLLAPSE_NATS`` carries almost
 nothing: posterior collapse), and the translation grid. Appended to ``RUN/metrics/translation.jsonl``.
 
 LPIPS (the paper's Table 4 score) is added when its weights are here (``lpips_vgg``): ``lpips=None``
@@ -25,6 +26,7 @@ from genvae.core.losses import kl_per_group
 COLLAPSE_NATS = 0.5
 RESULTS_FILE = "translation.jsonl"
 PAIRS_SEED = 12345  # added to the seed for the scored pairs (the grid and the KLs use their own)
+PROBE_SEED = 54321  # added to the seed for the images of the pose probe
 
 
 @torch.no_grad()
@@ -51,7 +53,7 @@ def evaluate_translation(
     the left column, content images along the top), ``write`` appends the result to the jsonl;
     ``lpips``: see the module doc."""
     from genvae.plugins.metrics.lpips_vgg import load_lpips, missing_weights
-    from genvae.translate import content_transfer_error
+    from genvae.translate import content_transfer_error, pose_probe
 
     start = time.perf_counter()
     why_not = missing_weights() if lpips is not False else "not asked for"
@@ -60,6 +62,7 @@ def evaluate_translation(
     kls = group_kls(run, seed=seed)
     result: dict[str, Any] = {
         **scores,
+        "pose_r2": pose_probe(run.models, run.data, seed=seed + PROBE_SEED),
         "kl": kls,
         "collapsed_groups": [g for g, v in kls.items() if v < COLLAPSE_NATS],
         "objective": run.config.objective["name"],
