@@ -8,6 +8,7 @@ A dimension is *active* when its posterior mean varies across the data: Cov_x(E_
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from genvae.core.interfaces import DataSource
 from genvae.errors import ConfigError, DataError
 
 ACTIVE_THRESHOLD = 0.01
-GROUP_COLOURS = [("tab:blue", "lightsteelblue"), ("tab:orange", "navajowhite"), ("tab:green", "palegreen"), ("tab:purple", "thistle")] * 4
+GROUP_COLOURS = [("tab:blue", "lightsteelblue"), ("tab:orange", "navajowhite"), ("tab:green", "palegreen"), ("tab:purple", "thistle")]
 
 
 def encode_data(
@@ -79,6 +80,7 @@ def group_slices(groups: dict[str, int]) -> list[tuple[str, slice]]:
 
 
 def summary(encoded: dict[str, Any]) -> dict[str, Any]:
+    """Counts, active units and total KL per image (and per latent group when there are several)."""
     mu, logvar = encoded["mu"], encoded["logvar"]
     kl, active = kl_per_dimension(mu, logvar), active_units(mu)
     out: dict[str, Any] = {"n": len(mu), "z_dim": mu.shape[1], "active_units": int(active.sum()), "kl": float(kl.sum())}
@@ -127,7 +129,7 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
         what = f"{name} code: posterior means" if len(groups) > 1 else "posterior means"
         panel.set_title(f"{what} of {len(mu)} {encoded['data']} {encoded['split']} {encoded.get('items', 'images')}", fontsize=10)
     right = axes[-1]
-    for (name, dims), (dark, light) in zip(group_slices(groups), GROUP_COLOURS):
+    for (name, dims), (dark, light) in zip(group_slices(groups), itertools.cycle(GROUP_COLOURS)):
         order = dims.start + np.argsort(-kl[dims])  # largest first within the group
         label = f"{name}: {int(active[dims].sum())} of {dims.stop - dims.start} active" if len(groups) > 1 else None
         right.bar(np.arange(dims.start, dims.stop), kl[order], color=np.where(active[order], dark, light), width=0.9, label=label)
@@ -135,7 +137,7 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
         right.legend(fontsize=8)
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("latent dimension, by KL" + (" within each group" if len(groups) > 1 else ""))
-    right.set_ylabel("KL (nats, mean over images)")
+    right.set_ylabel(f"KL (nats, mean over {encoded.get('items', 'images')})")
     right.set_title(f"{int(active.sum())} of {len(kl)} active units (dark); KL {kl.sum():.2f} nats", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
