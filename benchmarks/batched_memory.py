@@ -8,7 +8,7 @@ own process. (BatchedTrainer.fit trims by itself; this script calls train_step d
 that both modes can be compared.)
 """
 
-import ctypes, sys, time, resource, torch
+import ctypes, sys, time, torch
 torch.set_num_threads(1)
 from genvae.batched import BatchedTrainer, member_configs
 trim = sys.argv[1] == "trim"
