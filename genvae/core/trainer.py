@@ -225,6 +225,7 @@ class Trainer:
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp / "accelerate"))
+        acc.wait_for_everyone()  # every process's random state is written before the main process moves tmp
         self._recalibrate_batchnorm()
         if acc.is_main_process:
             arch = self.cfg.arch["name"]
