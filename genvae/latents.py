@@ -28,10 +28,9 @@ def encode_data(
     """Posterior parameters of ``n`` images (default: the whole split) of ``data`` (default: the
     run's dataset) under a ``LoadedRun``: ``mu``, ``logvar`` (N, z), ``labels`` (N,) when the
     data has them, and the latent groups as ``{name: size}``."""
-    from genvae.plugins.metrics.ood import iter_images, open_eval_data, require_run_shape
+    from genvae.plugins.metrics.ood import iter_images, open_eval_data, require_run_shape, require_split
 
-    if split not in ("train", "test"):
-        raise ConfigError(f"--split must be train or test, got {split!r}")
+    require_split(split)
     if n is not None and n < 1:
         raise ConfigError(f"--num-images must be at least 1, got {n}")
     source, label = open_eval_data(data, run.data, split)
@@ -115,11 +114,11 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
     kl, active = kl_per_dimension(mu, logvar), active_units(mu)
     groups, labels = encoded["groups"], encoded.get("labels")
     fig, axes = plt.subplots(1, len(groups) + 1, figsize=(5.5 * (len(groups) + 1), 4.6))
+    colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
     for (name, dims), panel in zip(group_slices(groups), axes):
         xy = principal_components(mu[:, dims])
         if xy.shape[1] == 1:
             xy = np.concatenate([xy, np.zeros_like(xy)], 1)
-        colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
         scatter = panel.scatter(xy[:, 0], xy[:, 1], s=float(np.clip(4000 / len(mu), 2, 14)), alpha=0.6, linewidths=0, **colour)
         if labels is not None and len(np.unique(labels)) <= 20:
             panel.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)

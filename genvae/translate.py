@@ -240,6 +240,7 @@ def pose_r2(codes: Tensor, groups: Mapping[str, int], y: Tensor, pose: Tensor) -
     linear trace. A class/content split puts the pose in the content code and not in the class code."""
     from genvae.latents import group_slices
 
+    pose = pose.double()
     factors = {"rotation": torch.stack([pose[:, 0].cos(), pose[:, 0].sin()], 1), "position": pose[:, 1:3]}
     fit = torch.arange(len(y)) % 2 == 0
     codes = codes.double()
@@ -248,7 +249,6 @@ def pose_r2(codes: Tensor, groups: Mapping[str, int], y: Tensor, pose: Tensor) -
         design = torch.cat([codes[:, dims], torch.ones(len(y), 1, dtype=torch.float64)], 1)
         result[group] = {}
         for factor, target in factors.items():
-            target = target.double()
             r2 = []
             for identity in y.unique():
                 train, test = (y == identity) & fit, (y == identity) & ~fit

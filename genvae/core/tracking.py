@@ -30,10 +30,11 @@ def check_trackers(names: Iterable[str]) -> None:
     (Accelerate itself would drop an uninstalled one silently)."""
     from accelerate.tracking import get_available_trackers
 
+    known = known_trackers()
     available = {str(t.value) if hasattr(t, "value") else str(t) for t in get_available_trackers()}
     for name in names:
-        if name not in known_trackers():
-            raise ConfigError(f"unknown tracker {name!r} in train.log_with; available: {', '.join(known_trackers())}")
+        if name not in known:
+            raise ConfigError(f"unknown tracker {name!r} in train.log_with; available: {', '.join(known)}")
         if name not in available:
             raise ConfigError(f"train.log_with = {name!r} needs its package: pip install {name}")
 

@@ -21,7 +21,7 @@ from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError
-from genvae.plugins.metrics.ood import open_eval_data, run_scores
+from genvae.plugins.metrics.ood import open_eval_data, require_split, run_scores
 
 DEFAULT_SAMPLES = 100
 RESULTS_FILE = "likelihood.jsonl"
@@ -39,8 +39,7 @@ def evaluate_likelihood(
 ) -> dict[str, Any]:
     """Mean ELBO and IWAE bound of ``n`` images (default: the whole split) of ``data`` (default:
     the run's dataset); appended to ``RUN/metrics/likelihood.jsonl``."""
-    if split not in ("train", "test"):
-        raise ConfigError(f"--split must be train or test, got {split!r}")
+    require_split(split)
     for flag, value in (("--num-images", n), ("--samples", samples), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")

@@ -162,6 +162,12 @@ def open_eval_data(data: str | DataSource | None, default: DataSource, split: st
         raise
 
 
+def require_split(split: str) -> None:
+    """A one-line ConfigError unless ``split`` is ``train`` or ``test``."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split must be train or test, got {split!r}")
+
+
 def require_run_shape(data: DataSource, run: Any) -> None:
     """A one-line DataError unless ``data`` has the shape the run's model was trained on."""
     if tuple(data.shape) != tuple(run.data.shape):
