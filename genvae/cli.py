@@ -75,7 +75,7 @@ def train(
 
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint
     from genvae.core.config import merge_user
-    from genvae.core.run import read_run_config, resolve
+    from genvae.core.run import read_run_config, require_run_dir, resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
     from genvae.errors import ConfigError
 
@@ -93,12 +93,8 @@ def train(
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
-        saved_path = run_dir / "config.json"
-        if not saved_path.is_file():
-            from genvae.errors import RunDirError
-
-            raise RunDirError(f"{run_dir} is not a genvae run directory (no config.json); nothing to resume")
-        saved = read_run_config(saved_path).to_dict()
+        require_run_dir(run_dir)
+        saved = read_run_config(run_dir / "config.json").to_dict()
         changes = merge_user(config, overrides, flags)
         for section, values in changes.items():
             for key, value in values.items():
@@ -304,6 +300,31 @@ def encode(
         highlight=False, soft_wrap=True,
     )
     console.print(f"wrote {out} and {figure}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def info(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON (for scripts)."),
+) -> None:
+    """What a run holds: its settings, how far it trained and how to go on, its last losses and its evaluations."""
+    import json
+
+    from rich.table import Table
+
+    from genvae.run_info import format_info, run_info
+
+    details = run_info(run)
+    if as_json:
+        print(json.dumps(details, indent=2, default=str))
+        return
+    table = Table(title=str(run), show_header=False, box=None, title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, text in format_info(details):
+        table.add_row(label, text)
+    Console().print(table, highlight=False)
 
 
 def add_plugin_commands(argv: list[str]) -> None:

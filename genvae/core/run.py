@@ -272,11 +272,32 @@ def read_run_config(path: Path) -> ResolvedConfig:
     return ResolvedConfig.from_dict(raw)
 
 
+def runs_below(path: Path, depth: int = 3) -> list[Path]:
+    """Run directories (holding a config.json) up to ``depth`` levels below ``path``, e.g. the
+    ``runs/<objective>`` of a bench's output directory."""
+    found: list[Path] = []
+    for level in range(1, depth + 1):
+        found += sorted(p.parent for p in path.glob("/".join(["*"] * level) + "/config.json") if (p.parent / "encoder").is_dir())
+    return found
+
+
+def require_run_dir(path: Path) -> None:
+    """A one-line error unless ``path`` is a run directory; names the runs below it if it holds some."""
+    if (path / "config.json").is_file():
+        return
+    if not path.exists():
+        raise RunDirError(f"{path} does not exist; give a run directory written by 'genvae train'")
+    below = runs_below(path) if path.is_dir() else []
+    if below:
+        names = ", ".join(str(p) for p in below[:6]) + (", ..." if len(below) > 6 else "")
+        raise RunDirError(f"{path} is not a run directory itself but holds runs: {names}")
+    raise RunDirError(f"{path} is not a genvae run directory (no config.json); train one with 'genvae train'")
+
+
 def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: str | torch.device = "cpu") -> LoadedRun:
     plugins = plugins or get_plugins()
     path = Path(run_dir)
-    if not (path / "config.json").is_file():
-        raise RunDirError(f"{path} is not a genvae run directory (no config.json); train one with 'genvae train'")
+    require_run_dir(path)
     cfg = read_run_config(path / "config.json")
     data = plugins.datasets.get(cfg.data["name"])(**_options(cfg.data))
     encoder = load_component(path / "encoder", plugins).to(map_location)

@@ -1,0 +1,150 @@
+"""``genvae info RUN``: what a run directory holds — what was trained, how far it got, how to go
+on, and what has been measured on it. Reads only the run's JSON files and the safetensors
+headers, so it is instant and never changes the run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from genvae.core.checkpoint import checkpoint_step, find_checkpoint
+from genvae.core.config import read_json
+from genvae.core.run import require_run_dir
+
+HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
+MAX_METRIC_VALUES = 6
+
+
+def last_log_record(log: Path) -> dict[str, Any] | None:
+    """The last complete line of log.jsonl (a line cut short by a kill is skipped)."""
+    if not log.is_file():
+        return None
+    for line in reversed(log.read_text().splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def parameter_count(weights: Path) -> int | None:
+    """Number of parameters in a model.safetensors, from its header alone."""
+    if not weights.is_file():
+        return None
+    from safetensors import safe_open
+
+    count = 0
+    with safe_open(str(weights), framework="numpy") as f:
+        for name in f.keys():
+            shape = f.get_slice(name).get_shape()
+            n = 1
+            for size in shape:
+                n *= size
+            count += n
+    return count
+
+
+def headline(record: dict[str, Any]) -> dict[str, float]:
+    """The measured numbers of a metrics record: its float fields, without timings and loss weights."""
+    values = {k: v for k, v in record.items() if isinstance(v, float) and k != "seconds" and not k.startswith("beta")}
+    return dict(list(values.items())[:MAX_METRIC_VALUES])
+
+
+def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per metric: how many evaluations are recorded and the numbers of the latest."""
+    out: dict[str, dict[str, Any]] = {}
+    toy2d = run_dir / "metrics.json"
+    if toy2d.is_file():
+        record = read_json(toy2d)
+        out["toy2d"] = {"evaluations": 1, "latest": {k: record[k] for k in ("kl", "jsd", "gnelbo") if k in record}}
+    for path in sorted((run_dir / "metrics").glob("*.jsonl")):
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        if records:
+            out[path.stem] = {"evaluations": len(records), "latest": headline(records[-1])}
+    return out
+
+
+def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[str, Any] | None) -> dict[str, Any]:
+    """Where training stands. A run that is still training looks like a stopped one here; the
+    age of its last log line tells them apart."""
+    resume = f"genvae train --run-dir {run_dir} --resume"
+    if trained is None:
+        started = "not started" if logged is None else f"no checkpoint yet (logged up to step {logged.get('step')})"
+        return {"state": started, "next": f"{resume} (starts from step 0)"}
+    if trained >= total:
+        return {"state": f"finished: {trained} of {total} steps", "next": f"{resume} --steps N (N > {total}) trains further"}
+    return {"state": f"checkpoint at step {trained} of {total}", "next": f"{resume} (unless it is still training)"}
+
+
+def age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def run_info(run_dir: str | Path) -> dict[str, Any]:
+    """Everything ``genvae info`` shows, as a JSON-able dict."""
+    path = Path(run_dir)
+    require_run_dir(path)
+    cfg = read_json(path / "config.json")
+    checkpoint = find_checkpoint(path)
+    trained = checkpoint_step(checkpoint) if checkpoint else None
+    total = int(cfg["train"]["steps"])
+    log = path / "log.jsonl"
+    logged = last_log_record(log)
+    models = {role: parameter_count(path / role / "model.safetensors") for role in ("encoder", "decoder")}
+    figures = sorted(str(p.relative_to(path)) for pattern in ("*.png", "metrics/*.png") for p in path.glob(pattern))
+    return {
+        "run": str(path),
+        "objective": cfg["objective"],
+        "arch": cfg["arch"],
+        "data": cfg["data"],
+        "steps_total": total,
+        "steps_trained": trained,
+        **training_state(path, trained, total, logged),
+        "last_log": logged,
+        "last_log_age_s": round(time.time() - log.stat().st_mtime, 1) if logged else None,
+        "parameters": models,
+        "metrics": metric_records(path),
+        "figures": figures,
+    }
+
+
+def format_log(record: dict[str, Any]) -> str:
+    values = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in HIDDEN_LOG_KEYS and isinstance(v, (int, float)))
+    rate = f"; {record['steps_per_s']:.1f} steps/s" if isinstance(record.get("steps_per_s"), (int, float)) else ""
+    return f"step {record.get('step')}: {values}{rate}"
+
+
+def format_settings(section: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in section.items() if k != "name")
+    return f"{section['name']} ({options})" if options else section["name"]
+
+
+def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) rows for the terminal."""
+    rows = [
+        ("objective", format_settings(info["objective"])),
+        ("arch", format_settings(info["arch"])),
+        ("data", format_settings(info["data"])),
+        ("training", info["state"]),
+        ("continue", info["next"]),
+    ]
+    if info["last_log"]:
+        rows.append(("last log", f"{format_log(info['last_log'])} ({age(info['last_log_age_s'])})"))
+    params = [f"{role} {n:,}" for role, n in info["parameters"].items() if n is not None]
+    rows.append(("parameters", ", ".join(params) if params else "no exported models yet"))
+    for name, m in info["metrics"].items():
+        numbers = ", ".join(f"{k} {v:.4g}" for k, v in m["latest"].items())
+        rows.append((f"eval {name}", f"{numbers} (latest of {m['evaluations']})"))
+    if info["figures"]:
+        rows.append(("figures", ", ".join(info["figures"])))
+    return rows

@@ -1,0 +1,82 @@
+"""`genvae info RUN`: a run's settings, progress, next step, last losses and evaluations."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.core.checkpoint import append_metrics_record
+from genvae.core.run import load_run
+from genvae.errors import RunDirError
+from genvae.run_info import run_info
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return result, " ".join(result.output.split())
+
+
+@pytest.fixture
+def run_copy(digits_run_dir, tmp_path):
+    path = tmp_path / "run"
+    shutil.copytree(digits_run_dir, path)
+    shutil.rmtree(path / "metrics", ignore_errors=True)  # other tests record evaluations in the shared run
+    return path
+
+
+def test_a_finished_run(run_copy):
+    info = run_info(run_copy)
+    assert info["steps_trained"] == info["steps_total"] == 5 and info["state"].startswith("finished")
+    assert "--resume --steps N" in info["next"]
+    assert (info["objective"]["name"], info["arch"]["name"], info["data"]["name"]) == ("vae", "mlp", "digits")
+    loaded = load_run(run_copy)
+    for role, module in (("encoder", loaded.encoder), ("decoder", loaded.decoder)):
+        assert info["parameters"][role] == sum(p.numel() for p in module.parameters())
+    assert info["metrics"] == {}
+
+
+def test_progress_of_an_unfinished_run_and_of_one_without_checkpoint(run_copy):
+    config = json.loads((run_copy / "config.json").read_text())
+    config["train"]["steps"] = 12  # as if stopped after the checkpoint at step 5
+    (run_copy / "config.json").write_text(json.dumps(config))
+    (run_copy / "log.jsonl").write_text('{"step": 5, "loss_vae": 1.5}\n{"step": 6, "loss_v')  # a line cut by a kill
+    info = run_info(run_copy)
+    assert info["state"] == "checkpoint at step 5 of 12"
+    assert info["next"].startswith(f"genvae train --run-dir {run_copy} --resume") and "--steps" not in info["next"]
+    assert info["last_log"] == {"step": 5, "loss_vae": 1.5} and info["last_log_age_s"] >= 0
+    shutil.rmtree(run_copy / "checkpoint")
+    info = run_info(run_copy)
+    assert info["steps_trained"] is None and info["state"] == "no checkpoint yet (logged up to step 5)"
+    assert "starts from step 0" in info["next"]
+
+
+def test_evaluations_show_the_latest_numbers_and_how_many(run_copy):
+    append_metrics_record(run_copy, "ood.jsonl", {"auroc": 0.91, "score": "elbo", "samples": 5, "seconds": 3.5})
+    append_metrics_record(run_copy, "ood.jsonl", {"auroc": 0.93, "mean_ood": -500.25, "beta_rec": 1.0, "seconds": 4.0})
+    info = run_info(run_copy)
+    assert info["metrics"] == {"ood": {"evaluations": 2, "latest": {"auroc": 0.93, "mean_ood": -500.25}}}
+
+
+def test_the_command_prints_the_rows_and_json(run_copy):
+    append_metrics_record(run_copy, "likelihood.jsonl", {"iwae": -123.456})
+    result, text = invoke("info", run_copy)
+    assert result.exit_code == 0, text
+    for expected in ("objective vae (", "arch mlp (", "data digits", "training finished: 5 of 5 steps", "eval likelihood iwae -123.5 (latest of 1)"):
+        assert expected in text
+    result, _ = invoke("info", run_copy, "--json")
+    assert result.exit_code == 0 and json.loads(result.output) == json.loads(json.dumps(run_info(run_copy)))
+
+
+def test_a_directory_of_runs_names_them(run_copy, tmp_path):
+    bench = tmp_path / "bench"
+    shutil.copytree(run_copy, bench / "runs" / "vae")
+    with pytest.raises(RunDirError, match=r"is not a run directory itself but holds runs: .*bench/runs/vae"):
+        run_info(bench)
+    result, text = invoke("sample", bench, "--num-samples", 2)  # every command that opens a run says the same
+    assert result.exit_code == 2 and "holds runs" in text
+    result, text = invoke("info", tmp_path / "missing")
+    assert result.exit_code == 2 and "does not exist" in text
