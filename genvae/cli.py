@@ -305,7 +305,7 @@ def encode(
 @app.command()
 @user_errors
 def info(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory, or a directory of runs (one line each)."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON (for scripts)."),
 ) -> None:
     """What a run holds: its settings, how far it trained and how to go on, its last losses and its evaluations."""
@@ -313,8 +313,21 @@ def info(
 
     from rich.table import Table
 
-    from genvae.run_info import format_info, run_info
+    from genvae.core.run import runs_below
+    from genvae.run_info import format_info, overview, overview_row, run_info
 
+    if run.is_dir() and not (run / "config.json").is_file() and runs_below(run):
+        runs = overview(run)
+        if as_json:
+            print(json.dumps(runs, indent=2, default=str))
+            return
+        table = Table(title=f"{len(runs)} runs in {run}", title_justify="left")
+        for column in ("run", "objective", "arch", "data", "steps", "latest evaluations"):
+            table.add_column(column, overflow="fold")
+        for details in runs:
+            table.add_row(*overview_row(details))
+        Console().print(table, highlight=False)
+        return
     details = run_info(run)
     if as_json:
         print(json.dumps(details, indent=2, default=str))

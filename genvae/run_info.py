@@ -11,7 +11,7 @@ from typing import Any
 
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
-from genvae.core.run import require_run_dir
+from genvae.core.run import require_run_dir, runs_below
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
 MAX_METRIC_VALUES = 6
@@ -148,3 +148,18 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
     if info["figures"]:
         rows.append(("figures", ", ".join(info["figures"])))
     return rows
+
+
+def overview(directory: str | Path) -> list[dict[str, Any]]:
+    """:func:`run_info` of every run up to three levels below ``directory``."""
+    return [run_info(path) for path in runs_below(Path(directory))]
+
+
+def overview_row(info: dict[str, Any]) -> tuple[str, ...]:
+    """(run, objective, arch, data, steps, evaluations) for the table of ``genvae info DIR``."""
+    trained = "-" if info["steps_trained"] is None else str(info["steps_trained"])
+    evaluations = "; ".join(
+        f"{name} " + " ".join(f"{k} {v:.4g}" for k, v in list(m["latest"].items())[:1]) for name, m in info["metrics"].items()
+    )
+    names = (info["objective"]["name"], info["arch"]["name"], info["data"]["name"])
+    return (info["run"], *names, f"{trained} / {info['steps_total']}", evaluations)

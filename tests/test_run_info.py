@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -80,3 +81,16 @@ def test_a_directory_of_runs_names_them(run_copy, tmp_path):
     assert result.exit_code == 2 and "holds runs" in text
     result, text = invoke("info", tmp_path / "missing")
     assert result.exit_code == 2 and "does not exist" in text
+
+
+def test_a_directory_of_runs_gets_one_line_per_run(run_copy, tmp_path):
+    bench = tmp_path / "bench"
+    shutil.copytree(run_copy, bench / "runs" / "vae")
+    shutil.copytree(run_copy, bench / "more" / "unfinished")
+    shutil.rmtree(bench / "more" / "unfinished" / "checkpoint")
+    append_metrics_record(bench / "runs" / "vae", "ood.jsonl", {"auroc": 0.875})
+    result, text = invoke("info", bench)
+    assert result.exit_code == 0 and "2 runs in" in text
+    assert "unfinished │ vae │ mlp │ digits │ - / 5" in text and "vae │ vae │ mlp │ digits │ 5 / 5 │ ood auroc 0.875" in text
+    result, _ = invoke("info", bench, "--json")
+    assert [Path(r["run"]).parts[-2:] for r in json.loads(result.output)] == [("more", "unfinished"), ("runs", "vae")]

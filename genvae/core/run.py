@@ -272,13 +272,17 @@ def read_run_config(path: Path) -> ResolvedConfig:
     return ResolvedConfig.from_dict(raw)
 
 
+COMPONENTS = ("encoder", "decoder")
+
+
 def runs_below(path: Path, depth: int = 3) -> list[Path]:
     """Run directories (holding a config.json) up to ``depth`` levels below ``path``, e.g. the
     ``runs/<objective>`` of a bench's output directory."""
     found: list[Path] = []
     for level in range(1, depth + 1):
-        found += sorted(p.parent for p in path.glob("/".join(["*"] * level) + "/config.json") if (p.parent / "encoder").is_dir())
-    return found
+        configs = path.glob("/".join(["*"] * level) + "/config.json")
+        found += [p.parent for p in configs if p.parent.name not in COMPONENTS]  # not an exported network's config
+    return sorted(found)
 
 
 def require_run_dir(path: Path) -> None:
