@@ -75,7 +75,7 @@ def train(
 
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint
     from genvae.core.config import merge_user
-    from genvae.core.run import read_run_config, require_run_dir, resolve
+    from genvae.core.run import absolute_data_paths, read_run_config, require_run_dir, resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
     from genvae.errors import ConfigError
 
@@ -96,6 +96,7 @@ def train(
         require_run_dir(run_dir)
         saved = read_run_config(run_dir / "config.json").to_dict()
         changes = merge_user(config, overrides, flags)
+        changes["data"] = absolute_data_paths(changes.get("data", {}))  # as saved
         for section, values in changes.items():
             for key, value in values.items():
                 if section == "train" and key in RESUMABLE_CHANGES:

@@ -29,7 +29,7 @@ from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
 from genvae.core.tracking import check_trackers
-from genvae.errors import ConfigError, RunDirError
+from genvae.errors import ConfigError, DataError, RunDirError
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -72,6 +72,15 @@ def arch_options(arch: Architecture) -> dict[str, Any]:
     return signature_options(arch.encoder.__init__, arch.decoder.__init__)
 
 
+PATH_OPTIONS = ("path", "root")  # data options that name files or folders
+
+
+def absolute_data_paths(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Data options ``path`` and ``root`` made absolute (``~`` expanded), so that the saved run
+    finds its data again from any working directory."""
+    return {k: str(Path(v).expanduser().resolve()) if k in PATH_OPTIONS and isinstance(v, str) and v else v for k, v in options.items()}
+
+
 def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None) -> tuple[ResolvedConfig, DataSource]:
     """Validate the user's settings, fill defaults and the dataset's recommendations."""
     plugins = plugins or get_plugins()
@@ -80,7 +89,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     arch = plugins.architectures.get(names["arch"])
     data_factory = plugins.datasets.get(names["data"])
 
-    data_cfg = validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"]))
+    data_cfg = absolute_data_paths(validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"])))
     data = data_factory(**data_cfg)
     recommended = data.recommended
 
@@ -233,6 +242,40 @@ def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator:
     return EvalModels(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size)
 
 
+class UnavailableData(DataSource):
+    """Stands in for a run's dataset whose files are not here: the shape and sample pictures work
+    (``genvae sample``, ``interpolate``, ``translate`` need no data); anything that reads data
+    raises the dataset's own error, saying that this command needs it."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], error: DataError) -> None:
+        self.name, self.shape, self.error = name, shape, error
+        self.kind = "images" if len(shape) == 3 else "points"
+
+    def unavailable(self) -> DataError:
+        return DataError(f"this command reads the run's data, which is not available here: {self.error}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise self.unavailable()
+
+    def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Any:
+        raise self.unavailable()
+
+    def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
+        raise self.unavailable()
+
+    def test_batch(self, n: int, seed: int = 0) -> Any:
+        raise self.unavailable()
+
+    def plot_samples(self, x: Tensor, path: Path) -> None:
+        if self.kind != "images":
+            raise self.unavailable()
+        from genvae.viz.images import make_grid, save_grid
+
+        save_grid(make_grid(x.reshape(-1, *self.shape), nrow=8), Path(path))
+
+
 @dataclass
 class LoadedRun:
     """A run directory reopened: its config, data source and exported networks (in eval mode)."""
@@ -303,9 +346,12 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
     path = Path(run_dir)
     require_run_dir(path)
     cfg = read_run_config(path / "config.json")
-    data = plugins.datasets.get(cfg.data["name"])(**_options(cfg.data))
     encoder = load_component(path / "encoder", plugins).to(map_location)
     decoder = load_component(path / "decoder", plugins).to(map_location)
+    try:
+        data = plugins.datasets.get(cfg.data["name"])(**_options(cfg.data))
+    except DataError as exc:  # e.g. a run copied to a machine without its training data
+        data = UnavailableData(cfg.data["name"], tuple(encoder.config["data_shape"]), exc)
     return LoadedRun(path, cfg, data, encoder, decoder)
 
 
