@@ -108,7 +108,10 @@ def train(
         user = merge_user(config, overrides, flags)
     cfg, data_source = resolve(user)
     if dry_run:
+        sizes = dry_build(cfg, data_source)
         console.print_json(json.dumps(cfg.to_dict()))
+        if sizes:
+            err_console.print(f"dry run: encoder {sizes[0]:,} parameters, decoder {sizes[1]:,}; nothing written", highlight=False)
         return
     if run_dir is None:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
@@ -157,6 +160,24 @@ def train(
         console.print(f"  {path}")
     if "tensorboard" in cfg.train.log_with:
         console.print(f"  curves and figures: tensorboard --logdir {run_dir}", soft_wrap=True)
+
+
+def dry_build(cfg, data_source) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+    """Build the networks on the meta device (no memory) so that --dry-run meets their own checks
+    too; their parameter counts, or None for an architecture that cannot be built there."""
+    import torch
+
+    from genvae.core.run import build_models
+    from genvae.errors import GenvaeError
+
+    try:
+        with torch.device("meta"):
+            encoder, decoder = build_models(cfg, data_source)
+    except GenvaeError:
+        raise
+    except Exception:  # noqa: BLE001 - not buildable on meta; training builds it for real
+        return None
+    return sum(p.numel() for p in encoder.parameters()), sum(p.numel() for p in decoder.parameters())
 
 
 @app.command()

@@ -20,9 +20,22 @@ def invoke(*args):
 def test_dry_run_prints_the_resolved_config():
     result = invoke("train", "--objective", "intro", "--data", "rings", "--set", "objective.m=4", "--dry-run")
     assert result.exit_code == 0, result.output
-    cfg = json.loads(result.output)
+    cfg = json.loads(result.stdout)
     assert cfg["objective"] == {"name": "intro", "beta_rec": 0.8, "beta_kl": 0.5, "beta_neg": 0.5, "m": 4.0, "num_vae": 2000, "recon_loss": "mse", "margin": "sample"}
     assert cfg["train"]["batch_size"] == 512 and cfg["optim"]["milestones"] == [10000, 15000]
+    # the networks are built too (on the meta device); the paper's 2-D MLP: 2-256-256-256-(2+2) and 2-256-256-256-2
+    mlp = 2 * 256 + 256 + 2 * (256 * 256 + 256)
+    assert f"encoder {mlp + 256 * 4 + 4:,} parameters, decoder {mlp + 256 * 2 + 2:,}; nothing written" in result.stderr
+
+
+def test_dry_run_meets_the_networks_own_checks_and_misplaced_keys():
+    result = invoke("train", "--set", "arch.hidden=0", "--dry-run")
+    assert result.exit_code == 2 and "arch.hidden must be a positive integer, got 0" in result.output
+    for given, home in (("train.lr=1", "optim.lr"), ("objective.z_dim=3", "arch.z_dim"), ("arch.beta_neg=2", "objective.beta_neg"), ("optim.steps=5", "train.steps")):
+        result = invoke("train", "--set", given, "--dry-run")
+        section, key = given.split("=")[0].split(".")
+        expected = f"{section}.{key} is not an option of the {section} section; it belongs to {home.split('.')[0]}: set {home} instead"
+        assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):

@@ -81,6 +81,17 @@ def absolute_data_paths(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: str(Path(v).expanduser().resolve()) if k in PATH_OPTIONS and isinstance(v, str) and v else v for k, v in options.items()}
 
 
+def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, set[str]]) -> None:
+    """A key given in the wrong section (``--set train.lr=...``) is named with the section that has it."""
+    for section, values in user.items():
+        for key in values:
+            if key == "name" or key in valid.get(section, set()):
+                continue
+            homes = [other for other, keys in valid.items() if key in keys]
+            if homes:
+                raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to {homes[0]}: set {homes[0]}.{key} instead")
+
+
 def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None) -> tuple[ResolvedConfig, DataSource]:
     """Validate the user's settings, fill defaults and the dataset's recommendations."""
     plugins = plugins or get_plugins()
@@ -88,6 +99,15 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     objective_cls = plugins.objectives.get(names["objective"])
     arch = plugins.architectures.get(names["arch"])
     data_factory = plugins.datasets.get(names["data"])
+    valid = {  # the likeliest home of a misplaced key first
+        "objective": {f.name for f in fields(objective_cls.Config)},
+        "arch": set(arch_options(arch)),
+        "data": set(data_options(plugins, names["data"])),
+        "train": {f.name for f in fields(TrainConfig)},
+        "optim": {f.name for f in fields(OptimConfig)},
+        "grow": {f.name for f in fields(GrowConfig)},
+    }
+    check_sections(user, valid)
 
     data_cfg = absolute_data_paths(validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"])))
     data = data_factory(**data_cfg)
