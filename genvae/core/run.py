@@ -264,8 +264,8 @@ def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator:
 
 class UnavailableData(DataSource):
     """Stands in for a run's dataset whose files are not here: the shape and sample pictures work
-    (``genvae sample``, ``interpolate``, ``translate`` need no data); anything that reads data
-    raises the dataset's own error, saying that this command needs it."""
+    (``genvae sample``, ``interpolate``, ``translate`` need no data); reading data raises the
+    dataset's own error, saying that this command needs it (``open_eval_data`` checks for it)."""
 
     def __init__(self, name: str, shape: tuple[int, ...], error: DataError) -> None:
         self.name, self.shape, self.error = name, shape, error
@@ -273,11 +273,6 @@ class UnavailableData(DataSource):
 
     def unavailable(self) -> DataError:
         return DataError(f"this command reads the run's data, which is not available here: {self.error}")
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise self.unavailable()
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Any:
         raise self.unavailable()

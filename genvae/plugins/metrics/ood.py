@@ -43,6 +43,7 @@ from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
+from genvae.core.run import UnavailableData
 from genvae.errors import ConfigError, DataError
 
 SCORES = ("elbo", "iwae")
@@ -146,6 +147,8 @@ def open_eval_data(data: str | DataSource | None, default: DataSource, split: st
     """A DataSource for ``data`` (plugin name, ``name:key=value,...``, folder, or object). A
     source whose training files are missing is reopened with ``split=test`` (e.g. MNIST here)."""
     if data is None:
+        if isinstance(default, UnavailableData):
+            raise default.unavailable()
         return default, "(run's data)"
     if isinstance(data, DataSource):
         return data, type(data).__name__
