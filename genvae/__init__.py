@@ -26,10 +26,14 @@ _INTERFACES = (
     "PhaseOutput",
 )
 
-__all__ = ["hookimpl", *_INTERFACES]
+_API = {"train": "genvae.api", "load_run": "genvae.core.run"}
+
+__all__ = ["hookimpl", *_INTERFACES, *_API]
 
 
 def __getattr__(name: str) -> Any:
     if name in _INTERFACES:
         return getattr(importlib.import_module("genvae.core.interfaces"), name)
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'genvae' has no attribute {name!r}")

@@ -4,7 +4,6 @@ inside the commands so that ``genvae --help`` is instant."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -22,8 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-# train settings that --resume may change: they do not alter what is trained
-RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", "compile", "log_with")
 
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
@@ -44,11 +41,6 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     pass
-
-
-def default_run_dir(objective: str, arch: str, data: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
 
 
 @app.command()
@@ -73,11 +65,10 @@ def train(
     """Train a model. Settings: defaults < dataset recommendations < --config < --set < flags."""
     import json
 
+    from genvae.api import default_run_dir, user_settings
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint
-    from genvae.core.config import merge_user
-    from genvae.core.run import absolute_data_paths, read_run_config, require_run_dir, resolve
+    from genvae.core.run import resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
-    from genvae.errors import ConfigError
 
     flags = {
         "objective.name": objective,
@@ -90,22 +81,7 @@ def train(
         "train.compile": compile,
         "train.log_with": log_with or None,
     }
-    if resume:
-        if run_dir is None:
-            raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
-        require_run_dir(run_dir)
-        saved = read_run_config(run_dir / "config.json").to_dict()
-        changes = merge_user(config, overrides, flags)
-        changes["data"] = absolute_data_paths(changes.get("data", {}))  # as saved
-        for section, values in changes.items():
-            for key, value in values.items():
-                if section == "train" and key in RESUMABLE_CHANGES:
-                    saved["train"][key] = value
-                elif saved[section].get(key) != value:
-                    raise ConfigError(f"--resume continues the saved config; {section}.{key} cannot change (only train.steps, the intervals, train.compile and train.log_with can)")
-        user = saved
-    else:
-        user = merge_user(config, overrides, flags)
+    user = user_settings(config, overrides, flags, run_dir, resume)
     cfg, data_source = resolve(user)
     if dry_run:
         sizes = dry_build(cfg, data_source)

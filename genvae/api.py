@@ -1,0 +1,86 @@
+"""The Python API: what ``genvae train`` does, for notebooks and scripts, with the same settings,
+the same precedence and the same run directories. ``import genvae`` exposes ``genvae.train`` and
+``genvae.load_run``::
+
+    run = genvae.train("runs/ring", objective="soft-intro", data="8gaussians", steps=3000,
+                       settings={"objective.beta_neg": 0.5})
+    loaded = genvae.load_run(run.run_dir)
+    x = loaded.models.decode(torch.randn(16, loaded.models.z_dim))
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from genvae.core.config import SECTIONS, merge_user
+from genvae.core.run import absolute_data_paths, read_run_config, require_run_dir, resolve
+from genvae.core.trainer import TrainResult
+from genvae.core.trainer import train as train_run
+from genvae.errors import ConfigError
+
+# train settings that a resumed run may change: they do not alter what is trained
+RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", "compile", "log_with")
+
+
+def default_run_dir(objective: str, arch: str, data: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
+
+
+def user_settings(
+    config_file: str | Path | None, overrides: Sequence[str], flags: Mapping[str, Any], run_dir: str | Path | None = None, resume: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The settings to resolve: for a new run the user's (file < ``--set`` strings < ``flags``,
+    dotted keys to values, None meaning unset); for a resumed run its saved config, where only
+    :data:`RESUMABLE_CHANGES` may differ."""
+    for dotted in flags:
+        if dotted.split(".", 1)[0] not in SECTIONS or "." not in dotted:
+            raise ConfigError(f"setting {dotted!r} must be SECTION.KEY with SECTION one of {', '.join(SECTIONS)}")
+    changes = merge_user(config_file, list(overrides), flags)
+    if not resume:
+        return changes
+    if run_dir is None:
+        raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
+    require_run_dir(Path(run_dir))
+    saved = read_run_config(Path(run_dir) / "config.json").to_dict()
+    changes["data"] = absolute_data_paths(changes.get("data", {}))  # as saved
+    for section, values in changes.items():
+        for key, value in values.items():
+            if section == "train" and key in RESUMABLE_CHANGES:
+                saved["train"][key] = value
+            elif saved[section].get(key) != value:
+                raise ConfigError(
+                    f"--resume continues the saved config; {section}.{key} cannot change "
+                    "(only train.steps, the intervals, train.compile and train.log_with can)"
+                )
+    return saved
+
+
+def train(
+    run_dir: str | Path | None = None,
+    *,
+    objective: str | None = None,
+    arch: str | None = None,
+    data: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    config: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a run (``resume=True``: continue the one in ``run_dir``), as ``genvae train``.
+
+    ``settings`` maps dotted keys to values, like ``--set``: ``{"objective.beta_neg": 0.5,
+    "arch.z_dim": 8}``; the named arguments win over it, as the CLI's flags win over ``--set``.
+    Returns the :class:`~genvae.core.trainer.TrainResult` (run directory, step, last logged values,
+    figures written, seconds)."""
+    named = {"objective.name": objective, "arch.name": arch, "data.name": data, "train.steps": steps, "train.seed": seed, "train.batch_size": batch_size}
+    flags = {**dict(settings or {}), **{k: v for k, v in named.items() if v is not None}}
+    cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
+    if run_dir is None:
+        run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
+    return train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)

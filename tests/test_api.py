@@ -1,0 +1,47 @@
+"""The Python API (`genvae.train`, `genvae.load_run`) does what `genvae train` does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import genvae
+from genvae.cli import app
+from genvae.errors import ConfigError
+
+SETTINGS = {"arch.hidden": 16, "objective.num_vae": 3, "train.log_every": 2, "train.figures_every": 0}
+
+
+def test_train_from_python_equals_the_cli(tmp_path, one_thread):
+    result = genvae.train(tmp_path / "api", objective="soft-intro", data="rings", steps=6, batch_size=32, settings=SETTINGS)
+    assert result.step == result.steps_run == 6 and result.run_dir == tmp_path / "api"
+    sets = [a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")]
+    cli = CliRunner().invoke(app, ["train", "--objective", "soft-intro", "--data", "rings", "--steps", "6", "--batch-size", "32",
+                                   "--run-dir", str(tmp_path / "cli"), "--no-progress", *sets])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert json.loads((tmp_path / "api" / "config.json").read_text()) == json.loads((tmp_path / "cli" / "config.json").read_text())
+    for role in ("encoder", "decoder"):
+        api_weights, cli_weights = (load_file(tmp_path / d / role / "model.safetensors") for d in ("api", "cli"))
+        assert all(torch.equal(api_weights[k], cli_weights[k]) for k in cli_weights)
+    loaded = genvae.load_run(result.run_dir)
+    assert loaded.models.decode(torch.zeros(4, loaded.models.z_dim)).shape == (4, 2)
+
+
+def test_resume_from_python_and_its_errors(tmp_path, one_thread):
+    run = tmp_path / "run"
+    genvae.train(run, objective="vae", data="8gaussians", steps=4, batch_size=16, settings={"arch.hidden": 16, "train.figures_every": 0})
+    result = genvae.train(run, steps=7, resume=True)
+    assert (result.step, result.steps_run) == (7, 3)
+    with pytest.raises(ConfigError, match="objective.beta_kl cannot change"):
+        genvae.train(run, steps=9, resume=True, settings={"objective.beta_kl": 2.0})
+    with pytest.raises(ConfigError, match="--resume needs --run-dir"):
+        genvae.train(steps=9, resume=True)
+    with pytest.raises(ConfigError, match="'hidden' must be SECTION.KEY"):
+        genvae.train(tmp_path / "other", settings={"hidden": 16})
+    with pytest.raises(ConfigError, match="it belongs to arch: set arch.hidden instead"):
+        genvae.train(tmp_path / "other", settings={"objective.hidden": 16})
+    assert not (tmp_path / "other").exists()
