@@ -67,7 +67,7 @@ def train(
 
     from genvae.api import default_run_dir, user_settings
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint
-    from genvae.core.run import resolve
+    from genvae.core.run import parameter_counts_on_meta, resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
     flags = {
@@ -84,7 +84,7 @@ def train(
     user = user_settings(config, overrides, flags, run_dir, resume)
     cfg, data_source = resolve(user)
     if dry_run:
-        sizes = dry_build(cfg, data_source)
+        sizes = parameter_counts_on_meta(cfg, data_source)
         console.print_json(json.dumps(cfg.to_dict()))
         if sizes:
             err_console.print(f"dry run: encoder {sizes[0]:,} parameters, decoder {sizes[1]:,}; nothing written", highlight=False)
@@ -136,24 +136,6 @@ def train(
         console.print(f"  {path}")
     if "tensorboard" in cfg.train.log_with:
         console.print(f"  curves and figures: tensorboard --logdir {run_dir}", soft_wrap=True)
-
-
-def dry_build(cfg, data_source) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
-    """Build the networks on the meta device (no memory) so that --dry-run meets their own checks
-    too; their parameter counts, or None for an architecture that cannot be built there."""
-    import torch
-
-    from genvae.core.run import build_models
-    from genvae.errors import GenvaeError
-
-    try:
-        with torch.device("meta"):
-            encoder, decoder = build_models(cfg, data_source)
-    except GenvaeError:
-        raise
-    except Exception:  # noqa: BLE001 - not buildable on meta; training builds it for real
-        return None
-    return sum(p.numel() for p in encoder.parameters()), sum(p.numel() for p in decoder.parameters())
 
 
 @app.command()
@@ -309,33 +291,19 @@ def info(
     """What a run holds: its settings, how far it trained and how to go on, its last losses and its evaluations."""
     import json
 
-    from rich.table import Table
-
     from genvae.core.run import runs_below
-    from genvae.run_info import format_info, overview, overview_row, run_info
+    from genvae.run_info import info_table, overview, overview_table, run_info
 
     if run.is_dir() and not (run / "config.json").is_file() and runs_below(run):
         runs = overview(run)
-        if as_json:
-            print(json.dumps(runs, indent=2, default=str))
-            return
-        table = Table(title=f"{len(runs)} runs in {run}", title_justify="left")
-        for column in ("run", "objective", "arch", "data", "steps", "latest evaluations"):
-            table.add_column(column, overflow="fold")
-        for details in runs:
-            table.add_row(*overview_row(details))
-        Console().print(table, highlight=False)
-        return
-    details = run_info(run)
+        details, table = runs, overview_table(runs, run)
+    else:
+        details = run_info(run)
+        table = info_table(details)
     if as_json:
         print(json.dumps(details, indent=2, default=str))
-        return
-    table = Table(title=str(run), show_header=False, box=None, title_justify="left")
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    for label, text in format_info(details):
-        table.add_row(label, text)
-    Console().print(table, highlight=False)
+    else:
+        Console().print(table, highlight=False)  # a fresh console: honours the terminal width (COLUMNS) of this call
 
 
 def add_plugin_commands(argv: list[str]) -> None:

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.run import require_run_dir, runs_below
@@ -129,6 +131,16 @@ def format_settings(section: dict[str, Any]) -> str:
     return f"{section['name']} ({options})" if options else section["name"]
 
 
+def info_table(info: dict[str, Any]) -> Table:
+    """``genvae info RUN``: one row per :func:`format_info` line."""
+    table = Table(title=info["run"], show_header=False, box=None, title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, text in format_info(info):
+        table.add_row(label, text)
+    return table
+
+
 def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, text) rows for the terminal."""
     rows = [
@@ -163,3 +175,13 @@ def overview_row(info: dict[str, Any]) -> tuple[str, ...]:
     )
     names = (info["objective"]["name"], info["arch"]["name"], info["data"]["name"])
     return (info["run"], *names, f"{trained} / {info['steps_total']}", evaluations)
+
+
+def overview_table(runs: list[dict[str, Any]], directory: Path) -> Table:
+    """``genvae info DIR``: one line per run."""
+    table = Table(title=f"{len(runs)} runs in {directory}", title_justify="left")
+    for column in ("run", "objective", "arch", "data", "steps", "latest evaluations"):
+        table.add_column(column, overflow="fold")
+    for info in runs:
+        table.add_row(*overview_row(info))
+    return table

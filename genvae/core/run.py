@@ -29,7 +29,7 @@ from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
 from genvae.core.tracking import check_trackers
-from genvae.errors import ConfigError, DataError, RunDirError
+from genvae.errors import ConfigError, DataError, GenvaeError, RunDirError
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -233,6 +233,19 @@ def build_models(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None 
     encoder = _construct(arch.encoder, data.shape, num_classes, options)
     decoder = _construct(arch.decoder, data.shape, num_classes, options)
     return encoder, decoder
+
+
+def parameter_counts_on_meta(cfg: ResolvedConfig, data: DataSource) -> tuple[int, int] | None:
+    """Build the networks on the meta device (no memory), so that their own checks run (``genvae
+    train --dry-run``); their parameter counts, or None for an architecture that cannot be built there."""
+    try:
+        with torch.device("meta"):
+            encoder, decoder = build_models(cfg, data)
+    except GenvaeError:
+        raise
+    except Exception:  # noqa: BLE001 - not buildable on meta; training builds it for real
+        return None
+    return sum(p.numel() for p in encoder.parameters()), sum(p.numel() for p in decoder.parameters())
 
 
 def can_grow(arch: Architecture) -> bool:
