@@ -14,6 +14,7 @@ from rich.table import Table
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.run import require_run_dir, runs_below
+from genvae.core.trainer import STOP_NOTE
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
 MAX_METRIC_VALUES = 6
@@ -74,9 +75,13 @@ def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[str, Any] | None) -> dict[str, Any]:
-    """Where training stands. A run that is still training looks like a stopped one here; the
-    age of its last log line tells them apart."""
+    """Where training stands. A run that is still training looks like a killed one here; the
+    age of its last log line tells them apart. Ctrl-C and non-finite losses leave a note saying why."""
     resume = f"genvae train --run-dir {run_dir} --resume"
+    note = run_dir / STOP_NOTE
+    if note.is_file():
+        stop = read_json(note)
+        return {"state": f"stopped at step {stop.get('step')} ({stop.get('time')}): {stop.get('reason')}", "next": resume}
     if trained is None:
         started = "not started" if logged is None else f"no checkpoint yet (logged up to step {logged.get('step')})"
         return {"state": started, "next": f"{resume} (starts from step 0)"}

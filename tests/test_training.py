@@ -146,6 +146,8 @@ def test_non_finite_loss_stops_with_the_step_the_term_and_the_kept_checkpoint(tm
     checkpoint = tmp_path / "run" / "checkpoint"
     assert json.loads((checkpoint / "trainer.json").read_text())["step"] == 5
     assert not (tmp_path / "run" / "checkpoint.tmp").exists()
+    note = json.loads((tmp_path / "run" / "stopped.json").read_text())  # what genvae info shows
+    assert (note["step"], note["checkpoint_step"], note["reason"]) == (7, 5, message)
 
 
 def test_run_files_get_the_permissions_the_umask_gives(tmp_path):

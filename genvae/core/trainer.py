@@ -86,6 +86,9 @@ def check_new_run_dir(run_dir: str | Path) -> None:
         raise RunDirError(f"--run-dir {path} is a non-empty directory that is not a genvae run (no config.json); choose a new or empty directory")
 
 
+STOP_NOTE = "stopped.json"  # why the last training call stopped early (Ctrl-C, non-finite loss)
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training after a completed step; ``step`` is saved in the run's checkpoint."""
 
@@ -402,6 +405,8 @@ class Trainer:
                     raise RunDirError(f"cannot create --run-dir {self.run_dir}: {exc.strerror}; choose another --run-dir") from None
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())
             acc.wait_for_everyone()
+        if acc.is_main_process:
+            (self.run_dir / STOP_NOTE).unlink(missing_ok=True)  # training again: an earlier stop is history
         if t.log_with:
             start_trackers(acc, self.cfg.to_dict(), self.run_dir, self.step)
         start_step, start_time = self.step, time.perf_counter()
@@ -435,12 +440,23 @@ class Trainer:
             figures = self.write_figures()
             if self.growth is not None and self.level is not None:
                 self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
+        except (NonFiniteLossError, KeyboardInterrupt) as exc:
+            self._note_stop(exc)
+            raise
         finally:
             if previous_sigint is not None:
                 signal.signal(signal.SIGINT, previous_sigint)
             if t.log_with:
                 acc.end_training()
         return TrainResult(self.run_dir, self.step, self.step - start_step, last_logs, figures, time.perf_counter() - start_time)
+
+    def _note_stop(self, exc: BaseException) -> None:
+        """Leave ``stopped.json`` in the run: why and at which step training stopped, for
+        ``genvae info`` (a killed process leaves none)."""
+        if not self.accelerator.is_main_process:
+            return
+        reason = str(exc) or f"interrupted at step {self.step}; last checkpoint: step {self.last_checkpoint_step}"
+        write_json(self.run_dir / STOP_NOTE, {"step": self.step, "checkpoint_step": self.last_checkpoint_step, "reason": reason, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def _catch_sigint(self) -> Any:
         """Make Ctrl-C set a flag that the loop checks after each step; the first Ctrl-C puts the
