@@ -306,6 +306,28 @@ def info(
         Console().print(table, highlight=False)  # a fresh console: honours the terminal width (COLUMNS) of this call
 
 
+@app.command()
+@user_errors
+def compare(
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Two or more run directories."),
+    keys: list[str] = typer.Option([], "--key", "-k", help="Logged value to draw, e.g. rec or kl (repeatable; default: all)."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="Output PNG."),
+) -> None:
+    """Training curves of several runs in one picture (one panel per logged value), and their last values."""
+    from rich.table import Table
+
+    from genvae.compare import compare_runs
+
+    result = compare_runs(runs, out, keys)
+    table = Table()
+    for column in ("run", "objective", "step", *result["keys"]):
+        table.add_column(column, overflow="fold")
+    for row in result["runs"]:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v if v is not None else "-") for v in row.values()))
+    Console().print(table, highlight=False)
+    console.print(f"wrote {result['figure']}", soft_wrap=True)
+
+
 def add_plugin_commands(argv: list[str]) -> None:
     """Let plugins add sub-commands (``genvae_register_commands``) when ``argv`` names a command
     that is not built in; a broken plugin's hook is reported, not fatal."""

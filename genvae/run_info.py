@@ -4,7 +4,6 @@ headers, so it is instant and never changes the run."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,16 @@ from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.run import require_run_dir, runs_below
 from genvae.core.trainer import STOP_NOTE
+from genvae.viz.curves import read_records
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
 MAX_METRIC_VALUES = 6
 
 
 def last_log_record(log: Path) -> dict[str, Any] | None:
-    """The last complete line of log.jsonl (a line cut short by a kill is skipped)."""
-    if not log.is_file():
-        return None
-    for line in reversed(log.read_text().splitlines()):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue
-    return None
+    """The last complete record of log.jsonl (a line cut short by a kill is skipped)."""
+    records = read_records(log) if log.is_file() else []
+    return records[-1] if records else None
 
 
 def parameter_count(weights: Path) -> int | None:
@@ -63,12 +57,7 @@ def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
         record = read_json(toy2d)
         out["toy2d"] = {"evaluations": 1, "latest": {k: record[k] for k in ("kl", "jsd", "gnelbo") if k in record}}
     for path in sorted((run_dir / "metrics").glob("*.jsonl")):
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        records = read_records(path)
         if records:
             out[path.stem] = {"evaluations": len(records), "latest": headline(records[-1])}
     return out

@@ -1,0 +1,60 @@
+"""`genvae compare`: the curves of several runs in one picture and their last logged values."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from genvae.cli import app
+from genvae.compare import compare_runs, run_labels
+from genvae.errors import ConfigError
+from genvae.viz.curves import plot_losses, read_records
+
+
+def make_run(digits_run_dir, path, records):
+    shutil.copytree(digits_run_dir, path)
+    (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def two_runs(digits_run_dir, tmp_path):
+    a = make_run(digits_run_dir, tmp_path / "a" / "run", [{"step": 1, "rec": 9.0, "kl": 1.0}, {"step": 2, "rec": 7.5, "kl": 1.5}])
+    b = make_run(digits_run_dir, tmp_path / "b" / "run", [{"step": 1, "rec": 8.0, "kl": 2.0}, {"step": 3, "rec": 6.25, "kl": 2.5, "lr": 0.1}])
+    return a, b
+
+
+def test_last_values_figure_and_labels(two_runs, tmp_path):
+    result = compare_runs(two_runs, tmp_path / "cmp.png", ["rec"])
+    assert result["keys"] == ["rec"]
+    assert result["runs"] == [{"run": "a/run", "objective": "vae", "step": 2, "rec": 7.5}, {"run": "b/run", "objective": "vae", "step": 3, "rec": 6.25}]
+    assert Image.open(tmp_path / "cmp.png").size[0] > 100
+    assert compare_runs(two_runs, tmp_path / "all.png")["keys"] == ["kl", "rec"]  # every logged value but step / lr / speed
+    assert run_labels([tmp_path / "x" / "run", tmp_path / "y" / "other"]) == ["run", "other"]
+
+
+def test_one_line_errors(two_runs, tmp_path):
+    with pytest.raises(ConfigError, match="no run logs 'kl_class'; logged values: kl, rec"):
+        compare_runs(two_runs, tmp_path / "c.png", ["kl_class"])
+    with pytest.raises(ConfigError, match="at least two runs"):
+        compare_runs(two_runs[:1], tmp_path / "c.png")
+    with pytest.raises(ConfigError, match="the same run is given twice"):
+        compare_runs([two_runs[0], two_runs[0]], tmp_path / "c.png")
+
+
+def test_the_command_prints_the_table(two_runs, tmp_path):
+    result = CliRunner().invoke(app, ["compare", *map(str, two_runs), "-k", "kl", "--out", str(tmp_path / "c.png")], env={"COLUMNS": "200"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, text
+    assert "a/run │ vae │ 2 │ 1.5" in text and "b/run │ vae │ 3 │ 2.5" in text and "wrote" in text
+
+
+def test_a_torn_last_line_is_skipped(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "rec": 2.0}\n{"step": 2, "rec": 1.5}\n{"step": 3, "re')
+    assert read_records(log) == [{"step": 1, "rec": 2.0}, {"step": 2, "rec": 1.5}]
+    assert plot_losses(log, tmp_path / "losses.png") == tmp_path / "losses.png"
