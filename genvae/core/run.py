@@ -370,6 +370,8 @@ def require_run_dir(path: Path) -> None:
 
 
 def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: str | torch.device = "cpu") -> LoadedRun:
+    """Reopen a run directory: its config, its data source (a stand-in that only knows the shape
+    when the data files are not here) and its exported networks, in eval mode on ``map_location``."""
     plugins = plugins or get_plugins()
     path = Path(run_dir)
     require_run_dir(path)
