@@ -57,8 +57,9 @@ def plot_curves(logs: Mapping[str, list[dict[str, float]]], out_path: Path, keys
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("step", fontsize=8)
+    for i, ax in enumerate(list(axes.flat)[: len(keys)]):
+        if i + cols >= len(keys):  # the lowest panel of its column
+            ax.set_xlabel("step", fontsize=8)
     legend_rows = 0
     if len(logs) > 1:
         handles, labels = axes.flat[0].get_legend_handles_labels()
