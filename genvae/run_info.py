@@ -1,9 +1,10 @@
 """``genvae info RUN``: what a run directory holds — what was trained, how far it got, how to go
 on, and what has been measured on it. Reads only the run's JSON files and the safetensors
-headers, so it is instant and never changes the run."""
+headers: it never loads a network and never changes the run."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,8 @@ def parameter_count(weights: Path) -> int | None:
         return None
     from safetensors import safe_open
 
-    count = 0
     with safe_open(str(weights), framework="numpy") as f:
-        for name in f.keys():
-            shape = f.get_slice(name).get_shape()
-            n = 1
-            for size in shape:
-                n *= size
-            count += n
-    return count
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
 
 
 def headline(record: dict[str, Any]) -> dict[str, float]:
