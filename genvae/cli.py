@@ -294,8 +294,9 @@ def info(
     from genvae.core.run import runs_below
     from genvae.run_info import info_table, overview, overview_table, run_info
 
-    if run.is_dir() and not (run / "config.json").is_file() and runs_below(run):
-        runs = overview(run)
+    below = [] if (run / "config.json").is_file() or not run.is_dir() else runs_below(run)
+    if below:
+        runs = overview(below)
         details, table = runs, overview_table(runs, run)
     else:
         details = run_info(run)

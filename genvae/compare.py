@@ -30,7 +30,7 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
     for path in paths:
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
-    logs = {label: read_records(p / "log.jsonl") if (p / "log.jsonl").is_file() else [] for label, p in zip(labels, paths)}
+    logs = {label: read_records(p / "log.jsonl") for label, p in zip(labels, paths)}
     logged = sorted({k for records in logs.values() for r in records for k in r} - SKIP)
     unknown = [k for k in keys if k not in logged]
     if unknown:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
-from genvae.core.run import require_run_dir, runs_below
+from genvae.core.run import require_run_dir
 from genvae.core.trainer import STOP_NOTE
 from genvae.viz.curves import read_records
 
@@ -23,7 +23,7 @@ MAX_METRIC_VALUES = 6
 
 def last_log_record(log: Path) -> dict[str, Any] | None:
     """The last complete record of log.jsonl (a line cut short by a kill is skipped)."""
-    records = read_records(log) if log.is_file() else []
+    records = read_records(log)
     return records[-1] if records else None
 
 
@@ -150,9 +150,9 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def overview(directory: str | Path) -> list[dict[str, Any]]:
-    """:func:`run_info` of every run up to three levels below ``directory``."""
-    return [run_info(path) for path in runs_below(Path(directory))]
+def overview(runs: list[Path]) -> list[dict[str, Any]]:
+    """:func:`run_info` of each run (e.g. the :func:`~genvae.core.run.runs_below` a directory)."""
+    return [run_info(path) for path in runs]
 
 
 def overview_row(info: dict[str, Any]) -> tuple[str, ...]:

@@ -15,8 +15,10 @@ SKIP = {"step", "lr", "steps_per_s"}
 
 
 def read_records(log_path: Path) -> list[dict[str, float]]:
-    """The records of a .jsonl file (log.jsonl, metrics/*.jsonl); a line cut short by a kill (or
-    still being written) is skipped."""
+    """The records of a .jsonl file (log.jsonl, metrics/*.jsonl), none if it does not exist yet; a
+    line cut short by a kill (or still being written) is skipped."""
+    if not Path(log_path).is_file():
+        return []
     records = []
     for line in Path(log_path).read_text().splitlines():
         try:
@@ -28,9 +30,6 @@ def read_records(log_path: Path) -> list[dict[str, float]]:
 
 def plot_losses(log_path: Path, out_path: Path) -> Path | None:
     """One panel per logged value against the step; returns the PNG path (None without a log)."""
-    log_path = Path(log_path)
-    if not log_path.is_file():
-        return None
     return plot_curves({"": read_records(log_path)}, out_path)
 
 
