@@ -21,7 +21,7 @@ from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
 
 # train settings that a resumed run may change: they do not alter what is trained
-RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", "compile", "log_with")
+RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", "compile", "log_with", "eval_every", "eval", "eval_options")
 
 
 def default_run_dir(objective: str, arch: str, data: str) -> Path:

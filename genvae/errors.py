@@ -25,6 +25,10 @@ class NonFiniteLossError(GenvaeError):
     """A loss term became inf or NaN during training."""
 
 
+class EvaluationError(GenvaeError):
+    """An evaluation during training (``train.eval``) failed; training stopped at a checkpoint."""
+
+
 def require_positive(section: str, **sizes: int) -> None:
     """Refuse layer widths / latent sizes below 1 (``section.name must be a positive integer``)."""
     for name, value in sizes.items():

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
+from genvae.core.evaluation import EVALS_FILE, measured_values
 from genvae.core.run import require_run_dir
 from genvae.core.trainer import STOP_NOTE
 from genvae.viz.curves import read_records
@@ -38,9 +39,8 @@ def parameter_count(weights: Path) -> int | None:
 
 
 def headline(record: dict[str, Any]) -> dict[str, float]:
-    """The measured numbers of a metrics record: its float fields, without timings and loss weights."""
-    values = {k: v for k, v in record.items() if isinstance(v, float) and k != "seconds" and not k.startswith("beta")}
-    return dict(list(values.items())[:MAX_METRIC_VALUES])
+    """The first measured numbers of a metrics record (:func:`~genvae.core.evaluation.measured_values`)."""
+    return dict(list(measured_values(record).items())[:MAX_METRIC_VALUES])
 
 
 def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -54,6 +54,9 @@ def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
         records = read_records(path)
         if records:
             out[path.stem] = {"evaluations": len(records), "latest": headline(records[-1])}
+    during = read_records(run_dir / EVALS_FILE)
+    if during:
+        out["during training"] = {"evaluations": len(during), "latest": headline(during[-1]), "step": during[-1].get("step")}
     return out
 
 
@@ -144,7 +147,8 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("parameters", ", ".join(params) if params else "no exported models yet"))
     for name, m in info["metrics"].items():
         numbers = ", ".join(f"{k} {v:.4g}" for k, v in m["latest"].items())
-        rows.append((f"eval {name}", f"{numbers} (latest of {m['evaluations']})"))
+        at_step = f"step {m['step']}, " if "step" in m else ""
+        rows.append((f"eval {name}", f"{numbers} ({at_step}latest of {m['evaluations']})"))
     if info["figures"]:
         rows.append(("figures", ", ".join(info["figures"])))
     return rows

@@ -21,8 +21,10 @@ def _free_port() -> int:
 
 
 def _settings(objective: str, batch_size: int) -> list[str]:
+    # Soft-IntroVAE is also evaluated during training: the main process evaluates, the other waits
+    evaluating = ["objective.num_vae=2", "train.eval_every=3", "train.eval_options={toy2d={num_samples=200, grid_points=16, gnelbo_batches=1}}"]
     return [f"train.batch_size={batch_size}", "train.steps=6", "train.checkpoint_every=3", "arch.hidden=16"] + (
-        ["objective.num_vae=2"] if objective == "soft-intro" else []
+        evaluating if objective == "soft-intro" else []
     )
 
 
@@ -64,6 +66,9 @@ def test_two_processes_with_batch_b_equal_one_with_batch_2b(tmp_path, objective)
     for key in reference:
         assert torch.allclose(a[key], b[key], atol=1e-6), key  # the processes agree ...
         assert torch.allclose(a[key], reference[key], atol=1e-5), key  # ... with one process, batch 2B
+    if objective == "soft-intro":
+        records = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records] == [0, 3, 6]  # written once, by the main process
 
 
 def test_accelerate_launch_of_the_cli_trains_one_run_and_exits_cleanly(tmp_path):

@@ -160,47 +160,12 @@ def metric(
     options: list[str] = typer.Option([], "--option", help="Metric option KEY=VALUE (repeatable)."),
 ) -> None:
     """Evaluate a run with any metric plugin, passing options through."""
+    from genvae.core.evaluation import call_metric
     from genvae.core.plugins import get_plugins
     from genvae.core.run import load_run
 
-    kwargs = _key_values(options)
-    loaded = load_run(run)
     plugin = get_plugins().metrics.get(name)
-    try:
-        results = plugin.evaluate(loaded, seed=seed, **kwargs)
-    except TypeError as exc:
-        unknown = _unknown_option(exc, kwargs)
-        if unknown is None:
-            raise
-        from genvae.errors import ConfigError
-
-        valid = ", ".join(_metric_options(plugin.evaluate, exc)) or "none"
-        raise ConfigError(f"metric {name!r} has no option {unknown!r}; its options: {valid}") from None
-    _print(results)
-
-
-def _metric_options(evaluate: Any, exc: TypeError) -> list[str]:
-    """The keyword options of a metric's ``evaluate`` and of the function it passed them on to
-    (named in the TypeError, looked up in the metric's module)."""
-    import inspect
-    import re
-
-    from genvae.core.config import signature_options
-
-    functions = [evaluate]
-    inner = re.match(r"(\w+)\(\) got an unexpected keyword argument", str(exc))
-    passed_to = getattr(inspect.getmodule(evaluate), inner.group(1), None) if inner else None
-    if callable(passed_to):
-        functions.append(passed_to)
-    return sorted(signature_options(*functions, skip=("self", "run", "seed")))
-
-
-def _unknown_option(exc: TypeError, options: dict[str, Any]) -> str | None:
-    """The user's option a call rejected ("... got an unexpected keyword argument 'x'"), if any."""
-    import re
-
-    match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
-    return match.group(1) if match and match.group(1) in options else None
+    _print(call_metric(name, plugin, load_run(run), seed, _key_values(options)))
 
 
 def _key_values(texts: list[str]) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class TrainConfig:
     figures_every: int = 0  # steps between figure updates (0: only at the end)
     compile: bool = False  # torch.compile the encoder and decoder for training (same results to float rounding)
     log_with: list[str] = field(default_factory=list)  # experiment trackers, e.g. ["tensorboard"] (RUN/trackers)
+    eval_every: int = 0  # steps between evaluations during training (0: none); results in RUN/evals.jsonl
+    eval: list[str] = field(default_factory=list)  # metrics evaluated then, e.g. ["ood"] (2-D data: toy2d when empty)
+    eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per metric, e.g. {ood = {out = "mnist"}}
 
 
 @dataclass

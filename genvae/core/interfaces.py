@@ -278,7 +278,13 @@ class Objective(ABC):
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered evaluation: ``evaluate(run, **options) -> dict`` writes files under the run."""
+    """A registered evaluation: ``evaluate(run, **options) -> dict`` writes files under the run.
+
+    ``distributed``: ``evaluate`` shares its work among the processes of a multi-process run
+    itself (and gathers it), so it must be called on every process; otherwise genvae calls it on
+    the main process only.
+    """
 
     evaluate: Callable[..., dict[str, Any]]
     description: str = ""
+    distributed: bool = False

@@ -24,6 +24,7 @@ from genvae.core.config import (
     to_jsonable,
     validate_options,
 )
+from genvae.core.evaluation import check_evaluations
 from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective, module_device
 from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
@@ -141,7 +142,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
         data={"name": names["data"], **data_cfg},
         grow=grow,
     )
-    check_values(cfg, data)
+    check_values(cfg, data, plugins)
     return cfg, data
 
 
@@ -177,7 +178,7 @@ def _check_group_weights(objective: Mapping[str, Any], groups: set[str] | None, 
                               f"give one weight per group or a single number")  # fmt: skip
 
 
-def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
+def check_values(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None = None) -> None:
     t, o = cfg.train, cfg.optim
     positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "optim.lr": o.lr}
     for key, value in positive.items():
@@ -197,6 +198,7 @@ def check_values(cfg: ResolvedConfig, data: DataSource) -> None:
         raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if t.log_with:
         check_trackers(t.log_with)
+    check_evaluations(t, data.kind, plugins or get_plugins())
     if t.conditional and data.num_classes == 0:
         raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels")
     for key, value in cfg.objective.items():

@@ -14,6 +14,7 @@ DDP computes, without its assumptions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -40,14 +41,15 @@ from genvae.core.checkpoint import (
     swap_in_directory,
 )
 from genvae.core.config import read_json, write_json
+from genvae.core.evaluation import EVALS_FIGURE, EVALS_FILE, evaluate_now, evaluation_failed, planned_metrics, plot_evaluations
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
-from genvae.core.run import ResolvedConfig, build_models, build_objective, models_view
+from genvae.core.run import LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
-from genvae.errors import NonFiniteLossError, RunDirError
+from genvae.errors import EvaluationError, GenvaeError, NonFiniteLossError, RunDirError
 
 PARTS = ("encoder", "decoder")
 LOG_FILE = "log.jsonl"
@@ -266,10 +268,11 @@ class Trainer:
             self._drop_log_records_after(self.step)
 
     def _drop_log_records_after(self, step: int) -> None:
-        """Forget what a crashed run logged after its checkpoint: those steps are trained again
-        (a record a kill cut in half goes too)."""
-        log = self.run_dir / LOG_FILE
-        if log.is_file():
+        """Forget what a crashed run logged and evaluated after its checkpoint: those steps are
+        trained again (a record a kill cut in half goes too)."""
+        for log in (self.run_dir / LOG_FILE, self.run_dir / EVALS_FILE):
+            if not log.is_file():
+                continue
             lines = log.read_text().splitlines(keepends=True)
             kept = [line for line in lines if _log_step(line) <= step]
             if kept and not kept[-1].endswith("\n"):
@@ -414,7 +417,10 @@ class Trainer:
         window, last_logs = self.log_window, {}
         window.start(self.step)
         previous_sigint = self._catch_sigint()
+        evaluations = planned_metrics(t, self.data.kind)
         try:
+            if evaluations and self.step % t.eval_every == 0 and self.step not in self._evaluated_steps():
+                self.evaluate(evaluations)  # where the curves start (a bad option shows at once), or one a failure missed
             with TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process)) as progress:
                 while self.step < t.steps:
                     growth = self._apply_growth() if self.growth is not None else None
@@ -432,15 +438,20 @@ class Trainer:
                         self.save_checkpoint()
                     if t.figures_every and self.step % t.figures_every == 0 and self.step < t.steps:
                         self.write_figures()
+                    if evaluations and self.step % t.eval_every == 0 and self.step < t.steps:
+                        self.evaluate(evaluations)
                     if self.step < t.steps and self._stop_requested():
                         if self.last_checkpoint_step != self.step:
                             self.save_checkpoint()
                         raise TrainingInterrupted(self.run_dir, self.step)
             self.save_checkpoint()
+            if evaluations:
+                self.evaluate(evaluations)
             figures = self.write_figures()
+            figures += [p for p in [self.run_dir / EVALS_FIGURE] if evaluations and p.is_file()]
             if self.growth is not None and self.level is not None:
                 self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
-        except (NonFiniteLossError, KeyboardInterrupt) as exc:
+        except (NonFiniteLossError, EvaluationError, KeyboardInterrupt) as exc:
             self._note_stop(exc)
             raise
         finally:
@@ -475,11 +486,15 @@ class Trainer:
 
     def _stop_requested(self) -> bool:
         """Whether Ctrl-C was pressed, on any process: all stop after the same step."""
+        return self._on_any_process(self._interrupted)
+
+    def _on_any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (so that all of them act alike)."""
         if self.accelerator.num_processes == 1:
-            return self._interrupted
-        flag = torch.tensor(float(self._interrupted), device=self.accelerator.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
+            return flag
+        value = torch.tensor(float(flag), device=self.accelerator.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item())
 
     def _write_log(self, means: dict[str, float]) -> dict[str, float]:
         speed = means.pop("steps_per_s")
@@ -503,16 +518,9 @@ class Trainer:
             return []
         from genvae.viz.curves import plot_losses
 
-        self._recalibrate_batchnorm()
-        for module in self.parts.values():
-            module.eval()
-        try:
-            with torch.no_grad():
-                eval_models = models_view(self.parts["encoder"], self.parts["decoder"], self.data)  # type: ignore[arg-type]
-                paths = list(self.data.write_figures(eval_models, out_dir or self.run_dir, seed=self.cfg.train.seed))
-        finally:
-            for module in self.parts.values():
-                module.train()
+        with self._networks_as_exported(), torch.no_grad():
+            eval_models = models_view(self.parts["encoder"], self.parts["decoder"], self.data)  # type: ignore[arg-type]
+            paths = list(self.data.write_figures(eval_models, out_dir or self.run_dir, seed=self.cfg.train.seed))
         if out_dir is not None:
             return paths
         curve = plot_losses(self.run_dir / LOG_FILE, self.run_dir / "losses.png")
@@ -520,6 +528,52 @@ class Trainer:
         if self.cfg.train.log_with:
             log_figures(self.accelerator, paths, self.step)
         return paths
+
+
+    @contextlib.contextmanager
+    def _networks_as_exported(self) -> Iterator[None]:
+        """The networks as a checkpoint exports them (recalibrated BatchNorm, eval mode) for figures
+        and evaluations; the random state is restored afterwards, so that training goes on exactly
+        as it would have without them."""
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self._recalibrate_batchnorm()
+            for module in self.parts.values():
+                module.eval()
+            try:
+                yield
+            finally:
+                for module in self.parts.values():
+                    module.train()
+
+    def evaluate(self, metrics: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """Score the networks now with each of ``metrics`` (name -> options); append the record to
+        ``RUN/evals.jsonl``, redraw ``RUN/evals.png`` and pass it to the trackers. A failing
+        evaluation stops training at a checkpoint (:class:`EvaluationError`)."""
+        acc = self.accelerator
+        run = LoadedRun(self.run_dir, self.cfg, self.data, self.parts["encoder"], self.parts["decoder"])  # type: ignore[arg-type]
+        values: dict[str, float] = {}
+        error: Exception | None = None
+        try:
+            with self._networks_as_exported():
+                values = evaluate_now(run, metrics, self.plugins, acc.is_main_process)
+        except (GenvaeError, TypeError) as exc:
+            error = exc
+        if self._on_any_process(error is not None):  # every process stops, at the same checkpoint
+            if self.step and self.last_checkpoint_step != self.step:
+                self.save_checkpoint()
+            raise evaluation_failed(error or RuntimeError("it failed on another process"), self.step, self.last_checkpoint_step) from error
+        if acc.is_main_process:
+            with open(self.run_dir / EVALS_FILE, "a") as f:
+                f.write(json.dumps({"step": self.step, **values}) + "\n")
+            plot_evaluations(self.run_dir)
+        if self.cfg.train.log_with:
+            acc.log(values, step=self.step)
+        return values
+
+    def _evaluated_steps(self) -> set[float]:
+        path = self.run_dir / EVALS_FILE
+        return {_log_step(line) for line in path.read_text().splitlines()} if path.is_file() else set()
 
 
 def _log_step(line: str) -> float:

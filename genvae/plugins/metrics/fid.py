@@ -430,4 +430,5 @@ def evaluate(run: Any, seed: int = 0, ref: str | None = None, **options: Any) ->
 
 @hookimpl
 def genvae_register_metrics(register) -> None:  # type: ignore[no-untyped-def]
-    register("fid", Metric(evaluate=evaluate, description="FID / KID / precision-recall of prior samples against reference statistics (paper Sec. 6.3)"))
+    register("fid", Metric(evaluate=evaluate, distributed=True,
+                           description="FID / KID / precision-recall of prior samples against reference statistics (paper Sec. 6.3)"))  # fmt: skip

@@ -228,11 +228,12 @@ def evaluate(run: Any, seed: int = 0, out_dir: str | Path | None = None, figures
                           "trained on a 2-D dataset such as 8gaussians; for image runs use 'genvae eval fid' or 'genvae eval ood'")  # fmt: skip
     out = Path(out_dir) if out_dir is not None else Path(run.path)
     out.mkdir(parents=True, exist_ok=True)
-    encoder, decoder = run.encoder.eval(), run.decoder.eval()
+    run.encoder.eval(), run.decoder.eval()
+    models = run.models  # moves inputs to the networks' device and outputs back (a run training on a GPU)
     data_name = run.config.data["name"]
     scale = getattr(run.data, "plot_scale", None) or plot_scale(data_name)
-    z_dim = sum(encoder.latent_groups.values())
-    res = compute_metrics(encoder, decoder, run.data, scale, z_dim, seed=seed, return_samples=True, **options)
+    z_dim = sum(run.encoder.latent_groups.values())
+    res = compute_metrics(models.encode, models.decode, run.data, scale, z_dim, seed=seed, return_samples=True, **options)
     real, fake, grid_e = res.pop("_real"), res.pop("_fake"), res.pop("_grid_energy")
     n = int(round(math.sqrt(grid_e.numel())))
     floor = sampling_floor(run.data, scale, seed, options.get("num_samples", NUM_SAMPLES))
