@@ -13,6 +13,7 @@ from rich.console import Console
 from genvae.commands.bench import bench_app
 from genvae.commands.common import console, err_console, user_errors
 from genvae.commands.evaluate import eval_app
+from genvae.commands.plugin_new import new_plugin
 
 app = typer.Typer(
     name="genvae",
@@ -22,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Inspect installed plugins, or start a new one.", no_args_is_help=True)
+plugins_app.command("new")(new_plugin)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
