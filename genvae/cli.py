@@ -14,6 +14,7 @@ from genvae.commands.bench import bench_app
 from genvae.commands.common import console, err_console, user_errors
 from genvae.commands.evaluate import eval_app
 from genvae.commands.plugin_new import new_plugin
+from genvae.commands.reconstruct import reconstruct
 
 app = typer.Typer(
     name="genvae",
@@ -187,6 +188,9 @@ def sample(
     else:
         loaded.data.plot_samples(x, out)
     console.print(f"wrote {n} samples to {out}", soft_wrap=True)
+
+
+app.command("reconstruct")(reconstruct)
 
 
 @plugins_app.command("list")

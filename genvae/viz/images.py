@@ -83,6 +83,16 @@ def reconstruction_grid(models: Models, x: Tensor, y: Tensor | None = None, colu
     return make_grid(pairs.reshape(-1, *x.shape[1:]), nrow=columns)
 
 
+def pair_rows_grid(x: Tensor, x_rec: Tensor, columns: int = 8) -> Tensor:
+    """Odd rows ``x``, even rows ``x_rec``, ``columns`` per row (fewer for fewer images); the
+    last row pair is filled up with white."""
+    columns = min(columns, len(x))
+    rows = -(-len(x) // columns)
+    blank = torch.ones(rows * columns - len(x), *x.shape[1:], dtype=x.dtype)
+    real, rec = (torch.cat([t.detach().float().cpu(), blank]).view(rows, columns, *x.shape[1:]) for t in (x, x_rec))
+    return make_grid(torch.stack([real, rec], dim=1).reshape(-1, *x.shape[1:]), nrow=columns)
+
+
 @torch.no_grad()
 def interpolation_grid(models: Models, corners: Tensor, steps: int = 8, labels: Tensor | None = None) -> Tensor:
     """Bilinear interpolation between the latent codes mu(x) of four corner images (Appendix 9.4.2).

@@ -1,0 +1,62 @@
+"""``genvae reconstruct RUN IMAGES...``: your own images through a trained model, beside their
+reconstructions D(μ(x)), and the error of each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from genvae.commands.common import console, user_errors
+
+
+def image_files(inputs: list[Path]) -> list[Path]:
+    """The image files named, and those under the folders named (sorted)."""
+    from genvae.errors import DataError
+    from genvae.plugins.datasets.image_folder import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {path}")
+            files += found
+        else:
+            files.append(path)  # load_images says if it is missing or unreadable
+    return files
+
+
+@user_errors
+def reconstruct(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
+    inputs: list[Path] = typer.Argument(..., metavar="IMAGES", help="Image files, or folders of them."),
+    out: Path = typer.Option(Path("reconstructions.png"), "--out", help="Output picture: PNG, or the format its extension names."),
+    limit: int = typer.Option(64, "--max", help="Reconstruct at most this many images (the first, in name order)."),
+) -> None:
+    """Your images beside their reconstructions D(μ(x)), and each one's squared error.
+
+    The picture has the images in odd rows and their reconstructions in even rows. The images
+    are converted to the run's channels and resized and centre-cropped to its resolution."""
+    import torch
+
+    from genvae.core.run import load_run
+    from genvae.errors import ConfigError
+    from genvae.viz.images import load_images, pair_rows_grid, save_grid
+
+    if limit < 1:
+        raise ConfigError(f"--max must be at least 1, got {limit}")
+    loaded = load_run(run)
+    if len(loaded.data.shape) != 3:
+        raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape}); reconstruct needs an image run")
+    files = image_files(inputs)[:limit]
+    x = load_images(files, loaded.data.shape)
+    with torch.no_grad():
+        mu, _ = loaded.models.encode(x)
+        x_rec = loaded.models.decode(mu).clamp(0, 1)
+    errors = (x_rec - x).flatten(1).pow(2).sum(1)
+    for path, error in zip(files, errors.tolist()):
+        console.print(f"{path}  squared error {error:.4g}", soft_wrap=True, highlight=False)
+    console.print(f"mean squared error per image {errors.mean().item():.4g} ({len(files)} images, "
+                  f"{loaded.data.shape[0]}×{loaded.data.shape[1]}×{loaded.data.shape[2]}, values in [0, 1])", soft_wrap=True)  # fmt: skip
+    console.print(f"wrote {save_grid(pair_rows_grid(x, x_rec), out)}", soft_wrap=True)

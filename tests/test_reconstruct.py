@@ -1,0 +1,46 @@
+"""`genvae reconstruct RUN IMAGES...`: the user's image files (or folders) beside their
+reconstructions, with the error of each computed as the model computes it."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import genvae
+from genvae.cli import app
+
+
+def test_files_and_folders_are_reconstructed_and_scored(tmp_path, digits_run_dir):
+    run = genvae.load_run(digits_run_dir)
+    test = run.data.test_batch(3, seed=0).x  # (3, 1, 16, 16) in [0, 1], from uint8
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i, image in enumerate(test):
+        Image.fromarray((image[0] * 255).round().byte().numpy()).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "rec.png"
+    result = CliRunner().invoke(app, ["reconstruct", str(digits_run_dir), str(folder), str(folder / "0.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    printed = [float(e) for e in re.findall(r"squared error ([0-9.e+-]+)", result.output)]
+    with torch.no_grad():
+        expected = (run.models.decode(run.models.encode(test)[0]).clamp(0, 1) - test).flatten(1).pow(2).sum(1)
+    assert printed == [float(f"{e:.4g}") for e in [*expected.tolist(), expected[0].item()]]
+    assert "(4 images, 1×16×16" in result.output
+    width, height = Image.open(out).size
+    assert width / height == (4 * 18 + 2) / (2 * 18 + 2)  # one row of 4 images above one of their reconstructions
+
+
+def test_clear_errors(tmp_path, digits_run_dir):
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["reconstruct", str(digits_run_dir), str(empty)])
+    assert result.exit_code == 2 and "no image files" in result.output
+    missing = runner.invoke(app, ["reconstruct", str(digits_run_dir), str(tmp_path / "nope.png")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    genvae.train(tmp_path / "points", objective="vae", data="8gaussians", steps=2, batch_size=8, settings={"arch.hidden": 8})
+    points = runner.invoke(app, ["reconstruct", str(tmp_path / "points"), str(empty)])
+    assert points.exit_code == 2 and "not trained on images" in points.output
