@@ -33,3 +33,19 @@ def test_continue_or_start(tmp_path):
     # bookkeeping intervals may change; a run that never reached a checkpoint is started afresh
     assert continue_or_start(run, {"train": {"steps": 5, "log_every": 7}}) is False
     assert not run.exists()
+
+
+def test_a_result_saved_before_a_bookkeeping_key_existed_is_still_reused():
+    """log_with, eval_every, ... came after results in docs/results were saved; they do not change
+    what is learned, so those results stay valid (`bench table2 --report` must not refuse them)."""
+    from dataclasses import asdict
+
+    from genvae.core.bench_run import BOOKKEEPING, bookkeeping_keys
+    from genvae.core.config import TrainConfig
+
+    train_now = asdict(TrainConfig(steps=100))
+    saved_train = {k: v for k, v in train_now.items() if k not in BOOKKEEPING}
+    now = {**SAVED, "resolved": {**SAVED["resolved"], "train": train_now}}
+    saved = {**SAVED, "resolved": {**SAVED["resolved"], "train": saved_train}}
+    assert settings_change(saved, now, ignore=bookkeeping_keys("resolved.train")) == ""
+    assert "log_with" in BOOKKEEPING and "eval" in BOOKKEEPING

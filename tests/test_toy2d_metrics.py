@@ -167,7 +167,8 @@ def test_bench_functions_tiny(tmp_path):
     assert "7.42 ± 0.07" in md and "Soft-IntroVAE" in md
     kl_floor = t2["floor"]["8gaussians"]["kl"]
     assert "| 8gaussians | kl |" in md and md.count(f"{kl_floor[0]:.2f} ± {kl_floor[1]:.2f} |") == 1
-    assert "| 8gaussians | gnelbo |" in md and md.split("| 8gaussians | gnelbo |")[1].split("\n")[0].endswith("| — |")
+    reference = t2["floor"]["8gaussians"]["gnelbo"][0]  # the energy ‖x‖² on the bench's grid
+    assert "| 8gaussians | gnelbo |" in md and md.split("| 8gaussians | gnelbo |")[1].split("\n")[0].endswith(f"| {reference:.2f} |")
     assert (tmp_path / "table2_grid.png").is_file() and (tmp_path / "table2.json").is_file()
     import genvae.bench2d as bench2d
 
@@ -295,3 +296,20 @@ def test_a_cell_saved_before_a_bookkeeping_setting_existed_is_reused(tmp_path):
     _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"train": {"steps": 3}}}, wanted, "was computed with")
     with pytest.raises(RunDirError, match=r"was computed with other settings \(resolved.train.batch_size: 64 saved, \(none\) now\)"):
         _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"train": {"steps": 3, "batch_size": 64}}}, wanted, "was computed with")
+
+
+def test_squared_norm_reference_is_the_gnelbo_of_the_energy_norm_squared():
+    """The gnELBO reference of e(x) = ‖x‖², by hand: the same grid and real batches as a model's score."""
+    import torch
+
+    from genvae.core.plugins import get_plugins
+    from genvae.plugins.metrics.toy2d import setup_grid, squared_norm_gnelbo
+
+    data = get_plugins().datasets.get("rings")()
+    g = torch.Generator().manual_seed(3 + 2)  # compute_metrics draws the gnELBO batches with seed + 2
+    real = torch.cat([data.sampler(16, g) for _ in range(3)])
+    grid = setup_grid(2.0, 32)
+    by_hand = (real.pow(2).sum(1) / torch.cat([grid.pow(2).sum(1), real.pow(2).sum(1)]).sum()).mean().item() / 1e-7
+    value = squared_norm_gnelbo(data, 2.0, seed=3, grid_points=32, gnelbo_batches=3, gnelbo_batch_size=16)
+    assert value == pytest.approx(by_hand, rel=1e-5)
+    assert value < 1e7 / (32**2 + 48)  # rings lie nearer the origin than the grid's average point

@@ -16,7 +16,7 @@ from genvae.errors import RunDirError
 BENCH_CHECKPOINT_EVERY = 1000
 # Train settings that do not change what is learned (compile: only to float rounding); a bench
 # run may continue under other values, and a saved result from before such a key existed is reused.
-BOOKKEEPING = ("checkpoint_every", "figures_every", "log_every", "compile", "eval_every", "eval", "eval_options")
+BOOKKEEPING = ("checkpoint_every", "figures_every", "log_every", "compile", "log_with", "eval_every", "eval", "eval_options")
 
 
 def bookkeeping_keys(train_section: str) -> tuple[str, ...]:
