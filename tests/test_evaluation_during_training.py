@@ -98,9 +98,13 @@ def test_settings_that_could_only_fail_later_are_refused_at_once(tmp_path, one_t
         _train(tmp_path / "b", **{"train.eval_every": 10, "train.eval": ["toy2"]})
     with pytest.raises(ConfigError, match="'ood' is not in train.eval; add it"):
         _train(tmp_path / "c", **{"train.eval_every": 10, "train.eval_options": {"ood": {"out": "mnist"}}})
+    with pytest.raises(ConfigError, match=r"train.eval_options = 3 has the wrong type; expected a table of tables such as \{name=\{a=1.0"):
+        _train(tmp_path / "e", **{"train.eval_every": 10, "train.eval_options": 3})
+    with pytest.raises(ConfigError, match=r"train.eval_options.toy2d = 3 has the wrong type; expected a table such as \{a=1.0, b=2.0\}$"):
+        _train(tmp_path / "f", **{"train.eval_every": 10, "train.eval_options": {"toy2d": 3}})
     with pytest.raises(ConfigError, match="train.eval names no metric"):
         genvae.train(tmp_path / "d", data="digits", steps=2, settings={"train.eval_every": 10})
-    assert not any((tmp_path / d).exists() for d in "abcd")
+    assert not any((tmp_path / d).exists() for d in "abcdef")
 
 
 def test_a_failing_evaluation_stops_training_at_a_checkpoint_and_resume_fixes_it(tmp_path, one_thread):

@@ -189,7 +189,10 @@ def _type_name(annotation: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if origin in (dict, collections.abc.Mapping) or annotation is dict:
-        return "a table such as {a=1.0, b=2.0}" + (f" of {_type_name(args[1])}" if len(args) == 2 else "")
+        value = args[1] if len(args) == 2 else Any
+        if typing.get_origin(value) in (dict, collections.abc.Mapping):
+            return "a table of tables such as {name={a=1.0, b=2.0}}"
+        return "a table such as {a=1.0, b=2.0}" + (f" of {_type_name(value)}" if value is not Any else "")
     if origin in (list, tuple):
         return "a list such as [1, 2]" + (f" of {_type_name(args[0])}" if args else "")
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
