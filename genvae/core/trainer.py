@@ -419,7 +419,7 @@ class Trainer:
         previous_sigint = self._catch_sigint()
         evaluations = planned_metrics(t, self.data.kind)
         try:
-            if evaluations and self.step % t.eval_every == 0 and self.step not in self._evaluated_steps():
+            if evaluations and self.step % t.eval_every == 0 and self._not_yet_evaluated():
                 self.evaluate(evaluations)  # where the curves start (a bad option shows at once), or one a failure missed
             with TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process)) as progress:
                 while self.step < t.steps:
@@ -529,7 +529,6 @@ class Trainer:
             log_figures(self.accelerator, paths, self.step)
         return paths
 
-
     @contextlib.contextmanager
     def _networks_as_exported(self) -> Iterator[None]:
         """The networks as a checkpoint exports them (recalibrated BatchNorm, eval mode) for figures
@@ -571,9 +570,11 @@ class Trainer:
             acc.log(values, step=self.step)
         return values
 
-    def _evaluated_steps(self) -> set[float]:
+    def _not_yet_evaluated(self) -> bool:
+        """Whether evals.jsonl lacks this step, as the main process (which writes it) sees it."""
         path = self.run_dir / EVALS_FILE
-        return {_log_step(line) for line in path.read_text().splitlines()} if path.is_file() else set()
+        missing = not (path.is_file() and self.step in {_log_step(line) for line in path.read_text().splitlines()})
+        return self._on_any_process(self.accelerator.is_main_process and missing)
 
 
 def _log_step(line: str) -> float:
