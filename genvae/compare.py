@@ -33,11 +33,11 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
     logs = {label: read_records(p / "log.jsonl") + records_to_draw(p) for label, p in zip(labels, paths)}
-    logged = sorted({k for records in logs.values() for r in records for k in r} - SKIP)
+    logged = sorted({k for records in logs.values() for r in records for k in r} - {"step"})
     unknown = [k for k in keys if k not in logged]
     if unknown:
         raise ConfigError(f"no run logs {', '.join(map(repr, unknown))}; logged values: {', '.join(logged) or '(none)'}")
-    shown = list(keys) or logged
+    shown = list(keys) or [k for k in logged if k not in SKIP]  # lr and steps/s only when asked for
     figure = plot_curves(logs, Path(out), shown)
     if figure is None:
         raise ConfigError("none of these runs has logged anything yet (log.jsonl is empty or missing)")

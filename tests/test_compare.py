@@ -38,7 +38,7 @@ def test_last_values_figure_and_labels(two_runs, tmp_path):
 
 
 def test_one_line_errors(two_runs, tmp_path):
-    with pytest.raises(ConfigError, match="no run logs 'kl_class'; logged values: kl, rec"):
+    with pytest.raises(ConfigError, match="no run logs 'kl_class'; logged values: kl, lr, rec"):
         compare_runs(two_runs, tmp_path / "c.png", ["kl_class"])
     with pytest.raises(ConfigError, match="at least two runs"):
         compare_runs(two_runs[:1], tmp_path / "c.png")
