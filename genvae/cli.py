@@ -70,6 +70,7 @@ def train(
 
     from genvae.api import default_run_dir, user_settings
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint
+    from genvae.core.evaluation import planned_metrics
     from genvae.core.run import parameter_counts_on_meta, resolve
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
@@ -101,7 +102,8 @@ def train(
     console.print(
         f"[bold]genvae[/] {cfg.objective['name']} / {cfg.arch['name']} / {cfg.data['name']}: "
         + (f"resuming at step {saved_step} of {cfg.train.steps}" if saved_step is not None else f"{cfg.train.steps} steps")
-        + f", batch {cfg.train.batch_size} -> {run_dir}",
+        + f", batch {cfg.train.batch_size} -> {run_dir}"
+        + (f"; evaluates {', '.join(planned)} every {cfg.train.eval_every} steps" if (planned := planned_metrics(cfg.train, data_source.kind)) else ""),
         soft_wrap=True,
     )
     num_vae = cfg.objective.get("num_vae")

@@ -116,6 +116,7 @@ def test_a_failing_evaluation_stops_training_at_a_checkpoint_and_resume_fixes_it
     fixed = CliRunner().invoke(app, ["train", "--run-dir", str(run), "--resume", "--no-progress",
                                      "--set", "train.eval_options={toy2d={num_samples=500, grid_points=32, gnelbo_batches=2}}"])  # fmt: skip
     assert fixed.exit_code == 0, fixed.output
+    assert "evaluates toy2d every 10 steps" in fixed.output and "eval step 0: toy2d.kl " in fixed.output  # shown as they come
     assert [r["step"] for r in read_records(run / "evals.jsonl")] == [0, 10, 20]
     assert not (run / "stopped.json").exists()
 

@@ -135,6 +135,7 @@ def test_evaluate_writes_metrics_and_figures(tiny_run, tmp_path):
         assert math.isfinite(res[key])
     assert 0 <= res["jsd_textbook"] <= math.log(2) + 1e-9
     assert 0 < res["perfect_model"]["kl"] < res["kl"]  # 30 steps of a tiny VAE are far from the data
+    assert res["gnelbo_reference"]["uniform"] == pytest.approx(1e7 / (64**2 + 4 * 128))  # equal energy everywhere: 1 / points
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["kl"] == pytest.approx(res["kl"])
     assert (tmp_path / "eval_samples.png").stat().st_size > 1000

@@ -63,6 +63,13 @@ class TrainProgress:
         self._last = now
         self.progress.update(self.task, completed=step, speed=speed, losses=self._losses(logs))
 
+    def note(self, text: str) -> None:
+        """A line of its own, above the bar or among the lines (e.g. an evaluation's numbers)."""
+        if self.mode == "bar" and hasattr(self, "progress"):
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+        elif self.mode:
+            print(text, flush=True)
+
     def __exit__(self, *exc: Any) -> None:
         if self.mode == "bar":
             self.progress.stop()

@@ -176,6 +176,7 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
         self._interrupted = False
         self.log_window = LogWindow(self.accelerator.device)
+        self.progress = TrainProgress(cfg.train.steps, 0, None)  # silent until fit() shows one
 
         set_seed(cfg.train.seed)
         encoder, decoder = build_models(cfg, data, self.plugins)
@@ -418,10 +419,11 @@ class Trainer:
         window.start(self.step)
         previous_sigint = self._catch_sigint()
         evaluations = planned_metrics(t, self.data.kind)
+        self.progress = progress = TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process))
         try:
             if evaluations and self.step % t.eval_every == 0 and self._not_yet_evaluated():
                 self.evaluate(evaluations)  # where the curves start (a bad option shows at once), or one a failure missed
-            with TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process)) as progress:
+            with progress:
                 while self.step < t.steps:
                     growth = self._apply_growth() if self.growth is not None else None
                     batch = self.to_device(next(batches))
@@ -566,6 +568,7 @@ class Trainer:
             with open(self.run_dir / EVALS_FILE, "a") as f:
                 f.write(json.dumps({"step": self.step, **values}) + "\n")
             plot_evaluations(self.run_dir)
+            self.progress.note(f"eval step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
         if self.cfg.train.log_with:
             acc.log(values, step=self.step)
         return values

@@ -254,17 +254,18 @@ def evaluate(run: Any, seed: int = 0, out_dir: str | Path | None = None, figures
     real, fake, grid_e = res.pop("_real"), res.pop("_fake"), res.pop("_grid_energy")
     n = int(round(math.sqrt(grid_e.numel())))
     floor = sampling_floor(run.data, scale, seed, options.get("num_samples", NUM_SAMPLES))
-    floor_gnelbo = squared_norm_gnelbo(run.data, scale, seed, **options)
+    energy_norm = squared_norm_gnelbo(run.data, scale, seed, **options)
+    points = grid_e.numel() + options.get("gnelbo_batches", GNELBO_BATCHES) * options.get("gnelbo_batch_size", GNELBO_BATCH_SIZE)
     metrics = {
         "dataset": data_name,
         "objective": run.config.objective["name"],
         "seed": seed,
         **res,
         "perfect_model": {k: mean for k, (mean, _) in floor.items()},
-        "gnelbo_squared_norm": floor_gnelbo,
+        "gnelbo_reference": {"squared_norm": energy_norm, "uniform": 1.0 / points / GNELBO_UNIT},
         "units": {"gnelbo": "1e-7", "kl": "authors' kl_div batchmean on density histograms", "jsd": "authors' formula", "jsd_textbook": "nats",
                   "perfect_model": f"kl and jsds of further draws of the data (mean of {FLOOR_DRAWS}): the floor set by the histograms' noise",
-                  "gnelbo_squared_norm": "gnelbo of the energy |x|^2 (encoder = prior, decoder = origin; about what an untrained network scores)"},
+                  "gnelbo_reference": "gnelbo of the energy |x|^2 (encoder = prior, decoder = origin; about what an untrained network scores) and of equal energy everywhere"},
     }
     write_json(out / "metrics.json", metrics)
     if figures:
