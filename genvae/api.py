@@ -53,7 +53,7 @@ def user_settings(
             elif saved[section].get(key) != value:
                 raise ConfigError(
                     f"--resume continues the saved config; {section}.{key} cannot change "
-                    "(only train.steps, the intervals, train.compile and train.log_with can)"
+                    "(only train.steps, the intervals, train.compile, train.log_with and the evaluations (train.eval*) can)"
                 )
     return saved
 

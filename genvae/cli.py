@@ -60,6 +60,8 @@ def train(
     precision: Optional[str] = typer.Option(None, "--precision", help="no | bf16 | fp16 (train.precision)."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (train.compile); worth it for long GPU runs."),
     log_with: Optional[list[str]] = typer.Option(None, "--log-with", help="Experiment tracker, e.g. tensorboard or wandb (repeatable; train.log_with)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N steps while training (train.eval_every; 2-D data: toy2d)."),
+    evaluations: Optional[list[str]] = typer.Option(None, "--eval", help="Metric to evaluate then, e.g. ood (repeatable; train.eval; options: --set train.eval_options=...)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run (default runs/<objective>-<arch>-<data>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
@@ -84,6 +86,8 @@ def train(
         "train.precision": precision,
         "train.compile": compile,
         "train.log_with": log_with or None,
+        "train.eval_every": eval_every,
+        "train.eval": evaluations or None,
     }
     user = user_settings(config, overrides, flags, run_dir, resume)
     cfg, data_source = resolve(user)

@@ -130,3 +130,10 @@ def test_info_and_compare_show_the_evaluations(tmp_path, one_thread):
     cmp = CliRunner().invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--key", "toy2d.kl", "--key", "kl", "--out", str(out)])
     assert cmp.exit_code == 0, cmp.output
     assert out.is_file()
+
+
+def test_the_train_flags_set_the_evaluation(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--eval-every", "250", "--eval", "toy2d", "--eval", "likelihood", "--dry-run", "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    train = json.loads(result.stdout)["train"]
+    assert (train["eval_every"], train["eval"]) == (250, ["toy2d", "likelihood"])
