@@ -284,7 +284,7 @@ A genvae plugin: the {kind} `{name}`.
 ```bash
 pip install -e .            # genvae finds it through the `genvae` entry point
 genvae plugins list         # shows {name}
-pytest tests                # genvae's contract tests for a {kind}
+pytest tests                # genvae's contract tests for {article} {kind}
 {use}
 ```
 
@@ -303,7 +303,8 @@ def plugin_files(name: str, kind: str) -> dict[str, str]:
     if not NAME_PATTERN.fullmatch(name):
         raise ConfigError(f"plugin name {name!r}: use lowercase letters, digits and single hyphens, starting with a letter (e.g. my-vae)")
     module = "genvae_" + name.replace("-", "_")
-    fields = {"name": name, "kind": kind, "module": module, "cls": class_name(name), "use": USE[kind].format(name=name)}
+    fields = {"name": name, "kind": kind, "module": module, "cls": class_name(name), "use": USE[kind].format(name=name),
+              "article": "an" if kind[0] in "aeiou" else "a"}  # fmt: skip
     contract, attributes = TESTS[kind]
     return {
         "pyproject.toml": PYPROJECT.format(**fields),
