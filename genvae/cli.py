@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from genvae.commands.bench import bench_app
-from genvae.commands.common import console, err_console, user_errors
+from genvae.commands.common import console, err_console, load_image_run, user_errors
 from genvae.commands.evaluate import eval_app
 from genvae.commands.plugin_new import new_plugin
 from genvae.commands.reconstruct import reconstruct
@@ -247,7 +247,6 @@ def interpolate(
     steps: int = typer.Option(8, "--steps", help="Images per side (the paper: 8, i.e. 7 steps)."),
 ) -> None:
     """Appendix 9.4.2: bilinear interpolation between the latent codes of four images."""
-    from genvae.core.run import load_run
     from genvae.errors import ConfigError
     from genvae.viz.images import interpolation_grid, load_images, save_grid
 
@@ -255,9 +254,7 @@ def interpolate(
         raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}")
     if steps < 2:
         raise ConfigError(f"--steps must be at least 2, got {steps}")
-    loaded = load_run(run)
-    if len(loaded.data.shape) != 3:
-        raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape})")
+    loaded = load_image_run(run, "interpolate")
     images = load_images(corners, loaded.data.shape)
     grid = interpolation_grid(loaded.models, images, steps=steps)
     console.print(f"wrote {save_grid(grid, out)}", soft_wrap=True)

@@ -35,3 +35,14 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def load_image_run(run: Any, command: str) -> Any:
+    """:func:`~genvae.core.run.load_run`, refusing a run that was not trained on images."""
+    from genvae.core.run import load_run
+    from genvae.errors import ConfigError
+
+    loaded = load_run(run)
+    if len(loaded.data.shape) != 3:
+        raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape}); {command} needs an image run")
+    return loaded

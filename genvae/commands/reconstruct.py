@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from genvae.commands.common import console, user_errors
+from genvae.commands.common import console, load_image_run, user_errors
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
@@ -40,15 +40,12 @@ def reconstruct(
     are converted to the run's channels and resized and centre-cropped to its resolution."""
     import torch
 
-    from genvae.core.run import load_run
     from genvae.errors import ConfigError
     from genvae.viz.images import load_images, pair_rows_grid, save_grid
 
     if limit < 1:
         raise ConfigError(f"--max must be at least 1, got {limit}")
-    loaded = load_run(run)
-    if len(loaded.data.shape) != 3:
-        raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape}); reconstruct needs an image run")
+    loaded = load_image_run(run, "reconstruct")
     files = image_files(inputs)[:limit]
     x = load_images(files, loaded.data.shape)
     with torch.no_grad():
