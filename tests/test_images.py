@@ -399,7 +399,7 @@ def test_real_fashion_mnist() -> None:
     assert data.split_size("train") == 60_000 and data.split_size("test") == 10_000
     batch = next(iter(data.train_stream(128, seed=0)))
     assert batch.x.shape == (128, 1, 28, 28) and 0 <= batch.x.min() and batch.x.max() <= 1
-    assert data.recommended["arch"] == {"z_dim": 32, "channels": [64, 128]}
+    assert data.recommended["arch"] == {"name": "residual", "z_dim": 32, "channels": [64, 128]}
     assert data.recommended["soft-intro"]["beta_neg"] == 256.0
 
 

@@ -197,3 +197,43 @@ def test_unknown_name_errors_say_nothing_of_plugins_when_none_is_broken():
     with pytest.raises(PluginError) as raised:
         load_plugins().datasets.get("moons")
     assert "note:" not in str(raised.value)
+
+
+class DatasetNamingItsArchitecture:
+    import genvae
+
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_datasets(register):
+        from genvae.plugins.datasets.toy2d import Toy2D
+
+        def wants(arch: str = "residual"):
+            data = Toy2D("8gaussians")
+            data.recommended = {**data.recommended, "arch": {"name": arch, "hidden": 64}}
+            return data
+
+        register("wants-an-arch", wants)
+
+
+def test_a_dataset_recommends_its_architecture_and_the_user_overrides_it():
+    from genvae.core.config import merge_user
+    from genvae.core.plugins import use_plugins
+    from genvae.core.run import resolve
+    from genvae.errors import ConfigError
+
+    cfg, _ = resolve(merge_user(None, [], {"data.name": "digits"}))
+    assert cfg.arch["name"] == "residual" and cfg.arch["channels"] == [16, 32]  # the dataset's network, with its options
+    cfg, _ = resolve(merge_user(None, [], {"data.name": "digits", "arch.name": "mlp"}))
+    assert cfg.arch["name"] == "mlp" and cfg.arch["z_dim"] == 16  # --arch wins; shared options still apply
+    cfg, _ = resolve(merge_user(None, [], {"data.name": "shapes3d-synthetic"}))
+    assert cfg.arch["name"] == "lord"
+    with pytest.raises(ConfigError, match=r"arch.hidden for 'residual'.*'residual' is the architecture dataset 'digits' recommends; choose another with --arch"):
+        resolve(merge_user(None, ["arch.hidden=8"], {"data.name": "digits"}))
+    with pytest.raises(ConfigError, match="data.z_dim is not an option of the data section; it belongs to arch"):
+        resolve(merge_user(None, ["data.z_dim=8"], {"data.name": "digits"}))
+
+    use_plugins(load_plugins(extra=[("wants", DatasetNamingItsArchitecture)]))
+    cfg, _ = resolve(merge_user(None, ["data.arch=mlp"], {"data.name": "wants-an-arch"}))
+    assert cfg.arch["name"] == "mlp" and cfg.arch["hidden"] == 64
+    with pytest.raises(ConfigError, match="dataset 'wants-an-arch' recommends architecture 'pointy', which is not installed; install its plugin or choose one with --arch"):
+        resolve(merge_user(None, ["data.arch=pointy"], {"data.name": "wants-an-arch"}))

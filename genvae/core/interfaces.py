@@ -106,8 +106,9 @@ class DataSource(ABC):
 
     ``shape`` is the shape of one sample, ``num_classes`` is 0 for unlabeled data.
     ``recommended`` maps an objective name (or "train" for trainer settings such as
-    batch_size and steps) to the hyperparameters the paper used with this data; they are
-    applied automatically below anything the user sets.
+    batch_size and steps, or "arch" for network options) to the hyperparameters the paper used
+    with this data; they are applied automatically below anything the user sets. A ``"name"``
+    in ``recommended["arch"]`` is the architecture used when the user names none.
     """
 
     shape: tuple[int, ...]

@@ -98,21 +98,26 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     plugins = plugins or get_plugins()
     names = {s: str(user.get(s, {}).get("name", DEFAULT_NAMES[s])) for s in DEFAULT_NAMES}
     objective_cls = plugins.objectives.get(names["objective"])
-    arch = plugins.architectures.get(names["arch"])
     data_factory = plugins.datasets.get(names["data"])
     valid = {  # the likeliest home of a misplaced key first
         "objective": {f.name for f in fields(objective_cls.Config)},
-        "arch": set(arch_options(arch)),
+        "arch": set(arch_options(plugins.architectures.get(names["arch"]))),
         "data": set(data_options(plugins, names["data"])),
         "train": {f.name for f in fields(TrainConfig)},
         "optim": {f.name for f in fields(OptimConfig)},
         "grow": {f.name for f in fields(GrowConfig)},
     }
-    check_sections(user, valid)
+    check_sections({"data": user.get("data", {})}, valid)  # before the dataset is built
 
     data_cfg = absolute_data_paths(validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"])))
     data = data_factory(**data_cfg)
     recommended = data.recommended
+    arch_from_data = "name" not in user.get("arch", {}) and "name" in recommended.get("arch", {})
+    if arch_from_data:
+        names["arch"] = _recommended_architecture(plugins, names["data"], str(recommended["arch"]["name"]))
+        valid["arch"] = set(arch_options(plugins.architectures.get(names["arch"])))
+    arch = plugins.architectures.get(names["arch"])
+    check_sections(user, valid)
 
     train_fields = {f.name for f in fields(TrainConfig)}
     optim_fields = {f.name for f in fields(OptimConfig)}
@@ -121,7 +126,12 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     optim = build_dataclass("optim", OptimConfig, {**{k: v for k, v in rec_train.items() if k in optim_fields}, **user.get("optim", {})})
     options = arch_options(arch)
     rec_arch = {k: v for k, v in recommended.get("arch", {}).items() if k in options}
-    arch_cfg = validate_options("arch", names["arch"], {**rec_arch, **_options(user.get("arch", {}))}, options)
+    try:
+        arch_cfg = validate_options("arch", names["arch"], {**rec_arch, **_options(user.get("arch", {}))}, options)
+    except ConfigError as exc:
+        if not arch_from_data:
+            raise
+        raise ConfigError(f"{exc} ({names['arch']!r} is the architecture dataset {names['data']!r} recommends; choose another with --arch)") from None
     num_classes = data.num_classes if train.conditional else 0
     rec_objective = _fitting_group_weights(recommended.get(names["objective"], {}), arch, data, num_classes, arch_cfg)
     user_objective = _options(user.get("objective", {}))
@@ -144,6 +154,15 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     )
     check_values(cfg, data, plugins)
     return cfg, data
+
+
+def _recommended_architecture(plugins: Plugins, data_name: str, arch_name: str) -> str:
+    """The architecture a dataset names in ``recommended["arch"]["name"]``, used when the user
+    names none (``--data fashion-mnist`` trains the paper's convolutional network)."""
+    if arch_name not in plugins.architectures.names():
+        raise ConfigError(f"dataset {data_name!r} recommends architecture {arch_name!r}, which is not installed; "
+                          f"install its plugin or choose one with --arch ({', '.join(plugins.architectures.names())})")  # fmt: skip
+    return arch_name
 
 
 def _latent_groups(arch: Architecture, data: DataSource, num_classes: int, arch_cfg: Mapping[str, Any]) -> set[str] | None:

@@ -239,7 +239,9 @@ class DatasetContract:
         assert not torch.equal(a, b)
 
     def test_recommended_settings_resolve(self) -> None:
+        """The recommended hyperparameters (and the architecture, when one is named) are valid."""
         data = self.source()
+        resolve(_user({"data": {"name": self.dataset_name, **self.dataset_options}}))
         for objective in [k for k in data.recommended if k not in ("train", "arch")]:
             if objective in get_plugins().objectives:
                 resolve(_user({"data": {"name": self.dataset_name, **self.dataset_options}, "objective": {"name": objective}}))

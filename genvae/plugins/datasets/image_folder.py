@@ -47,7 +47,7 @@ class ImageFolder(ImageData):
             raise DataError(f"folder: no image files ({', '.join(IMAGE_SUFFIXES)}) under {self.path}")
         self.recommended = {
             "train": {"batch_size": 32, "lr": 2e-4},
-            "arch": {"z_dim": 128, "channels": _default_channels(self.resolution)},
+            "arch": {"name": "residual", "z_dim": 128, "channels": _default_channels(self.resolution)},
             "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
         }
 
@@ -146,7 +146,7 @@ class FacesFolder(ImageFolder):
         self.recommended = {
             "train": {"batch_size": batches[-1], "steps": steps, "lr": 0.0015, "betas": [0.0, 0.99], "milestones": [],
                       "log_every": 100, "checkpoint_every": 5000, "figures_every": 5000},
-            "arch": {"z_dim": 512, "w_dim": 512, "start_channels": 64, "max_channels": 512},
+            "arch": {"name": "style", "z_dim": 512, "w_dim": 512, "start_channels": 64, "max_channels": 512},
             "grow": {"start_resolution": 4, "images_per_level": images_per_level, "fade": 0.5, "batch_sizes": batches,
                      "lrs": [0.0015, 0.0015, 0.0015, 0.0015, 0.0015, 0.0015, 0.002, 0.003, 0.003],
                      "beta_neg": [2048, 2048, 2048, 1024, 512, 512, 512, 512, 512]},

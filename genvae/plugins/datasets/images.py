@@ -93,7 +93,7 @@ class IDXImages(ImageData):
         self.search = self.search_dirs(root)
         self.recommended = {
             "train": _train_settings(200, 60_000, 128),
-            "arch": {"z_dim": 32, "channels": [64, 128]},
+            "arch": {"name": "residual", "z_dim": 32, "channels": [64, 128]},
             "vae": {"beta_rec": 1.0, "beta_kl": 1.0},
             "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
         }
@@ -162,7 +162,7 @@ class CIFAR10(ImageData):
         self.source = self._locate(bases)
         self.recommended = {
             "train": _train_settings(220, 50_000, 32),
-            "arch": {"z_dim": 128, "channels": [64, 128, 256]},
+            "arch": {"name": "residual", "z_dim": 128, "channels": [64, 128, 256]},
             "vae": {"beta_rec": 1.0, "beta_kl": 1.0},
             "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
         }
@@ -213,7 +213,7 @@ class SVHN(ImageData):
         self.bases = [Path(root).expanduser()] if root else shared_data_dirs("svhn")
         self.recommended = {
             "train": _train_settings(220, 73_257, 32),
-            "arch": {"z_dim": 128, "channels": [64, 128, 256]},
+            "arch": {"name": "residual", "z_dim": 128, "channels": [64, 128, 256]},
             "vae": {"beta_rec": 1.0, "beta_kl": 1.0},
             "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
         }
@@ -255,7 +255,7 @@ class Digits(ImageData):
             # (not 1): with 256 pixels of 8x8 digits upsampled, β_rec = 1 leaves KL ~4 nats and blur.
             "train": {"batch_size": 32, "steps": 1500, "lr": 5e-4, "milestones": [], "log_every": 50,
                       "checkpoint_every": 500, "figures_every": 500},
-            "arch": {"z_dim": 16, "channels": [16, 32]},
+            "arch": {"name": "residual", "z_dim": 16, "channels": [16, 32]},
             "vae": {"beta_rec": 4.0, "beta_kl": 1.0},
             "soft-intro": {"beta_rec": 4.0, "beta_kl": 1.0, "beta_neg": 256.0, "num_vae": 500},
         }

@@ -256,7 +256,7 @@ class PointCloudShapes(PointCloudData):
         self.recommended = {
             "train": {"batch_size": 32, "steps": 3000, "lr": 5e-4, "milestones": [], "log_every": 50,
                       "checkpoint_every": 1000, "figures_every": 0},
-            "arch": {"z_dim": 16, "channels": [32, 64, 128], "fc": [128], "decoder_hidden": [128, 256]},
+            "arch": {"name": "pointnet", "z_dim": 16, "channels": [32, 64, 128], "fc": [128], "decoder_hidden": [128, 256]},
             "vae": {"recon_loss": "chamfer", "beta_rec": 20.0, "beta_kl": 1.0},
             "intro": {"recon_loss": "chamfer", "beta_rec": 20.0},
             "soft-intro": {"recon_loss": "chamfer", "beta_rec": 20.0, "beta_kl": 1.0, "beta_neg": 64.0, "num_vae": 400},
@@ -304,6 +304,7 @@ class PointCloudFolder(PointCloudData):
         self._clouds: Tensor | None = None
         self.recommended = {
             "train": {"batch_size": 32, "lr": 5e-4, "milestones": [], "log_every": 50},
+            "arch": {"name": "pointnet"},
             "vae": {"recon_loss": "chamfer"},
             "intro": {"recon_loss": "chamfer"},
             "soft-intro": {"recon_loss": "chamfer", "beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
