@@ -179,3 +179,25 @@ def test_ood_data_of_another_shape_is_one_line_naming_both_shapes(runs, rgb_fold
 def test_translation_of_a_run_without_class_and_content_is_one_line(runs):
     line = one_line_error(invoke("eval", "translation", runs / "digits"))
     assert "content transfer error needs a dataset that renders ground truth (shapes3d-synthetic)" in line
+
+
+def test_bench_ood_checks_the_pair_before_training(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    result = invoke("bench", "ood", "--in", "digits", "--ood", f"folder:path={folder},resolution=16", "--out", tmp_path / "bench",
+                    "--steps", "2", "--seeds", "1", "--arch", "mlp")
+    assert result.exit_code == 2, result.output
+    assert "has shape (3, 16, 16) but 'digits' has (1, 16, 16); pick datasets of one shape" in " ".join(result.output.split())
+    assert not list((tmp_path / "bench").glob("*-seed0"))  # nothing trained
+
+
+def test_bench_ood_runs_another_row_of_table_7(shared_data, tmp_path):
+    result = invoke("bench", "ood", "--in", "fashion-mnist", "--ood", "mnist:split=test", "--out", tmp_path / "bench", "--steps", "2",
+                    "--seeds", "1", "--objective", "vae", "--arch", "mlp", "--set", "arch.hidden=16", "--set", "train.log_every=0")
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "bench" / "table.md").read_text()
+    assert "fashion-mnist (in) vs mnist:split=test (out)" in table and "| vae |" in table and "0.996 ± 0.0009" in table
