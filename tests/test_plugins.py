@@ -225,8 +225,9 @@ def test_a_dataset_recommends_its_architecture_and_the_user_overrides_it():
     assert cfg.arch["name"] == "residual" and cfg.arch["channels"] == [16, 32]  # the dataset's network, with its options
     cfg, _ = resolve(merge_user(None, [], {"data.name": "digits", "arch.name": "mlp"}))
     assert cfg.arch["name"] == "mlp" and cfg.arch["z_dim"] == 16  # --arch wins; shared options still apply
-    cfg, _ = resolve(merge_user(None, [], {"data.name": "shapes3d-synthetic"}))
-    assert cfg.arch["name"] == "lord"
+    for resolution in (64, 32):  # both of its recommended networks
+        cfg, _ = resolve(merge_user(None, [f"data.resolution={resolution}"], {"data.name": "shapes3d-synthetic"}))
+        assert cfg.arch["name"] == "lord"
     with pytest.raises(ConfigError, match=r"arch.hidden for 'residual'.*'residual' is the architecture dataset 'digits' recommends; choose another with --arch"):
         resolve(merge_user(None, ["arch.hidden=8"], {"data.name": "digits"}))
     with pytest.raises(ConfigError, match="data.z_dim is not an option of the data section; it belongs to arch"):

@@ -195,9 +195,9 @@ class Shapes3DSynthetic(DataSource):
         self.recommended = {
             "train": {"batch_size": 32 if big else 16, "steps": 20_000 if big else 600, "lr": 2e-4, "milestones": [],
                       "log_every": 50, "checkpoint_every": 2000 if big else 300, "figures_every": 0},
-            "arch": {"name": "lord", "class_dim": 256, "content_dim": 128, "channels": [64, 128, 256, 256], "fc_dim": 256, "adain_dim": 256}
-            if big
-            else {"class_dim": 64, "content_dim": 32, "channels": [32, 64, 128, 128], "fc_dim": 128, "adain_dim": 64},
+            "arch": {"name": "lord", **({"class_dim": 256, "content_dim": 128, "channels": [64, 128, 256, 256], "fc_dim": 256, "adain_dim": 256}
+                                        if big
+                                        else {"class_dim": 64, "content_dim": 32, "channels": [32, 64, 128, 128], "fc_dim": 128, "adain_dim": 64})},
             "vae": {"beta_rec": 0.5, "beta_kl": 1.0},
             "soft-intro": {"beta_rec": 0.5, "beta_kl": 1.0, "beta_neg": {"class": 1024.0, "content": 2048.0}},
         }  # fmt: skip
