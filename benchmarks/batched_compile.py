@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/batched_compile.py --objective soft-intro --members 5 --rounds 3 --steps 20
 
-The paper's 2-D network and batch (3 hidden layers of 256, batch 512), no warm-up phase. Compile
+The 2-D datasets' recommended network and batch (4 hidden layers of 256, batch 512), no warm-up phase. Compile
 time is reported separately and excluded from the rates. The two trainers alternate in blocks of
 ``--steps`` steps so that a shared machine slows both alike; the ratio is compiled / eager. On a
 GPU the compiled step replays as CUDA graphs (mode "reduce-overhead").

@@ -38,7 +38,9 @@ def reference_8gaussians(batch_size: int) -> torch.Tensor:
 
 
 def mlp(i: int, o: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, o))
+    """The authors' EncoderSimple / DecoderSimple with n_layers=3: input layer, 3 hidden, output."""
+    hidden = [m for _ in range(3) for m in (nn.Linear(256, 256), nn.ReLU())]
+    return nn.Sequential(nn.Linear(i, 256), nn.ReLU(), *hidden, nn.Linear(256, o))
 
 
 def reference_step(enc, dec, opt_e, opt_d, beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, gamma_r=1e-8):

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, bookkeeping_keys, settings_change
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, bookkeeping_keys, differing_settings, flat_settings, settings_change
 from genvae.core.checkpoint import export_component
-from genvae.core.config import write_json
+from genvae.core.config import parse_override, write_json
 from genvae.core.run import load_component
 from genvae.errors import ConfigError, RunDirError
 from genvae.plugins.metrics.toy2d import compute_metrics, elbo_energy, generated_samples, real_samples, sampling_floor, squared_norm_gnelbo
@@ -248,10 +248,31 @@ def first_member(objective: str, dataset: str, override: Mapping[str, Any], step
     return cfg, data
 
 
+def arch_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``--set arch.KEY=VALUE`` strings as the ``arch`` settings of every cell. Only the architecture
+    can be changed: each objective's weights are Table 5's for its dataset."""
+    arch: dict[str, Any] = {}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section != "arch":
+            raise ConfigError(f"--set {text!r}: the 2-D benches take arch.KEY=VALUE only (the objectives' settings are the paper's)")
+        arch[key] = value
+    return arch
+
+
 def _refuse_other_settings(cell: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any], holds: str) -> None:
-    change = settings_change(saved, wanted, ignore=bookkeeping_keys("resolved.train"))
+    """Refuse a cell trained with other effective settings. The options a call passed (``train``,
+    ``arch``, ``objective``) are not compared themselves: their effect is in ``resolved``, so a
+    setting passed explicitly equals the same value taken from a default."""
+    given = ("train", "arch", "objective")
+    saved, wanted = ({k: v for k, v in s.items() if k not in given} for s in (saved, wanted))
+    ignore = bookkeeping_keys("resolved.train")
+    change = settings_change(saved, wanted, ignore=ignore)
     if change:
-        raise RunDirError(f"{cell} {holds} other settings ({change}); pass the saved ones, choose another --out or remove that directory")
+        flat = flat_settings(saved)
+        arch = [f"--set arch.{k.split('.', 2)[2]}={json.dumps(flat.get(k))}" for k in differing_settings(saved, wanted, ignore) if k.startswith("resolved.arch.")]
+        again = f" (here: {' '.join(arch)})" if arch else ""
+        raise RunDirError(f"{cell} {holds} other settings ({change}); pass the saved ones{again}, choose another --out or remove that directory")
 
 
 def _progress_of(cell: Path, steps: int) -> str:

@@ -23,8 +23,8 @@ def test_dry_run_prints_the_resolved_config():
     cfg = json.loads(result.stdout)
     assert cfg["objective"] == {"name": "intro", "beta_rec": 0.8, "beta_kl": 0.5, "beta_neg": 0.5, "m": 4.0, "num_vae": 2000, "recon_loss": "mse", "margin": "sample"}
     assert cfg["train"]["batch_size"] == 512 and cfg["optim"]["milestones"] == [10000, 15000]
-    # the networks are built too (on the meta device); the paper's 2-D MLP: 2-256-256-256-(2+2) and 2-256-256-256-2
-    mlp = 2 * 256 + 256 + 2 * (256 * 256 + 256)
+    # the networks are built too (on the meta device); the authors' 2-D MLP: 2-256-256-256-256-(2+2) and 2-256-256-256-256-2
+    mlp = 2 * 256 + 256 + 3 * (256 * 256 + 256)
     assert f"encoder {mlp + 256 * 4 + 4:,} parameters, decoder {mlp + 256 * 2 + 2:,}; nothing written" in result.stderr
 
 

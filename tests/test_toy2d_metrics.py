@@ -184,6 +184,12 @@ def test_bench_functions_tiny(tmp_path):
     with mock.patch.dict(TABLE5["8gaussians"]["vae"], {"beta_kl": 0.06}):
         with pytest.raises(RunDirError, match=r"other settings \(resolved.objective.beta_kl: [\d.]+ saved, 0.06 now\)"):
             run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **small)
+    # an architecture setting passed explicitly with the value the cell was trained with is the same cell
+    explicit = {**small, "arch": {"hidden": 16, "depth": 4}}
+    with mock.patch.object(bench2d, "train_batched", side_effect=AssertionError("a finished cell was trained again")):
+        run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **explicit)
+    with pytest.raises(RunDirError, match=r"other settings \(resolved.arch.depth: 4 saved, 3 now\); pass the saved ones \(here: --set arch.depth=4\)"):
+        run_table2(tmp_path, steps=12, seeds=1, datasets=["8gaussians"], objectives=["vae"], grid_points=32, **{**small, "arch": {"hidden": 16, "depth": 3}})
 
     st = run_stability(tmp_path, steps=8, seeds=1, ms=[1, 4], grid_points=32, soft_intro_overrides={"num_vae": 3}, **small)
     assert [row["m"] for row in st["intro"]] == [1.0, 4.0]
@@ -286,6 +292,25 @@ def test_table2_grid_draws_only_what_is_finished(tmp_path):
             sizes.append(im.size)
     # 1 row x (real + VAE's 2 panels); then 2 rows x (real + 2 objectives x 2), two panels "not finished"
     assert sizes == [(660, 220), (1100, 440)]
+
+
+def test_bench_table2_set_takes_architecture_settings_only():
+    from genvae.bench2d import arch_overrides
+
+    assert arch_overrides(["arch.depth=3", "arch.hidden=128"]) == {"depth": 3, "hidden": 128}
+    with pytest.raises(ConfigError, match=r"--set 'objective.beta_kl=0.5': the 2-D benches take arch.KEY=VALUE only"):
+        arch_overrides(["objective.beta_kl=0.5"])
+
+
+def test_the_2d_datasets_recommend_the_authors_network():
+    """Four hidden ReLU layers of 256: the authors' 2-D script (n_layers=3 after the input layer)."""
+    from genvae.core.run import resolve
+
+    for name in ("8gaussians", "2spirals", "checkerboard", "rings"):
+        cfg, _ = resolve({"data": {"name": name}, "objective": {"name": "soft-intro"}})
+        assert cfg.arch == {"name": "mlp", "hidden": 256, "depth": 4, "z_dim": 2}
+    cfg, _ = resolve({"data": {"name": "rings"}, "arch": {"name": "mlp", "depth": 3}})
+    assert cfg.arch["depth"] == 3
 
 
 def test_a_cell_saved_before_a_bookkeeping_setting_existed_is_reused(tmp_path):

@@ -32,14 +32,15 @@ def table2(
     report: bool = typer.Option(False, "--report", help="Train nothing: write the table and figure of the cells finished so far."),
     jobs: int = typer.Option(1, "--jobs", help="Cells trained at once, one process each (a GPU is kept busy only by several at once)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
+    overrides: list[str] = typer.Option([], "--set", help="Override an architecture setting: arch.KEY=VALUE (e.g. arch.depth=3)."),
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
 
     After a crash or Ctrl-C, the same command reuses the finished cells kept in OUT/cells and continues the unfinished one from its last checkpoint (every 1,000 steps)."""
-    from genvae.bench2d import DATASETS, OBJECTIVES, run_table2
+    from genvae.bench2d import DATASETS, OBJECTIVES, arch_overrides, run_table2
 
     run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
-               device=device, train_missing=not report, jobs=jobs, compile=compile)  # fmt: skip
+               device=device, train_missing=not report, jobs=jobs, compile=compile, arch=arch_overrides(overrides))  # fmt: skip
     console.print((out / "table2.md").read_text())
 
 
@@ -54,15 +55,17 @@ def stability(
     margins: Optional[list[float]] = typer.Option(None, "--m", help="IntroVAE margins m (repeatable; default 1, 2, ..., 10 as Figure 3)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
     report: bool = typer.Option(False, "--report", help="Train nothing: write the figure from the two models, once both are finished."),
+    overrides: list[str] = typer.Option([], "--set", help="Override an architecture setting: arch.KEY=VALUE (e.g. arch.depth=3)."),
 ) -> None:
     """Figure 3: IntroVAE's KL / JSD for margins m = 1..10 against Soft-IntroVAE (8 Gaussians).
 
     After a crash or Ctrl-C, the same command reuses a model finished earlier and continues an unfinished one from its last checkpoint (every 1,000 steps; OUT/cells)."""
+    from genvae.bench2d import arch_overrides
     from genvae.bench_stability import STABILITY_MODELS, run_stability
 
     ms = margins or tuple(range(1, 11))
     if run_stability(out, steps=steps, seeds=_seeds(seeds), ms=ms, log=console.print, device=device, models=models or STABILITY_MODELS,
-                     compile=compile, report=report) is not None:
+                     compile=compile, report=report, arch=arch_overrides(overrides)) is not None:
         console.print(f"wrote {out / 'stability.png'}", soft_wrap=True)
 
 
@@ -74,13 +77,15 @@ def collapse(
     seeds: int = typer.Option(1, "--seeds", help="Seeds per model."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda[:N] or auto (the GPU when one is visible)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
+    overrides: list[str] = typer.Option([], "--set", help="Override an architecture setting: arch.KEY=VALUE (e.g. arch.depth=3)."),
 ) -> None:
     """Appendix 9.5 / Figure 21: the VAE's KL collapses, Soft-IntroVAE's does not (8 Gaussians).
 
     After a crash or Ctrl-C, the same command continues each model from its last checkpoint (every 1,000 steps; OUT/cells)."""
+    from genvae.bench2d import arch_overrides
     from genvae.bench_collapse import run_collapse
 
-    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, compile=compile)
+    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, compile=compile, arch=arch_overrides(overrides))
     console.print(f"wrote {out / 'collapse.png'}", soft_wrap=True)
 
 

@@ -45,17 +45,17 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     return True
 
 
-def _flat(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested settings as JSON values under dotted keys."""
     out = {}
     for key, value in c.items():
         name = f"{prefix}{key}"
-        out.update(_flat(value, f"{name}.") if isinstance(value, dict) else {name: value})
+        out.update(flat_settings(value, f"{name}.") if isinstance(value, dict) else {name: value})
     return out
 
 
 def _settings(c: Mapping[str, Any], ignore: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in _flat(json.loads(json.dumps(to_jsonable(c)))).items() if k not in ignore}
+    return {k: v for k, v in flat_settings(json.loads(json.dumps(to_jsonable(c)))).items() if k not in ignore}
 
 
 def differing_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:

@@ -87,6 +87,10 @@ PLOT_SCALE: dict[str, float] = {"8gaussians": 1.0}
 # The paper's Table 5 (Appendix 9.2.1), and the 2-D training settings of the authors' script.
 _WARMUP_2D = 2000
 _TRAIN_2D = {"batch_size": 512, "steps": 30_000, "lr": 2e-4, "milestones": [10_000, 15_000], "gamma": 0.1}
+# The paper's "3-layer fully-connected network with 256 hidden units" as the authors' 2-D script
+# builds it (n_layers=3): Linear(2, 256) + ReLU, then 3 × (Linear(256, 256) + ReLU), then the
+# output layer, i.e. four hidden ReLU layers of 256 in each of the encoder and decoder.
+_ARCH_2D = {"name": "mlp", "hidden": 256, "depth": 4}
 TABLE5: dict[str, dict[str, dict[str, float]]] = {
     "8gaussians": {
         "vae": {"beta_rec": 0.8, "beta_kl": 0.05},
@@ -148,7 +152,7 @@ class Toy2D(DataSource):
         # the authors' 2-D script warms up with 2,000 plain-VAE steps; IntroVAE gets the same (its
         # official code has the option too): 10k steps, seed 0, KL 66.7 -> 7.8 (docs/results.md)
         warmup = {"num_vae": _WARMUP_2D}
-        self.recommended = {"train": dict(_TRAIN_2D), **table, **{o: {**warmup, **table.get(o, {})} for o in ("intro", "soft-intro")}}
+        self.recommended = {"train": dict(_TRAIN_2D), "arch": dict(_ARCH_2D), **table, **{o: {**warmup, **table.get(o, {})} for o in ("intro", "soft-intro")}}
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Toy2DStream:
         return Toy2DStream(self.sampler, batch_size, seed * 1000, rank, world_size)
