@@ -86,7 +86,7 @@ def test_residual_shapes_and_parameter_counts(shape, channels) -> None:
     assert sum(p.numel() for p in encoder.parameters()) == enc_n
     assert sum(p.numel() for p in decoder.parameters()) == dec_n
     assert encoder.latent_groups == {"z": z_dim}
-    assert encoder.config == {"data_shape": list(shape), "num_classes": 0, "z_dim": z_dim, "channels": channels, "norm": "batch"}
+    assert encoder.config == {"data_shape": list(shape), "num_classes": 0, "z_dim": z_dim, "channels": channels, "norm": "batch", "block": "soft-intro"}
 
 
 def test_norm_options() -> None:
@@ -105,6 +105,57 @@ def test_norm_options() -> None:
     assert torch.allclose(encoder(x)[0][:1], encoder(x[:1])[0], atol=1e-6)
     with pytest.raises(ConfigError, match="arch.norm"):
         ResidualDecoder(shape, channels=channels, norm="group")
+
+
+@pytest.mark.parametrize("block", ["soft-intro", "introvae"])
+def test_residual_block_by_hand(block: str) -> None:
+    """soft-intro (the authors' Soft-IntroVAE code): LReLU(BN(conv2(h)) + shortcut(x));
+    introvae (IntroVAE's code): LReLU(BN(conv2(h) + shortcut(x))); h = LReLU(BN(conv1(x)))."""
+    from torch.nn import functional as F
+
+    from genvae.plugins.architectures.residual import ResidualBlock
+
+    torch.manual_seed(0)
+    unit = ResidualBlock(3, 5, block=block).train()
+    x = torch.randn(4, 3, 6, 6)
+
+    def bn(t):  # training-mode BatchNorm2d at its initial affine (1, 0)
+        mean, var = t.mean((0, 2, 3), keepdim=True), t.var((0, 2, 3), unbiased=False, keepdim=True)
+        return (t - mean) / torch.sqrt(var + 1e-5)
+
+    h = F.leaky_relu(bn(F.conv2d(x, unit.conv1.weight, padding=1)), 0.2)
+    branch, shortcut = F.conv2d(h, unit.conv2.weight, padding=1), F.conv2d(x, unit.shortcut.weight)
+    expected = F.leaky_relu(bn(branch) + shortcut if block == "soft-intro" else bn(branch + shortcut), 0.2)
+    assert torch.allclose(unit(x), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="arch.block must be one of soft-intro, introvae, got 'x'"):
+        ResidualEncoder((1, 16, 16), channels=[8], block="x")
+
+
+def test_networks_saved_before_the_block_option_are_rebuilt_with_introvaes_block(tmp_path: Path) -> None:
+    """An export or run config without ``block`` was trained with IntroVAE's block (genvae's only
+    one then); loading it must not switch it to today's default."""
+    import json
+
+    from genvae.core.run import read_run_config
+
+    shape = (1, 16, 16)
+    old = ResidualDecoder(shape, z_dim=4, channels=[8, 16], block="introvae").eval()
+    export_component(old, tmp_path / "decoder", "decoder", "residual")
+    meta_path = tmp_path / "decoder" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["block"]
+    meta_path.write_text(json.dumps(meta))
+    reloaded = load_component(tmp_path / "decoder")
+    z = torch.randn(3, 4)
+    with torch.no_grad():
+        assert torch.equal(reloaded(z), old(z))
+    run = {"train": {}, "optim": {}, "objective": {"name": "vae"}, "data": {"name": "digits"},
+           "arch": {"name": "residual", "z_dim": 4, "channels": [8, 16], "norm": "batch"}}  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert read_run_config(tmp_path / "run.json").arch["block"] == "introvae"
+    run["arch"]["block"] = "soft-intro"
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert read_run_config(tmp_path / "run.json").arch["block"] == "soft-intro"
 
 
 def test_cifar10_architecture_size_matches_authors() -> None:

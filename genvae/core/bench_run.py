@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from genvae.core.checkpoint import find_checkpoint
 from genvae.core.config import to_jsonable
+from genvae.core.run import saved_arch
 from genvae.errors import RunDirError
 
 BENCH_CHECKPOINT_EVERY = 1000
@@ -35,7 +36,10 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     if not saved_path.exists():
         return False
 
-    change = settings_change(json.loads(saved_path.read_text()), config, ignore=bookkeeping_keys("train"))
+    saved = json.loads(saved_path.read_text())
+    if isinstance(saved.get("arch"), dict):
+        saved["arch"] = saved_arch(saved["arch"])
+    change = settings_change(saved, config, ignore=bookkeeping_keys("train"))
     if change:
         raise RunDirError(f"{run_dir} holds a run with other settings ({change}); "
                           f"pass the saved ones, choose another --out or remove that directory")  # fmt: skip

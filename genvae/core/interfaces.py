@@ -83,11 +83,16 @@ def append_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered pair of network classes built from the same options."""
+    """A registered pair of network classes built from the same options.
+
+    ``saved_defaults``: options added after configs were saved without them, with the value such
+    a config meant (the network as it was then) where today's default differs. Runs and exports
+    saved before are rebuilt with these, so they keep computing what they were trained as."""
 
     encoder: type[Encoder]
     decoder: type[Decoder]
     description: str = ""
+    saved_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------

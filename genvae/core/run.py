@@ -346,7 +346,7 @@ def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder |
     meta = read_component_config(directory)
     arch = plugins.architectures.get(meta["architecture"])
     cls = arch.encoder if meta["role"] == "encoder" else arch.decoder
-    config = dict(meta["config"])
+    config = {**arch.saved_defaults, **meta["config"]}
     config["data_shape"] = tuple(config["data_shape"])
     module = cls(**config)
     load_weights(module, directory)
@@ -361,7 +361,16 @@ def read_run_config(path: Path) -> ResolvedConfig:
     missing = [s for s in ("train", "optim", "objective", "arch", "data") if not isinstance(raw, dict) or not isinstance(raw.get(s), dict)]
     if missing:
         raise damaged(path, f"is not a run's config (no '{missing[0]}' section)")
-    return ResolvedConfig.from_dict(raw)
+    return ResolvedConfig.from_dict({**raw, "arch": saved_arch(raw["arch"])})
+
+
+def saved_arch(arch: Mapping[str, Any], plugins: Plugins | None = None) -> dict[str, Any]:
+    """A saved run's ``arch`` section completed with its architecture's ``saved_defaults`` (options
+    that did not exist when it was saved), so the run is rebuilt as it was trained."""
+    plugins = plugins or get_plugins()
+    name = arch.get("name")
+    defaults = plugins.architectures.get(name).saved_defaults if name in plugins.architectures else {}
+    return {**defaults, **arch}
 
 
 COMPONENTS = ("encoder", "decoder")

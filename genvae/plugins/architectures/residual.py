@@ -11,8 +11,11 @@ Decoder: Linear z -> c_{L-1}·b·b + ReLU, then for each c_i in reverse order a 
 (previous width -> c_i) followed by nearest x2 upsampling, one residual block c_0 -> c_0 at full
 size, and Conv 5x5 to the image channels (no output activation, as the authors' MSE setting).
 
-A residual block is [3x3 conv, BN, LReLU, 3x3 conv] + shortcut (1x1 conv when the width
-changes), then BN and LReLU(0.2) on the sum (the authors' ``ResidualBlock``). For CIFAR-10
+A residual block (``block``) is, as the authors' Soft-IntroVAE code (``soft-intro``, the default):
+LReLU(BN(conv3(LReLU(BN(conv3(x))))) + shortcut(x)), the shortcut a 1x1 conv when the width
+changes; their docstring names the one change from IntroVAE's block (``introvae``, genvae's
+block before session 20), which normalises the sum instead: LReLU(BN(conv3(...) + shortcut(x))).
+For CIFAR-10
 (32x32, channels (64, 128, 256)) this is the 4x4 base of Table 6; for 28x28 with channels
 (64, 128) it is the authors' 7x7 base. When S is not a multiple of 2^L (e.g. 28 with three
 levels) the encoder zero-pads the input to S' and the decoder centre-crops its S' output to S,
@@ -50,6 +53,7 @@ CIFAR10_CHANNELS = (64, 128, 256)
 
 
 NORMS = ("batch-stats", "batch", "none")
+BLOCKS = ("soft-intro", "introvae")
 
 
 def _norm(channels: int, norm: str) -> nn.Module:
@@ -63,11 +67,13 @@ def _norm(channels: int, norm: str) -> nn.Module:
 
 
 class ResidualBlock(nn.Module):
-    """The authors' block: LReLU(BN(conv3(LReLU(BN(conv3(x)))) + shortcut(x)))."""
+    """LReLU(BN(conv3(LReLU(BN(conv3(x))))) + shortcut(x)) (``soft-intro``) or, IntroVAE's,
+    LReLU(BN(conv3(LReLU(BN(conv3(x)))) + shortcut(x))) (``introvae``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch") -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch", block: str = "soft-intro") -> None:
         super().__init__()
         bias = norm == "none"
+        self.norm_after_sum = block == "introvae"
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
         self.bn1 = _norm(out_channels, norm)
@@ -77,14 +83,17 @@ class ResidualBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
         h = F.leaky_relu(self.bn1(self.conv1(x)), 0.2, inplace=True)
-        h = self.conv2(h) + identity
-        return F.leaky_relu(self.bn2(h), 0.2, inplace=True)
+        if self.norm_after_sum:
+            return F.leaky_relu(self.bn2(self.conv2(h) + identity), 0.2, inplace=True)
+        return F.leaky_relu(self.bn2(self.conv2(h)) + identity, 0.2, inplace=True)
 
 
-def _geometry(data_shape: Sequence[int], channels: Sequence[int], norm: str) -> tuple[int, int, int, int]:
+def _geometry(data_shape: Sequence[int], channels: Sequence[int], norm: str, block: str) -> tuple[int, int, int, int]:
     """(image channels, image side, padded side, base side) for a square image."""
     if norm not in NORMS:
         raise ConfigError(f"arch.norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if block not in BLOCKS:
+        raise ConfigError(f"arch.block must be one of {', '.join(BLOCKS)}, got {block!r}")
     if len(data_shape) != 3:
         raise ConfigError(f"the residual architecture needs images shaped (C, H, W), got data shape {tuple(data_shape)}")
     if len(channels) < 1 or any(int(c) <= 0 for c in channels):
@@ -112,12 +121,13 @@ class ResidualEncoder(Encoder):
         z_dim: int = 128,
         channels: Sequence[int] = CIFAR10_CHANNELS,
         norm: str = "batch",
+        block: str = "soft-intro",
     ) -> None:
         channels = [int(c) for c in channels]
         super().__init__(
-            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), channels=channels, norm=norm
+            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), channels=channels, norm=norm, block=block
         )
-        image_channels, self.size, self.padded, base = _geometry(data_shape, channels, norm)
+        image_channels, self.size, self.padded, base = _geometry(data_shape, channels, norm, block)
         self.num_classes = int(num_classes)
         require_positive("arch", z_dim=z_dim)
         self.latent_groups = {"z": int(z_dim)}
@@ -129,9 +139,9 @@ class ResidualEncoder(Encoder):
         ]
         width = channels[0]
         for ch in channels[1:]:
-            layers += [ResidualBlock(width, ch, norm), nn.AvgPool2d(2)]
+            layers += [ResidualBlock(width, ch, norm, block), nn.AvgPool2d(2)]
             width = ch
-        layers.append(ResidualBlock(width, width, norm))
+        layers.append(ResidualBlock(width, width, norm, block))
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(width * base * base + self.num_classes, 2 * int(z_dim))
         self.to(memory_format=torch.channels_last)
@@ -157,21 +167,22 @@ class ResidualDecoder(Decoder):
         z_dim: int = 128,
         channels: Sequence[int] = CIFAR10_CHANNELS,
         norm: str = "batch",
+        block: str = "soft-intro",
     ) -> None:
         channels = [int(c) for c in channels]
         super().__init__(
-            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), channels=channels, norm=norm
+            data_shape=[int(d) for d in data_shape], num_classes=int(num_classes), z_dim=int(z_dim), channels=channels, norm=norm, block=block
         )
-        image_channels, self.size, self.padded, self.base = _geometry(data_shape, channels, norm)
+        image_channels, self.size, self.padded, self.base = _geometry(data_shape, channels, norm, block)
         self.num_classes = int(num_classes)
         self.top_channels = channels[-1]
         self.fc = nn.Sequential(nn.Linear(int(z_dim) + self.num_classes, channels[-1] * self.base * self.base), nn.ReLU(inplace=True))
         layers: list[nn.Module] = []
         width = channels[-1]
         for ch in reversed(channels):
-            layers += [ResidualBlock(width, ch, norm), nn.Upsample(scale_factor=2, mode="nearest")]
+            layers += [ResidualBlock(width, ch, norm, block), nn.Upsample(scale_factor=2, mode="nearest")]
             width = ch
-        layers += [ResidualBlock(width, width, norm), nn.Conv2d(width, image_channels, 5, padding=2)]
+        layers += [ResidualBlock(width, width, norm, block), nn.Conv2d(width, image_channels, 5, padding=2)]
         self.main = nn.Sequential(*layers)
         self.to(memory_format=torch.channels_last)
 
@@ -189,5 +200,10 @@ class ResidualDecoder(Decoder):
 def genvae_register_architectures(register) -> None:  # type: ignore[no-untyped-def]
     register(
         "residual",
-        Architecture(ResidualEncoder, ResidualDecoder, "IntroVAE's residual conv encoder/decoder (paper Table 6; options z_dim, channels)"),
+        Architecture(
+            ResidualEncoder,
+            ResidualDecoder,
+            "IntroVAE's residual conv encoder/decoder (paper Table 6; options z_dim, channels, norm, block)",
+            saved_defaults={"block": "introvae"},  # runs saved before the option existed used IntroVAE's block
+        ),
     )
