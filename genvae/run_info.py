@@ -14,7 +14,7 @@ from rich.table import Table
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.evaluation import EVALS_FILE, measured_values
-from genvae.core.run import require_run_dir
+from genvae.core.run import require_run_dir, saved_arch
 from genvae.core.trainer import STOP_NOTE
 from genvae.viz.curves import read_records
 
@@ -98,7 +98,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run": str(path),
         "objective": cfg["objective"],
-        "arch": cfg["arch"],
+        "arch": saved_arch(cfg["arch"]),  # with options added since it was saved, as it is rebuilt
         "data": cfg["data"],
         "steps_total": total,
         "steps_trained": trained,

@@ -137,6 +137,7 @@ def test_networks_saved_before_the_block_option_are_rebuilt_with_introvaes_block
     import json
 
     from genvae.core.run import read_run_config
+    from genvae.run_info import run_info
 
     shape = (1, 16, 16)
     old = ResidualDecoder(shape, z_dim=4, channels=[8, 16], block="introvae").eval()
@@ -149,10 +150,13 @@ def test_networks_saved_before_the_block_option_are_rebuilt_with_introvaes_block
     z = torch.randn(3, 4)
     with torch.no_grad():
         assert torch.equal(reloaded(z), old(z))
-    run = {"train": {}, "optim": {}, "objective": {"name": "vae"}, "data": {"name": "digits"},
+    run = {"train": {"steps": 10}, "optim": {}, "objective": {"name": "vae"}, "data": {"name": "digits"},
            "arch": {"name": "residual", "z_dim": 4, "channels": [8, 16], "norm": "batch"}}  # fmt: skip
     (tmp_path / "run.json").write_text(json.dumps(run))
     assert read_run_config(tmp_path / "run.json").arch["block"] == "introvae"
+    (tmp_path / "old-run").mkdir()
+    (tmp_path / "old-run" / "config.json").write_text(json.dumps(run))
+    assert run_info(tmp_path / "old-run")["arch"]["block"] == "introvae"  # what genvae info shows
     run["arch"]["block"] = "soft-intro"
     (tmp_path / "run.json").write_text(json.dumps(run))
     assert read_run_config(tmp_path / "run.json").arch["block"] == "soft-intro"
