@@ -101,21 +101,24 @@ def reference_step(enc, dec, opt_e, opt_d, beta_rec=0.2, beta_kl=0.3, beta_neg=0
     opt_d.step()
 
 
-def time_loop(step, n: int, warmup: int = 20) -> float:
+def time_loop(step, n: int, warmup: int = 20, block: int = 50) -> float:
+    """Steps per second: the median over blocks of `block` steps (one shorter block when n < block)."""
     for _ in range(warmup):
         step()
+    block = max(1, min(block, n))
     times = []
-    for _ in range(n // 50):
+    for _ in range(max(1, n // block)):
         start = time.perf_counter()
-        for _ in range(50):
+        for _ in range(block):
             step()
-        times.append((time.perf_counter() - start) / 50)
+        times.append((time.perf_counter() - start) / block)
     return 1.0 / statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="timed steps per contender")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps before timing")
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
@@ -127,11 +130,11 @@ def main() -> None:
     cfg, data = resolve(merge_user(None, ["objective.num_vae=0", "train.checkpoint_every=0"], {}))
     trainer = Trainer(cfg, data, "/tmp/genvae-bench-unused", progress=False)
     batches = iter(trainer.stream)
-    ours = time_loop(lambda: trainer.train_step(trainer._to_device(next(batches))), args.steps)
+    ours = time_loop(lambda: trainer.train_step(trainer.to_device(next(batches))), args.steps, args.warmup)
 
     enc, dec = mlp(2, 4), mlp(2, 2)
     opt_e, opt_d = torch.optim.Adam(enc.parameters(), 2e-4), torch.optim.Adam(dec.parameters(), 2e-4)
-    ref = time_loop(lambda: reference_step(enc, dec, opt_e, opt_d), args.steps)
+    ref = time_loop(lambda: reference_step(enc, dec, opt_e, opt_d), args.steps, args.warmup)
 
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"reference (authors' loop structure): {ref:6.1f} steps/s  ({1000 / ref:.1f} ms/step)")

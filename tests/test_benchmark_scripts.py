@@ -1,0 +1,23 @@
+"""The benchmark scripts still run against the current API (tiny sizes; their numbers are not checked here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "toy2d_steps_per_second": ["--steps", "2", "--warmup", "0"],
+    "batched_throughput": ["--members", "1", "2", "--steps", "1", "--single-steps", "1", "--batch-size", "16", "--hidden", "16"],
+    "toy2d_metric_floor": ["--samples", "500", "--draws", "1"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_script_runs(script, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *CASES[script]],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "steps/s" in result.stdout or "|" in result.stdout
