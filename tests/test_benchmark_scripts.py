@@ -8,16 +8,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# script -> (arguments, text its report must contain)
 CASES = {
-    "toy2d_steps_per_second": ["--steps", "2", "--warmup", "0"],
-    "batched_throughput": ["--members", "1", "2", "--steps", "1", "--single-steps", "1", "--batch-size", "16", "--hidden", "16"],
-    "toy2d_metric_floor": ["--samples", "500", "--draws", "1"],
+    "toy2d_steps_per_second": (["--steps", "2", "--warmup", "0"], "speed-up:"),
+    "batched_throughput": (["--members", "1", "2", "--steps", "1", "--single-steps", "1", "--batch-size", "16", "--hidden", "16"], "member-steps/s"),
+    "toy2d_metric_floor": (["--samples", "500", "--draws", "1"], "| checkerboard | 500 |"),
 }
 
 
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_benchmark_script_runs(script, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *CASES[script]],
+    args, expected = CASES[script]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "steps/s" in result.stdout or "|" in result.stdout
+    assert expected in result.stdout, result.stdout[-2000:]
