@@ -14,6 +14,7 @@ from genvae.errors import ConfigError
         ("arch.z_dim=0", "arch.z_dim must be a positive integer, got 0"),
         ("arch.hidden=-5", "arch.hidden must be a positive integer, got -5"),
         ("arch.depth=-1", "arch.depth must be 0 (a linear map) or more hidden layers, got -1"),
+        ("arch.output=relu", "arch.output must be one of linear, sigmoid, got 'relu'"),
     ],
 )
 def test_mlp_sizes_are_checked_through_the_cli(tmp_path, setting, message):
@@ -27,6 +28,19 @@ def test_mlp_sizes_are_checked_through_the_cli(tmp_path, setting, message):
 def test_a_linear_mlp_is_allowed():
     arch = get_plugins().architectures.get("mlp")
     assert arch.encoder(data_shape=(2,), z_dim=2, depth=0).latent_groups == {"z": 2}
+
+
+def test_a_sigmoid_output_bounds_the_mlp_decoder_to_the_unit_interval():
+    import torch
+
+    arch = get_plugins().architectures.get("mlp")
+    torch.manual_seed(0)
+    linear = arch.decoder(data_shape=(1, 4, 4), z_dim=3, depth=1, hidden=8)
+    torch.manual_seed(0)
+    bounded = arch.decoder(data_shape=(1, 4, 4), z_dim=3, depth=1, hidden=8, output="sigmoid")
+    z = 50 * torch.randn(64, 3)
+    assert torch.allclose(bounded(z), torch.sigmoid(linear(z)))  # same weights, the sigmoid on top
+    assert not ((linear(z) > 0) & (linear(z) < 1)).all()
 
 
 @pytest.mark.parametrize(

@@ -308,7 +308,7 @@ def test_the_2d_datasets_recommend_the_authors_network():
 
     for name in ("8gaussians", "2spirals", "checkerboard", "rings"):
         cfg, _ = resolve({"data": {"name": name}, "objective": {"name": "soft-intro"}})
-        assert cfg.arch == {"name": "mlp", "hidden": 256, "depth": 4, "z_dim": 2}
+        assert cfg.arch == {"name": "mlp", "hidden": 256, "depth": 4, "z_dim": 2, "output": "linear"}
     cfg, _ = resolve({"data": {"name": "rings"}, "arch": {"name": "mlp", "depth": 3}})
     assert cfg.arch["depth"] == 3
 
@@ -322,6 +322,19 @@ def test_a_cell_saved_before_a_bookkeeping_setting_existed_is_reused(tmp_path):
     _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"train": {"steps": 3}}}, wanted, "was computed with")
     with pytest.raises(RunDirError, match=r"was computed with other settings \(resolved.train.batch_size: 64 saved, \(none\) now\)"):
         _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"train": {"steps": 3, "batch_size": 64}}}, wanted, "was computed with")
+
+
+def test_a_cell_saved_before_an_architecture_option_existed_is_reused(tmp_path):
+    """arch.output appeared after the Table 2 cells were kept; their resolved arch has no such key
+    and meant the linear output, so they are still reused, while another output is refused."""
+    from genvae.bench2d import _refuse_other_settings
+
+    old = {"name": "mlp", "hidden": 256, "depth": 4, "z_dim": 2}
+    wanted = {"steps": 3, "resolved": {"arch": {**old, "output": "linear"}}}
+    _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"arch": old}}, wanted, "was computed with")
+    sigmoid = {"steps": 3, "resolved": {"arch": {**old, "output": "sigmoid"}}}
+    with pytest.raises(RunDirError, match=r"resolved.arch.output: linear saved, sigmoid now"):
+        _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"arch": old}}, sigmoid, "was computed with")
 
 
 def test_squared_norm_reference_is_the_gnelbo_of_the_energy_norm_squared():

@@ -192,7 +192,7 @@ def test_config_round_trip_and_validation(tmp_path):
         resolve(merge_user(None, ["objective.name=soft-intro", "objective.beta_neg={class=256, content=512}"], {}))
     with pytest.raises(ConfigError, match="objective.beta_kl must be >= 0"):
         resolve(merge_user(None, ["objective.beta_kl=-1"], {}))
-    with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, z_dim"):
+    with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, output, z_dim"):
         resolve(merge_user(None, ["arch.colour=3"], {}))
 
 

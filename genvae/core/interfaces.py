@@ -86,8 +86,9 @@ class Architecture:
     """A registered pair of network classes built from the same options.
 
     ``saved_defaults``: options added after configs were saved without them, with the value such
-    a config meant (the network as it was then) where today's default differs. Runs and exports
-    saved before are rebuilt with these, so they keep computing what they were trained as."""
+    a config meant (the network as it was then). Runs and exports saved before are rebuilt with
+    these, so they keep computing what they were trained as, and benches fill them in before they
+    compare saved settings with today's, so finished results stay reusable."""
 
     encoder: type[Encoder]
     decoder: type[Decoder]

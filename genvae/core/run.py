@@ -346,7 +346,8 @@ def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder |
     meta = read_component_config(directory)
     arch = plugins.architectures.get(meta["architecture"])
     cls = arch.encoder if meta["role"] == "encoder" else arch.decoder
-    config = {**arch.saved_defaults, **meta["config"]}
+    accepted = signature_options(cls.__init__, skip=("self",))
+    config = {**{k: v for k, v in arch.saved_defaults.items() if k in accepted}, **meta["config"]}
     config["data_shape"] = tuple(config["data_shape"])
     module = cls(**config)
     load_weights(module, directory)

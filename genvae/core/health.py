@@ -1,0 +1,45 @@
+"""Signs in a training log that the introspective game has stopped.
+
+IntroVAE's and Soft-IntroVAE's encoder is trained to give generated samples a larger
+KL(q(z|D(z)) ‖ p(z)) than real data (the adversarial terms of Eq. 4 and Algorithm 2). When it
+gives them clearly *less* KL than real data over the end of a run, the encoder no longer tells
+fakes from real images: the repulsion has stopped and the decoder's samples are no longer held to
+the data (measured in docs/results.md, "A sharper decoder": at large β_rec most prior samples of
+such runs were noise). The authors' image script stops such runs (``exit_on_negative_diff``: the
+mean KL difference, fake minus real, below zero after 50 epochs); genvae warns instead, since at
+the game's equilibrium fakes and real data get equal KL (2-D runs end within a few per cent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TAIL = 0.2  # the last fifth of the records logged after the warm-up
+MIN_RECORDS = 5
+RATIO = 0.9  # fakes' KL below 90 % of real data's
+
+
+def kl_pairs(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(real, fake) KL keys of a log record: ``kl``/``kl_fake``, or per latent group ``kl_G``/``kl_fake_G``."""
+    real = [k for k in record if k == "kl" or (k.startswith("kl_") and not k.startswith("kl_fake"))]
+    return [(k, "kl_fake" + k[2:]) for k in real if "kl_fake" + k[2:] in record]
+
+
+def repulsion_warning(records: Sequence[Mapping[str, Any]], warmup_steps: int = 0) -> str | None:
+    """A one-line warning when, over the last fifth of the introspective phase, the encoder gave
+    generated samples less than 90 % of real data's KL; None otherwise (or with too few records)."""
+    game = [r for r in records if int(r.get("step", 0)) > warmup_steps and kl_pairs(r)]
+    if len(game) < MIN_RECORDS:
+        return None
+    tail = game[-max(MIN_RECORDS, round(TAIL * len(game))) :]
+    real = sum(float(r[a]) for r in tail for a, _ in kl_pairs(r)) / len(tail)
+    fake = sum(float(r[b]) for r in tail for _, b in kl_pairs(r)) / len(tail)
+    if real <= 0 or fake >= RATIO * real:
+        return None
+    first, last = tail[0].get("step"), tail[-1].get("step")
+    return (
+        f"the encoder gave generated samples less KL than real data over steps {first}-{last} "
+        f"({fake:.3g} vs {real:.3g} nats): the introspective repulsion has stopped, which can leave noise among "
+        f"the samples; look at samples.png (a smaller objective.beta_rec kept the game going in docs/results.md)"
+    )
