@@ -16,7 +16,7 @@ def test_warns_when_fakes_get_clearly_less_kl_than_real_data():
     message = repulsion_warning(log(0.8))
     assert message is not None
     assert "over steps 2500-3000 (16 vs 20 nats)" in message  # the last fifth: 6 of 30 records
-    assert "objective.beta_rec" in message
+    assert "samples.png" in message
 
 
 def test_silent_at_the_equilibrium_and_while_fakes_are_repelled():

@@ -2,12 +2,12 @@
 
 IntroVAE's and Soft-IntroVAE's encoder is trained to give generated samples a larger
 KL(q(z|D(z)) ‖ p(z)) than real data (the adversarial terms of Eq. 4 and Algorithm 2). When it
-gives them clearly *less* KL than real data over the end of a run, the encoder no longer tells
-fakes from real images: the repulsion has stopped and the decoder's samples are no longer held to
-the data (measured in docs/results.md, "A sharper decoder": at large β_rec most prior samples of
-such runs were noise). The authors' image script stops such runs (``exit_on_negative_diff``: the
-mean KL difference, fake minus real, below zero after 50 epochs); genvae warns instead, since at
-the game's equilibrium fakes and real data get equal KL (2-D runs end within a few per cent).
+gives them clearly *less* KL than real data over the end of a run, its side of the game has
+stopped (the expELBO terms are then near zero) while the decoder still lowers the fakes' KL. The
+authors' image script stops such runs (``exit_on_negative_diff``: the mean KL difference, fake
+minus real, below zero after 50 epochs); genvae warns instead, since at the game's equilibrium
+fakes and real data get equal KL (2-D runs end within a few per cent), and since what it means for
+the samples varies (docs/user-guide.md and docs/results.md measure it).
 """
 
 from __future__ import annotations
@@ -40,6 +40,6 @@ def repulsion_warning(records: Sequence[Mapping[str, Any]], warmup_steps: int = 
     first, last = tail[0].get("step"), tail[-1].get("step")
     return (
         f"the encoder gave generated samples less KL than real data over steps {first}-{last} "
-        f"({fake:.3g} vs {real:.3g} nats): the introspective repulsion has stopped, which can leave noise among "
-        f"the samples; look at samples.png (a smaller objective.beta_rec kept the game going in docs/results.md)"
+        f"({fake:.3g} vs {real:.3g} nats): it no longer pushes them away, while the decoder still lowers their KL "
+        f"(the authors' code stops such runs); look at samples.png (docs/user-guide.md: when the introspective game stops)"
     )
