@@ -10,13 +10,15 @@ the same precedence and the same run directories. ``import genvae`` exposes ``ge
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from genvae.core.config import SECTIONS, merge_user
+from genvae.core.health import GameStoppedWarning, repulsion_warning
 from genvae.core.run import absolute_data_paths, read_run_config, require_run_dir, resolve
-from genvae.core.trainer import TrainResult
+from genvae.core.trainer import LOG_FILE, TrainResult
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
 
@@ -77,10 +79,15 @@ def train(
     ``settings`` maps dotted keys to values, like ``--set``: ``{"objective.beta_neg": 0.5,
     "arch.z_dim": 8}``; the named arguments win over it, as the CLI's flags win over ``--set``.
     Returns the :class:`~genvae.core.trainer.TrainResult` (run directory, step, last logged values,
-    figures written, seconds)."""
+    figures written, seconds). When the introspective game has stopped by the end, it warns with
+    :class:`~genvae.core.health.GameStoppedWarning`, as ``genvae train`` prints it."""
     named = {"objective.name": objective, "arch.name": arch, "data.name": data, "train.steps": steps, "train.seed": seed, "train.batch_size": batch_size}
     flags = {**dict(settings or {}), **{k: v for k, v in named.items() if v is not None}}
     cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
     if run_dir is None:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
-    return train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
+    result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
+    from genvae.viz.curves import read_records  # matplotlib: not at import time
+    if warning := repulsion_warning(read_records(Path(run_dir) / LOG_FILE), int(cfg.objective.get("num_vae") or 0)):
+        warnings.warn(warning, GameStoppedWarning, stacklevel=2)
+    return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from genvae.core.health import kl_pairs, repulsion_warning
 from genvae.run_info import format_info, run_info
 
@@ -64,3 +66,13 @@ def test_train_prints_the_warning_at_the_end(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "warning: the encoder gave generated samples less KL than real data over steps 8-12" in " ".join(result.output.split())
+
+
+def test_the_python_api_warns_too(tmp_path, monkeypatch):
+    import genvae
+    import genvae.core.health as health
+
+    monkeypatch.setattr(health, "RATIO", 1e9)
+    settings = {"arch.hidden": 16, "objective.num_vae": 2, "train.log_every": 1, "train.figures_every": 0}
+    with pytest.warns(health.GameStoppedWarning, match="over steps 8-12"):
+        genvae.train(tmp_path / "run", data="8gaussians", steps=12, batch_size=32, settings=settings)

@@ -20,6 +20,10 @@ MIN_RECORDS = 5
 RATIO = 0.9  # fakes' KL below 90 % of real data's
 
 
+class GameStoppedWarning(UserWarning):
+    """Issued by ``genvae.train`` with :func:`repulsion_warning`'s message (``genvae train`` prints it)."""
+
+
 def kl_pairs(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(real, fake) KL keys of a log record: ``kl``/``kl_fake``, or per latent group ``kl_G``/``kl_fake_G``."""
     real = [k for k in record if k == "kl" or (k.startswith("kl_") and not k.startswith("kl_fake"))]
