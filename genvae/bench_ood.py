@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at, settings_for
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.metrics.ood import DEFAULT_SAMPLES, PAPER_TABLE7, evaluate_ood, open_eval_data
 
@@ -23,13 +23,18 @@ def _training_flags(task: Mapping[str, Any]) -> dict[str, Any]:
             "train.seed": task["seed"], "train.batch_size": task["batch_size"]}  # fmt: skip
 
 
-def check_pair(task: Mapping[str, Any]) -> None:
-    """Before any training: both datasets open, and the out-of-distribution images have the
-    in-distribution images' shape (else the scoring would fail only after hours of training)."""
+def _resolved(task: Mapping[str, Any]) -> tuple[Any, Any]:
     from genvae.core.config import merge_user
     from genvae.core.run import resolve
 
-    _, data = resolve(merge_user(None, list(task["overrides"]), _training_flags(task)))
+    sets = [f"train.checkpoint_every={BENCH_CHECKPOINT_EVERY}", "train.figures_every=0", *task["overrides"]]
+    return resolve(merge_user(None, sets, _training_flags(task)))
+
+
+def check_pair(task: Mapping[str, Any]) -> None:
+    """Before any training: both datasets open, and the out-of-distribution images have the
+    in-distribution images' shape (else the scoring would fail only after hours of training)."""
+    _, data = _resolved(task)
     ood, label = open_eval_data(task["out_data"], data, "test")
     if tuple(ood.shape) != tuple(data.shape):
         pairs = ", ".join(f"{a} -> {b}" for a, b in PAPER_TABLE7)
@@ -40,14 +45,12 @@ def check_pair(task: Mapping[str, Any]) -> None:
 def _bench_member(task: Mapping[str, Any]) -> dict[str, Any]:
     """Train one (objective, seed) of the OOD benchmark and evaluate it (runs in a worker process
     when the benchmark has several jobs)."""
-    from genvae.core.config import merge_user
-    from genvae.core.run import load_run, resolve
+    from genvae.core.run import load_run
     from genvae.core.trainer import train
 
     if task["threads"]:
         torch.set_num_threads(task["threads"])
-    sets = [f"train.checkpoint_every={BENCH_CHECKPOINT_EVERY}", "train.figures_every=0", *task["overrides"]]
-    cfg, data = resolve(merge_user(None, sets, _training_flags(task)))
+    cfg, data = _resolved(task)
     run_dir = Path(task["out"]) / f"{task['objective']}-seed{task['seed']}"
     resume = continue_or_start(run_dir, cfg.to_dict())
     t0 = time.perf_counter()
@@ -89,9 +92,14 @@ def run_bench_ood(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tasks = [{"objective": o, "seed": seed, "steps": steps, "arch": arch, "in_data": in_data, "out_data": out_data,
-              "batch_size": batch_size, "overrides": list(overrides or []), "out": str(out), "score": score, "samples": samples,
+              "batch_size": batch_size, "overrides": settings_for(o, overrides or [], objectives), "out": str(out), "score": score, "samples": samples,
               "n": n, "progress": progress and jobs == 1, "threads": 1 if jobs > 1 else None}
              for o in objectives for seed in range(seeds)]  # fmt: skip
+    for task in {t["objective"]: t for t in tasks}.values():  # every objective's settings, before any training
+        _resolved(task)
+        left_out = [text for text in overrides or [] if text not in task["overrides"]]
+        if left_out and log:
+            log(f"ood bench: {task['objective']} has no option {', '.join(t.split('=', 1)[0] for t in left_out)}; its runs go without")
     if tasks:
         check_pair(tasks[0])
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at, settings_for
 from genvae.core.config import merge_user
 from genvae.core.run import load_run, resolve
 from genvae.core.trainer import train
@@ -72,10 +72,15 @@ def run_bench_translation(
     if threads:
         torch.set_num_threads(threads)
     results: dict[str, Any] = {"steps": steps, "seed": seed, "resolution": resolution, "batch_size": batch_size, "models": {}}
+    def resolved(objective: str) -> tuple[Any, Any]:
+        sets = bench_overrides(steps, seed, resolution, batch_size, arch or TINY_ARCH) + settings_for(objective, overrides, objectives)
+        return resolve(merge_user(None, sets, {"objective.name": objective, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+
+    for objective in objectives:  # every objective's settings, before any training
+        resolved(objective)
     try:
         for objective in objectives:
-            sets = bench_overrides(steps, seed, resolution, batch_size, arch or TINY_ARCH) + list(overrides)
-            cfg, data = resolve(merge_user(None, sets, {"objective.name": objective, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+            cfg, data = resolved(objective)
             run_dir = out / "runs" / objective
             resume = continue_or_start(run_dir, cfg.to_dict())
             start = time.perf_counter()

@@ -436,3 +436,23 @@ def test_bench_ood_continues_an_interrupted_run_and_reuses_finished_ones(shared_
     assert again["runs"]["soft-intro"][0]["resumed_at"] == 4
     with pytest.raises(RunDirError, match="optim.lr"):
         bench_ood.run_bench_ood(tmp_path / "crashed", **{**kwargs, "overrides": [*kwargs["overrides"], "optim.lr=0.01"]})
+
+
+def test_bench_options_of_one_objective_skip_the_others_and_typos_fail_before_training(shared_data, tmp_path):
+    from genvae.core.bench_run import settings_for
+
+    sets = ["objective.beta_rec=16", "objective.gamma_r=0.01", "arch.hidden=16"]
+    assert settings_for("soft-intro", sets, ("soft-intro", "vae")) == sets
+    assert settings_for("vae", sets, ("soft-intro", "vae")) == ["objective.beta_rec=16", "arch.hidden=16"]
+    assert settings_for("vae", sets, ("vae",)) == sets  # alone, vae gets the error below
+
+    logged: list[str] = []
+    kwargs = dict(steps=2, seeds=1, arch="mlp", n=100, objectives=("soft-intro", "vae"), log=logged.append)
+    result = bench_ood.run_bench_ood(tmp_path / "both", overrides=[*sets, "train.log_every=0"], **kwargs)
+    assert "vae has no option objective.gamma_r; its runs go without" in logged[0]
+    saved = {o: json.loads((tmp_path / "both" / f"{o}-seed0" / "config.json").read_text())["objective"] for o in ("soft-intro", "vae")}
+    assert saved["soft-intro"]["gamma_r"] == 0.01 and "gamma_r" not in saved["vae"] and saved["vae"]["beta_rec"] == 16
+    assert set(result["summary"]) == {"soft-intro", "vae"}
+    with pytest.raises(ConfigError, match="unknown option objective.gama_r"):
+        bench_ood.run_bench_ood(tmp_path / "typo", overrides=["objective.gama_r=0.01"], **kwargs)
+    assert not any((tmp_path / "typo").glob("*-seed0"))  # nothing trained

@@ -510,6 +510,9 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path, m
     for objective, r in again["models"].items():
         assert r["resumed_at"] == 3 and r["mse"] == first["models"][objective]["mse"]
     assert "(trained by an earlier call)" in (tmp_path / "translation.md").read_text()
+    with pytest.raises(ConfigError, match="unknown option objective.beta_nge"):  # before anything is trained
+        run_bench_translation(tmp_path / "typo", steps=3, overrides=["objective.beta_nge=1"])
+    assert not (tmp_path / "typo" / "runs").exists()
     # genvae eval translation scores a bench model with the bench's numbers
     from typer.testing import CliRunner
 

@@ -96,7 +96,7 @@ def translation(
     steps: int = typer.Option(300, "--steps", help="Training steps per model."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: soft-intro and vae)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE (an objective option goes to the objectives that have it)."),
 ) -> None:
     """Section 6.4 without Cars3D: unsupervised class/content transfer on shapes3d-synthetic."""
     from genvae.bench_translation import OBJECTIVES, run_bench_translation
@@ -117,7 +117,7 @@ def ood(
     objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: vae and soft-intro)."),
     score: str = typer.Option("elbo", "--score", help="elbo (the paper's Table 7) or iwae."),
     jobs: int = typer.Option(1, "--jobs", help="Runs trained at once, one process and one torch thread each."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE (an objective option goes to the objectives that have it)."),
 ) -> None:
     """A Table 7 row, by default Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files).
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from genvae.core.checkpoint import find_checkpoint
 from genvae.core.config import to_jsonable
@@ -47,6 +48,29 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
         shutil.rmtree(run_dir)
         return False
     return True
+
+
+def settings_for(objective: str, overrides: Sequence[str], objectives: Sequence[str]) -> list[str]:
+    """The ``--set`` strings that apply to ``objective`` in a bench that trains all of
+    ``objectives``: an ``objective.KEY`` that it lacks but another of them has (``gamma_r`` or
+    ``beta_neg`` for soft-intro beside vae) is left out for it. Everything else is kept, so a key
+    that no objective has still fails as a typo."""
+    from genvae.core.config import parse_override
+    from genvae.core.plugins import get_plugins
+
+    objective_plugins = get_plugins().objectives
+
+    def options(name: str) -> set[str]:
+        return {f.name for f in fields(objective_plugins.get(name).Config)}
+
+    own = options(objective)
+    others = set().union(*(options(o) for o in objectives if o != objective))
+    kept = []
+    for text in overrides:
+        section, key, _ = parse_override(text)
+        if not (section == "objective" and key not in own and key in others):
+            kept.append(text)
+    return kept
 
 
 def flat_settings(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
