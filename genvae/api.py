@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from genvae.core.config import SECTIONS, merge_user
-from genvae.core.health import GameStoppedWarning, repulsion_warning
+from genvae.core.health import GameStoppedWarning, run_warning
 from genvae.core.run import absolute_data_paths, read_run_config, require_run_dir, resolve
-from genvae.core.trainer import LOG_FILE, TrainResult
+from genvae.core.trainer import TrainResult
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
 
@@ -87,7 +87,6 @@ def train(
     if run_dir is None:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
     result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
-    from genvae.viz.curves import read_records  # matplotlib: not at import time
-    if warning := repulsion_warning(read_records(Path(run_dir) / LOG_FILE), int(cfg.objective.get("num_vae") or 0)):
+    if warning := run_warning(run_dir, cfg.objective):
         warnings.warn(warning, GameStoppedWarning, stacklevel=2)
     return result

@@ -73,10 +73,9 @@ def train(
     from genvae.api import default_run_dir, user_settings
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint
     from genvae.core.evaluation import planned_metrics
-    from genvae.core.health import repulsion_warning
+    from genvae.core.health import run_warning
     from genvae.core.run import parameter_counts_on_meta, resolve
-    from genvae.core.trainer import LOG_FILE, Trainer, TrainingInterrupted, check_new_run_dir
-    from genvae.viz.curves import read_records
+    from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
     flags = {
         "objective.name": objective,
@@ -145,7 +144,7 @@ def train(
     console.print(f"done: step {result.step} in {result.seconds:.1f} s ({speed:.1f} steps/s); wrote {run_dir}", soft_wrap=True)
     for path in result.figures:
         console.print(f"  {path}")
-    if warning := repulsion_warning(read_records(Path(run_dir) / LOG_FILE), int(num_vae or 0)):
+    if warning := run_warning(run_dir, cfg.objective):
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if "tensorboard" in cfg.train.log_with:
         console.print(f"  curves and figures: tensorboard --logdir {run_dir}", soft_wrap=True)

@@ -14,7 +14,7 @@ from rich.table import Table
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.evaluation import EVALS_FILE, measured_values
-from genvae.core.health import repulsion_warning
+from genvae.core.health import run_warning
 from genvae.core.run import require_run_dir, saved_arch
 from genvae.core.trainer import STOP_NOTE
 from genvae.viz.curves import read_records
@@ -109,7 +109,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "parameters": models,
         "metrics": metric_records(path),
         "figures": figures,
-        "warning": repulsion_warning(read_records(log), int(cfg["objective"].get("num_vae") or 0)),
+        "warning": run_warning(path, cfg["objective"]),
     }
 
 

@@ -13,6 +13,7 @@ the samples varies (docs/user-guide.md and docs/results.md measure it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 TAIL = 0.2  # the last fifth of the records logged after the warm-up
@@ -47,3 +48,12 @@ def repulsion_warning(records: Sequence[Mapping[str, Any]], warmup_steps: int = 
         f"({fake:.3g} vs {real:.3g} nats): it no longer pushes them away, while the decoder still lowers their KL "
         f"(the authors' code stops such runs); look at samples.png (docs/user-guide.md: when the introspective game stops)"
     )
+
+
+def run_warning(run_dir: str | Path, objective: Mapping[str, Any]) -> str | None:
+    """:func:`repulsion_warning` of a run directory's training log; ``objective`` (its settings)
+    gives the warm-up (``num_vae``)."""
+    from genvae.core.trainer import LOG_FILE
+    from genvae.viz.curves import read_records  # matplotlib: not at import time
+
+    return repulsion_warning(read_records(Path(run_dir) / LOG_FILE), int(objective.get("num_vae") or 0))
