@@ -14,7 +14,6 @@ each real set (a new one per draw, both ways) is scored against a new genvae dra
 from __future__ import annotations
 
 import argparse
-
 import math
 
 import numpy as np

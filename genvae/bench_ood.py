@@ -31,10 +31,9 @@ def _resolved(task: Mapping[str, Any]) -> tuple[Any, Any]:
     return resolve(merge_user(None, sets, _training_flags(task)))
 
 
-def check_pair(task: Mapping[str, Any]) -> None:
-    """Before any training: both datasets open, and the out-of-distribution images have the
-    in-distribution images' shape (else the scoring would fail only after hours of training)."""
-    _, data = _resolved(task)
+def check_pair(task: Mapping[str, Any], data: Any) -> None:
+    """Before any training: the out-of-distribution data opens and has the shape of ``data``, the
+    in-distribution data (else the scoring would fail only after hours of training)."""
     ood, label = open_eval_data(task["out_data"], data, "test")
     if tuple(ood.shape) != tuple(data.shape):
         pairs = ", ".join(f"{a} -> {b}" for a, b in PAPER_TABLE7)
@@ -96,12 +95,12 @@ def run_bench_ood(
               "n": n, "progress": progress and jobs == 1, "threads": 1 if jobs > 1 else None}
              for o in objectives for seed in range(seeds)]  # fmt: skip
     for task in {t["objective"]: t for t in tasks}.values():  # every objective's settings, before any training
-        _resolved(task)
+        _, data = _resolved(task)
         left_out = [text for text in overrides or [] if text not in task["overrides"]]
         if left_out and log:
             log(f"ood bench: {task['objective']} has no option {', '.join(t.split('=', 1)[0] for t in left_out)}; its runs go without")
     if tasks:
-        check_pair(tasks[0])
+        check_pair(tasks[0], data)  # the in-distribution data is the same for every objective
 
     def done(t: Mapping[str, Any], r: Mapping[str, Any]) -> None:
         if log:

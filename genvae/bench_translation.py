@@ -66,21 +66,20 @@ def run_bench_translation(
     ``threads``: torch CPU threads while benchmarking (1 is much faster than 2 on a busy 2-core
     machine; ``None`` leaves torch's setting). Returns the results also written to results.json.
     """
+    base = bench_overrides(steps, seed, resolution, batch_size, arch or TINY_ARCH)
+    resolved = {  # every objective's settings, before any training
+        o: resolve(merge_user(None, base + settings_for(o, overrides, objectives), {"objective.name": o, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+        for o in objectives
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     results: dict[str, Any] = {"steps": steps, "seed": seed, "resolution": resolution, "batch_size": batch_size, "models": {}}
-    def resolved(objective: str) -> tuple[Any, Any]:
-        sets = bench_overrides(steps, seed, resolution, batch_size, arch or TINY_ARCH) + settings_for(objective, overrides, objectives)
-        return resolve(merge_user(None, sets, {"objective.name": objective, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
-
-    for objective in objectives:  # every objective's settings, before any training
-        resolved(objective)
     try:
         for objective in objectives:
-            cfg, data = resolved(objective)
+            cfg, data = resolved[objective]
             run_dir = out / "runs" / objective
             resume = continue_or_start(run_dir, cfg.to_dict())
             start = time.perf_counter()
