@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from genvae.core.progressive import GrowConfig
 from genvae.errors import ConfigError
 
 SECTIONS = ("train", "optim", "grow", "objective", "arch", "data")
@@ -56,8 +55,6 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam's (beta1, beta2)
     grad_clip: float = 0.0  # max gradient norm per part (0: no clipping)
 
-
-FIXED_SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "grow": GrowConfig}
 
 DEFAULT_NAMES = {"objective": "soft-intro", "arch": "mlp", "data": "8gaussians"}
 

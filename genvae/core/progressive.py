@@ -93,10 +93,6 @@ class GrowthSchedule:
         into = step - self.starts[level - self.first_level]
         return level, min(1.0, into / (self.config.fade * self.steps_of(level)))
 
-    def total_steps(self) -> int:
-        """Steps until the last level has faded in completely."""
-        return self.starts[-1] + math.ceil(self.config.fade * self.steps_of(self.final_level)) if self.final_level > self.first_level else 0
-
 
 def level_images(x: Tensor, level: int, alpha: float) -> Tensor:
     """Real images for ``level``: downsampled to its resolution and, while the level fades in,

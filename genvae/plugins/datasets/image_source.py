@@ -135,12 +135,6 @@ class ImageData(DataSource):
         index = perm.repeat(-(-n // size))[:n]
         return self.get(index, "test")
 
-    def iter_split(self, split: str = "test", batch_size: int = 256) -> Iterator[Batch]:
-        """Every image of a split once, in order (for evaluation)."""
-        size = self.split_size(split)
-        for start in range(0, size, batch_size):
-            yield self.get(torch.arange(start, min(size, start + batch_size)), split)
-
     def plot_samples(self, x: Tensor, path: Path) -> None:
         """Save generated images ``x`` (N, C, H, W) as one grid, 8 per row (``genvae sample --out FILE.png``)."""
         from genvae.viz.images import make_grid, save_grid

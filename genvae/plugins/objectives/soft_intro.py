@@ -2,7 +2,7 @@
 
 All losses here are minimised, so each is the negative of the quantity Algorithm 2 ascends:
 the paper's ELBO(β_rec, β_kl, X, X_r, Z) = −(β_rec·L_rec(X, X_r) + β_kl·KL(Z)) (lines 32-35)
-appears as ``negative_elbo``. Per-sample terms are averaged over the batch (the expectation
+appears as ``neg_elbo``. Per-sample terms are averaged over the batch (the expectation
 of Eq. 5).
 
 Stop-gradients
