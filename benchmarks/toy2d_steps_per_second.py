@@ -6,7 +6,7 @@ Measures, in the same process and on the same cores:
   generation (numpy, one point at a time), every network pass recomputed in both phases, the
   same loss math (see genvae/plugins/objectives/soft_intro.py for the equations).
 
-Prints both and the ratio. Usage: python benchmarks/toy2d_steps_per_second.py [--steps 300]
+Prints both, the ratio, and the floor that the step's matrix products set. Usage: python benchmarks/toy2d_steps_per_second.py [--steps 300]
 """
 
 from __future__ import annotations
@@ -140,6 +140,33 @@ def main() -> None:
     print(f"reference (authors' loop structure): {ref:6.1f} steps/s  ({1000 / ref:.1f} ms/step)")
     print(f"genvae Trainer.train_step:           {ours:6.1f} steps/s  ({1000 / ours:.1f} ms/step)")
     print(f"speed-up: {ours / ref:.2f}x")
+    # how far from the matrix-product floor: the reference step's FLOPs at this machine's matmul rate
+    step_gflop = reference_gflop()
+    rate = matmul_gflops()
+    print(f"matrix products per step: {step_gflop:.2f} GFLOP; a 512x256x256 product runs at {rate:.0f} GFLOP/s: "
+          f"floor {1000 * step_gflop / rate:.1f} ms/step ({rate / step_gflop:.1f} steps/s)")
+
+
+def reference_gflop() -> float:
+    """GFLOP of one reference step (matrix products; torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    enc, dec = mlp(2, 4), mlp(2, 2)
+    opt_e, opt_d = torch.optim.Adam(enc.parameters()), torch.optim.Adam(dec.parameters())
+    with FlopCounterMode(display=False) as counter:
+        reference_step(enc, dec, opt_e, opt_d)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(repeats: int = 500) -> float:
+    """GFLOP/s of a (512, 256) x (256, 256) product, the step's typical one."""
+    a, w = torch.randn(512, 256), torch.randn(256, 256)
+    for _ in range(20):
+        a @ w
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ w
+    return 2 * 512 * 256 * 256 * repeats / (time.perf_counter() - start) / 1e9
 
 
 if __name__ == "__main__":
