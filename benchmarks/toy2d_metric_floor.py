@@ -14,25 +14,18 @@ each real set (a new one per draw, both ways) is scored against a new genvae dra
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 import torch
 
 from genvae.bench2d import DATASETS, PAPER_TABLE2
-from genvae.plugins.datasets.toy2d import Toy2D
+from genvae.plugins.datasets.toy2d import Toy2D, ring_points
 from genvae.plugins.metrics.toy2d import FLOOR_SEED_OFFSET, real_samples, sample_divergences, sampling_floor
 
 
 def rings_with_replacement(n: int, g: torch.Generator) -> np.ndarray:
     """Rings as genvae draws them, but the n evenly spaced points picked n times with replacement."""
-    sizes = [n // 4] * 3
-    sizes = [n - sum(sizes)] + sizes
-    circles = []
-    for size, radius in zip(sizes, (1.0, 0.75, 0.5, 0.25)):
-        angle = torch.arange(size, dtype=torch.float32) * (2 * math.pi / size)
-        circles.append(torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * radius)
-    x = torch.cat(circles)[torch.randint(0, n, (n,), generator=g)] * 3.0
+    x = ring_points(n)[torch.randint(0, n, (n,), generator=g)]
     return (x + 0.08 * torch.randn(x.shape, generator=g)).numpy()
 
 

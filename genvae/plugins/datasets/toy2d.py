@@ -60,7 +60,8 @@ def checkerboard(n: int, g: torch.Generator) -> Tensor:
     return torch.stack([x1, x2], dim=1) * 2
 
 
-def rings(n: int, g: torch.Generator) -> Tensor:
+def ring_points(n: int) -> Tensor:
+    """The rings' n noiseless points: evenly spaced on 4 circles (radii 1, 0.75, 0.5, 0.25), times 3."""
     sizes = [n // 4] * 3
     sizes = [n - sum(sizes)] + sizes  # the outer ring takes the remainder, as FFJORD's sampler
     radii = (1.0, 0.75, 0.5, 0.25)
@@ -68,8 +69,11 @@ def rings(n: int, g: torch.Generator) -> Tensor:
     for size, radius in zip(sizes, radii):
         angle = torch.arange(size, dtype=torch.float32) * (2 * math.pi / max(size, 1))
         circles.append(torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * radius)
-    x = torch.cat(circles) * 3.0
-    x = x[torch.randperm(n, generator=g)]
+    return torch.cat(circles) * 3.0
+
+
+def rings(n: int, g: torch.Generator) -> Tensor:
+    x = ring_points(n)[torch.randperm(n, generator=g)]
     return x + 0.08 * torch.randn(x.shape, generator=g)
 
 
