@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at, settings_for
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, left_out_note, resume_note, resumed_at, settings_for
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.metrics.ood import DEFAULT_SAMPLES, PAPER_TABLE7, evaluate_ood, open_eval_data
 
@@ -96,9 +96,8 @@ def run_bench_ood(
              for o in objectives for seed in range(seeds)]  # fmt: skip
     for task in {t["objective"]: t for t in tasks}.values():  # every objective's settings, before any training
         _, data = _resolved(task)
-        left_out = [text for text in overrides or [] if text not in task["overrides"]]
-        if left_out and log:
-            log(f"ood bench: {task['objective']} has no option {', '.join(t.split('=', 1)[0] for t in left_out)}; its runs go without")
+        if log and (note := left_out_note("ood", task["objective"], overrides or [], task["overrides"])):
+            log(note)
     if tasks:
         check_pair(tasks[0], data)  # the in-distribution data is the same for every objective
 

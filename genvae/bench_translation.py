@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, resume_note, resumed_at, settings_for
+from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, left_out_note, resume_note, resumed_at, settings_for
 from genvae.core.config import merge_user
 from genvae.core.run import load_run, resolve
 from genvae.core.trainer import train
@@ -60,17 +60,24 @@ def run_bench_translation(
     n_pairs: int = 256,
     threads: int | None = 1,
     progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train each objective on shapes3d-synthetic and compare content transfer; see the module doc.
 
     ``threads``: torch CPU threads while benchmarking (1 is much faster than 2 on a busy 2-core
-    machine; ``None`` leaves torch's setting). Returns the results also written to results.json.
+    machine; ``None`` leaves torch's setting). ``log`` gets a line for each objective that lacks
+    one of the ``objective.*`` options (its runs go without). Returns the results also written to
+    results.json.
     """
     base = bench_overrides(steps, seed, resolution, batch_size, arch or TINY_ARCH)
+    kept = {o: settings_for(o, overrides, objectives) for o in objectives}
     resolved = {  # every objective's settings, before any training
-        o: resolve(merge_user(None, base + settings_for(o, overrides, objectives), {"objective.name": o, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+        o: resolve(merge_user(None, base + kept[o], {"objective.name": o, "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
         for o in objectives
     }
+    for o in objectives:
+        if log and (note := left_out_note("translation", o, overrides, kept[o])):
+            log(note)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()

@@ -14,19 +14,13 @@ from rich.table import Table
 from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.evaluation import EVALS_FILE, measured_values
-from genvae.core.health import run_warning
+from genvae.core.health import log_warning
 from genvae.core.run import require_run_dir, saved_arch
 from genvae.core.trainer import STOP_NOTE
 from genvae.viz.curves import read_records
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
 MAX_METRIC_VALUES = 6
-
-
-def last_log_record(log: Path) -> dict[str, Any] | None:
-    """The last complete record of log.jsonl (a line cut short by a kill is skipped)."""
-    records = read_records(log)
-    return records[-1] if records else None
 
 
 def parameter_count(weights: Path) -> int | None:
@@ -93,7 +87,8 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     trained = checkpoint_step(checkpoint) if checkpoint else None
     total = int(cfg["train"]["steps"])
     log = path / "log.jsonl"
-    logged = last_log_record(log)
+    records = read_records(log)  # complete records only: a line cut short by a kill is skipped
+    logged = records[-1] if records else None
     models = {role: parameter_count(path / role / "model.safetensors") for role in ("encoder", "decoder")}
     figures = sorted(str(p.relative_to(path)) for pattern in ("*.png", "metrics/*.png") for p in path.glob(pattern))
     return {
@@ -109,7 +104,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "parameters": models,
         "metrics": metric_records(path),
         "figures": figures,
-        "warning": run_warning(path, cfg["objective"]),
+        "warning": log_warning(records, cfg["objective"]),
     }
 
 

@@ -513,6 +513,10 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path, m
     with pytest.raises(ConfigError, match="unknown option objective.beta_nge"):  # before anything is trained
         run_bench_translation(tmp_path / "typo", steps=3, overrides=["objective.beta_nge=1"])
     assert not (tmp_path / "typo" / "runs").exists()
+    logged: list[str] = []  # an option of one objective: the other's runs go without, and say so
+    run_bench_translation(tmp_path / "gamma", steps=1, n_pairs=8, overrides=["objective.gamma_r=0.01"], log=logged.append)
+    assert logged == ["translation bench: vae has no option objective.gamma_r; its runs go without"]
+    assert json.loads((tmp_path / "gamma" / "runs" / "soft-intro" / "config.json").read_text())["objective"]["gamma_r"] == 0.01
     # genvae eval translation scores a bench model with the bench's numbers
     from typer.testing import CliRunner
 

@@ -101,7 +101,7 @@ def translation(
     """Section 6.4 without Cars3D: unsupervised class/content transfer on shapes3d-synthetic."""
     from genvae.bench_translation import OBJECTIVES, run_bench_translation
 
-    run_bench_translation(out, steps, seed, objectives=tuple(objectives or OBJECTIVES), overrides=overrides, progress=True)
+    run_bench_translation(out, steps, seed, objectives=tuple(objectives or OBJECTIVES), overrides=overrides, progress=True, log=console.print)
     console.print((out / "translation.md").read_text())
 
 

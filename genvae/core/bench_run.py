@@ -73,6 +73,12 @@ def settings_for(objective: str, overrides: Sequence[str], objectives: Sequence[
     return kept
 
 
+def left_out_note(bench: str, objective: str, overrides: Sequence[str], kept: Sequence[str]) -> str | None:
+    """The line a bench logs when :func:`settings_for` left options out for ``objective``."""
+    left_out = [text.split("=", 1)[0] for text in overrides if text not in kept]
+    return f"{bench} bench: {objective} has no option {', '.join(left_out)}; its runs go without" if left_out else None
+
+
 def flat_settings(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested settings as JSON values under dotted keys."""
     out = {}

@@ -50,10 +50,15 @@ def repulsion_warning(records: Sequence[Mapping[str, Any]], warmup_steps: int = 
     )
 
 
+def log_warning(records: Sequence[Mapping[str, Any]], objective: Mapping[str, Any]) -> str | None:
+    """:func:`repulsion_warning` of a run's log records; ``objective`` (the run's settings) gives
+    the warm-up (``num_vae``)."""
+    return repulsion_warning(records, int(objective.get("num_vae") or 0))
+
+
 def run_warning(run_dir: str | Path, objective: Mapping[str, Any]) -> str | None:
-    """:func:`repulsion_warning` of a run directory's training log; ``objective`` (its settings)
-    gives the warm-up (``num_vae``)."""
+    """:func:`log_warning` of a run directory's training log."""
     from genvae.core.trainer import LOG_FILE
     from genvae.viz.curves import read_records  # matplotlib: not at import time
 
-    return repulsion_warning(read_records(Path(run_dir) / LOG_FILE), int(objective.get("num_vae") or 0))
+    return log_warning(read_records(Path(run_dir) / LOG_FILE), objective)
