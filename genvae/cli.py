@@ -51,7 +51,7 @@ def _main(
 def train(
     objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Objective plugin, e.g. vae, intro, soft-intro."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture plugin, e.g. mlp (default: the one the dataset recommends, else mlp)."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset plugin, e.g. 8gaussians."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset plugin, e.g. 8gaussians, or a folder of images."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with \\[train] \\[optim] \\[objective] \\[arch] \\[data] tables."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override one setting: SECTION.KEY=VALUE (repeatable)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),

@@ -324,6 +324,18 @@ def test_folder_dataset_errors(tmp_path: Path) -> None:
         ImageFolder()
 
 
+def test_a_directory_as_data_name_is_the_folder_dataset(tmp_path: Path) -> None:
+    from genvae.core.run import resolve
+
+    (tmp_path / "faces").mkdir()
+    _write_pngs(tmp_path / "faces", 3)
+    cfg, data = resolve({"data": {"name": str(tmp_path / "faces"), "resolution": 16}})
+    assert cfg.data["name"] == "folder" and cfg.data["path"] == str(tmp_path / "faces") and data.shape == (3, 16, 16)
+    assert cfg.arch["name"] == "residual"  # the folder dataset's recommendation
+    with pytest.raises(ConfigError, match=r"no directory '\./nowhere' \(and no dataset of that name\).*8gaussians"):
+        resolve({"data": {"name": "./nowhere"}})
+
+
 def test_missing_files_raise_one_line_data_errors(tmp_path: Path) -> None:
     cases = [
         (lambda: MNIST(root=str(tmp_path)), "train-images-idx3-ubyte"),

@@ -93,9 +93,25 @@ def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, se
                 raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to {homes[0]}: set {homes[0]}.{key} instead")
 
 
+def directory_as_folder(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
+    """``--data DIR`` (a directory that is no dataset's name) means ``--data folder --set
+    data.path=DIR``; a name that looks like a path but is no directory is a one-line error."""
+    data = user.get("data", {})
+    name = str(data.get("name", DEFAULT_NAMES["data"]))
+    if name in plugins.datasets:
+        return user
+    if Path(name).expanduser().is_dir():
+        return {**user, "data": {**data, "name": "folder", "path": data.get("path", name)}}
+    if "/" in name or "\\" in name or name.startswith(("~", ".")):
+        raise ConfigError(f"no directory {name!r} (and no dataset of that name); give an existing folder of images, "
+                          f"or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
+    return user
+
+
 def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None) -> tuple[ResolvedConfig, DataSource]:
     """Validate the user's settings, fill defaults and the dataset's recommendations."""
     plugins = plugins or get_plugins()
+    user = directory_as_folder(user, plugins)
     names = {s: str(user.get(s, {}).get("name", DEFAULT_NAMES[s])) for s in DEFAULT_NAMES}
     objective_cls = plugins.objectives.get(names["objective"])
     data_factory = plugins.datasets.get(names["data"])
