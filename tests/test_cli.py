@@ -36,6 +36,10 @@ def test_dry_run_meets_the_networks_own_checks_and_misplaced_keys():
         section, key = given.split("=")[0].split(".")
         expected = f"{section}.{key} is not an option of the {section} section; it belongs to {home.split('.')[0]}: set {home} instead"
         assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    # an option of another objective is not sent to a section that happens to share its name (grow.beta_neg)
+    result = invoke("train", "--objective", "vae", "--set", "objective.beta_neg=2", "--dry-run")
+    expected = "objective 'vae' has no option objective.beta_neg (intro, soft-intro have it); valid: beta_kl, beta_rec, recon_loss"
+    assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):

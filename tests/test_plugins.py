@@ -228,7 +228,7 @@ def test_a_dataset_recommends_its_architecture_and_the_user_overrides_it():
     for resolution in (64, 32):  # both of its recommended networks
         cfg, _ = resolve(merge_user(None, [f"data.resolution={resolution}"], {"data.name": "shapes3d-synthetic"}))
         assert cfg.arch["name"] == "lord"
-    with pytest.raises(ConfigError, match=r"arch.hidden for 'residual'.*'residual' is the architecture dataset 'digits' recommends; choose another with --arch"):
+    with pytest.raises(ConfigError, match=r"architecture 'residual' has no option arch.hidden \(mlp has it\).*'residual' is the architecture dataset 'digits' recommends; choose another with --arch"):
         resolve(merge_user(None, ["arch.hidden=8"], {"data.name": "digits"}))
     with pytest.raises(ConfigError, match="data.z_dim is not an option of the data section; it belongs to arch"):
         resolve(merge_user(None, ["data.z_dim=8"], {"data.name": "digits"}))

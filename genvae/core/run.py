@@ -93,6 +93,27 @@ def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, se
                 raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to {homes[0]}: set {homes[0]}.{key} instead")
 
 
+def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[str, str], valid: Mapping[str, set[str]],
+                         plugins: Plugins, sections: tuple[str, ...], notes: Mapping[str, str] | None = None) -> None:
+    """An option of another objective (architecture, dataset) than the chosen one is named with
+    the plugins that have it (``--objective vae --set objective.beta_neg=2``), before
+    :func:`check_sections` could send it to an unrelated section of the same key. ``notes``: a
+    sentence to add per section."""
+    option_names = {
+        "objective": (plugins.objectives, lambda cls: {f.name for f in fields(cls.Config)}),
+        "arch": (plugins.architectures, lambda arch: set(arch_options(arch))),
+        "data": (plugins.datasets, lambda factory: set(signature_options(factory, skip=("self",)))),
+    }
+    for section in sections:
+        registry, options_of = option_names[section]
+        for key in _options(user.get(section, {})):
+            owners = [] if key in valid[section] else [e.name for e in registry if key in options_of(e.value)]
+            if owners:
+                have = f"{owners[0]} has it" if len(owners) == 1 else f"{', '.join(owners)} have it"
+                raise ConfigError(f"{registry.kind} {names[section]!r} has no option {section}.{key} ({have}); "
+                                  f"valid: {', '.join(sorted(valid[section])) or '(none)'}{(notes or {}).get(section, '')}")  # fmt: skip
+
+
 def directory_as_folder(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
     """``--data DIR`` (a directory that is no dataset's name) means ``--data folder --set
     data.path=DIR``; a name that looks like a path but is no directory is a one-line error."""
@@ -123,6 +144,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
         "optim": {f.name for f in fields(OptimConfig)},
         "grow": {f.name for f in fields(GrowConfig)},
     }
+    check_plugin_options(user, names, valid, plugins, ("data",))
     check_sections({"data": user.get("data", {})}, valid)  # before the dataset is built
 
     data_cfg = absolute_data_paths(validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"])))
@@ -133,6 +155,8 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
         names["arch"] = _recommended_architecture(plugins, names["data"], str(recommended["arch"]["name"]))
         valid["arch"] = set(arch_options(plugins.architectures.get(names["arch"])))
     arch = plugins.architectures.get(names["arch"])
+    chosen_by_data = f" ({names['arch']!r} is the architecture dataset {names['data']!r} recommends; choose another with --arch)"
+    check_plugin_options(user, names, valid, plugins, ("objective", "arch"), {"arch": chosen_by_data} if arch_from_data else None)
     check_sections(user, valid)
 
     train_fields = {f.name for f in fields(TrainConfig)}
@@ -147,7 +171,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     except ConfigError as exc:
         if not arch_from_data:
             raise
-        raise ConfigError(f"{exc} ({names['arch']!r} is the architecture dataset {names['data']!r} recommends; choose another with --arch)") from None
+        raise ConfigError(f"{exc}{chosen_by_data}") from None
     num_classes = data.num_classes if train.conditional else 0
     rec_objective = _fitting_group_weights(recommended.get(names["objective"], {}), arch, data, num_classes, arch_cfg)
     user_objective = _options(user.get("objective", {}))
