@@ -4,6 +4,7 @@ model; prints each seed's KL, JSD and gnELBO (docs/results.md, "IntroVAE on 8 Ga
     python benchmarks/intro_warmup_seeds.py --num-vae 0    --seeds 1 2
     python benchmarks/intro_warmup_seeds.py --num-vae 2000 --seeds 1 2
     python benchmarks/intro_warmup_seeds.py --num-vae 2000 --seeds 0 1 2 --set beta_neg=2.0 --set margin=batch
+    python benchmarks/intro_warmup_seeds.py --num-vae 2000 --seeds 0 1 2 --arch depth=3 --set beta_kl=0.25 --set beta_neg=0.5 --set m=2
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another objective setting, e.g. beta_neg=2.0")
+    ap.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="an architecture setting, e.g. depth=3 (the network of the runs before session 20)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {"num_vae": args.num_vae, **dict(parse_key_value(text) for text in args.set)}
-    bt = train_batched("intro", "8gaussians", args.seeds, args.steps, overrides=[overrides], log=print)
+    bt = train_batched("intro", "8gaussians", args.seeds, args.steps, overrides=[overrides], arch=dict(parse_key_value(text) for text in args.arch), log=print)
     rows = [{k: m[k] for k in ("seed", "kl", "jsd", "gnelbo")} for m in evaluate_members(bt)]
-    print(json.dumps({"objective": overrides, "steps": args.steps, "members": rows, "train_seconds": round(bt.seconds, 1)}))
+    print(json.dumps({"objective": overrides, "arch": args.arch, "steps": args.steps, "members": rows, "train_seconds": round(bt.seconds, 1)}))
 
 
 if __name__ == "__main__":

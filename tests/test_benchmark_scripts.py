@@ -13,6 +13,7 @@ CASES = {
     "toy2d_steps_per_second": (["--steps", "2", "--warmup", "0"], "speed-up:"),
     "batched_throughput": (["--members", "1", "2", "--steps", "1", "--single-steps", "1", "--batch-size", "16", "--hidden", "16"], "member-steps/s"),
     "toy2d_metric_floor": (["--samples", "500", "--draws", "1"], "| checkerboard | 500 |"),
+    "toy2d_kl_levels": ([str(ROOT / "docs/results/table2/paper/cells/8gaussians-intro")], "8gaussians-intro: kl_real"),
 }
 
 
