@@ -1,6 +1,6 @@
 """Where a trained 2-D model's introspective game settled: the KL the encoder gives real data,
 reconstructions and prior samples, the share of fakes below IntroVAE's margin m, the posterior's
-width and the reconstruction error (docs/results.md, "Why IntroVAE misses the 8 Gaussians cell").
+width and the reconstruction error (docs/results.md, "Where IntroVAE's game settles").
 
     python benchmarks/toy2d_kl_levels.py docs/results/table2/paper/cells/8gaussians-{vae,intro,soft-intro}
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from genvae.core.losses import kl_standard_normal
+from genvae.core.losses import kl_standard_normal, reparameterize
 from genvae.core.plugins import get_plugins
 from genvae.core.run import load_component
 
@@ -38,7 +38,7 @@ def kl_levels(model_dir: Path, dataset: str, n: int = 5000, seed: int = 0) -> di
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         mu, logvar = encoder(x)
-        z = mu + torch.randn(mu.shape, generator=g) * (0.5 * logvar).exp()
+        z = reparameterize(mu, logvar, lambda t: torch.randn(t.shape, generator=g))
         x_rec, x_fake = decoder(z), decoder(torch.randn(mu.shape, generator=g))
         kl_real = kl_standard_normal(mu, logvar)
         kl_rec, kl_fake = (kl_standard_normal(*encoder(x_f)) for x_f in (x_rec, x_fake))
