@@ -21,7 +21,15 @@ import numpy as np
 import torch
 
 from genvae.batched import BatchedTrainer, member_configs
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, bookkeeping_keys, differing_settings, flat_settings, settings_change
+from genvae.core.bench_run import (
+    BENCH_CHECKPOINT_EVERY,
+    bookkeeping_keys,
+    differing_settings,
+    flat_settings,
+    left_out_note,
+    settings_change,
+    settings_for,
+)
 from genvae.core.checkpoint import export_component
 from genvae.core.config import parse_override, write_json
 from genvae.core.run import load_component, saved_arch
@@ -160,6 +168,10 @@ def run_table2(
     out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)
     results: dict[str, Any] = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "runs": {}, "summary": {}, "floor": {}}
+    if objective_overrides:
+        results["objective_overrides"] = {o: dict(v) for o, v in objective_overrides.items() if v}
+    if arch:
+        results["arch"] = dict(arch)
     figure_models: dict[tuple[str, str], Any] = {}
     t_start = time.perf_counter()
     cells = []
@@ -249,15 +261,36 @@ def first_member(objective: str, dataset: str, override: Mapping[str, Any], step
 
 
 def arch_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``--set arch.KEY=VALUE`` strings as the ``arch`` settings of every cell. Only the architecture
-    can be changed: each objective's weights are Table 5's for its dataset."""
+    """``--set arch.KEY=VALUE`` strings as the ``arch`` settings of every cell (Figure 3 and 21's
+    benches: each objective's weights there are the paper's)."""
     arch: dict[str, Any] = {}
     for text in overrides:
         section, key, value = parse_override(text)
         if section != "arch":
-            raise ConfigError(f"--set {text!r}: the 2-D benches take arch.KEY=VALUE only (the objectives' settings are the paper's)")
+            raise ConfigError(f"--set {text!r}: this bench takes arch.KEY=VALUE only (the objectives' settings are the paper's)")
         arch[key] = value
     return arch
+
+
+def table2_overrides(overrides: Sequence[str], objectives: Sequence[str], log: Log | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``bench table2 --set``: ``arch.KEY=VALUE`` for every cell, and ``objective.KEY=VALUE`` over
+    Table 5's value for each objective that has the option (e.g. ``objective.encoder_fake_grad=target``
+    for Soft-IntroVAE as the authors' code trains it); the others go without it, with a logged note.
+    A key that no objective has is kept, so that it fails as a typo."""
+    arch: dict[str, Any] = {}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in ("arch", "objective"):
+            raise ConfigError(f"--set {text!r}: bench table2 takes arch.KEY=VALUE and objective.KEY=VALUE only")
+        if section == "arch":
+            arch[key] = value
+    per_objective: dict[str, dict[str, Any]] = {}
+    for o in objectives:
+        kept = settings_for(o, overrides, objectives)
+        per_objective[o] = {key: value for section, key, value in map(parse_override, kept) if section == "objective"}
+        if log and (note := left_out_note("table2", o, overrides, kept)):
+            log(note)
+    return arch, {o: v for o, v in per_objective.items() if v}
 
 
 def _refuse_other_settings(cell: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any], holds: str) -> None:
@@ -333,6 +366,10 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
         "this reference scores lower than any model.",
         "",
     ]
+    changed = [f"{LABELS.get(o, o)}: " + ", ".join(f"{k}={v}" for k, v in v.items()) for o, v in results.get("objective_overrides", {}).items()]
+    changed += ["architecture: " + ", ".join(f"{k}={v}" for k, v in results["arch"].items())] if results.get("arch") else []
+    if changed:
+        lines += ["Settings other than the paper's Table 5 and the authors' network: " + "; ".join(changed) + ".", ""]
     objectives = [o for o in OBJECTIVES if any(o in v for v in results["summary"].values())]
     floor = results.get("floor", {})
     lines.append("| dataset | metric | " + " | ".join(LABELS[o] for o in objectives) + " | reference |")

@@ -40,6 +40,14 @@ def test_dry_run_meets_the_networks_own_checks_and_misplaced_keys():
     result = invoke("train", "--objective", "vae", "--set", "objective.beta_neg=2", "--dry-run")
     expected = "objective 'vae' has no option objective.beta_neg (intro, soft-intro have it); valid: beta_kl, beta_rec, recon_loss"
     assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    # ... nor when it is given in another section: the objectives that have it are named
+    result = invoke("train", "--objective", "vae", "--set", "arch.beta_neg=2", "--dry-run")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "arch.beta_neg is not an option of the arch section; it is an option of the objective section (intro, soft-intro" in text, text
+    assert "not objective 'vae')" in text and "grow" not in text
+    # where the architecture grows, grow.beta_neg (a per-level list) is a real home
+    result = invoke("train", "--objective", "vae", "--arch", "style", "--data", "digits", "--set", "arch.beta_neg=2", "--dry-run")
+    assert result.exit_code == 2 and "it belongs to grow: set grow.beta_neg instead" in " ".join(result.output.split()), result.output
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):

@@ -294,12 +294,26 @@ def test_table2_grid_draws_only_what_is_finished(tmp_path):
     assert sizes == [(660, 220), (1100, 440)]
 
 
-def test_bench_table2_set_takes_architecture_settings_only():
+def test_figure_benches_set_takes_architecture_settings_only():
     from genvae.bench2d import arch_overrides
 
     assert arch_overrides(["arch.depth=3", "arch.hidden=128"]) == {"depth": 3, "hidden": 128}
-    with pytest.raises(ConfigError, match=r"--set 'objective.beta_kl=0.5': the 2-D benches take arch.KEY=VALUE only"):
+    with pytest.raises(ConfigError, match=r"--set 'objective.beta_kl=0.5': this bench takes arch.KEY=VALUE only"):
         arch_overrides(["objective.beta_kl=0.5"])
+
+
+def test_bench_table2_set_sends_an_objective_option_to_the_objectives_that_have_it():
+    from genvae.bench2d import table2_overrides
+
+    notes: list[str] = []
+    sets = ["arch.depth=3", "objective.encoder_fake_grad=target", "objective.beta_kl=0.5"]
+    arch, per_objective = table2_overrides(sets, ["vae", "intro", "soft-intro"], log=notes.append)
+    assert arch == {"depth": 3}
+    assert per_objective == {"vae": {"beta_kl": 0.5}, "intro": {"beta_kl": 0.5}, "soft-intro": {"encoder_fake_grad": "target", "beta_kl": 0.5}}
+    assert notes == ["table2 bench: vae has no option objective.encoder_fake_grad; its runs go without",
+                     "table2 bench: intro has no option objective.encoder_fake_grad; its runs go without"]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--set 'data.path=x': bench table2 takes arch.KEY=VALUE and objective.KEY=VALUE only"):
+        table2_overrides(["data.path=x"], ["vae"])
 
 
 def test_the_2d_datasets_recommend_the_authors_network():

@@ -32,15 +32,17 @@ def table2(
     report: bool = typer.Option(False, "--report", help="Train nothing: write the table and figure of the cells finished so far."),
     jobs: int = typer.Option(1, "--jobs", help="Cells trained at once, one process each (a GPU is kept busy only by several at once)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the batched step (CUDA graphs on a GPU); same results to float rounding."),
-    overrides: list[str] = typer.Option([], "--set", help="Override an architecture setting: arch.KEY=VALUE (e.g. arch.depth=3)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: arch.KEY=VALUE (e.g. arch.depth=3), or objective.KEY=VALUE over Table 5's (it goes to the objectives that have it)."),
 ) -> None:
     """Table 2: VAE, IntroVAE and Soft-IntroVAE on the 2-D datasets (KL, JSD, gnELBO), batched.
 
     After a crash or Ctrl-C, the same command reuses the finished cells kept in OUT/cells and continues the unfinished one from its last checkpoint (every 1,000 steps)."""
-    from genvae.bench2d import DATASETS, OBJECTIVES, arch_overrides, run_table2
+    from genvae.bench2d import DATASETS, OBJECTIVES, run_table2, table2_overrides
 
-    run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives or OBJECTIVES, log=console.print,
-               device=device, train_missing=not report, jobs=jobs, compile=compile, arch=arch_overrides(overrides))  # fmt: skip
+    objectives = objectives or list(OBJECTIVES)
+    arch, objective_overrides = table2_overrides(overrides, objectives, log=console.print)
+    run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives, log=console.print, device=device,
+               train_missing=not report, jobs=jobs, compile=compile, arch=arch, objective_overrides=objective_overrides)  # fmt: skip
     console.print((out / "table2.md").read_text())
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -82,15 +82,46 @@ def absolute_data_paths(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: str(Path(v).expanduser().resolve()) if k in PATH_OPTIONS and isinstance(v, str) and v else v for k, v in options.items()}
 
 
-def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, set[str]]) -> None:
-    """A key given in the wrong section (``--set train.lr=...``) is named with the section that has it."""
+PLUGIN_SECTIONS = ("objective", "arch", "data")
+
+
+def _plugin_options(plugins: Plugins, section: str) -> tuple[Any, Callable[[Any], set[str]]]:
+    """The registry of a plugin section (objective, arch, data) and how to read one plugin's options."""
+    if section == "objective":
+        return plugins.objectives, lambda cls: {f.name for f in fields(cls.Config)}
+    if section == "arch":
+        return plugins.architectures, lambda arch: set(arch_options(arch))
+    return plugins.datasets, lambda factory: set(signature_options(factory, skip=("self",)))
+
+
+def _owners(plugins: Plugins, section: str, key: str) -> list[str]:
+    """The plugins of ``section`` that have option ``key``."""
+    registry, options_of = _plugin_options(plugins, section)
+    return [e.name for e in registry if key in options_of(e.value)]
+
+
+def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, set[str]], names: Mapping[str, str] | None = None,
+                   plugins: Plugins | None = None, growable: bool = True) -> None:  # fmt: skip
+    """A key given in the wrong section (``--set train.lr=...``) is named with the section that has
+    it. With ``names`` and ``plugins``, a key that only plugins not chosen have is named with them
+    (``--objective vae --set arch.beta_neg=3``: intro and soft-intro have it); progressive
+    growth's per-level lists (grow.beta_neg) are named only where the architecture grows, or
+    where nothing else has the key."""
     for section, values in user.items():
         for key in values:
             if key == "name" or key in valid.get(section, set()):
                 continue
-            homes = [other for other, keys in valid.items() if key in keys]
-            if homes:
-                raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to {homes[0]}: set {homes[0]}.{key} instead")
+            homes = [other for other, keys in valid.items() if key in keys and (growable or other != "grow")]
+            for other in homes[:1]:
+                raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to {other}: set {other}.{key} instead")
+            for other in PLUGIN_SECTIONS if names and plugins else ():
+                owners = _owners(plugins, other, key) if other != section else []
+                if owners:
+                    have = f"{owners[0]} has it" if len(owners) == 1 else f"{', '.join(owners)} have it"
+                    raise ConfigError(f"{section}.{key} is not an option of the {section} section; it is an option of the {other} "
+                                      f"section ({have}, not {other} {names[other]!r})")  # fmt: skip
+            if key in valid.get("grow", set()):
+                raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to grow: set grow.{key} instead")
 
 
 def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[str, str], valid: Mapping[str, set[str]],
@@ -99,15 +130,10 @@ def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[s
     the plugins that have it (``--objective vae --set objective.beta_neg=2``), before
     :func:`check_sections` could send it to an unrelated section of the same key. ``notes``: a
     sentence to add per section."""
-    option_names = {
-        "objective": (plugins.objectives, lambda cls: {f.name for f in fields(cls.Config)}),
-        "arch": (plugins.architectures, lambda arch: set(arch_options(arch))),
-        "data": (plugins.datasets, lambda factory: set(signature_options(factory, skip=("self",)))),
-    }
     for section in sections:
-        registry, options_of = option_names[section]
+        registry, _ = _plugin_options(plugins, section)
         for key in _options(user.get(section, {})):
-            owners = [] if key in valid[section] else [e.name for e in registry if key in options_of(e.value)]
+            owners = [] if key in valid[section] else _owners(plugins, section, key)
             if owners:
                 have = f"{owners[0]} has it" if len(owners) == 1 else f"{', '.join(owners)} have it"
                 raise ConfigError(f"{registry.kind} {names[section]!r} has no option {section}.{key} ({have}); "
@@ -157,7 +183,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     arch = plugins.architectures.get(names["arch"])
     chosen_by_data = f" ({names['arch']!r} is the architecture dataset {names['data']!r} recommends; choose another with --arch)"
     check_plugin_options(user, names, valid, plugins, ("objective", "arch"), {"arch": chosen_by_data} if arch_from_data else None)
-    check_sections(user, valid)
+    check_sections(user, valid, names, plugins, growable=can_grow(arch))
 
     train_fields = {f.name for f in fields(TrainConfig)}
     optim_fields = {f.name for f in fields(OptimConfig)}
