@@ -168,29 +168,42 @@ def test_the_stop_gradient_modes_really_differ():
         SoftIntroConfig(encoder_fake_grad="some")
 
 
-def soft_intro_decoder_loss(a=A, b=B, c=C, d=D, stopped=None):
-    """Alg. 2 lines 20-27, minimised; ``stopped`` = sg(D(Z_rf)), sg(D(Z_ff)) held fixed (line 23)."""
+def soft_intro_decoder_loss(a=A, b=B, c=C, d=D, mode="fakes"):
+    """Alg. 2 lines 20-27, minimised. Z_rf, Z_ff are E(X_r), E(X_f) at the weights of the call
+    (A, B, C, D); "fakes" (line 23) holds their decodings sg(D(Z_rf)) fixed, "reconstructions"
+    (the authors' code) holds the targets sg(X_r), sg(X_f) fixed and decodes the fixed codes."""
     s, cfg = SOFT.scale, SOFT
     zs = [A * x + e * math.exp(0.5 * B) for x, e in zip(X, EPS_Z)]  # Z from the encoder: constant
     x_rec = [c * z + d for z in zs]
     x_fake = [c * z + d for z in Z_PRIOR]
     real = sum(cfg.beta_rec * (xr - x) ** 2 for x, xr in zip(X, x_rec)) / 2
+    fixed = [*soft_intro_fakes()[0], *soft_intro_fakes()[1]]
+    codes = [A * x0 + e * math.exp(0.5 * B) for x0, e in zip(fixed, EPS_FAKES)]
     terms = []
-    for xin, xstop in zip([*x_rec, *x_fake], stopped):
-        terms.append(cfg.gamma_r * cfg.beta_rec * (xstop - xin) ** 2 + cfg.beta_kl * kl(a * xin, b))
+    for xin, x0, z in zip([*x_rec, *x_fake], fixed, codes):
+        target, reconstructed = (xin, C * z + D) if mode == "fakes" else (x0, c * z + d)
+        terms.append(cfg.gamma_r * cfg.beta_rec * (reconstructed - target) ** 2 + cfg.beta_kl * kl(a * xin, b))
     return s * (real + 0.5 * (sum(terms[:2]) / 2 + sum(terms[2:]) / 2))
 
 
-def test_soft_intro_decoder_phase_by_hand():
-    x_r, x_f = soft_intro_fakes()
-    stopped = [C * (A * xin + e * math.exp(0.5 * B)) + D for xin, e in zip([*x_r, *x_f], EPS_FAKES)]
-    value, grads = run_phase(SoftIntroVAE(SOFT), [EPS_Z, Z_PRIOR, EPS_FAKES[:2], EPS_FAKES[2:]], "decoder")
-    assert value == pytest.approx(soft_intro_decoder_loss(stopped=stopped), rel=1e-12)
+@pytest.mark.parametrize("mode", ["fakes", "reconstructions"])
+def test_soft_intro_decoder_phase_by_hand(mode):
+    cfg = SoftIntroConfig(**{**SOFT.__dict__, "decoder_fake_grad": mode})
+    value, grads = run_phase(SoftIntroVAE(cfg), [EPS_Z, Z_PRIOR, EPS_FAKES[:2], EPS_FAKES[2:]], "decoder")
+    assert value == pytest.approx(soft_intro_decoder_loss(mode=mode), rel=1e-12)
     params = dict(c=C, d=D)
-    f = lambda c, d: soft_intro_decoder_loss(c=c, d=d, stopped=stopped)  # noqa: E731
+    f = lambda c, d: soft_intro_decoder_loss(c=c, d=d, mode=mode)  # noqa: E731
     for name in params:
         assert grads[name] == pytest.approx(finite_difference(f, params, name), rel=1e-6)
     assert grads["a"] is None and grads["b"] is None  # the decoder phase gives the encoder no gradient
+
+
+def test_the_decoder_stop_gradient_modes_really_differ():
+    noise = lambda: [EPS_Z, Z_PRIOR, EPS_FAKES[:2], EPS_FAKES[2:]]  # noqa: E731
+    grads = [run_phase(SoftIntroVAE(SoftIntroConfig(**{**SOFT.__dict__, "decoder_fake_grad": m})), noise(), "decoder")[1]["c"] for m in ("fakes", "reconstructions")]
+    assert abs(grads[0] - grads[1]) > 1e-3
+    with pytest.raises(Exception, match="decoder_fake_grad must be one of fakes, reconstructions"):
+        SoftIntroConfig(decoder_fake_grad="some")
 
 
 def test_soft_intro_warmup_is_plain_vae():

@@ -6,7 +6,11 @@ appears as ``neg_elbo``. Per-sample terms are averaged over the batch (the expec
 of Eq. 5).
 
 Stop-gradients
-- Decoder phase: X_rf = sg(D(Z_rf)), X_ff = sg(D(Z_ff)) (line 23), exactly as Algorithm 2.
+- Decoder phase: X_rf = sg(D(Z_rf)), X_ff = sg(D(Z_ff)) (line 23), exactly as Algorithm 2, so
+  the γ_r term L_rec(X_f, X_ff) reaches the decoder through the fakes X_r, X_f
+  (``decoder_fake_grad = "fakes"``, the default). The authors' code stops the other side:
+  L_rec(sg(X_f), D(sg(Z_ff))), the decoder learning to reconstruct its fakes from their codes
+  (``"reconstructions"``). With the paper's γ_r = 1e-8 the two cannot differ measurably.
 - Encoder phase: Algorithm 2 has no sg(), so the expELBO's gradient also reaches the encoder
   *through* the reconstructions X_r = D(E(X)) (``encoder_fake_grad = "full"``, the default).
   The authors' code differs: it feeds E a detached X_r but keeps X_r's gradient in the target of
@@ -40,6 +44,7 @@ ENCODER_PHASE = Phase("encoder", trains=("encoder",))
 DECODER_PHASE = Phase("decoder", trains=("decoder",))
 VAE_WARMUP_PHASE = Phase("vae", trains=("encoder", "decoder"))
 ENCODER_FAKE_GRAD = ("full", "target", "none")
+DECODER_FAKE_GRAD = ("fakes", "reconstructions")
 
 
 @dataclass
@@ -52,10 +57,13 @@ class SoftIntroConfig:
     recon_loss: str = "mse"  # mse | bce | gaussian
     scale: float = 0.0  # s; 0 means 1 / input dimension (Alg. 2 line 3)
     encoder_fake_grad: str = "full"  # gradient through X_r in the encoder phase: full | target | none
+    decoder_fake_grad: str = "fakes"  # γ_r term in the decoder phase, gradient through: fakes | reconstructions
 
     def __post_init__(self) -> None:
         if self.encoder_fake_grad not in ENCODER_FAKE_GRAD:
             raise ConfigError(f"objective.encoder_fake_grad must be one of {', '.join(ENCODER_FAKE_GRAD)}, got {self.encoder_fake_grad!r}")
+        if self.decoder_fake_grad not in DECODER_FAKE_GRAD:
+            raise ConfigError(f"objective.decoder_fake_grad must be one of {', '.join(DECODER_FAKE_GRAD)}, got {self.decoder_fake_grad!r}")
 
 
 class SoftIntroVAE(Objective):
@@ -88,21 +96,20 @@ class SoftIntroVAE(Objective):
             return self.encoder_loss(ctx, models)
         return self.decoder_loss(ctx, models)
 
-    def fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: Models, decode_grad: bool):
+    def fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: Models, decode: str):
         """Lines 10-11 / 22-23: Z_rf, Z_ff <- E(X_r), E(X_f); X_rf, X_ff <- D(Z_rf), D(Z_ff).
-        ``decode_grad=False`` is the decoder phase's sg() (line 23). Variants override this."""
+        ``decode``: "full" (encoder phase), "none" (line 23: sg(D(Z_rf))) or "weights" (the
+        authors' code: D(sg(Z_rf)), only the decoder's weights get a gradient). Variants override this."""
         mu, logvar = models.encode(x_fakes, y)
         z = reparameterize(mu, logvar, models.randn_like)
-        if decode_grad:
-            x_fakes_rec = models.decode(z, y)
-        else:
+        if decode == "none":
             with torch.no_grad():  # line 23: sg(D(Z_rf)), sg(D(Z_ff))
-                x_fakes_rec = models.decode(z, y)
-        return mu, logvar, x_fakes_rec
+                return mu, logvar, models.decode(z, y)
+        return mu, logvar, models.decode(z.detach() if decode == "weights" else z, y)
 
     def fake_elbos(
         self, inputs: torch.Tensor, targets: torch.Tensor, y: torch.Tensor | None, models: Models,
-        decode_grad: bool, rec_weight: float, kl_weight: GroupWeight,
+        decode: str, rec_weight: float, kl_weight: GroupWeight,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-sample −ELBO(rec_weight, kl_weight, X, X_rf, Z_rf) of one kind of fake, and its KLs.
 
@@ -110,7 +117,7 @@ class SoftIntroVAE(Objective):
         kinds of fakes go through the networks separately, not concatenated, so that each
         process's noise rows line up with a single-process run (see Models.randn_like).
         """
-        mu, logvar, reconstructed = self.fakes_through_model(inputs, y, models, decode_grad)
+        mu, logvar, reconstructed = self.fakes_through_model(inputs, y, models, decode)
         groups = models.latent_groups
         neg_elbo = rec_weight * reconstruction_error(targets, reconstructed, self.config.recon_loss) + weighted_kl(mu, logvar, groups, kl_weight)
         return neg_elbo, kl_per_group(mu, logvar, groups)
@@ -133,8 +140,8 @@ class SoftIntroVAE(Objective):
         # lines 10-11, 13-14: ELBO_r, ELBO_f with β_neg on the KL (stop-gradients: module docstring)
         rec_in = x_rec if c.encoder_fake_grad == "full" else x_rec.detach()
         rec_target = x_rec.detach() if c.encoder_fake_grad == "none" else x_rec
-        neg_elbo_rec, kls_rec = self.fake_elbos(rec_in, rec_target, y, models, True, c.beta_rec, c.beta_neg)
-        neg_elbo_fake, kls_fake = self.fake_elbos(x_fake, x_fake, y, models, True, c.beta_rec, c.beta_neg)
+        neg_elbo_rec, kls_rec = self.fake_elbos(rec_in, rec_target, y, models, "full", c.beta_rec, c.beta_neg)
+        neg_elbo_fake, kls_fake = self.fake_elbos(x_fake, x_fake, y, models, "full", c.beta_rec, c.beta_neg)
         # lines 15-16: expELBO = ½·exp(2s·ELBO), computed overflow-safely
         exp_elbo_rec = exp_elbo(neg_elbo_rec, s)
         exp_elbo_fake = exp_elbo(neg_elbo_fake, s)
@@ -161,9 +168,12 @@ class SoftIntroVAE(Objective):
         # line 24: ELBO <- β_rec·L_rec(X, X_r) (the real KL does not depend on the decoder)
         rec_real = reconstruction_error(x, x_rec, c.recon_loss).mean()
         # lines 22-23, 25-26: the (frozen) encoder sees the fakes with gradient, their reconstructions
-        # are sg(); ELBO(γ_r·β_rec, β_kl, X_r|X_f, X_rf|X_ff, Z_rf|Z_ff)
-        neg_elbo_rec, kls_rec = self.fake_elbos(x_rec, x_rec, y, models, False, c.gamma_r * c.beta_rec, c.beta_kl)
-        neg_elbo_fake, kls_fake = self.fake_elbos(x_fake, x_fake, y, models, False, c.gamma_r * c.beta_rec, c.beta_kl)
+        # are sg(); ELBO(γ_r·β_rec, β_kl, X_r|X_f, X_rf|X_ff, Z_rf|Z_ff). "reconstructions": the
+        # γ_r term's gradient goes through D(sg(Z_rf)) to the target sg(X_r) instead (module docstring).
+        alg2 = c.decoder_fake_grad == "fakes"
+        decode, targets = ("none", (x_rec, x_fake)) if alg2 else ("weights", (x_rec.detach(), x_fake.detach()))
+        neg_elbo_rec, kls_rec = self.fake_elbos(x_rec, targets[0], y, models, decode, c.gamma_r * c.beta_rec, c.beta_kl)
+        neg_elbo_fake, kls_fake = self.fake_elbos(x_fake, targets[1], y, models, decode, c.gamma_r * c.beta_rec, c.beta_kl)
         # line 27: L_D = s·(ELBO + ½(ELBO_r + ELBO_f)), negated
         loss = s * (c.beta_rec * rec_real + 0.5 * (neg_elbo_rec.mean() + neg_elbo_fake.mean()))
 

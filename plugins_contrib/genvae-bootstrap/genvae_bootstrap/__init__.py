@@ -34,7 +34,7 @@ class SoftIntroBootstrap(SoftIntroVAE):
             self.target_step = step
         return super().begin_step(batch, models, step)
 
-    def fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: genvae.Models, decode_grad: bool):
+    def fakes_through_model(self, x_fakes: torch.Tensor, y: torch.Tensor | None, models: genvae.Models, decode: str):
         """E(X_r), E(X_f) as usual; X_rf, X_ff from the target decoder in both phases."""
         mu, logvar = models.encode(x_fakes, y)
         return mu, logvar, self.target(reparameterize(mu, logvar, models.randn_like), y)
