@@ -34,6 +34,8 @@ def _compare(bt: BatchedTrainer, r: int, ref: list[dict[str, float]]) -> float:
     [
         # two members differing in seed AND in hyperparameters; a short warm-up runs both code paths
         ("soft-intro", [{"num_vae": 20, "beta_neg": 0.9}, {"num_vae": 20, "beta_neg": 0.5, "beta_kl": 0.2}]),
+        # the authors' stop-gradients in both phases, with a γ_r large enough to matter
+        ("soft-intro", [{"num_vae": 20, "encoder_fake_grad": "target", "decoder_fake_grad": "reconstructions", "gamma_r": g} for g in (0.5, 0.1)]),
         ("intro", [{"num_vae": 20, "m": 1.0}, {"num_vae": 20, "m": 3.0, "beta_rec": 0.5}]),
         ("vae", [{"beta_kl": 0.05}, {"beta_kl": 0.5}]),
     ],
