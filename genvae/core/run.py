@@ -100,6 +100,10 @@ def _owners(plugins: Plugins, section: str, key: str) -> list[str]:
     return [e.name for e in registry if key in options_of(e.value)]
 
 
+def _have(owners: list[str]) -> str:
+    return f"{owners[0]} has it" if len(owners) == 1 else f"{', '.join(owners)} have it"
+
+
 def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, set[str]], names: Mapping[str, str] | None = None,
                    plugins: Plugins | None = None, growable: bool = True) -> None:  # fmt: skip
     """A key given in the wrong section (``--set train.lr=...``) is named with the section that has
@@ -111,17 +115,16 @@ def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, se
         for key in values:
             if key == "name" or key in valid.get(section, set()):
                 continue
+            not_here = f"{section}.{key} is not an option of the {section} section"
             homes = [other for other, keys in valid.items() if key in keys and (growable or other != "grow")]
-            for other in homes[:1]:
-                raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to {other}: set {other}.{key} instead")
+            if homes:
+                raise ConfigError(f"{not_here}; it belongs to {homes[0]}: set {homes[0]}.{key} instead")
             for other in PLUGIN_SECTIONS if names and plugins else ():
                 owners = _owners(plugins, other, key) if other != section else []
                 if owners:
-                    have = f"{owners[0]} has it" if len(owners) == 1 else f"{', '.join(owners)} have it"
-                    raise ConfigError(f"{section}.{key} is not an option of the {section} section; it is an option of the {other} "
-                                      f"section ({have}, not {other} {names[other]!r})")  # fmt: skip
+                    raise ConfigError(f"{not_here}; it is an option of the {other} section ({_have(owners)}, not {other} {names[other]!r})")
             if key in valid.get("grow", set()):
-                raise ConfigError(f"{section}.{key} is not an option of the {section} section; it belongs to grow: set grow.{key} instead")
+                raise ConfigError(f"{not_here}; it belongs to grow: set grow.{key} instead")
 
 
 def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[str, str], valid: Mapping[str, set[str]],
@@ -135,8 +138,7 @@ def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[s
         for key in _options(user.get(section, {})):
             owners = [] if key in valid[section] else _owners(plugins, section, key)
             if owners:
-                have = f"{owners[0]} has it" if len(owners) == 1 else f"{', '.join(owners)} have it"
-                raise ConfigError(f"{registry.kind} {names[section]!r} has no option {section}.{key} ({have}); "
+                raise ConfigError(f"{registry.kind} {names[section]!r} has no option {section}.{key} ({_have(owners)}); "
                                   f"valid: {', '.join(sorted(valid[section])) or '(none)'}{(notes or {}).get(section, '')}")  # fmt: skip
 
 
