@@ -351,6 +351,29 @@ def test_a_cell_saved_before_an_architecture_option_existed_is_reused(tmp_path):
         _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"arch": old}}, sigmoid, "was computed with")
 
 
+def test_a_cell_or_run_saved_before_an_objective_option_existed_is_reused(tmp_path):
+    """objective.decoder_fake_grad appeared after the Table 2 cells and bench runs were kept; its
+    default is what they were trained with, so they are still reused, while the other value is refused."""
+    from genvae.bench2d import _refuse_other_settings
+    from genvae.core.bench_run import continue_or_start
+    from genvae.core.checkpoint import CHECKPOINT_DIR
+    from genvae.core.run import saved_objective
+
+    old = {"name": "soft-intro", "beta_rec": 0.2, "beta_kl": 0.5, "beta_neg": 1.0, "num_vae": 2000, "encoder_fake_grad": "full"}
+    now = saved_objective(old)
+    assert now["decoder_fake_grad"] == "fakes" and now["gamma_r"] == 1e-8 and now["beta_kl"] == 0.5
+    _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"objective": old}}, {"steps": 3, "resolved": {"objective": now}}, "was computed with")
+    other = {"steps": 3, "resolved": {"objective": {**now, "decoder_fake_grad": "reconstructions"}}}
+    with pytest.raises(RunDirError, match=r"resolved.objective.decoder_fake_grad: fakes saved, reconstructions now"):
+        _refuse_other_settings(tmp_path, {"steps": 3, "resolved": {"objective": old}}, other, "was computed with")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"objective": old}))
+    (run / CHECKPOINT_DIR).mkdir()
+    (run / CHECKPOINT_DIR / "trainer.json").write_text('{"step": 10}')
+    assert continue_or_start(run, {"objective": now}) is True
+
+
 def test_squared_norm_reference_is_the_gnelbo_of_the_energy_norm_squared():
     """The gnELBO reference of e(x) = ‖x‖², by hand: the same grid and real batches as a model's score."""
     import torch

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from genvae.core.checkpoint import find_checkpoint
 from genvae.core.config import to_jsonable
-from genvae.core.run import saved_arch
+from genvae.core.run import saved_arch, saved_objective
 from genvae.errors import RunDirError
 
 BENCH_CHECKPOINT_EVERY = 1000
@@ -40,6 +40,8 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     saved = json.loads(saved_path.read_text())
     if isinstance(saved.get("arch"), dict):
         saved["arch"] = saved_arch(saved["arch"])
+    if isinstance(saved.get("objective"), dict):
+        saved["objective"] = saved_objective(saved["objective"])
     change = settings_change(saved, config, ignore=bookkeeping_keys("train"))
     if change:
         raise RunDirError(f"{run_dir} holds a run with other settings ({change}); "

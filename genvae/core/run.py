@@ -6,7 +6,7 @@ networks; ``load_run`` reopens a finished (or interrupted) run for sampling and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -430,7 +430,7 @@ def read_run_config(path: Path) -> ResolvedConfig:
     missing = [s for s in ("train", "optim", "objective", "arch", "data") if not isinstance(raw, dict) or not isinstance(raw.get(s), dict)]
     if missing:
         raise damaged(path, f"is not a run's config (no '{missing[0]}' section)")
-    return ResolvedConfig.from_dict({**raw, "arch": saved_arch(raw["arch"])})
+    return ResolvedConfig.from_dict({**raw, "arch": saved_arch(raw["arch"]), "objective": saved_objective(raw["objective"])})
 
 
 def saved_arch(arch: Mapping[str, Any], plugins: Plugins | None = None) -> dict[str, Any]:
@@ -440,6 +440,18 @@ def saved_arch(arch: Mapping[str, Any], plugins: Plugins | None = None) -> dict[
     name = arch.get("name")
     defaults = plugins.architectures.get(name).saved_defaults if name in plugins.architectures else {}
     return {**defaults, **arch}
+
+
+def saved_objective(objective: Mapping[str, Any], plugins: Plugins | None = None) -> dict[str, Any]:
+    """A saved run's ``objective`` section completed with its objective's defaults for options
+    added since it was saved (a new option's default keeps the former behaviour, e.g.
+    decoder_fake_grad), so that a saved bench cell or run compares equal to the same settings now."""
+    plugins = plugins or get_plugins()
+    name = objective.get("name")
+    if name not in plugins.objectives:
+        return dict(objective)
+    defaults = {f.name: f.default for f in fields(plugins.objectives.get(name).Config) if f.default is not MISSING}
+    return {**to_jsonable(defaults), **objective}
 
 
 COMPONENTS = ("encoder", "decoder")
