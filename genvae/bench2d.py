@@ -32,7 +32,7 @@ from genvae.core.bench_run import (
 )
 from genvae.core.checkpoint import export_component
 from genvae.core.config import parse_override, write_json
-from genvae.core.run import load_component, saved_arch, saved_objective
+from genvae.core.run import load_component, with_added_options
 from genvae.errors import ConfigError, RunDirError
 from genvae.plugins.metrics.toy2d import compute_metrics, elbo_energy, generated_samples, real_samples, sampling_floor, squared_norm_gnelbo
 
@@ -299,12 +299,7 @@ def _refuse_other_settings(cell: Path, saved: Mapping[str, Any], wanted: Mapping
     setting passed explicitly equals the same value taken from a default."""
     given = ("train", "arch", "objective")
     saved, wanted = ({k: v for k, v in s.items() if k not in given} for s in (saved, wanted))
-    resolved = dict(saved.get("resolved", {}))  # with the options added since it was saved
-    if isinstance(resolved.get("arch"), dict):
-        resolved["arch"] = saved_arch(resolved["arch"])
-    if isinstance(resolved.get("objective"), dict):
-        resolved["objective"] = saved_objective(resolved["objective"])
-    saved["resolved"] = resolved
+    saved["resolved"] = with_added_options(saved.get("resolved", {}))
     ignore = bookkeeping_keys("resolved.train")
     change = settings_change(saved, wanted, ignore=ignore)
     if change:
@@ -370,7 +365,7 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
         "this reference scores lower than any model.",
         "",
     ]
-    changed = [f"{LABELS.get(o, o)}: " + ", ".join(f"{k}={v}" for k, v in v.items()) for o, v in results.get("objective_overrides", {}).items()]
+    changed = [f"{LABELS.get(o, o)}: " + ", ".join(f"{k}={v}" for k, v in options.items()) for o, options in results.get("objective_overrides", {}).items()]
     changed += ["architecture: " + ", ".join(f"{k}={v}" for k, v in results["arch"].items())] if results.get("arch") else []
     if changed:
         lines += ["Settings other than the paper's Table 5 and the authors' network: " + "; ".join(changed) + ".", ""]

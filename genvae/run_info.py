@@ -15,7 +15,7 @@ from genvae.core.checkpoint import checkpoint_step, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.evaluation import EVALS_FILE, measured_values
 from genvae.core.health import log_warning
-from genvae.core.run import require_run_dir, saved_arch
+from genvae.core.run import require_run_dir, with_added_options
 from genvae.core.trainer import STOP_NOTE
 from genvae.viz.curves import read_records
 
@@ -82,7 +82,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     """Everything ``genvae info`` shows, as a JSON-able dict."""
     path = Path(run_dir)
     require_run_dir(path)
-    cfg = read_json(path / "config.json")
+    cfg = with_added_options(read_json(path / "config.json"))  # options added since it was saved, as it is rebuilt
     checkpoint = find_checkpoint(path)
     trained = checkpoint_step(checkpoint) if checkpoint else None
     total = int(cfg["train"]["steps"])
@@ -94,7 +94,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run": str(path),
         "objective": cfg["objective"],
-        "arch": saved_arch(cfg["arch"]),  # with options added since it was saved, as it is rebuilt
+        "arch": cfg["arch"],
         "data": cfg["data"],
         "steps_total": total,
         "steps_trained": trained,

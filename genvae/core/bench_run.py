@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from genvae.core.checkpoint import find_checkpoint
 from genvae.core.config import to_jsonable
-from genvae.core.run import saved_arch, saved_objective
+from genvae.core.run import with_added_options
 from genvae.errors import RunDirError
 
 BENCH_CHECKPOINT_EVERY = 1000
@@ -37,11 +37,7 @@ def continue_or_start(run_dir: Path, config: dict[str, Any]) -> bool:
     if not saved_path.exists():
         return False
 
-    saved = json.loads(saved_path.read_text())
-    if isinstance(saved.get("arch"), dict):
-        saved["arch"] = saved_arch(saved["arch"])
-    if isinstance(saved.get("objective"), dict):
-        saved["objective"] = saved_objective(saved["objective"])
+    saved = with_added_options(json.loads(saved_path.read_text()))
     change = settings_change(saved, config, ignore=bookkeeping_keys("train"))
     if change:
         raise RunDirError(f"{run_dir} holds a run with other settings ({change}); "

@@ -430,7 +430,7 @@ def read_run_config(path: Path) -> ResolvedConfig:
     missing = [s for s in ("train", "optim", "objective", "arch", "data") if not isinstance(raw, dict) or not isinstance(raw.get(s), dict)]
     if missing:
         raise damaged(path, f"is not a run's config (no '{missing[0]}' section)")
-    return ResolvedConfig.from_dict({**raw, "arch": saved_arch(raw["arch"]), "objective": saved_objective(raw["objective"])})
+    return ResolvedConfig.from_dict(with_added_options(raw))
 
 
 def saved_arch(arch: Mapping[str, Any], plugins: Plugins | None = None) -> dict[str, Any]:
@@ -452,6 +452,17 @@ def saved_objective(objective: Mapping[str, Any], plugins: Plugins | None = None
         return dict(objective)
     defaults = {f.name: f.default for f in fields(plugins.objectives.get(name).Config) if f.default is not MISSING}
     return {**to_jsonable(defaults), **objective}
+
+
+def with_added_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config (a run's, or a bench cell's resolved settings) whose ``arch`` and
+    ``objective`` sections are completed with the options added since (saved_arch, saved_objective)."""
+    out = dict(config)
+    if isinstance(out.get("arch"), dict):
+        out["arch"] = saved_arch(out["arch"])
+    if isinstance(out.get("objective"), dict):
+        out["objective"] = saved_objective(out["objective"])
+    return out
 
 
 COMPONENTS = ("encoder", "decoder")
