@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from genvae.core.config import SECTIONS, merge_user
 from genvae.core.health import GameStoppedWarning, run_warning
-from genvae.core.run import absolute_data_paths, read_run_config, require_run_dir, resolve
+from genvae.core.run import PATH_OPTIONS, absolute_data_paths, read_run_config, require_run_dir, resolve
 from genvae.core.trainer import TrainResult
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
@@ -50,12 +50,12 @@ def user_settings(
     changes["data"] = absolute_data_paths(changes.get("data", {}))  # as saved
     for section, values in changes.items():
         for key, value in values.items():
-            if section == "train" and key in RESUMABLE_CHANGES:
-                saved["train"][key] = value
+            if (section == "train" and key in RESUMABLE_CHANGES) or (section == "data" and key in PATH_OPTIONS):
+                saved[section][key] = value  # data.path / data.root: the same data, moved
             elif saved[section].get(key) != value:
                 raise ConfigError(
-                    f"--resume continues the saved config; {section}.{key} cannot change "
-                    "(only train.steps, the intervals, train.compile, train.log_with and the evaluations (train.eval*) can)"
+                    f"--resume continues the saved config; {section}.{key} cannot change (only train.steps, the intervals, "
+                    "train.compile, train.log_with, the evaluations (train.eval*) and where the data lies (data.path, data.root) can)"
                 )
     return saved
 

@@ -52,7 +52,7 @@ def train(
     objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Objective plugin, e.g. vae, intro, soft-intro."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture plugin, e.g. mlp (default: the one the dataset recommends, else mlp)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset plugin, e.g. 8gaussians, or a folder of images."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with \\[train] \\[optim] \\[objective] \\[arch] \\[data] tables."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with \\[train] \\[optim] \\[objective] \\[arch] \\[data] tables, or a run's config.json (or its run directory)."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override one setting: SECTION.KEY=VALUE (repeatable)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed)."),
@@ -127,7 +127,7 @@ def train(
         result = trainer.fit()
     except TrainingInterrupted as exc:
         err_console.print(str(exc), highlight=False, soft_wrap=True)
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=128 + exc.signum) from None  # 130 after Ctrl-C, 143 after SIGTERM
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         step = trainer.last_checkpoint_step if trainer is not None else None
         if step is None:
@@ -245,16 +245,23 @@ def translate(
 @user_errors
 def interpolate(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
-    corners: list[Path] = typer.Argument(..., metavar="CORNERS", help="Four images: top-left, top-right, bottom-left, bottom-right."),
+    corners: list[Path] = typer.Argument(..., metavar="CORNERS", help="Four images: top-left, top-right, bottom-left, bottom-right; or one folder (its first four images by name)."),
     out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output picture: PNG, or the format its extension names (.jpg, ...)."),
     steps: int = typer.Option(8, "--steps", help="Images per side (the paper: 8, i.e. 7 steps)."),
 ) -> None:
     """Appendix 9.4.2: bilinear interpolation between the latent codes of four images."""
+    from genvae.commands.reconstruct import image_files
     from genvae.errors import ConfigError
     from genvae.viz.images import interpolation_grid, load_images, save_grid
 
+    folder = corners[0] if len(corners) == 1 and corners[0].is_dir() else None
+    if folder is not None:
+        corners = image_files(corners)[:4]
+    elif directories := [str(p) for p in corners if p.is_dir()]:
+        raise ConfigError(f"{directories[0]} is a directory; interpolate takes four image files (top-left, top-right, "
+                          "bottom-left, bottom-right), or one folder to use its first four images")  # fmt: skip
     if len(corners) != 4:
-        raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}")
+        raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}{f' in {folder}' if folder else ''}")
     if steps < 2:
         raise ConfigError(f"--steps must be at least 2, got {steps}")
     loaded = load_image_run(run, "interpolate")
@@ -324,19 +331,24 @@ def info(
 def compare(
     runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Two or more run directories."),
     keys: list[str] = typer.Option([], "--key", "-k", help="Logged value to draw, e.g. rec or kl (repeatable; default: all)."),
-    out: Path = typer.Option(Path("compare.png"), "--out", help="Output PNG."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="Output picture: .png, or .pdf, .svg, .jpg, ..."),
 ) -> None:
     """Training curves of several runs in one picture (one panel per logged value), and their last values."""
     from rich.table import Table
 
     from genvae.compare import compare_runs
 
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value if value is not None else "-")
+
     result = compare_runs(runs, out, keys)
     table = Table()
-    for column in ("run", "objective", "step", *result["keys"]):
+    for column in ("run", "objective", "last step", *result["keys"]):
         table.add_column(column, overflow="fold")
     for row in result["runs"]:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v if v is not None else "-") for v in row.values()))
+        at = row["logged_at"]
+        values = [cell(row[k]) + (f" (step {at[k]})" if k in at else "") for k in result["keys"]]
+        table.add_row(row["run"], row["objective"], cell(row["step"]), *values)
     Console().print(table, highlight=False)
     console.print(f"wrote {result['figure']}", soft_wrap=True)
 

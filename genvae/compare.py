@@ -11,7 +11,7 @@ from genvae.core.config import read_json
 from genvae.core.evaluation import records_to_draw
 from genvae.core.run import require_run_dir
 from genvae.errors import ConfigError
-from genvae.viz.curves import SKIP, plot_curves, read_records
+from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
 
 
 def run_labels(runs: Sequence[Path]) -> list[str]:
@@ -25,8 +25,11 @@ def run_labels(runs: Sequence[Path]) -> list[str]:
 
 def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     """Draw ``keys`` (default: every value the runs log) of each run's log.jsonl and evals.jsonl into ``out``;
-    returns the figure path, the keys and one row per run (objective, last step, last values)."""
-    paths = [Path(r) for r in runs]
+    returns the figure path, the keys and one row per run (objective, last step, last values, and
+    ``logged_at``: the step of each value last logged before that step)."""
+    paths, out = [Path(r) for r in runs], Path(out)
+    if out.suffix.lower().lstrip(".") not in picture_formats():
+        raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
     if len(paths) < 2:
         raise ConfigError("compare needs at least two runs")
     for path in paths:
@@ -38,12 +41,17 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
     if unknown:
         raise ConfigError(f"no run logs {', '.join(map(repr, unknown))}; logged values: {', '.join(logged) or '(none)'}")
     shown = list(keys) or [k for k in logged if k not in SKIP]  # lr and steps/s only when asked for
-    figure = plot_curves(logs, Path(out), shown)
+    figure = plot_curves(logs, out, shown)
     if figure is None:
         raise ConfigError("none of these runs has logged anything yet (log.jsonl is empty or missing)")
     rows = []
     for label, path in zip(labels, paths):
-        last = {k: v for record in sorted(logs[label], key=lambda r: r.get("step", 0)) for k, v in record.items()}  # each value's latest
+        records = sorted(logs[label], key=lambda r: r.get("step", 0))
+        last = {k: (r.get("step"), v) for r in records for k, v in r.items()}  # each value's latest, with its step
+        step = records[-1].get("step") if records else None
         objective = read_json(path / "config.json")["objective"]["name"]
-        rows.append({"run": label, "objective": objective, "step": last.get("step"), **{k: last.get(k) for k in shown}})
+        values = {k: last[k][1] if k in last else None for k in shown}
+        # a value last logged before the run's last step (e.g. a warm-up phase's loss) says when
+        logged_at = {k: last[k][0] for k in shown if k in last and last[k][0] != step}
+        rows.append({"run": label, "objective": objective, "step": step, **values, "logged_at": logged_at})
     return {"figure": str(figure), "keys": shown, "runs": rows}

@@ -28,7 +28,7 @@ def encode_data(
     """Posterior parameters of ``n`` images (default: the whole split) of ``data`` (default: the
     run's dataset) under a ``LoadedRun``: ``mu``, ``logvar`` (N, z), ``labels`` (N,) when the
     data has them, and the latent groups as ``{name: size}``."""
-    from genvae.plugins.metrics.ood import iter_images, open_eval_data, require_run_shape, require_split
+    from genvae.plugins.metrics.ood import iter_images, open_eval_data, require_run_shape, require_split, split_label
 
     require_split(split)
     if n is not None and n < 1:
@@ -52,7 +52,7 @@ def encode_data(
         "logvar": torch.cat(logvars).numpy(),
         "groups": dict(models.latent_groups),
         "data": run.config.data["name"] if data is None else label,
-        "split": split,
+        "split": split_label(source, split, run.data),
         "items": "images" if len(run.data.shape) == 3 else "points",
     }
     if labels:

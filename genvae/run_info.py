@@ -11,12 +11,13 @@ from typing import Any
 
 from rich.table import Table
 
-from genvae.core.checkpoint import checkpoint_step, find_checkpoint
+from genvae.core.checkpoint import checkpoint_step, damaged, find_checkpoint
 from genvae.core.config import read_json
 from genvae.core.evaluation import EVALS_FILE, measured_values
 from genvae.core.health import log_warning
-from genvae.core.run import require_run_dir, with_added_options
+from genvae.core.run import require_run_dir, run_config_dict
 from genvae.core.trainer import STOP_NOTE
+from genvae.errors import GenvaeError, RunDirError
 from genvae.viz.curves import read_records
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
@@ -24,13 +25,29 @@ MAX_METRIC_VALUES = 6
 
 
 def parameter_count(weights: Path) -> int | None:
-    """Number of parameters in a model.safetensors, from its header alone."""
+    """Number of parameters in a model.safetensors, from its header alone; None when there is
+    none yet, a RunDirError naming the file and the fix when it is damaged."""
     if not weights.is_file():
         return None
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(weights), framework="numpy") as f:
-        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+    except SafetensorError as exc:
+        raise damaged(weights, "is unreadable (truncated or not a safetensors file)") from exc
+
+
+def parameter_counts(run_dir: Path) -> tuple[dict[str, int | None], dict[str, str]]:
+    """Parameters of the exported encoder and decoder, and what is wrong with a damaged one."""
+    counts: dict[str, int | None] = {}
+    problems: dict[str, str] = {}
+    for role in ("encoder", "decoder"):
+        try:
+            counts[role] = parameter_count(run_dir / role / "model.safetensors")
+        except RunDirError as exc:
+            counts[role], problems[role] = None, str(exc)
+    return counts, problems
 
 
 def headline(record: dict[str, Any]) -> dict[str, float]:
@@ -82,14 +99,14 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     """Everything ``genvae info`` shows, as a JSON-able dict."""
     path = Path(run_dir)
     require_run_dir(path)
-    cfg = with_added_options(read_json(path / "config.json"))  # options added since it was saved, as it is rebuilt
+    cfg = run_config_dict(path / "config.json")  # with the options added since it was saved, as it is rebuilt
     checkpoint = find_checkpoint(path)
     trained = checkpoint_step(checkpoint) if checkpoint else None
     total = int(cfg["train"]["steps"])
     log = path / "log.jsonl"
     records = read_records(log)  # complete records only: a line cut short by a kill is skipped
     logged = records[-1] if records else None
-    models = {role: parameter_count(path / role / "model.safetensors") for role in ("encoder", "decoder")}
+    models, damaged_models = parameter_counts(path)
     figures = sorted(str(p.relative_to(path)) for pattern in ("*.png", "metrics/*.png") for p in path.glob(pattern))
     return {
         "run": str(path),
@@ -102,6 +119,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "last_log": logged,
         "last_log_age_s": round(time.time() - log.stat().st_mtime, 1) if logged else None,
         "parameters": models,
+        "damaged": damaged_models,
         "metrics": metric_records(path),
         "figures": figures,
         "warning": log_warning(records, cfg["objective"]),
@@ -141,7 +159,9 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
     if info["last_log"]:
         rows.append(("last log", f"{format_log(info['last_log'])} ({age(info['last_log_age_s'])})"))
     params = [f"{role} {n:,}" for role, n in info["parameters"].items() if n is not None]
+    params += [f"{role} unreadable" for role in info["damaged"]]
     rows.append(("parameters", ", ".join(params) if params else "no exported models yet"))
+    rows += [("damaged", problem) for problem in info["damaged"].values()]
     for name, m in info["metrics"].items():
         numbers = ", ".join(f"{k} {v:.4g}" for k, v in m["latest"].items())
         at_step = f"step {m['step']}, " if "step" in m else ""
@@ -154,25 +174,47 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def overview(runs: list[Path]) -> list[dict[str, Any]]:
-    """:func:`run_info` of each run (e.g. the :func:`~genvae.core.run.runs_below` a directory)."""
-    return [run_info(path) for path in runs]
+    """:func:`run_info` of each run (e.g. the :func:`~genvae.core.run.runs_below` a directory); a
+    run that cannot be read is ``{"run": ..., "error": ...}``, so that it does not hide the others."""
+    infos = []
+    for path in runs:
+        try:
+            infos.append(run_info(path))
+        except GenvaeError as exc:
+            infos.append({"run": str(path), "error": str(exc)})
+    return infos
 
 
 def overview_row(info: dict[str, Any]) -> tuple[str, ...]:
-    """(run, objective, arch, data, steps, evaluations) for the table of ``genvae info DIR``."""
+    """(run, objective, arch, data, steps, evaluations) for the table of ``genvae info DIR``; a
+    damaged run says so in place of its evaluations (``genvae info RUN`` says how to repair it)."""
+    if "error" in info:
+        return (info["run"], "-", "-", "-", "-", f"unreadable; genvae info {info['run']} says why")
     trained = "-" if info["steps_trained"] is None else str(info["steps_trained"])
     evaluations = "; ".join(
         f"{name} " + " ".join(f"{k} {v:.4g}" for k, v in list(m["latest"].items())[:1]) for name, m in info["metrics"].items()
     )
+    if info["damaged"]:
+        files = ", ".join(f"{role}/model.safetensors" for role in info["damaged"])
+        evaluations = f"damaged: {files}; genvae info {info['run']} says how to repair it"
     names = (info["objective"]["name"], info["arch"]["name"], info["data"]["name"])
     return (info["run"], *names, f"{trained} / {info['steps_total']}", evaluations)
 
 
 def overview_table(runs: list[dict[str, Any]], directory: Path) -> Table:
     """``genvae info DIR``: one line per run."""
-    table = Table(title=f"{len(runs)} runs in {directory}", title_justify="left")
+    table = Table(title=f"{len(runs)} run{'' if len(runs) == 1 else 's'} in {directory}", title_justify="left")
     for column in ("run", "objective", "arch", "data", "steps", "latest evaluations"):
         table.add_column(column, overflow="fold")
     for info in runs:
-        table.add_row(*overview_row(info))
+        run, *rest = overview_row(info)
+        table.add_row(_below(Path(run), directory), *rest)  # the title names the directory
     return table
+
+
+def _below(path: Path, directory: Path) -> str:
+    """``path`` relative to ``directory`` when it lies below it, else as it is."""
+    try:
+        return str(path.relative_to(directory)) or "."
+    except ValueError:
+        return str(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 import genvae
 from genvae.cli import app
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, DataError
 
 SETTINGS = {"arch.hidden": 16, "objective.num_vae": 3, "train.log_every": 2, "train.figures_every": 0}
 
@@ -45,3 +46,22 @@ def test_resume_from_python_and_its_errors(tmp_path, one_thread):
     with pytest.raises(ConfigError, match="it belongs to arch: set arch.hidden instead"):
         genvae.train(tmp_path / "other", settings={"objective.hidden": 16})
     assert not (tmp_path / "other").exists()
+
+
+def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
+    from PIL import Image
+
+    (tmp_path / "faces").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((20, 20, 3), 60 * i, dtype=np.uint8)).save(tmp_path / "faces" / f"{i}.png")
+    settings = {"data.path": str(tmp_path / "faces"), "data.resolution": 16, "arch.channels": [8], "train.figures_every": 0}
+    run = tmp_path / "run"
+    genvae.train(run, objective="vae", data="folder", steps=2, batch_size=2, settings=settings)
+    (tmp_path / "faces").rename(tmp_path / "moved")
+    with pytest.raises(DataError, match="not a directory; set data.path"):
+        genvae.train(run, steps=3, resume=True)
+    result = genvae.train(run, steps=3, resume=True, settings={"data.path": str(tmp_path / "moved")})
+    assert result.step == 3
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == str(tmp_path / "moved")
+    with pytest.raises(ConfigError, match=r"data.resolution cannot change .*where the data lies \(data.path, data.root\) can"):
+        genvae.train(run, steps=4, resume=True, settings={"data.resolution": 32})

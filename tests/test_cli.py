@@ -67,6 +67,26 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
         assert "Traceback" not in result.output
 
 
+def test_config_files_that_are_no_toml_are_one_line_errors_and_a_run_directory_means_its_config(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(bytes(range(256)))
+    (tmp_path / "c.yaml").write_text("train:\n  steps: 10\n")
+    (tmp_path / "empty").mkdir()
+    formats = "genvae reads TOML config files, or a run's config.json"
+    cases = [
+        ("photo.jpg", f"is not a UTF-8 text file; {formats}"),
+        ("c.yaml", f"is not valid TOML (Expected '=' after a key in a key/value pair (at line 1, column 6)); {formats}"),
+        ("empty", "is a directory; give a TOML file, or a run directory (one holding config.json)"),
+    ]
+    for name, expected in cases:
+        result = invoke("train", "--config", tmp_path / name, "--dry-run")
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"error: config file {str(tmp_path / name)!r} {expected}" in " ".join(result.output.split())
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"train": {"steps": 7}}))
+    result = invoke("train", "--config", tmp_path / "run", "--dry-run")
+    assert result.exit_code == 0 and json.loads(result.stdout)["train"]["steps"] == 7, result.output
+
+
 def test_train_resume_sample_and_plugins_list(tmp_path):
     run = tmp_path / "run"
     result = invoke("train", "--run-dir", run, *SMALL)
@@ -125,6 +145,23 @@ def test_image_run_sample_and_interpolate(tmp_path):
     assert jpg.exit_code == 0 and Image.open(tmp_path / "grid.jpg").format == "JPEG", jpg.output
     gif = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.gif")
     assert gif.exit_code == 2 and "--out must end in .pt (a tensor) or .png / .jpg (a picture), got 'grid.gif'" in gif.output
+
+
+def test_interpolate_takes_four_image_files_or_one_folder(tmp_path, digits_run_dir):
+    from PIL import Image
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(5):
+        Image.fromarray((torch.rand(16, 16) * 255).byte().numpy()).save(faces / f"{i}.png")
+    folders = invoke("interpolate", digits_run_dir, faces, faces, faces, faces)
+    assert folders.exit_code == 2 and "Traceback" not in folders.output, folders.output
+    assert "error: " + str(faces) + " is a directory; interpolate takes four image files (top-left, top-right, bottom-left, bottom-right), or one folder to use its first four images" in " ".join(folders.output.split())
+    one = invoke("interpolate", digits_run_dir, faces, "--out", tmp_path / "square.png", "--steps", "3")
+    assert one.exit_code == 0 and (tmp_path / "square.png").is_file(), one.output
+    (faces / "3.png").unlink(), (faces / "4.png").unlink()
+    few = invoke("interpolate", digits_run_dir, faces)
+    assert few.exit_code == 2 and "interpolate needs exactly 4 corner images, got 3 in " in few.output, few.output
 
 
 def test_a_plugin_adds_a_command(monkeypatch):

@@ -31,7 +31,10 @@ def two_runs(digits_run_dir, tmp_path):
 def test_last_values_figure_and_labels(two_runs, tmp_path):
     result = compare_runs(two_runs, tmp_path / "cmp.png", ["rec"])
     assert result["keys"] == ["rec"]
-    assert result["runs"] == [{"run": "a/run", "objective": "vae", "step": 2, "rec": 7.5}, {"run": "b/run", "objective": "vae", "step": 3, "rec": 6.25}]
+    assert result["runs"] == [
+        {"run": "a/run", "objective": "vae", "step": 2, "rec": 7.5, "logged_at": {}},
+        {"run": "b/run", "objective": "vae", "step": 3, "rec": 6.25, "logged_at": {}},
+    ]
     assert Image.open(tmp_path / "cmp.png").size[0] > 100
     assert compare_runs(two_runs, tmp_path / "all.png")["keys"] == ["kl", "rec"]  # every logged value but step / lr / speed
     assert run_labels([tmp_path / "x" / "run", tmp_path / "y" / "other"]) == ["run", "other"]
@@ -51,6 +54,25 @@ def test_the_command_prints_the_table(two_runs, tmp_path):
     text = " ".join(result.output.split())
     assert result.exit_code == 0, text
     assert "a/run │ vae │ 2 │ 1.5" in text and "b/run │ vae │ 3 │ 2.5" in text and "wrote" in text
+
+
+def test_a_value_last_logged_before_the_last_step_says_when(digits_run_dir, tmp_path):
+    warm_up = [{"step": 100, "loss_vae": 0.5, "rec": 2.0}, {"step": 600, "loss_encoder": 0.25, "rec": 1.5}]  # soft-intro after num_vae=100
+    runs = [make_run(digits_run_dir, tmp_path / name, warm_up) for name in ("a", "b")]
+    result = compare_runs(runs, tmp_path / "c.png", ["loss_vae", "rec"])
+    assert result["runs"][0] == {"run": "a", "objective": "vae", "step": 600, "loss_vae": 0.5, "rec": 1.5, "logged_at": {"loss_vae": 100}}
+    result = CliRunner().invoke(app, ["compare", *map(str, runs), "-k", "loss_vae", "-k", "rec", "--out", str(tmp_path / "c.png")], env={"COLUMNS": "200"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "run ┃ objective ┃ last step ┃ loss_vae ┃ rec" in text and "a │ vae │ 600 │ 0.5 (step 100) │ 1.5" in text, text
+
+
+def test_out_must_name_a_picture_format_and_its_folder_is_made(two_runs, tmp_path):
+    with pytest.raises(ConfigError, match=r"--out 'cmp.txt' is not a picture format; end it in one of .*\.pdf, .*\.png, .*\.svg"):
+        compare_runs(two_runs, tmp_path / "cmp.txt")
+    result = CliRunner().invoke(app, ["compare", *map(str, two_runs), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 2 and "error: --out 'cmp' is not a picture format" in result.output and "Traceback" not in result.output
+    out = tmp_path / "new" / "folder" / "cmp.pdf"
+    assert compare_runs(two_runs, out)["figure"] == str(out) and out.read_bytes().startswith(b"%PDF")
 
 
 def test_a_torn_last_line_is_skipped(tmp_path):

@@ -456,3 +456,13 @@ def test_bench_options_of_one_objective_skip_the_others_and_typos_fail_before_tr
     with pytest.raises(ConfigError, match="unknown option objective.gama_r"):
         bench_ood.run_bench_ood(tmp_path / "typo", overrides=["objective.gama_r=0.01"], **kwargs)
     assert not any((tmp_path / "typo").glob("*-seed0"))  # nothing trained
+
+
+def test_feature_progress_without_a_terminal_prints_lines(capsys, monkeypatch):
+    times = iter([0.0, 5.0, 20.0, 21.0, 40.0])  # start; then one reading per update / line
+    monkeypatch.setattr(fidm.time, "perf_counter", lambda: next(times))
+    with fidm.ProgressLines("reference features (digits)", total=3, every=15.0) as lines:
+        lines.update(None, 1)  # 5 s after the start: quiet
+        lines.update(None, 1)  # 20 s: a line
+        lines.update(None, 1)  # done: the closing line says so
+    assert capsys.readouterr().err.splitlines() == ["reference features (digits): 2/3 batches, 20 s", "reference features (digits): 3/3 batches, 40 s"]

@@ -137,3 +137,16 @@ def test_the_train_flags_set_the_evaluation(tmp_path):
     assert result.exit_code == 0, result.output
     train = json.loads(result.stdout)["train"]
     assert (train["eval_every"], train["eval"]) == (250, ["toy2d", "likelihood"])
+
+
+def test_metric_option_types_are_checked_before_the_metric_runs(tmp_path, one_thread):
+    run = tmp_path / "run"
+    _train(run, steps=2)
+    for metric, option, expected in [
+        ("likelihood", "samples=abc", "metric 'likelihood' option samples = 'abc' has the wrong type; expected int"),  # an option of evaluate_likelihood
+        ("toy2d", "num_samples=many", "metric 'toy2d' option num_samples = 'many' has the wrong type; expected int"),
+    ]:
+        result = CliRunner().invoke(app, ["eval", "metric", metric, str(run), "--option", option])
+        assert result.exit_code == 2 and expected in " ".join(result.output.split()) and "Traceback" not in result.output, result.output
+    with pytest.raises(EvaluationError, match="option num_samples = 'many' has the wrong type"):  # the same check during training
+        _train(tmp_path / "during", steps=2, **{"train.eval_every": 1, "train.eval_options": {"toy2d": {**SMALL_TOY2D, "num_samples": "many"}}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import warnings
 from pathlib import Path
 
@@ -178,6 +179,13 @@ def test_residual_rejects_bad_geometry() -> None:
         ResidualEncoder((2,), channels=[8])
 
 
+def test_residual_names_the_smallest_image_it_takes() -> None:
+    with pytest.raises(ConfigError, match=r"images of side 1 are too small for the residual architecture: it halves the side at least once, so it needs a side of at least 2"):
+        ResidualEncoder((3, 1, 1), channels=[8])  # folder data.resolution=1: was "use at most 1 channel entries"
+    with pytest.raises(ConfigError, match=r"so 2 entries need a side of at least 4; use at most 1 channel entry, or larger images"):
+        ResidualDecoder((3, 2, 2), channels=[8, 16])
+
+
 def test_conditional_forward_uses_labels() -> None:
     shape = (1, 16, 16)
     encoder = ResidualEncoder(shape, num_classes=10, z_dim=4, channels=[8, 16]).eval()
@@ -313,6 +321,48 @@ def test_folder_dataset_skips_corrupt_files(tmp_path: Path) -> None:
     assert data.split_size("train") == 5
     assert all(b.x.shape == (4, 3, 16, 16) and b.y is None and 0 <= b.x.min() and b.x.max() <= 1 for b in batches)
     assert data.test_batch(3).x.shape == (3, 3, 16, 16)
+
+
+@pytest.mark.parametrize("kind", ["png", "tiff-big-endian", "mode-I"])
+def test_16_bit_greyscale_images_are_scaled_to_8_bits(tmp_path: Path, kind: str) -> None:
+    """Pillow's own conversion clips 16-bit values at 255 (an all-white image); genvae reads
+    round(v / 257), in the folder dataset and for files given to commands alike."""
+    from PIL import Image
+
+    from genvae.viz.images import load_images
+
+    values = np.linspace(0, 65535, 16 * 16).round().astype(np.uint16).reshape(16, 16)
+    if kind == "png":
+        image, name = Image.fromarray(values), "a16.png"  # opens as I;16
+    elif kind == "tiff-big-endian":
+        image, name = Image.frombytes("I;16B", (16, 16), values.astype(">u2").tobytes()), "a16.tif"
+    else:
+        image, name = Image.fromarray(values.astype(np.int32)), "a32.tif"  # mode I, as older Pillow opens 16-bit PNGs
+    image.save(tmp_path / name)
+    expected = np.rint(values / 257).astype(np.uint8)
+    images = ImageFolder(str(tmp_path), resolution=16).split_data("train")[0]
+    assert np.array_equal(images[0].numpy(), np.stack([expected] * 3))
+    x = load_images([tmp_path / name], (1, 16, 16))
+    assert np.array_equal((x[0, 0] * 255).round().byte().numpy(), expected)
+
+
+def test_float_images_in_0_1_are_scaled_and_others_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from genvae.plugins.datasets.image_folder import read_image
+
+    values = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    Image.fromarray(values).save(tmp_path / "unit.tif")
+    assert np.array_equal(read_image(tmp_path / "unit.tif", "L", (16, 16)), np.rint(values.astype(np.float64) * 255).astype(np.uint8))
+    Image.fromarray(values * 3 - 1).save(tmp_path / "wide.tif")
+    refused = r"wide.tif: a floating-point image with values in \[-1, 2\]; .* save it as an 8- or 16-bit image"
+    with pytest.raises(DataError, match=refused):
+        read_image(tmp_path / "wide.tif", "L", (16, 16))
+    with warnings.catch_warnings(record=True) as caught:  # the folder skips it, saying why
+        warnings.simplefilter("always")
+        assert ImageFolder(str(tmp_path), resolution=16).split_size("train") == 1
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and re.search(refused, messages[0]) and "skipped 1 unreadable image file(s) of 2" in messages[1]
 
 
 def test_folder_dataset_errors(tmp_path: Path) -> None:

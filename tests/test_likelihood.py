@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from genvae.cli import app
@@ -49,3 +51,50 @@ def test_the_command_prints_and_records_the_result(digits_run_dir):
 def test_bad_requests_are_one_line_errors(digits_run_dir, args, expected):
     result, text = invoke("eval", "likelihood", digits_run_dir, *args)
     assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A 2-step VAE on a folder of six 8x8 images; the folder dataset has no held-out split."""
+    import genvae
+
+    root = tmp_path_factory.mktemp("folder-run")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / "images" / f"{i}.png")
+    settings = {"data.path": str(root / "images"), "data.resolution": 8, "arch.hidden": 8, "arch.z_dim": 2, "train.figures_every": 0}
+    genvae.train(root / "run", objective="vae", arch="mlp", data="folder", steps=2, batch_size=2, settings=settings)
+    return root
+
+
+NO_TEST_SPLIT = "warning: the folder dataset has no held-out split: its 'test' images are the training images"
+
+
+@pytest.mark.parametrize(
+    "command, reported",
+    [
+        (["eval", "likelihood", "{run}", "--samples", "2"], '"split": "train (folder has no test split)"'),
+        (["eval", "ood", "{run}", "--out", "folder:path={other},resolution=8", "--samples", "2"], '"in_split": "train (folder has no test split)"'),
+    ],
+)
+def test_a_folder_run_is_not_reported_as_held_out(folder_run, command, reported):
+    other = folder_run / "other"
+    other.mkdir(exist_ok=True)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(other / "black.png")
+    result, text = invoke(*(a.format(run=folder_run / "run", other=other) for a in command))
+    assert result.exit_code == 0, text
+    assert reported in text and NO_TEST_SPLIT in text
+
+
+def test_a_folder_run_encoded_says_the_images_are_its_training_ones(folder_run, tmp_path):
+    result, text = invoke("encode", folder_run / "run", "--out", tmp_path / "latents.npz")
+    assert result.exit_code == 0 and NO_TEST_SPLIT in text, text
+
+
+def test_another_folder_is_held_out(folder_run):
+    other = folder_run / "held-out"
+    other.mkdir(exist_ok=True)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(other / "black.png")
+    result, text = invoke("eval", "likelihood", folder_run / "run", "--data", f"folder:path={other},resolution=8", "--samples", "2")
+    assert result.exit_code == 0 and '"split": "test"' in text and "warning" not in text, text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -31,6 +32,17 @@ def test_files_and_folders_are_reconstructed_and_scored(tmp_path, digits_run_dir
     assert "(4 images, 1×16×16" in result.output
     width, height = Image.open(out).size
     assert width / height == (4 * 18 + 2) / (2 * 18 + 2)  # one row of 4 images above one of their reconstructions
+
+
+def test_a_16_bit_image_is_reconstructed_as_its_8_bit_twin(tmp_path, digits_run_dir):
+    run = genvae.load_run(digits_run_dir)
+    image = (run.data.test_batch(1, seed=0).x[0, 0] * 255).round().numpy().astype(np.uint16)
+    Image.fromarray(image.astype(np.uint8)).save(tmp_path / "a8.png")
+    Image.fromarray(image * 257).save(tmp_path / "a16.png")  # the same picture in 16 bits (mode I;16)
+    result = CliRunner().invoke(app, ["reconstruct", str(digits_run_dir), str(tmp_path / "a8.png"), str(tmp_path / "a16.png"), "--out", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    errors = re.findall(r"squared error ([0-9.e+-]+)", result.output)
+    assert len(errors) == 2 and errors[0] == errors[1], result.output  # before: the 16-bit one was read all white
 
 
 def test_clear_errors(tmp_path, digits_run_dir):

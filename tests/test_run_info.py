@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genvae.cli import app
-from genvae.core.checkpoint import append_metrics_record
+from genvae.core.checkpoint import RESTORE, append_metrics_record
 from genvae.core.run import load_run
 from genvae.errors import RunDirError
 from genvae.run_info import run_info
@@ -97,3 +98,29 @@ def test_a_directory_of_runs_gets_one_line_per_run(run_copy, tmp_path):
     assert "unfinished │ vae │ mlp │ digits │ - / 5" in text and "vae │ vae │ mlp │ digits │ 5 / 5 │ ood auroc 0.875" in text
     result, _ = invoke("info", bench, "--json")
     assert [Path(r["run"]).parts[-2:] for r in json.loads(result.output)] == [("more", "unfinished"), ("runs", "vae")]
+
+
+def test_a_damaged_run_is_shown_as_damaged_and_does_not_stop_a_listing(run_copy, tmp_path):
+    bench = tmp_path / "bench"
+    for name in ("garbled", "good", "truncated"):
+        shutil.copytree(run_copy, bench / name)
+    weights = bench / "truncated" / "decoder" / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    (bench / "garbled" / "checkpoint" / "trainer.json").write_text("{bad")
+    (bench / "stranger").mkdir()
+    (bench / "stranger" / "config.json").write_text('{"name": "not a genvae run"}')  # valid JSON, no run's sections
+    info = run_info(bench / "truncated")
+    assert info["parameters"]["decoder"] is None and info["parameters"]["encoder"] > 0
+    twin = bench / "truncated" / "checkpoint" / "decoder" / "model.safetensors"
+    assert info["damaged"] == {"decoder": f"{weights} is unreadable (truncated or not a safetensors file); copy {twin} over it (the same file, saved with the last checkpoint), or {RESTORE}"}
+    result, text = invoke("info", bench / "truncated")
+    assert result.exit_code == 0 and "decoder unreadable" in text and f"damaged {weights} is unreadable" in text, text
+    result, text = invoke("info", bench)
+    assert result.exit_code == 0 and "4 runs in" in text, text
+    assert "stranger │ - │ - │ - │ - │ unreadable; genvae info" in text, text
+    assert "good │ vae │ mlp │ digits │ 5 / 5 │" in text
+    assert "truncated │ vae │ mlp │ digits │ 5 / 5 │ damaged: decoder/model.safetensors; genvae info" in text
+    assert "garbled │ - │ - │ - │ - │ unreadable; genvae info" in text
+    result, _ = invoke("info", bench, "--json")
+    garbled = json.loads(result.output)[0]
+    assert garbled["run"] == str(bench / "garbled") and "trainer.json is not valid JSON" in garbled["error"]

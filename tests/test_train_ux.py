@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from genvae.cli import app
 from genvae.core.config import merge_user, write_json
 from genvae.core.run import resolve
+from genvae.core.run_lock import RunLock
 from genvae.core.trainer import TrainingInterrupted, train
 from genvae.run_info import run_info
 from genvae.errors import RunDirError
@@ -169,7 +170,8 @@ def test_a_second_ctrl_c_interrupts_at_once(tmp_path):
     assert not (tmp_path / "run" / "checkpoint").exists()
 
 
-def test_ctrl_c_on_the_command_line_prints_how_to_continue(tmp_path):
+@pytest.mark.parametrize("signum, how", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "stopped by SIGTERM")])
+def test_ctrl_c_or_sigterm_on_the_command_line_prints_how_to_continue(tmp_path, signum, how):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "genvae", "train", "--run-dir", str(run), "--steps", "2000", *SMALL, "--set", "train.log_every=5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GENVAE_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -177,18 +179,44 @@ def test_ctrl_c_on_the_command_line_prints_how_to_continue(tmp_path):
     try:
         for line in proc.stdout:
             if line.startswith("step "):  # training has started
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signum)
                 break
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err  # 130 after Ctrl-C, 143 after SIGTERM
     step = json.loads((run / "checkpoint" / "trainer.json").read_text())["step"]
-    assert err.strip().splitlines()[-1] == f"interrupted at step {step}; checkpoint saved; continue with: genvae train --run-dir {run} --resume"
+    assert err.strip().splitlines()[-1] == f"{how} at step {step}; checkpoint saved; continue with: genvae train --run-dir {run} --resume"
     assert "Traceback" not in err
 
     resumed, text = invoke("train", "--run-dir", run, "--resume", "--steps", str(step + 2), "--no-progress")
     assert resumed.exit_code == 0 and f"done: step {step + 2}" in text, resumed.output
+
+
+def test_a_run_that_another_process_trains_is_refused(tmp_path):
+    run = tmp_path / "run"
+    train(small_config(steps=4)[0], small_config()[1], run, progress=False)
+    cfg, data = small_config(steps=6)
+    other = RunLock(run)  # another trainer (an flock conflicts between two opens, even in one process)
+    other.acquire()
+    try:
+        with pytest.raises(RunDirError, match=f"{run} is being trained by pid {os.getpid()} on .*; wait for it to finish"):
+            train(cfg, data, run, resume=True, progress=False)
+        result, text = invoke("train", "--run-dir", run, "--resume", "--steps", "6", "--no-progress")
+        assert result.exit_code == 2 and "is being trained by pid" in text and "Traceback" not in result.output, result.output
+        fresh = tmp_path / "fresh"  # a new run whose directory another process has just locked
+        fresh.mkdir()
+        held = RunLock(fresh)
+        held.acquire()
+        with pytest.raises(RunDirError, match="is being trained by pid"):
+            train(cfg, data, fresh, progress=False)
+        held.release()
+        assert not (fresh / "config.json").exists()
+    finally:
+        other.release()
+    assert train(cfg, data, run, resume=True, progress=False).step == 6  # free again once the other has stopped
+    assert [r["step"] for r in losses(run)] == list(range(1, 7))
+    assert train(cfg, data, fresh, progress=False).step == 6  # a lock file alone does not make a directory "used"
 
 
 # --- resuming -------------------------------------------------------------------------------
@@ -350,7 +378,7 @@ def test_the_python_api_without_progress_prints_nothing(tmp_path, capsys):
 
 def test_config_help_shows_the_table_names():
     result, text = invoke("train", "--help")
-    assert result.exit_code == 0 and "TOML file with [train] [optim] [objective] [arch] [data] tables." in text
+    assert result.exit_code == 0 and "TOML file with [train] [optim] [objective] [arch] [data] tables, or a run's config.json (or its run directory)." in " ".join(text.split())
 
 
 def test_version():
@@ -363,7 +391,15 @@ def test_version():
     [
         ("optim.milestones=[100,50]", "optim.milestones must be in increasing order, got [100, 50]; write [50, 100]"),
         ("optim.milestones=[0,50]", "optim.milestones must be positive steps"),
-        ("objective.scale=-1", "objective.scale must be >= 0, got -1"),
+        ("objective.scale=-1", "objective.scale must be a number >= 0, got -1"),
+        ("objective.beta_kl=nan", "objective.beta_kl must be a number >= 0, got nan"),
+        ("optim.lr=nan", "optim.lr must be a positive number, got nan"),
+        ("optim.lr=inf", "optim.lr must be a positive number, got inf"),
+        ("optim.gamma=-1", "optim.gamma must be a positive number, got -1"),
+        ("optim.lr_encoder=-1", "optim.lr_encoder must be >= 0 (0: unused), got -1"),
+        ("optim.grad_clip=-1", "optim.grad_clip must be >= 0 (0: unused), got -1"),
+        ("train.seed=-1", "train.seed must lie in [0, 2**32 - 1], got -1"),
+        ("train.seed=4294967296", "train.seed must lie in [0, 2**32 - 1], got 4294967296"),
     ],
 )
 def test_bad_values_are_refused(setting, expected):

@@ -190,7 +190,7 @@ def test_config_round_trip_and_validation(tmp_path):
     assert per_group.objective["beta_neg"] == {"class": 256.0, "content": 512.0}
     with pytest.raises(ConfigError, match=r"names latent groups \['class', 'content'\], but architecture 'mlp' has \['z'\]"):
         resolve(merge_user(None, ["objective.name=soft-intro", "objective.beta_neg={class=256, content=512}"], {}))
-    with pytest.raises(ConfigError, match="objective.beta_kl must be >= 0"):
+    with pytest.raises(ConfigError, match="objective.beta_kl must be a number >= 0"):
         resolve(merge_user(None, ["objective.beta_kl=-1"], {}))
     with pytest.raises(ConfigError, match="unknown architecture option arch.colour for 'mlp'; valid: depth, hidden, output, z_dim"):
         resolve(merge_user(None, ["arch.colour=3"], {}))

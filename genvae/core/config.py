@@ -64,15 +64,29 @@ DEFAULT_NAMES = {"objective": "soft-intro", "arch": "mlp", "data": "8gaussians"}
 # --------------------------------------------------------------------------------------------
 
 
+CONFIG_FORMATS = "genvae reads TOML config files, or a run's config.json"
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A TOML file, or a run's ``config.json`` (to train again with the same settings)."""
+    """A TOML file, or a run's ``config.json`` (to train again with the same settings); a run
+    directory stands for its config.json."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"config file {str(path)!r} is a directory; give a TOML file, or a run directory (one holding config.json)")
+        path = path / "config.json"
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    kind = "JSON" if path.suffix == ".json" else "TOML"
     try:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not a UTF-8 text file; {CONFIG_FORMATS}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror}); check its permissions") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {exc}") from None
+        raise ConfigError(f"config file {str(path)!r} is not valid {kind} ({exc}); {CONFIG_FORMATS}") from None
     for key in data:
         if key not in SECTIONS:
             raise ConfigError(_unknown("config section", key, list(SECTIONS)))
@@ -230,6 +244,11 @@ def validate_options(section: str, plugin_name: str, values: Mapping[str, Any], 
                 raise ConfigError(f"{section}.{key} is required by {plugin_name!r}; set it with --set {section}.{key}=...")
             out[key] = list(param.default) if isinstance(param.default, tuple) else param.default
     return out
+
+
+def check_option(where: str, value: Any, param: inspect.Parameter) -> Any:
+    """``value`` checked against the type of the parameter it is passed to (``coerce``)."""
+    return coerce(where, value, _annotation(param))
 
 
 def _annotation(param: inspect.Parameter) -> Any:

@@ -58,13 +58,25 @@ def call_metric(name: str, metric: Any, run: Any, seed: int, options: Mapping[st
     """``metric.evaluate(run, seed=seed, **options)``; an option the metric does not take becomes a
     one-line error listing the ones it does."""
     try:
-        return metric.evaluate(run, seed=seed, **options)
+        return metric.evaluate(run, seed=seed, **checked_options(name, metric.evaluate, options))
     except TypeError as exc:
         match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
         if not match or match.group(1) not in options:
             raise
         valid = ", ".join(metric_options(metric.evaluate, exc)) or "none"
         raise ConfigError(f"metric {name!r} has no option {match.group(1)!r}; its options: {valid}") from None
+
+
+def checked_options(name: str, evaluate: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` checked against the types of the parameters they reach: those of ``evaluate``
+    and of the functions of its module that it calls, so that a wrong type stops with one line
+    instead of an error deep inside the metric. Options no signature names pass unchanged."""
+    from genvae.core.config import check_option, signature_options
+
+    module, code = inspect.getmodule(evaluate), getattr(evaluate, "__code__", None)
+    called = [f for n in (code.co_names if code else ()) if inspect.isfunction(f := getattr(module, n, None))]
+    params = signature_options(evaluate, *called, skip=("self", "run", "seed"))
+    return {k: check_option(f"metric {name!r} option {k}", v, params[k]) if k in params else v for k, v in options.items()}
 
 
 def metric_options(evaluate: Any, exc: TypeError) -> list[str]:

@@ -6,6 +6,8 @@ networks; ``load_run`` reopens a finished (or interrupted) run for sampling and 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -267,10 +269,16 @@ def _check_group_weights(objective: Mapping[str, Any], groups: set[str] | None, 
 
 def check_values(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None = None) -> None:
     t, o = cfg.train, cfg.optim
-    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "optim.lr": o.lr}
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "optim.lr": o.lr, "optim.gamma": o.gamma}
     for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
+        if not (math.isfinite(value) and value > 0):  # also catches nan and inf
+            raise ConfigError(f"{key} must be a positive number, got {value}")
+    at_least_zero = {"optim.lr_encoder": o.lr_encoder, "optim.lr_decoder": o.lr_decoder, "optim.grad_clip": o.grad_clip}
+    for key, value in at_least_zero.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key} must be >= 0 (0: unused), got {value}")
+    if not 0 <= t.seed < 2**32:
+        raise ConfigError(f"train.seed must lie in [0, 2**32 - 1], got {t.seed}")
     for key in ("log_every", "checkpoint_every", "figures_every"):
         if getattr(t, key) < 0:
             raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
@@ -291,8 +299,8 @@ def check_values(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None 
     for key, value in cfg.objective.items():
         if key.startswith(("beta", "gamma")) or key in ("m", "num_vae", "scale"):
             values = value.values() if isinstance(value, dict) else [value]
-            if any(v < 0 for v in values):
-                raise ConfigError(f"objective.{key} must be >= 0, got {value}")
+            if not all(math.isfinite(v) and v >= 0 for v in values):
+                raise ConfigError(f"objective.{key} must be a number >= 0, got {value}")
     if cfg.grow.start_resolution:
         GrowthSchedule(cfg.grow, level_of(data.shape[-1]), t.batch_size, o.lr)  # raises on a bad schedule
         if cfg.grow.beta_neg and "beta_neg" not in cfg.objective:
@@ -424,13 +432,19 @@ def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder |
 
 def read_run_config(path: Path) -> ResolvedConfig:
     """A run's saved config.json; one that is valid JSON but not a run's config is a damaged file."""
+    return ResolvedConfig.from_dict(run_config_dict(path))
+
+
+def run_config_dict(path: Path) -> dict[str, Any]:
+    """A run's saved config.json as saved, completed with the options added since; one that is
+    valid JSON but not a run's config is a damaged file."""
     from genvae.core.checkpoint import damaged
 
     raw = read_json(path)
     missing = [s for s in ("train", "optim", "objective", "arch", "data") if not isinstance(raw, dict) or not isinstance(raw.get(s), dict)]
     if missing:
         raise damaged(path, f"is not a run's config (no '{missing[0]}' section)")
-    return ResolvedConfig.from_dict(with_added_options(raw))
+    return with_added_options(raw)
 
 
 def saved_arch(arch: Mapping[str, Any], plugins: Plugins | None = None) -> dict[str, Any]:

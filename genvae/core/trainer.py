@@ -48,6 +48,7 @@ from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
 from genvae.core.run import LoadedRun, ResolvedConfig, build_models, build_objective, models_view
+from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
 from genvae.errors import EvaluationError, GenvaeError, NonFiniteLossError, RunDirError
 
@@ -84,7 +85,7 @@ def check_new_run_dir(run_dir: str | Path) -> None:
         raise RunDirError(f"--run-dir {path} {where}; choose a directory path")
     if (path / "config.json").exists():
         raise RunDirError(f"run directory {path} already exists; pass --resume to continue it, or choose another --run-dir")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):  # a lock file alone: an aborted start
         raise RunDirError(f"--run-dir {path} is a non-empty directory that is not a genvae run (no config.json); choose a new or empty directory")
 
 
@@ -92,11 +93,13 @@ STOP_NOTE = "stopped.json"  # why the last training call stopped early (Ctrl-C, 
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after a completed step; ``step`` is saved in the run's checkpoint."""
+    """Ctrl-C (SIGINT) or SIGTERM stopped training after a completed step; ``step`` is saved in
+    the run's checkpoint. ``signum`` is the signal's number."""
 
-    def __init__(self, run_dir: Path, step: int) -> None:
-        super().__init__(f"interrupted at step {step}; checkpoint saved; continue with: genvae train --run-dir {run_dir} --resume")
-        self.run_dir, self.step = run_dir, step
+    def __init__(self, run_dir: Path, step: int, signum: int = signal.SIGINT) -> None:
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        super().__init__(f"{how} at step {step}; checkpoint saved; continue with: genvae train --run-dir {run_dir} --resume")
+        self.run_dir, self.step, self.signum = run_dir, step, int(signum)
 
 
 @dataclass
@@ -151,8 +154,10 @@ class Trainer:
     run stopped before its first checkpoint, starts it again from step 0).
 
     ``progress``: True shows a progress bar on a terminal and one line per logged step otherwise,
-    "lines" always the lines, False nothing. Ctrl-C stops after the current step, saves a checkpoint
-    and raises :class:`TrainingInterrupted`; a second Ctrl-C interrupts at once.
+    "lines" always the lines, False nothing. Ctrl-C (or SIGTERM, as sent by ``timeout``, job
+    schedulers and ``docker stop``) stops after the current step, saves a checkpoint and raises
+    :class:`TrainingInterrupted`; a second one interrupts at once. One process at a time trains a
+    run directory (:class:`RunLock`).
     """
 
     def __init__(
@@ -174,7 +179,8 @@ class Trainer:
         self.objective: Objective = build_objective(cfg, self.plugins)
         self.step = 0
         self.last_checkpoint_step: int | None = None
-        self._interrupted = False
+        self._stop_signal: int | None = None  # set by Ctrl-C / SIGTERM, checked after each step
+        self.lock = RunLock(self.run_dir)
         self.log_window = LogWindow(self.accelerator.device)
         self.progress = TrainProgress(cfg.train.steps, 0, None)  # silent until fit() shows one
 
@@ -390,8 +396,26 @@ class Trainer:
     # ----------------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        try:
+            return self._fit()
+        finally:
+            self.lock.release()
+
+    def _lock_run(self) -> None:
+        """The main process takes the run's lock; every process stops alike when another holds it."""
+        error = None
+        if self.accelerator.is_main_process and self.run_dir.is_dir():
+            try:
+                self.lock.acquire()
+            except RunDirError as exc:
+                error = exc
+        if self._on_any_process(error is not None):
+            raise error or RunDirError(f"{self.run_dir} is being trained by another process; choose another --run-dir")
+
+    def _fit(self) -> TrainResult:
         acc, t = self.accelerator, self.cfg.train
         if self.resume:
+            self._lock_run()  # before reading the checkpoint another trainer may be writing
             self.load_checkpoint()
             if self.step >= t.steps:  # nothing to train; only figures a kill after the last checkpoint left unwritten
                 figures = [] if (self.run_dir / "losses.png").is_file() else self.write_figures()  # losses.png is written last
@@ -407,6 +431,10 @@ class Trainer:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise RunDirError(f"cannot create --run-dir {self.run_dir}: {exc.strerror}; choose another --run-dir") from None
+            acc.wait_for_everyone()
+            self._lock_run()
+            if acc.is_main_process:
+                check_new_run_dir(self.run_dir)  # another process may have started it meanwhile
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())
             acc.wait_for_everyone()
         if acc.is_main_process:
@@ -417,7 +445,7 @@ class Trainer:
         batches: Iterator[Batch] = iter(self.stream)
         window, last_logs = self.log_window, {}
         window.start(self.step)
-        previous_sigint = self._catch_sigint()
+        previous_handlers = self._catch_stop_signals()
         evaluations = planned_metrics(t, self.data.kind)
         self.progress = progress = TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process))
         try:
@@ -445,7 +473,7 @@ class Trainer:
                     if self.step < t.steps and self._stop_requested():
                         if self.last_checkpoint_step != self.step:
                             self.save_checkpoint()
-                        raise TrainingInterrupted(self.run_dir, self.step)
+                        raise TrainingInterrupted(self.run_dir, self.step, self._stop_signal or signal.SIGINT)
             self.save_checkpoint()
             if evaluations:
                 self.evaluate(evaluations)
@@ -457,8 +485,8 @@ class Trainer:
             self._note_stop(exc)
             raise
         finally:
-            if previous_sigint is not None:
-                signal.signal(signal.SIGINT, previous_sigint)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             if t.log_with:
                 acc.end_training()
         return TrainResult(self.run_dir, self.step, self.step - start_step, last_logs, figures, time.perf_counter() - start_time)
@@ -471,24 +499,27 @@ class Trainer:
         reason = str(exc) or f"interrupted at step {self.step}; last checkpoint: step {self.last_checkpoint_step}"
         write_json(self.run_dir / STOP_NOTE, {"step": self.step, "checkpoint_step": self.last_checkpoint_step, "reason": reason, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
 
-    def _catch_sigint(self) -> Any:
-        """Make Ctrl-C set a flag that the loop checks after each step; the first Ctrl-C puts the
-        previous handler back, so a second one interrupts at once. Returns the previous handler."""
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Make Ctrl-C (SIGINT) and SIGTERM set a flag that the loop checks after each step; the
+        first signal puts the previous handlers back, so a second one acts at once. Returns the
+        previous handlers."""
         if threading.current_thread() is not threading.main_thread():
-            return None  # signal handlers can only be set from the main thread
-        previous = signal.getsignal(signal.SIGINT)
-        previous = signal.SIG_DFL if previous is None else previous
+            return {}  # signal handlers can only be set from the main thread
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.SIG_DFL if h is None else h for s, h in previous.items()}
 
-        def on_sigint(signum: int, frame: Any) -> None:
-            self._interrupted = True
-            signal.signal(signal.SIGINT, previous)
+        def on_signal(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
-        signal.signal(signal.SIGINT, on_sigint)
+        for s in previous:
+            signal.signal(s, on_signal)
         return previous
 
     def _stop_requested(self) -> bool:
-        """Whether Ctrl-C was pressed, on any process: all stop after the same step."""
-        return self._on_any_process(self._interrupted)
+        """Whether Ctrl-C or SIGTERM arrived, on any process: all stop after the same step."""
+        return self._on_any_process(self._stop_signal is not None)
 
     def _on_any_process(self, flag: bool) -> bool:
         """Whether ``flag`` is true on any process (so that all of them act alike)."""

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 SKIP = {"step", "lr", "steps_per_s"}
 
@@ -26,6 +27,11 @@ def read_records(log_path: Path) -> list[dict[str, float]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def picture_formats() -> list[str]:
+    """The file extensions a figure can be saved as (png, pdf, svg, jpg, ...)."""
+    return sorted(Figure().canvas.get_supported_filetypes())
 
 
 def plot_losses(log_path: Path, out_path: Path) -> Path | None:
@@ -66,6 +72,7 @@ def plot_curves(logs: Mapping[str, list[dict[str, float]]], out_path: Path, keys
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
         legend_rows = -(-len(labels) // ncol)
     fig.tight_layout(rect=(0, 0.22 * legend_rows / fig.get_figheight(), 1, 1))  # room for the legend below
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return Path(out_path)

@@ -126,22 +126,21 @@ __all__ = ["make_grid", "save_grid", "sample_grid", "reconstruction_grid", "inte
 def load_images(paths: Sequence[str | Path], shape: tuple[int, ...]) -> Tensor:
     """Image files as (N, C, H, W) in [0, 1], converted to ``shape``'s channels (grey or RGB)
     and resized (shorter side) and centre-cropped to its size."""
-    import numpy as np
-    from PIL import Image, ImageOps
+    from genvae.plugins.datasets.image_folder import read_image
 
     c, h, w = shape
     mode = "L" if c == 1 else "RGB"
     out = []
     for p in paths:
         path = Path(p)
+        if path.is_dir():
+            raise DataError(f"{path} is a directory, not an image file; give image files")
         if not path.is_file():
             raise DataError(f"image file {path} does not exist")
         try:
-            with Image.open(path) as im:
-                im = ImageOps.fit(im.convert(mode), (w, h), method=Image.Resampling.BICUBIC)
-                array = np.asarray(im, dtype=np.float32) / 255.0
+            array = read_image(path, mode, (w, h))
         except OSError as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
-        t = torch.from_numpy(array.copy())
+        t = torch.from_numpy(array.astype("float32") / 255.0)
         out.append(t[None] if c == 1 else t.permute(2, 0, 1))
     return torch.stack(out)

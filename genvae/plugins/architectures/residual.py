@@ -101,11 +101,16 @@ def _geometry(data_shape: Sequence[int], channels: Sequence[int], norm: str, blo
     image_channels, height, width = (int(d) for d in data_shape)
     if height != width:
         raise ConfigError(f"the residual architecture needs square images, got {height}x{width}")
+    if height < 2:
+        raise ConfigError(f"images of side {height} are too small for the residual architecture: it halves the side at least "
+                          "once, so it needs a side of at least 2; use larger images (e.g. data.resolution=32)")  # fmt: skip
     factor = 2 ** len(channels)
     if height < factor:
+        most = height.bit_length() - 1
         raise ConfigError(
-            f"images of side {height} are too small for {len(channels)} resolution levels (arch.channels={list(channels)}); "
-            f"use at most {max(1, height.bit_length() - 1)} channel entries"
+            f"images of side {height} are too small for {len(channels)} resolution levels (arch.channels={list(channels)}): "
+            f"each entry halves the side, so {len(channels)} entries need a side of at least {factor}; "
+            f"use at most {most} channel {'entry' if most == 1 else 'entries'}, or larger images"
         )
     padded = -(-height // factor) * factor
     return image_channels, height, padded, padded // factor

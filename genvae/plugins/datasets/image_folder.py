@@ -30,6 +30,7 @@ class ImageFolder(ImageData):
 
     name = "folder"
     num_classes = 0
+    has_test_split = False  # reports of a "test" split say these are the training images
 
     def __init__(self, path: str = "", resolution: int = 64, hflip: bool = False) -> None:
         super().__init__()
@@ -52,13 +53,11 @@ class ImageFolder(ImageData):
         }
 
     def _read(self, path: Path) -> np.ndarray | None:
-        from PIL import Image, ImageOps
-
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                im = ImageOps.fit(im, (self.resolution, self.resolution), method=Image.Resampling.BICUBIC)
-                return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+            return read_image(path, "RGB", (self.resolution, self.resolution)).transpose(2, 0, 1)
+        except DataError as exc:  # decodable, but not as genvae's pixels: say why, then skip it
+            warnings.warn(str(exc), stacklevel=2)
+            return None
         except Exception:  # any unreadable or corrupt file is skipped, never a crash mid-epoch
             return None
 
@@ -126,6 +125,7 @@ class FacesFolder(ImageFolder):
     # [0, 1], where the same error is 4x smaller, so 4 x BETA_REC gives the authors' objective.
     BETA_REC, BETA_KL = 4 * 0.1, 0.2
     EPOCHS = 300
+    has_test_split = True
 
     def __init__(self, path: str = "", resolution: int = 256, hflip: bool = True) -> None:
         if not path:
@@ -166,6 +166,38 @@ class CelebAHQ(FacesFolder):
     name = "celeba-hq"
     TRAIN_SIZE, TEST_SIZE = 29_000, 1_000
     BETA_REC, BETA_KL = 4 * 0.05, 0.1
+
+
+def read_image(path: str | Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """The image file ``path`` as uint8 pixels in ``mode`` ("L": (H, W), "RGB": (H, W, 3)),
+    resized (shorter side, bicubic) and centre-cropped to ``size`` (width, height). Every image
+    file a user gives genvae is read here.
+
+    16-bit greyscale (modes I;16, I;16B, I;16L, or I with values above 255: Pillow opens 16-bit
+    PNG and TIFF as either) is scaled to 8 bits, round(value / 257), where Pillow's own
+    conversion would clip it at 255 (all white). Floating-point images (mode F) are read as
+    [0, 1] (times 255) when all values lie in [0, 1], as [0, 255] when they lie there, and
+    refused otherwise (DataError). A file PIL cannot decode raises its OSError."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if im.mode.startswith("I") or im.mode == "F":
+            im = Image.fromarray(_to_8bit(np.asarray(im, dtype=np.float64), im.mode, path))
+        im = ImageOps.fit(im.convert(mode), size, method=Image.Resampling.BICUBIC)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _to_8bit(values: np.ndarray, mode: str, path: str | Path) -> np.ndarray:
+    """Greyscale pixels of a 16-bit, 32-bit integer or float image as uint8 (see :func:`read_image`)."""
+    low, high = float(values.min()), float(values.max())
+    if mode == "F":
+        if not (low >= 0 and high <= 255):  # also NaN
+            raise DataError(f"{path}: a floating-point image with values in [{low:g}, {high:g}]; "
+                            "genvae reads float images in [0, 1] or [0, 255]: save it as an 8- or 16-bit image")  # fmt: skip
+        values = values * 255 if high <= 1 else values
+    elif mode.startswith("I;16") or high > 255:
+        values = values / 257
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def _default_channels(resolution: int) -> list[int]:

@@ -21,7 +21,7 @@ from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError
-from genvae.plugins.metrics.ood import open_eval_data, require_split, run_scores
+from genvae.plugins.metrics.ood import open_eval_data, require_split, run_scores, split_label
 
 DEFAULT_SAMPLES = 100
 RESULTS_FILE = "likelihood.jsonl"
@@ -64,7 +64,7 @@ def evaluate_likelihood(
         "samples": samples,
         "images": len(scores["iwae"]),
         "data": run.config.data["name"] if data is None else label,
-        "split": split,
+        "split": split_label(source, split, run.data),
         "objective": objective["name"],
         "recon_loss": objective.get("recon_loss", "mse"),
         "beta_rec": float(objective.get("beta_rec", 1.0)),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -169,6 +170,21 @@ def require_split(split: str) -> None:
     """A one-line ConfigError unless ``split`` is ``train`` or ``test``."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
+
+
+def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
+    """``split`` as the results report it. A source without a held-out split
+    (``has_test_split = False``: a plain image folder) serves all its images, its training ones,
+    as ``test`` too: unless it is another folder than the run's (``run_data``), the label then
+    says so and a warning tells the user."""
+    if split != "test" or getattr(data, "has_test_split", True):
+        return split
+    paths = [getattr(d, "path", None) for d in (data, run_data)]
+    if None not in paths and Path(paths[0]).resolve() != Path(paths[1]).resolve():
+        return split  # not the folder the run trained on: all of it is held out
+    warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' images are the training images; to evaluate "
+                  "held-out images, put them in another folder and evaluate that one (folder:path=DIR,resolution=N)", stacklevel=2)  # fmt: skip
+    return f"train ({data.name} has no test split)"
 
 
 def require_run_shape(data: DataSource, run: Any) -> None:
@@ -325,6 +341,7 @@ def evaluate_ood(
         "score": score,
         "samples": samples,
         "in": in_label,
+        "in_split": split_label(in_source, "test", run.data),
         "out": out_label,
         "objective": run.config.objective["name"],
         "recon_loss": run.config.objective.get("recon_loss", "mse"),

@@ -1,0 +1,65 @@
+"""One training process per run directory.
+
+Two processes training the same run would interleave their records in ``log.jsonl`` and
+overwrite each other's checkpoints (easy to do: the resume command typed again in a second
+terminal, a job scheduler restarting a job that still runs). The trainer therefore holds an
+advisory lock (``fcntl.flock``) on ``RUN/train.lock`` while it trains. The kernel drops the lock
+when the process ends, however it ends, so a crash or a kill never leaves a stale lock behind.
+The file itself stays (removing it would let a third process lock a new file while a second
+still holds the old one); it holds the pid and host of the last trainer, for the error message.
+Where ``fcntl`` or file locking is unavailable (Windows, some network file systems) nothing is
+locked.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import IO
+
+from genvae.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = "train.lock"
+
+
+class RunLock:
+    """Held from :meth:`acquire` to :meth:`release` (or the end of the process)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise RunDirError naming the process that holds it."""
+        if fcntl is None or self._file is not None:
+            return
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise RunDirError(
+                f"{self.path.parent} is being trained by {holder}; wait for it to finish or stop it "
+                "(Ctrl-C saves a checkpoint) before training this run again, or choose another --run-dir"
+            ) from None
+        except OSError:  # the file system does not support locks: train unlocked
+            f.close()
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
