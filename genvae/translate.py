@@ -92,7 +92,7 @@ def write_translation_grid(run: Any, class_paths: Sequence[str | Path], content_
 
     ``run``: a run directory or a :class:`genvae.core.run.LoadedRun`."""
     from genvae.core.run import LoadedRun, load_run
-    from genvae.viz.images import save_grid
+    from genvae.viz.images import TRANSLATION_CAPTION, save_grid
 
     if not class_paths or not content_paths:
         raise ConfigError("translate needs at least one --class-from image and one --content-from image")
@@ -102,7 +102,7 @@ def write_translation_grid(run: Any, class_paths: Sequence[str | Path], content_
         raise ConfigError(f"run {loaded.path} was trained on {loaded.config.data['name']!r}, which is not an image dataset")
     models = loaded.models
     grid = translation_grid(models, load_images(class_paths, shape), load_images(content_paths, shape))
-    return save_grid(grid, Path(out))
+    return save_grid(grid, Path(out), TRANSLATION_CAPTION)
 
 
 @torch.no_grad()

@@ -372,7 +372,7 @@ def test_extremes_pick_the_images_the_scores_point_to(tiny_run):
     assert torch.equal(picked, every[[49, 0, 17]])
     noise = NoiseImages(tuple(data.shape))
     scores = {"test": every.flatten(1).mean(1).numpy(), "ood": -np.arange(50.0)}
-    with mock.patch("genvae.viz.images.save_grid", side_effect=lambda grid, path: grid) as save:
+    with mock.patch("genvae.viz.images.save_grid", side_effect=lambda grid, path, caption: grid) as save:
         grid = oodm.save_extremes(scores, data, noise, 50, 16, 3, Path("unused.png"), count=4)
     expected_ood = noise.test_batch(50, seed=6).x[:4]  # the highest OOD scores: positions 0..3
     expected_in = every[np.argsort(scores["test"])[:4]]  # the darkest in-distribution images

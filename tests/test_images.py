@@ -20,7 +20,7 @@ from genvae.plugins.architectures.residual import ResidualDecoder, ResidualEncod
 from genvae.plugins.datasets.image_folder import ImageFolder
 from genvae.plugins.datasets.images import CIFAR10, SVHN, Digits, FashionMNIST, MNIST, read_idx
 from genvae.plugins.objectives.soft_intro import SoftIntroConfig, SoftIntroVAE
-from genvae.viz.images import display_scale, interpolation_grid
+from genvae.viz.images import CONDITIONAL_SAMPLES_CAPTION, RECONSTRUCTIONS_CAPTION, SAMPLES_CAPTION, caption_height, display_scale, interpolation_grid
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -477,10 +477,13 @@ def test_write_figures(digits: Digits, tmp_path: Path, conditional: bool) -> Non
     rows = 10 if conditional else 8  # one row per class when conditional
     scale = display_scale(rows * 18 + 2, 8 * 18 + 2)  # small grids are enlarged by a whole factor
     assert scale == (3 if conditional else 4)  # 182 or 146 px -> 546 or 584
+    caption = CONDITIONAL_SAMPLES_CAPTION if conditional else SAMPLES_CAPTION  # a strip of text above each grid
     with Image.open(tmp_path / "samples.png") as im:
-        assert im.size == (scale * (8 * 18 + 2), scale * (rows * 18 + 2))
+        assert im.size == (scale * (8 * 18 + 2), scale * (rows * 18 + 2) + caption_height(caption, im.size[0]))
+        assert min(im.convert("L").crop((0, 0, im.size[0], caption_height(caption, im.size[0]))).getdata()) < 100  # text drawn
     with Image.open(tmp_path / "reconstructions.png") as im:
-        assert im.size == (4 * (8 * 18 + 2), 4 * (8 * 18 + 2))  # 4 real rows interleaved with 4 reconstructions
+        # 4 real rows interleaved with 4 reconstructions
+        assert im.size == (4 * (8 * 18 + 2), 4 * (8 * 18 + 2) + caption_height(RECONSTRUCTIONS_CAPTION, im.size[0]))
     first = (tmp_path / "samples.png").read_bytes()
     with torch.no_grad():
         digits.write_figures(models, tmp_path, seed=0)

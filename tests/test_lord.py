@@ -21,6 +21,7 @@ from genvae.errors import ConfigError, DataError
 from genvae.plugins.architectures.lord import N_ADAIN, LORDDecoder, LORDEncoder, adain
 from genvae.plugins.datasets.shapes3d_synthetic import NUM_CLASSES, Shapes3DSynthetic, render
 from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, SoftIntroConfig, SoftIntroVAE
+from genvae.viz.images import TRANSLATION_CAPTION, caption_height
 
 TINY = {"class_dim": 8, "content_dim": 4, "channels": [8, 8, 16, 16], "fc_dim": 16, "adain_dim": 16}
 
@@ -297,7 +298,8 @@ def test_write_translation_grid_from_files(tiny_run, tmp_path):
         paths.append(path)
     out = write_translation_grid(tiny_run[0], paths[:2], paths[1:], tmp_path / "grid.png")
     with Image.open(out) as im:
-        assert im.size == (5 * (2 + 3 * 34), 5 * (2 + 3 * 34))  # enlarged ×5 to at least 512 px
+        width = 5 * (2 + 3 * 34)  # enlarged ×5 to at least 512 px, below a caption saying which is class and which content
+        assert im.size == (width, width + caption_height(TRANSLATION_CAPTION, width))
     with pytest.raises(DataError, match="does not exist"):
         write_translation_grid(tiny_run[0], [tmp_path / "missing.png"], paths, tmp_path / "g.png")
 

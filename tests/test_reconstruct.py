@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import genvae
 from genvae.cli import app
+from genvae.viz.images import caption_height
 
 
 def test_files_and_folders_are_reconstructed_and_scored(tmp_path, digits_run_dir):
@@ -31,6 +32,7 @@ def test_files_and_folders_are_reconstructed_and_scored(tmp_path, digits_run_dir
     assert printed == [float(f"{e:.4g}") for e in [*expected.tolist(), expected[0].item()]]
     assert "(4 images, 1×16×16" in result.output
     width, height = Image.open(out).size
+    height -= caption_height("odd rows: your images; even rows: their reconstructions D(mu(x))", width)
     assert width / height == (4 * 18 + 2) / (2 * 18 + 2)  # one row of 4 images above one of their reconstructions
 
 

@@ -56,4 +56,4 @@ def reconstruct(
         console.print(f"{path}  squared error {error:.4g}", soft_wrap=True, highlight=False)
     console.print(f"mean squared error per image {errors.mean().item():.4g} ({len(files)} images, "
                   f"{loaded.data.shape[0]}×{loaded.data.shape[1]}×{loaded.data.shape[2]}, values in [0, 1])", soft_wrap=True)  # fmt: skip
-    console.print(f"wrote {save_grid(pair_rows_grid(x, x_rec), out)}", soft_wrap=True)
+    console.print(f"wrote {save_grid(pair_rows_grid(x, x_rec), out, 'odd rows: your images; even rows: their reconstructions D(mu(x))')}", soft_wrap=True)

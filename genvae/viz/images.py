@@ -8,13 +8,16 @@ Functions return grids as float tensors (C, H, W) in [0, 1]; ``save_grid`` write
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
 
 from genvae.core.interfaces import Models
 from genvae.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 
 def make_grid(images: Tensor, nrow: int, padding: int = 2) -> Tensor:
@@ -33,19 +36,65 @@ def display_scale(height: int, width: int) -> int:
     return max(1, -(-MIN_SIDE // max(height, width)))
 
 
-def save_grid(grid: Tensor, path: Path) -> Path:
-    """Write a (C, H, W) grid in [0, 1] as a PNG (grey when C == 1). A small grid (16-pixel
-    digits: 146 px) is enlarged by a whole factor, nearest neighbour, so that every pixel stays
-    a sharp square and the picture is large enough to look at."""
-    from torchvision.utils import save_image
+def save_grid(grid: Tensor, path: Path, caption: str | None = None) -> Path:
+    """Write a (C, H, W) grid in [0, 1] as a picture (grey when C == 1; the format the suffix
+    names, PNG for .png). A small grid (16-pixel digits: 146 px) is enlarged by a whole factor,
+    nearest neighbour, so that every pixel stays a sharp square and the picture is large enough
+    to look at. ``caption``: a line of text on a white strip above the grid (wrapped to its width)
+    saying what the rows and columns are."""
+    from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     scale = display_scale(*grid.shape[-2:])
     if scale > 1:
         grid = grid.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
-    save_image(grid, str(path))
+    pixels = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    if caption:
+        image = with_caption(image, caption)
+    image.save(path)
     return path
+
+
+CAPTION_SIZE = 15  # font size of captions, in pixels
+LINE_HEIGHT = CAPTION_SIZE + 4
+
+
+def with_caption(image: PILImage.Image, caption: str) -> PILImage.Image:
+    """``image`` below a white strip holding ``caption``, wrapped to the image's width."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    lines = caption_lines(caption, image.width)
+    strip = caption_height(caption, image.width)
+    out = Image.new(image.mode, (image.width, image.height + strip), "white")
+    out.paste(image, (0, strip))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=CAPTION_SIZE)
+    for i, line in enumerate(lines):
+        draw.text((CAPTION_SIZE // 2, CAPTION_SIZE // 4 + i * LINE_HEIGHT), line, fill="black", font=font)
+    return out
+
+
+def caption_height(caption: str, width: int) -> int:
+    """Height in pixels of the strip that ``with_caption`` adds above a picture ``width`` wide."""
+    return LINE_HEIGHT * len(caption_lines(caption, width)) + CAPTION_SIZE // 2
+
+
+def caption_lines(caption: str, width: int) -> list[str]:
+    """``caption`` split at spaces into lines that fit a picture ``width`` pixels wide (a longer
+    word alone)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=CAPTION_SIZE)
+    width -= CAPTION_SIZE  # margins
+    lines: list[str] = []
+    for word in caption.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def is_conditional(models: Models) -> int:
@@ -118,6 +167,16 @@ def interpolation_grid(models: Models, corners: Tensor, steps: int = 8, labels: 
         nearest = (a.squeeze(1) >= 0.5).long() * 2 + (b.squeeze(1) >= 0.5).long()
         y_cells = y[nearest]
     return make_grid(models.decode(z, y_cells), nrow=steps)
+
+
+SAMPLES_CAPTION = "samples: the decoder's images of codes z ~ N(0, I)"
+CONDITIONAL_SAMPLES_CAPTION = "samples: the decoder's images of codes z ~ N(0, I), one row per class"
+RECONSTRUCTIONS_CAPTION = "odd rows: test images; even rows: their reconstructions D(mu(x))"
+TRANSLATION_CAPTION = "each cell: the class (identity) of its row's left image, the content (pose) of its column's top image"
+
+
+def samples_caption(models: Models) -> str:
+    return CONDITIONAL_SAMPLES_CAPTION if is_conditional(models) else SAMPLES_CAPTION
 
 
 __all__ = ["make_grid", "save_grid", "sample_grid", "reconstruction_grid", "interpolation_grid", "is_conditional"]

@@ -249,15 +249,15 @@ class Shapes3DSynthetic(DataSource):
         """``samples.png``, ``reconstructions.png`` and ``translation.png`` (class from the left
         column, content from the top row)."""
         from genvae.translate import translation_grid
-        from genvae.viz.images import reconstruction_grid, sample_grid, save_grid
+        from genvae.viz.images import RECONSTRUCTIONS_CAPTION, TRANSLATION_CAPTION, reconstruction_grid, sample_grid, samples_caption, save_grid
 
         out_dir = Path(out_dir)
         with torch.no_grad():
-            paths = [save_grid(sample_grid(models, n=32, seed=seed), out_dir / "samples.png")]
+            paths = [save_grid(sample_grid(models, n=32, seed=seed), out_dir / "samples.png", samples_caption(models))]
             test = self.test_batch(16, seed=seed)
-            paths.append(save_grid(reconstruction_grid(models, test.x), out_dir / "reconstructions.png"))
+            paths.append(save_grid(reconstruction_grid(models, test.x), out_dir / "reconstructions.png", RECONSTRUCTIONS_CAPTION))
             if set(models.latent_groups) >= {"class", "content"}:
-                paths.append(save_grid(translation_grid(models, test.x[:6], test.x[6:12]), out_dir / "translation.png"))
+                paths.append(save_grid(translation_grid(models, test.x[:6], test.x[6:12]), out_dir / "translation.png", TRANSLATION_CAPTION))
         return paths
 
 

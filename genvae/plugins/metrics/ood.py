@@ -298,7 +298,8 @@ def save_extremes(scores: Mapping[str, np.ndarray], in_source: DataSource, out_s
     rejected = images_at(in_source, "test", n, batch_size, seed + 2, np.argsort(scores["test"])[:count])
     if fooling.shape[1] != rejected.shape[1]:
         fooling, rejected = (t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t for t in (fooling, rejected))
-    return save_grid(make_grid(torch.cat([fooling, rejected]), nrow=count), path)
+    caption = "top row: OOD images scored most in-distribution; bottom row: in-distribution test images scored least"
+    return save_grid(make_grid(torch.cat([fooling, rejected]), nrow=count), path, caption)
 
 
 def evaluate_ood(

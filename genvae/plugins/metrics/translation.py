@@ -40,10 +40,10 @@ def group_kls(run: Any, n: int = 256, seed: int = 0) -> dict[str, float]:
 def save_translation_grid(run: Any, path: str | Path, seed: int = 0) -> Path:
     """The grid of six held-out class images (left column) by six content images (top row)."""
     from genvae.translate import translation_grid
-    from genvae.viz.images import save_grid
+    from genvae.viz.images import TRANSLATION_CAPTION, save_grid
 
     test = run.data.test_batch(12, seed=seed + 1)
-    return save_grid(translation_grid(run.models, test.x[:6], test.x[6:12]), Path(path))
+    return save_grid(translation_grid(run.models, test.x[:6], test.x[6:12]), Path(path), TRANSLATION_CAPTION)
 
 
 def evaluate_translation(
