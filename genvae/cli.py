@@ -46,6 +46,14 @@ def _main(
     pass
 
 
+def training_device() -> str:
+    """Where training runs, as Accelerate chose it (set by `accelerate launch` / CUDA_VISIBLE_DEVICES)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    return f"{state.device}" + (f" x {state.num_processes} processes" if state.num_processes > 1 else "")
+
+
 @app.command()
 @user_errors
 def train(
@@ -107,7 +115,7 @@ def train(
     console.print(
         f"[bold]genvae[/] {cfg.objective['name']} / {cfg.arch['name']} / {cfg.data['name']}: "
         + (f"resuming at step {saved_step} of {cfg.train.steps}" if saved_step is not None else f"{cfg.train.steps} steps")
-        + f", batch {cfg.train.batch_size} -> {run_dir}"
+        + f", batch {cfg.train.batch_size} on {training_device()} -> {run_dir}"
         + (f"; evaluates {', '.join(planned)} every {cfg.train.eval_every} steps" if (planned := planned_metrics(cfg.train, data_source.kind)) else ""),
         soft_wrap=True,
     )

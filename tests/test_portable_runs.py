@@ -79,3 +79,15 @@ def test_a_run_without_its_data_still_samples_and_says_what_needs_the_data(folde
     assert result.exit_code == 0, text  # other data can be named
     with pytest.raises(DataError, match="not available here"):
         load_run(folder_run).data.test_batch(2)
+
+
+def test_a_run_whose_dataset_plugin_is_gone_still_samples_and_says_what_is_missing(tmp_path, digits_run_dir):
+    run = tmp_path / "run"
+    shutil.copytree(digits_run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["name"] = "squares"  # registered by a plugin package that is no longer installed
+    (run / "config.json").write_text(json.dumps(config))
+    result, text = invoke("sample", run, "--num-samples", 4, "--out", tmp_path / "s.png")
+    assert result.exit_code == 0 and (tmp_path / "s.png").is_file(), text
+    result, text = invoke("eval", "likelihood", run)
+    assert result.exit_code == 2 and "dataset 'squares', which this run was trained on, is not installed: install the plugin package" in text, text

@@ -514,10 +514,15 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
     cfg = read_run_config(path / "config.json")
     encoder = load_component(path / "encoder", plugins).to(map_location)
     decoder = load_component(path / "decoder", plugins).to(map_location)
+    name, shape = cfg.data["name"], tuple(encoder.config["data_shape"])
+    if name not in plugins.datasets:  # e.g. the plugin that trained it was uninstalled
+        missing = DataError(f"dataset {name!r}, which this run was trained on, is not installed: install the plugin package "
+                            "that registers it (genvae plugins list shows what is installed)")  # fmt: skip
+        return LoadedRun(path, cfg, UnavailableData(name, shape, missing), encoder, decoder)
     try:
-        data = plugins.datasets.get(cfg.data["name"])(**_options(cfg.data))
+        data = plugins.datasets.get(name)(**_options(cfg.data))
     except DataError as exc:  # e.g. a run copied to a machine without its training data
-        data = UnavailableData(cfg.data["name"], tuple(encoder.config["data_shape"]), exc)
+        data = UnavailableData(name, shape, exc)
     return LoadedRun(path, cfg, data, encoder, decoder)
 
 
