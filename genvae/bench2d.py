@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from genvae.batched import BatchedTrainer, member_configs
+from genvae.batched import BatchedTrainer, member_configs, resolve_device
 from genvae.core.bench_run import (
     BENCH_CHECKPOINT_EVERY,
     bookkeeping_keys,
@@ -164,6 +164,8 @@ def run_table2(
     cell's result does not depend on ``jobs``, nor (beyond float rounding) on ``compile``."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if train_missing:
+        resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from genvae.bench2d import LABELS, Log, as_seed_list, cell_state, first_member, train_batched
+from genvae.batched import resolve_device
 from genvae.core.config import write_json
 from genvae.plugins.metrics.toy2d import generated_samples
 
@@ -36,6 +37,7 @@ def run_collapse(
     compile: bool = False,
 ) -> dict[str, Any]:
     """VAE vs Soft-IntroVAE with β_kl = 1, β_rec = 0.5 (β_neg = 5): writes collapse.json / .png."""
+    resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from genvae.bench2d import Log, as_seed_list, cell_state, evaluated_cell, first_member, mean_std, save_cell, saved_cell, train_batched
+from genvae.batched import resolve_device
 from genvae.core.config import write_json
 from genvae.errors import ConfigError
 from genvae.plugins.datasets.toy2d import TABLE5
@@ -45,6 +46,8 @@ def run_stability(
     unknown = sorted(set(models) - set(STABILITY_MODELS))
     if unknown or not models:
         raise ConfigError(f"stability models must be among {', '.join(STABILITY_MODELS)}, got {', '.join(unknown) or 'none'}")
+    if not report:
+        resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)

@@ -123,7 +123,7 @@ def test_fid_ref_split_is_train_or_test(tmp_path):
 def test_fid_refuses_references_of_another_image_shape(runs, rgb_folder, tmp_path, monkeypatch):
     monkeypatch.delenv(incm.WEIGHTS_ENV, raising=False)  # checked before the Inception weights are asked for
     line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", rgb_folder, "--num-samples", "8"))
-    assert "holds images of shape (3, 64, 64) but the run's are (1, 16, 16)" in line
+    assert "holds images of shape (3, 16, 16) but the run's are (1, 16, 16)" in line  # a folder is read at the run's size, in RGB
     stats = tmp_path / "rgb16.npz"  # a typed option through name:key=value, then the shape stored in the statistics
     made = invoke("eval", "fid-ref", f"folder:path={rgb_folder},resolution=16", "--out", stats, "--features", "random-conv")
     assert made.exit_code == 0, made.output

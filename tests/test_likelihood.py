@@ -98,3 +98,12 @@ def test_another_folder_is_held_out(folder_run):
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(other / "black.png")
     result, text = invoke("eval", "likelihood", folder_run / "run", "--data", f"folder:path={other},resolution=8", "--samples", "2")
     assert result.exit_code == 0 and '"split": "test"' in text and "warning" not in text, text
+
+
+@pytest.mark.parametrize("command", [["eval", "likelihood", "{run}", "--data", "{other}"], ["eval", "ood", "{run}", "--out", "{other}"]])
+def test_a_plain_folder_is_read_at_the_runs_image_size(folder_run, command):
+    other = folder_run / "big"  # 20x20 images, read at the run's 8x8 (the folder dataset's default would be 64)
+    other.mkdir(exist_ok=True)
+    Image.fromarray(np.full((20, 20, 3), 128, dtype=np.uint8)).save(other / "grey.png")
+    result, text = invoke(*(a.format(run=folder_run / "run", other=other) for a in command), "--samples", "2")
+    assert result.exit_code == 0, text

@@ -389,3 +389,15 @@ def test_squared_norm_reference_is_the_gnelbo_of_the_energy_norm_squared():
     value = squared_norm_gnelbo(data, 2.0, seed=3, grid_points=32, gnelbo_batches=3, gnelbo_batch_size=16)
     assert value == pytest.approx(by_hand, rel=1e-5)
     assert value < 1e7 / (32**2 + 48)  # rings lie nearer the origin than the grid's average point
+
+
+def test_a_bench_asking_for_an_absent_gpu_stops_before_writing(tmp_path, monkeypatch):
+    from genvae.bench2d import run_table2
+    from genvae.bench_collapse import run_collapse
+    from genvae.bench_stability import run_stability
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name, bench in [("table2", run_table2), ("stability", run_stability), ("collapse", run_collapse)]:
+        with pytest.raises(ConfigError, match="--device cuda but no CUDA GPU is visible"):
+            bench(tmp_path / name, steps=2, seeds=1, device="cuda", log=None)
+        assert not (tmp_path / name).exists()

@@ -166,6 +166,15 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
     return factory(**validate_options("data", name, opts, data_options(plugins, name))), label
 
 
+def at_run_size(data: Any, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """Options that open a folder of images (a path, or ``folder:...`` without its own
+    resolution) at the run's image size instead of the folder dataset's default 64 px."""
+    text = str(data)
+    if isinstance(data, (str, Path)) and len(shape) == 3 and (Path(text).expanduser().is_dir() or text.startswith("folder:")):
+        return {"resolution": shape[-1]}
+    return None
+
+
 def _unknown_data_message(text: str, name: str, datasets: list[str], stats_ok: bool) -> str:
     import difflib
 
@@ -370,7 +379,7 @@ def evaluate_fid(
     ref_is_file = isinstance(ref, (str, Path)) and str(ref).endswith(".npz")
     ref_stats = load_stats(ref) if ref_is_file else None
     if ref_stats is None:
-        source, label = open_data(ref, stats_ok=True)
+        source, label = open_data(ref, at_run_size(ref, shape), stats_ok=True)
         _check_ref_shape(source.shape, shape, label)
     elif "shape" in ref_stats["settings"]:
         _check_ref_shape(ref_stats["settings"]["shape"], shape, str(ref))

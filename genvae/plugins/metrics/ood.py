@@ -155,10 +155,10 @@ def open_eval_data(data: str | DataSource | None, default: DataSource, split: st
         return data, type(data).__name__
     from genvae.core.plugins import get_plugins
     from genvae.core.run import data_options
-    from genvae.plugins.metrics.fid import open_data
+    from genvae.plugins.metrics.fid import at_run_size, open_data
 
     try:
-        return open_data(data)
+        return open_data(data, at_run_size(data, tuple(default.shape)))
     except DataError:
         plugins = get_plugins()
         if split == "test" and data in plugins.datasets and "split" in data_options(plugins, data):
@@ -183,7 +183,7 @@ def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
     if None not in paths and Path(paths[0]).resolve() != Path(paths[1]).resolve():
         return split  # not the folder the run trained on: all of it is held out
     warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' images are the training images; to evaluate "
-                  "held-out images, put them in another folder and evaluate that one (folder:path=DIR,resolution=N)", stacklevel=2)  # fmt: skip
+                  "held-out images, put them in another folder and evaluate that one", stacklevel=2)  # fmt: skip
     return f"train ({data.name} has no test split)"
 
 
