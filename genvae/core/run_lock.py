@@ -39,7 +39,10 @@ class RunLock:
         """Take the lock, or raise RunDirError naming the process that holds it."""
         if fcntl is None or self._file is not None:
             return
-        f = open(self.path, "a+")
+        try:
+            f = open(self.path, "a+")
+        except OSError:  # e.g. a read-only directory: writing the run fails later with its own message
+            return
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
