@@ -105,7 +105,7 @@ def run_bench_ood(
         if log:
             note = resume_note(r.get("resumed_at"), r["steps"])
             how = note if r.get("resumed_at") == r["steps"] else f"{note or 'trained'}, {r['train_seconds']:.0f} s"
-            log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} ({how})")
+            log(f"ood bench: {t['objective']} seed {t['seed']}: AUROC {r['auroc']:.4f} ({how}; scored in {r['seconds']:.0f} s)")
 
     results: list[Any] = [None] * len(tasks)
     if jobs == 1:
@@ -131,7 +131,8 @@ def run_bench_ood(
     lines = [
         f"# OOD detection: {in_data} (in) vs {out_data} (out), AUROC of the {score} (M={samples})",
         "",
-        f"{steps} training steps per run, {seeds} seeds, arch {arch}{', settings ' + ' '.join(overrides) if overrides else ''}. "
+        f"{steps} training steps per run, {seeds} seeds, arch {arch}{', settings ' + ' '.join(overrides) if overrides else ''}"
+        f"{'' if n is None else f', {n} images scored per split'}. "
         f"Paper: Table 7 (ELBO score, full training). Wall time {time.perf_counter() - started:.0f} s with {jobs} job(s).",
         "",
         "| objective | ours: AUROC mean ± std | runs | paper Table 7 |",

@@ -122,7 +122,8 @@ def _stability_plot(result: Mapping[str, Any], path: Path) -> Path:
         ax.fill_between([min(ms), max(ms)], sm - ss, sm + ss, color="tab:red", alpha=0.2)
         ax.set_xlabel("m")
         ax.set_ylabel(key.upper())
-        ax.set_title(f"{key.upper()} vs m ({result['dataset']}, {len(result['seeds'])} seeds)")
+        seeds = len(result["seeds"])
+        ax.set_title(f"{key.upper()} vs m ({result['dataset']}, {seeds} seed{'' if seeds == 1 else 's'}, {result['steps']:,} steps)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)  # below: the points fill both panels
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)

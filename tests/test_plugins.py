@@ -98,7 +98,7 @@ def test_broken_plugin_is_reported_not_fatal(tmp_path, monkeypatch):
     assert "soft-intro" in plugins.objectives
 
 
-def test_misspelled_hook_is_an_error():
+def test_a_misspelled_hook_marks_its_plugin_broken_and_the_others_keep_working():
     import genvae
 
     class Misspelled:
@@ -107,8 +107,38 @@ def test_misspelled_hook_is_an_error():
         def genvae_register_objectivs(register):
             pass
 
-    with pytest.raises(PluginError, match="genvae_register_objectivs"):
-        load_plugins(extra=[("bad", Misspelled)])
+    plugins = load_plugins(extra=[("bad", Misspelled)])
+    assert plugins.info["bad"].error == "implements hook 'genvae_register_objectivs', which genvae does not define; did you mean 'genvae_register_objectives'?"
+    assert "soft-intro" in plugins.objectives  # the built-ins still load
+    with pytest.raises(PluginError, match="plugin bad failed to load: implements hook 'genvae_register_objectivs'"):
+        plugins.objectives.get("my-objective")
+
+
+def test_an_objective_that_cannot_be_built_marks_its_plugin_broken():
+    import dataclasses
+
+    import genvae
+    from genvae.core.interfaces import Objective
+
+    class NoConfig(Objective):
+        def phase_loss(self, phase, ctx, models):
+            raise NotImplementedError
+
+    class NoLoss(Objective):
+        @dataclasses.dataclass
+        class Config:
+            beta: float = 1.0
+
+    for cls, expected in [(NoConfig, "objective 'x' needs a dataclass Config"), (NoLoss, "objective 'x' does not implement begin_step, phase_loss")]:
+
+        class Plugin:
+            @staticmethod
+            @genvae.hookimpl
+            def genvae_register_objectives(register, _cls=cls):
+                register("x", _cls)
+
+        plugins = load_plugins(extra=[("mine", Plugin)])
+        assert expected in plugins.info["mine"].error and "x" not in plugins.objectives
 
 
 class L1Loss:

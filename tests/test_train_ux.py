@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from importlib.metadata import version
 
 import pytest
@@ -106,6 +107,22 @@ def test_ctrl_c_saves_the_last_step_and_resuming_equals_a_straight_run(tmp_path)
     assert train(cfg, data, tmp_path / "stopped", resume=True, progress=False).steps_run == 7
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
     assert run_info(tmp_path / "stopped")["state"] == "finished: 20 of 20 steps"
+
+
+def test_a_sigterm_after_the_last_step_is_not_lost(tmp_path):
+    """A signal that arrives while the last checkpoint and figures are written still stops the
+    caller (a bench would otherwise go on to its next run)."""
+    cfg, data = small_config(steps=6)
+
+    def sigterm_at_the_end(record):
+        if record["step"] == 6:
+            signal.raise_signal(signal.SIGTERM)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM at step 6; checkpoint saved"):
+        train(cfg, data, tmp_path / "run", progress=False, on_log=sigterm_at_the_end)
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert json.loads((tmp_path / "run" / "checkpoint" / "trainer.json").read_text())["step"] == 6
 
 
 def test_a_crash_in_the_middle_of_a_log_window_resumes_to_the_same_records(tmp_path):
@@ -424,3 +441,14 @@ def test_set_values_are_toml_literals_or_strings(text, value):
     from genvae.core.config import parse_key_value
 
     assert parse_key_value(text) == ("a.b", value)
+
+
+def test_an_interrupted_bench_says_that_the_same_command_continues(monkeypatch):
+    import genvae.bench_ood
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted(Path("runs/x"), 13, signal.SIGTERM)
+
+    monkeypatch.setattr(genvae.bench_ood, "run_bench_ood", interrupted)
+    result, text = invoke("bench", "ood", "--steps", "2", "--seeds", "1")
+    assert result.exit_code == 143 and "interrupted; run the same bench command again to continue" in text, result.output

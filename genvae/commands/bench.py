@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
-from genvae.commands.common import console, user_errors
+from genvae.commands.common import console, err_console, user_errors
 
 bench_app = typer.Typer(help="Reproduce the paper's experiments (tables and figures).", no_args_is_help=True)
+
+
+def continues_after_interrupts(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Ctrl-C or SIGTERM in a bench ends with one line saying that the same command continues."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from genvae.core.trainer import TrainingInterrupted
+
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, TrainingInterrupted) else 2
+            err_console.print("interrupted; run the same bench command again to continue: finished runs and cells are reused, "
+                          "an unfinished one continues from its last checkpoint", highlight=False, soft_wrap=True)  # fmt: skip
+            raise typer.Exit(code=128 + signum) from None
+
+    return wrapper
 
 
 def _seeds(seeds: int) -> int:
@@ -22,6 +41,7 @@ def _seeds(seeds: int) -> int:
 
 @bench_app.command("table2")
 @user_errors
+@continues_after_interrupts
 def table2(
     out: Path = typer.Option(Path("results/table2"), "--out", help="Output directory."),
     steps: int = typer.Option(30_000, "--steps", help="Training steps per run (the paper: 30,000)."),
@@ -48,6 +68,7 @@ def table2(
 
 @bench_app.command("stability")
 @user_errors
+@continues_after_interrupts
 def stability(
     out: Path = typer.Option(Path("results/stability"), "--out", help="Output directory."),
     steps: int = typer.Option(30_000, "--steps", help="Training steps per run."),
@@ -73,6 +94,7 @@ def stability(
 
 @bench_app.command("collapse")
 @user_errors
+@continues_after_interrupts
 def collapse(
     out: Path = typer.Option(Path("results/collapse"), "--out", help="Output directory."),
     steps: int = typer.Option(30_000, "--steps", help="Training steps per run."),
@@ -93,6 +115,7 @@ def collapse(
 
 @bench_app.command("translation")
 @user_errors
+@continues_after_interrupts
 def translation(
     out: Path = typer.Option(Path("results/translation"), "--out", help="Output directory."),
     steps: int = typer.Option(300, "--steps", help="Training steps per model."),
@@ -109,6 +132,7 @@ def translation(
 
 @bench_app.command("ood")
 @user_errors
+@continues_after_interrupts
 def ood(
     out: Path = typer.Option(Path("results/ood"), "--out", help="Output directory."),
     steps: int = typer.Option(1500, "--steps", help="Training steps per model."),
@@ -119,6 +143,7 @@ def ood(
     objectives: Optional[list[str]] = typer.Option(None, "--objective", help="Objectives (default: vae and soft-intro)."),
     score: str = typer.Option("elbo", "--score", help="elbo (the paper's Table 7) or iwae."),
     jobs: int = typer.Option(1, "--jobs", help="Runs trained at once, one process and one torch thread each."),
+    n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images scored per split (default: all; 10,000 test images take minutes on a CPU)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a setting: SECTION.KEY=VALUE (an objective option goes to the objectives that have it)."),
 ) -> None:
     """A Table 7 row, by default Fashion-MNIST -> MNIST: VAE vs Soft-IntroVAE AUROC (needs both datasets' files).
@@ -128,5 +153,5 @@ def ood(
     from genvae.bench_ood import run_bench_ood
 
     run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), in_data=in_data, out_data=ood_data,
-                  arch=arch, score=score, overrides=overrides, progress=True, jobs=jobs, log=console.print)  # fmt: skip
+                  arch=arch, score=score, n=n, overrides=overrides, progress=True, jobs=jobs, log=console.print)  # fmt: skip
     console.print((out / "table.md").read_text())

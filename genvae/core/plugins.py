@@ -9,9 +9,11 @@ Environment switches:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.metadata as metadata
+import inspect
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -165,11 +167,27 @@ def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.P
         pm.register(plugin, name=name)
         info[name] = PluginInfo(name, distribution=getattr(plugin, "__name__", "?"))
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"a plugin implements a hook genvae does not define: {exc}") from None
+    _drop_plugins_with_unknown_hooks(pm, info)
     return pm, info
+
+
+def _drop_plugins_with_unknown_hooks(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> None:
+    """A plugin implementing a hook genvae does not define (a misspelt name) is unregistered and
+    shown as broken, with the hook it probably meant; the other plugins keep working."""
+    import difflib
+
+    known = [name for name in vars(hookspecs) if name.startswith("genvae_")]
+    for hook_name, caller in list(vars(pm.hook).items()):
+        if hook_name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook or not pm.is_registered(impl.plugin):
+                continue
+            close = difflib.get_close_matches(hook_name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; genvae's hooks: {', '.join(known)}"
+            pm.unregister(impl.plugin)
+            entry = info.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name))
+            entry.error = f"implements hook {hook_name!r}, which genvae does not define{hint}"
 
 
 def collect(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> Plugins:
@@ -181,6 +199,8 @@ def collect(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> Plugins:
             plugin_info = info.setdefault(plugin_name, PluginInfo(plugin_name))
 
             def register(name: str, value: Any, _kind: str = kind, _plugin: PluginInfo = plugin_info) -> None:
+                if _kind == "objective":
+                    check_objective_class(name, value)
                 registries[_kind].register(name, value, plugin=_plugin.name)
                 _plugin.registers.setdefault(_kind, []).append(name)
 
@@ -194,6 +214,20 @@ def collect(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> Plugins:
     for registry in registries.values():
         registry.broken = broken
     return Plugins(pm, registries, info)
+
+
+def check_objective_class(name: str, cls: Any) -> None:
+    """An objective is a concrete Objective class with a dataclass ``Config`` (its options);
+    anything else is refused when registered, so that the plugin shows as broken."""
+    from genvae.core.interfaces import Objective
+
+    if not (inspect.isclass(cls) and issubclass(cls, Objective)):
+        raise TypeError(f"objective {name!r} must be a subclass of genvae.core.interfaces.Objective, got {cls!r}")
+    if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
+        raise TypeError(f"objective {name!r} needs a dataclass Config (its options; an empty @dataclass is fine)")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise TypeError(f"objective {name!r} does not implement {missing}")
 
 
 _cached: Plugins | None = None

@@ -84,7 +84,7 @@ def check_new_run_dir(run_dir: str | Path) -> None:
         where = "is a file" if ancestor == path else f"is inside {ancestor}, which is a file"
         raise RunDirError(f"--run-dir {path} {where}; choose a directory path")
     if (path / "config.json").exists():
-        raise RunDirError(f"run directory {path} already exists; pass --resume to continue it, or choose another --run-dir")
+        raise RunDirError(f"run directory {path} already exists; pass --resume (resume=True from Python) to continue it, or choose another --run-dir")
     if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):  # a lock file alone: an aborted start
         raise RunDirError(f"--run-dir {path} is a non-empty directory that is not a genvae run (no config.json); choose a new or empty directory")
 
@@ -481,6 +481,8 @@ class Trainer:
             figures += [p for p in [self.run_dir / EVALS_FIGURE] if evaluations and p.is_file()]
             if self.growth is not None and self.level is not None:
                 self.write_figures(self.run_dir / "levels" / f"{4 * 2**self.level}px")
+            if self._stop_requested():  # arrived after the last step (final checkpoint, evaluation, figures)
+                raise TrainingInterrupted(self.run_dir, self.step, self._stop_signal or signal.SIGINT)
         except (NonFiniteLossError, EvaluationError, KeyboardInterrupt) as exc:
             self._note_stop(exc)
             raise
