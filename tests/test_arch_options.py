@@ -62,3 +62,19 @@ def test_per_group_weights_must_name_the_architectures_groups():
     assert "objective.beta_neg names latent groups ['class', 'content'], but architecture 'mlp' has ['z']" in text
     ok = CliRunner().invoke(app, ["train", "--set", "objective.beta_neg={z=3}", "--dry-run"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_an_option_without_annotation_is_checked_against_its_defaults_type():
+    import inspect
+
+    from genvae.core.config import signature_options, validate_options
+    from genvae.errors import ConfigError
+
+    def encoder(data_shape, num_classes=0, width=32, name="x"):  # a plugin written without annotations
+        pass
+
+    options = signature_options(encoder)
+    assert validate_options("arch", "mine", {"width": 64}, options)["width"] == 64
+    with pytest.raises(ConfigError, match="arch.width = 'abc' has the wrong type; expected int"):
+        validate_options("arch", "mine", {"width": "abc"}, options)
+    assert inspect.signature(encoder).parameters["name"].default == validate_options("arch", "mine", {}, options)["name"]

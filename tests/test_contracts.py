@@ -92,3 +92,15 @@ class TestTupleShapeArchitectureContract(ArchitectureContract):
     def test_tuples_are_stored_as_lists(self):
         encoder, _ = self.build()
         assert encoder.config == {"data_shape": [2], "num_classes": 0, "z_dim": 2, "widths": {"hidden": [3, 4]}}
+
+
+def test_a_contract_test_class_without_the_plugin_name_says_which_attribute_to_set():
+    from genvae.testing import ArchitectureContract, ObjectiveContract
+
+    with pytest.raises(TypeError, match='TestMine: set the class attribute arch_name = "..." to the name your plugin registers'):
+
+        class TestMine(ArchitectureContract):
+            architecture_name = "tiny"  # the wrong attribute
+
+    class HelperBase(ObjectiveContract):  # not a test class: may leave the name to its subclasses
+        pass

@@ -253,7 +253,7 @@ def check_option(where: str, value: Any, param: inspect.Parameter) -> Any:
 
 def _annotation(param: inspect.Parameter) -> Any:
     ann = param.annotation
-    if isinstance(ann, str):  # postponed annotations: fall back to the default's type
+    if isinstance(ann, str) or ann is inspect.Parameter.empty:  # postponed or no annotation: the default's type
         if param.default is inspect.Parameter.empty or param.default is None:
             return Any
         return type(param.default) if not isinstance(param.default, tuple) else list

@@ -40,8 +40,24 @@ def _user(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return user
 
 
-class ObjectiveContract:
+class _NamedContract:
+    """A contract's test class must name the plugin it checks (``objective_name``, ``arch_name``,
+    ``dataset_name`` or ``metric_name``): said once when the class is defined, not as an
+    AttributeError in every test."""
+
+    name_attribute: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__.startswith("Test") and not isinstance(getattr(cls, cls.name_attribute, None), str):
+            raise TypeError(f"{cls.__name__}: set the class attribute {cls.name_attribute} = \"...\" to the name your plugin "
+                            "registers (see docs/plugins.md)")  # fmt: skip
+
+
+class ObjectiveContract(_NamedContract):
     """Checks for an objective plugin, trained on a tiny MLP and 2-D data (override the tables)."""
+
+    name_attribute = "objective_name"
 
     objective_name: ClassVar[str]
     objective_options: ClassVar[dict[str, Any]] = {}
@@ -124,8 +140,10 @@ class ObjectiveContract:
             resolve(_user({"objective": {"name": self.objective_name, "no_such_option": 1}, "arch": dict(self.arch), "data": dict(self.data)}))
 
 
-class ArchitectureContract:
+class ArchitectureContract(_NamedContract):
     """Checks for an architecture plugin: shapes, export round trip, determinism, errors."""
+
+    name_attribute = "arch_name"
 
     arch_name: ClassVar[str]
     arch_options: ClassVar[dict[str, Any]] = {}
@@ -196,8 +214,10 @@ class ArchitectureContract:
                     assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
 
 
-class DatasetContract:
+class DatasetContract(_NamedContract):
     """Checks for a dataset plugin: batch shapes, determinism, exact resume, sharding."""
+
+    name_attribute = "dataset_name"
 
     dataset_name: ClassVar[str]
     dataset_options: ClassVar[dict[str, Any]] = {}
@@ -247,11 +267,13 @@ class DatasetContract:
                 resolve(_user({"data": {"name": self.dataset_name, **self.dataset_options}, "objective": {"name": objective}}))
 
 
-class MetricContract:
+class MetricContract(_NamedContract):
     """Checks for a metric plugin: it evaluates a tiny trained run into finite numbers.
 
     Override ``run_settings`` to train on data your metric understands.
     """
+
+    name_attribute = "metric_name"
 
     metric_name: ClassVar[str]
     metric_options: ClassVar[dict[str, Any]] = {}
