@@ -78,3 +78,25 @@ def test_an_option_without_annotation_is_checked_against_its_defaults_type():
     with pytest.raises(ConfigError, match="arch.width = 'abc' has the wrong type; expected int"):
         validate_options("arch", "mine", {"width": "abc"}, options)
     assert inspect.signature(encoder).parameters["name"].default == validate_options("arch", "mine", {}, options)["name"]
+
+
+def test_a_network_that_does_not_record_its_options_is_refused_before_training(tmp_path, genvae_plugins):
+    import genvae
+    from genvae.errors import PluginError
+    from genvae.plugins.architectures.mlp import MLPDecoder, MLPEncoder
+
+    class Forgetful(MLPEncoder):
+        def __init__(self, data_shape=(2,), num_classes=0, z_dim=2, hidden=8, depth=1):
+            super().__init__(data_shape, num_classes, z_dim, hidden, depth)
+            self.config = {}  # as a plugin calling super().__init__() without its options leaves it
+
+    class Plugin:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_architectures(register):
+            register("forgetful", genvae.core.interfaces.Architecture(Forgetful, MLPDecoder))
+
+    genvae_plugins(Plugin)
+    with pytest.raises(PluginError, match="Forgetful does not record data_shape, num_classes, .*hidden.* in its config, so its export could not be rebuilt; pass every constructor argument on"):
+        genvae.train(tmp_path / "run", objective="vae", arch="forgetful", data="8gaussians", steps=2, settings={"arch.hidden": 8})
+    assert not (tmp_path / "run" / "encoder").exists()

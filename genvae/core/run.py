@@ -32,7 +32,7 @@ from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
 from genvae.core.tracking import check_trackers
-from genvae.errors import ConfigError, DataError, GenvaeError, RunDirError
+from genvae.errors import ConfigError, DataError, GenvaeError, PluginError, RunDirError
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -318,7 +318,13 @@ def build_objective(cfg: ResolvedConfig, plugins: Plugins | None = None) -> Obje
 def _construct(cls: type, data_shape: tuple[int, ...], num_classes: int, options: Mapping[str, Any]) -> Any:
     accepted = signature_options(cls.__init__)
     kwargs = {k: v for k, v in options.items() if k in accepted}
-    return cls(data_shape=tuple(data_shape), num_classes=num_classes, **kwargs)
+    module = cls(data_shape=tuple(data_shape), num_classes=num_classes, **kwargs)
+    # the export (config.json) rebuilds the network from module.config: it must hold what built it
+    unrecorded = [k for k in ("data_shape", "num_classes", *kwargs) if k not in getattr(module, "config", {})]
+    if unrecorded:
+        raise PluginError(f"{cls.__name__} does not record {', '.join(unrecorded)} in its config, so its export could not be "
+                          "rebuilt; pass every constructor argument on: super().__init__(data_shape=data_shape, num_classes=num_classes, ...)")  # fmt: skip
+    return module
 
 
 def build_models(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None = None) -> tuple[Encoder, Decoder]:
