@@ -87,17 +87,23 @@ def test_a_non_empty_directory_that_is_no_run_is_refused_an_empty_one_is_used(tm
 # --- Ctrl-C ---------------------------------------------------------------------------------
 
 
+def signal_at(step, signum):
+    """An on_log callback that sends ``signum`` to this process when ``step`` is logged."""
+
+    def on_log(record):
+        if record["step"] == step:
+            signal.raise_signal(signum)
+
+    return on_log
+
+
 def test_ctrl_c_saves_the_last_step_and_resuming_equals_a_straight_run(tmp_path):
     cfg, data = small_config(steps=20, checkpoint_every=10)
     train(cfg, data, tmp_path / "straight", progress=False)
 
-    def ctrl_c_at_13(record):
-        if record["step"] == 13:
-            signal.raise_signal(signal.SIGINT)
-
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match="interrupted at step 13; checkpoint saved; continue with: genvae train --run-dir"):
-        train(cfg, data, tmp_path / "stopped", progress=False, on_log=ctrl_c_at_13)
+        train(cfg, data, tmp_path / "stopped", progress=False, on_log=signal_at(13, signal.SIGINT))
     assert signal.getsignal(signal.SIGINT) is handler
     assert json.loads((tmp_path / "stopped" / "checkpoint" / "trainer.json").read_text())["step"] == 13
     assert [r["step"] for r in losses(tmp_path / "stopped")] == list(range(1, 14))
@@ -113,14 +119,9 @@ def test_a_sigterm_after_the_last_step_is_not_lost(tmp_path):
     """A signal that arrives while the last checkpoint and figures are written still stops the
     caller (a bench would otherwise go on to its next run)."""
     cfg, data = small_config(steps=6)
-
-    def sigterm_at_the_end(record):
-        if record["step"] == 6:
-            signal.raise_signal(signal.SIGTERM)
-
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM at step 6; checkpoint saved"):
-        train(cfg, data, tmp_path / "run", progress=False, on_log=sigterm_at_the_end)
+        train(cfg, data, tmp_path / "run", progress=False, on_log=signal_at(6, signal.SIGTERM))
     assert signal.getsignal(signal.SIGTERM) is handler
     assert json.loads((tmp_path / "run" / "checkpoint" / "trainer.json").read_text())["step"] == 6
 
