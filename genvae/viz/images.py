@@ -7,6 +7,7 @@ Functions return grids as float tensors (C, H, W) in [0, 1]; ``save_grid`` write
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -17,7 +18,7 @@ from genvae.core.interfaces import Models
 from genvae.errors import DataError
 
 if TYPE_CHECKING:
-    from PIL import Image as PILImage
+    from PIL import Image as PILImage, ImageFont
 
 
 def make_grid(images: Tensor, nrow: int, padding: int = 2) -> Tensor:
@@ -63,30 +64,38 @@ LINE_HEIGHT = CAPTION_SIZE + 4
 
 def with_caption(image: PILImage.Image, caption: str) -> PILImage.Image:
     """``image`` below a white strip holding ``caption``, wrapped to the image's width."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     lines = caption_lines(caption, image.width)
-    strip = caption_height(caption, image.width)
+    strip = _strip_height(len(lines))
     out = Image.new(image.mode, (image.width, image.height + strip), "white")
     out.paste(image, (0, strip))
     draw = ImageDraw.Draw(out)
-    font = ImageFont.load_default(size=CAPTION_SIZE)
     for i, line in enumerate(lines):
-        draw.text((CAPTION_SIZE // 2, CAPTION_SIZE // 4 + i * LINE_HEIGHT), line, fill="black", font=font)
+        draw.text((CAPTION_SIZE // 2, CAPTION_SIZE // 4 + i * LINE_HEIGHT), line, fill="black", font=_caption_font())
     return out
 
 
 def caption_height(caption: str, width: int) -> int:
     """Height in pixels of the strip that ``with_caption`` adds above a picture ``width`` wide."""
-    return LINE_HEIGHT * len(caption_lines(caption, width)) + CAPTION_SIZE // 2
+    return _strip_height(len(caption_lines(caption, width)))
+
+
+def _strip_height(lines: int) -> int:
+    return LINE_HEIGHT * lines + CAPTION_SIZE // 2
+
+
+@functools.lru_cache(maxsize=1)
+def _caption_font() -> ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=CAPTION_SIZE)
 
 
 def caption_lines(caption: str, width: int) -> list[str]:
     """``caption`` split at spaces into lines that fit a picture ``width`` pixels wide (a longer
     word alone)."""
-    from PIL import ImageFont
-
-    font = ImageFont.load_default(size=CAPTION_SIZE)
+    font = _caption_font()
     width -= CAPTION_SIZE  # margins
     lines: list[str] = []
     for word in caption.split():
