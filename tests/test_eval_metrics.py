@@ -459,9 +459,11 @@ def test_bench_options_of_one_objective_skip_the_others_and_typos_fail_before_tr
 
 
 def test_feature_progress_without_a_terminal_prints_lines(capsys, monkeypatch):
+    from genvae.core import progress
+
     times = iter([0.0, 5.0, 20.0, 21.0, 40.0])  # start; then one reading per update / line
-    monkeypatch.setattr(fidm.time, "perf_counter", lambda: next(times))
-    with fidm.ProgressLines("reference features (digits)", total=3, every=15.0) as lines:
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(times))
+    with progress.ProgressLines("reference features (digits)", total=3, every=15.0) as lines:
         lines.update(None, 1)  # 5 s after the start: quiet
         lines.update(None, 1)  # 20 s: a line
         lines.update(None, 1)  # done: the closing line says so

@@ -1,9 +1,10 @@
-"""What ``genvae train`` shows while it runs: a rich progress bar on a terminal, plain lines
-elsewhere."""
+"""What ``genvae train`` (and feature extraction for FID) shows while it runs: a rich progress
+bar on a terminal, plain lines elsewhere."""
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
@@ -73,3 +74,29 @@ class TrainProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.mode == "bar":
             self.progress.stop()
+
+
+class ProgressLines:
+    """Progress where no bar can be drawn (a redirect, nohup, a job log): one line on stderr at
+    most every ``every`` seconds, and one at the end."""
+
+    def __init__(self, description: str, total: int, every: float = 15.0) -> None:
+        self.description, self.total, self.every, self.done = description, total, every, 0
+
+    def __enter__(self) -> "ProgressLines":
+        self.start = self.last = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self._line(time.perf_counter())
+
+    def update(self, task: Any, advance: int) -> None:
+        self.done += advance
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.done < self.total:
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        self.last = now
+        print(f"{self.description}: {self.done}/{self.total} batches, {self.last - self.start:.0f} s", file=sys.stderr, flush=True)
