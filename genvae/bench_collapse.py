@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from genvae.bench2d import LABELS, Log, as_seed_list, cell_state, first_member, train_batched
 from genvae.batched import resolve_device
+from genvae.bench2d import LABELS, Log, as_seed_list, cell_state, first_member, train_batched
 from genvae.core.config import write_json
 from genvae.plugins.metrics.toy2d import generated_samples
 

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from genvae.bench2d import Log, as_seed_list, cell_state, evaluated_cell, first_member, mean_std, save_cell, saved_cell, train_batched
 from genvae.batched import resolve_device
+from genvae.bench2d import Log, as_seed_list, cell_state, evaluated_cell, first_member, mean_std, save_cell, saved_cell, train_batched
 from genvae.core.config import write_json
 from genvae.errors import ConfigError
 from genvae.plugins.datasets.toy2d import TABLE5

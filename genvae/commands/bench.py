@@ -25,7 +25,7 @@ def continues_after_interrupts(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt as exc:
             signum = exc.signum if isinstance(exc, TrainingInterrupted) else 2
             err_console.print("interrupted; run the same bench command again to continue: finished runs and cells are reused, "
-                          "an unfinished one continues from its last checkpoint", highlight=False, soft_wrap=True)  # fmt: skip
+                              "an unfinished one continues from its last checkpoint", highlight=False, soft_wrap=True)  # fmt: skip
             raise typer.Exit(code=128 + signum) from None
 
     return wrapper

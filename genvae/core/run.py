@@ -7,7 +7,6 @@ networks; ``load_run`` reopens a finished (or interrupted) run for sampling and 
 from __future__ import annotations
 
 import math
-
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
