@@ -13,10 +13,12 @@ from rich.console import Console
 from genvae.commands.bench import bench_app
 from genvae.commands.common import console, err_console, load_image_run, user_errors
 from genvae.commands.evaluate import eval_app
+from genvae.commands.once_only import OnceOnlyGroup
 from genvae.commands.plugin_new import new_plugin
 from genvae.commands.reconstruct import reconstruct
 
 app = typer.Typer(
+    cls=OnceOnlyGroup,
     name="genvae",
     help="Train and evaluate VAE, IntroVAE and Soft-IntroVAE models. Plugins add objectives, architectures, datasets and metrics.",
     no_args_is_help=True,
@@ -24,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-plugins_app = typer.Typer(help="Inspect installed plugins, or start a new one.", no_args_is_help=True)
+plugins_app = typer.Typer(cls=OnceOnlyGroup, help="Inspect installed plugins, or start a new one.", no_args_is_help=True)
 plugins_app.command("new")(new_plugin)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(eval_app, name="eval")

@@ -453,3 +453,26 @@ def test_an_interrupted_bench_says_that_the_same_command_continues(monkeypatch):
     monkeypatch.setattr(genvae.bench_ood, "run_bench_ood", interrupted)
     result, text = invoke("bench", "ood", "--steps", "2", "--seeds", "1")
     assert result.exit_code == 143 and "interrupted; run the same bench command again to continue" in text, result.output
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["train", "--data", "8gaussians", "--data", "rings", "--dry-run"], "--data"),
+        (["train", "--data", "rings", "--steps=3", "-o", "vae", "--objective", "soft-intro", "--dry-run"], "--objective"),
+        (["bench", "table2", "--steps", "1", "--steps", "2", "--out", "x", "--device", "no-such-device"], "--steps"),
+        (["eval", "toy2d", "some-run", "--out", "a", "--out", "b"], None),
+    ],
+)
+def test_an_option_given_twice_is_refused_before_anything_runs(tmp_path, monkeypatch, args, named):
+    """click would keep the last of ``--data 8gaussians --data rings`` silently; genvae names the
+    option instead (exit 2, nothing written). Flags and --set may repeat."""
+    monkeypatch.chdir(tmp_path)
+    result, out = invoke(*args)
+    if named is None:  # eval toy2d has no --out: click's own error, not ours
+        assert result.exit_code == 2 and "given more than once" not in out
+        return
+    assert result.exit_code == 2 and f"{named} given more than once; give it once" in out
+    assert list(tmp_path.iterdir()) == []
+    result, out = invoke("train", "--data", "rings", "--set", "arch.hidden=8", "--set", "arch.depth=2", "--dry-run", "--dry-run")
+    assert result.exit_code == 0, out

@@ -9,8 +9,9 @@ from typing import Any, Callable, Optional
 import typer
 
 from genvae.commands.common import console, err_console, user_errors
+from genvae.commands.once_only import OnceOnlyGroup
 
-bench_app = typer.Typer(help="Reproduce the paper's experiments (tables and figures).", no_args_is_help=True)
+bench_app = typer.Typer(cls=OnceOnlyGroup, help="Reproduce the paper's experiments (tables and figures).", no_args_is_help=True)
 
 
 def continues_after_interrupts(fn: Callable[..., Any]) -> Callable[..., Any]:

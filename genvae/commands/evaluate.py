@@ -9,8 +9,9 @@ from typing import Any, Optional
 import typer
 
 from genvae.commands.common import console, user_errors
+from genvae.commands.once_only import OnceOnlyGroup
 
-eval_app = typer.Typer(help="Evaluate trained runs: 2-D metrics, FID / KID / precision-recall, OOD detection.", no_args_is_help=True)
+eval_app = typer.Typer(cls=OnceOnlyGroup, help="Evaluate trained runs: 2-D metrics, FID / KID / precision-recall, OOD detection.", no_args_is_help=True)
 
 
 def _print(results: dict[str, Any]) -> None:
