@@ -236,6 +236,9 @@ def pose_r2(codes: Tensor, groups: Mapping[str, int], y: Tensor, pose: Tensor) -
     a least-squares linear map (with a constant) from the group's posterior means to the factor
     (``rotation`` as (cos, sin), ``position`` as (x, y)) is fitted on the even-numbered samples and
     scored on the odd ones; R² is averaged over the factor's two coordinates and the identities.
+    With too few samples per identity for a map per identity (fewer than 2·(the group's size + 1)
+    in the fit half, e.g. ``data.palettes`` with 100+ identities), one map is fitted for all identities
+    together: then a code that holds the pose in a way of its own for each identity scores low.
     1: the factor is a linear function of that code; about 0 (or below, on held-out data): no
     linear trace. A class/content split puts the pose in the content code and not in the class code."""
     from genvae.latents import group_slices
@@ -244,14 +247,16 @@ def pose_r2(codes: Tensor, groups: Mapping[str, int], y: Tensor, pose: Tensor) -
     factors = {"rotation": torch.stack([pose[:, 0].cos(), pose[:, 0].sin()], 1), "position": pose[:, 1:3]}
     fit = torch.arange(len(y)) % 2 == 0
     codes = codes.double()
+    fewest = int(torch.unique(y[fit], return_counts=True)[1].min())
     result: dict[str, dict[str, float]] = {}
     for group, dims in group_slices(dict(groups)):
         design = torch.cat([codes[:, dims], torch.ones(len(y), 1, dtype=torch.float64)], 1)
+        subsets = [y == identity for identity in y.unique()] if fewest >= 2 * design.shape[1] else [torch.ones_like(fit)]
         result[group] = {}
         for factor, target in factors.items():
             r2 = []
-            for identity in y.unique():
-                train, test = (y == identity) & fit, (y == identity) & ~fit
+            for subset in subsets:
+                train, test = subset & fit, subset & ~fit
                 coef = torch.linalg.lstsq(design[train], target[train]).solution
                 error = (design[test] @ coef - target[test]).pow(2).mean(0)
                 r2.append((1 - error / target[test].var(0, correction=0)).mean())

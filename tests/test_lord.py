@@ -314,6 +314,33 @@ def test_content_transfer_error_runs(tiny_run):
     assert scores == content_transfer_error(run.models, run.data, n_pairs=8, seed=0)
 
 
+def test_palettes_option_gives_many_identities():
+    """``palettes=N``: N seeded colourings per pattern kind, 12·N identities; the same palettes in
+    every process; the default (0) keeps the three fixed colourings and their draws."""
+    from genvae.plugins.datasets.shapes3d_synthetic import PATTERNS, random_patterns
+
+    assert Shapes3DSynthetic(resolution=16, palettes=0).patterns == PATTERNS
+    data = Shapes3DSynthetic(resolution=16, shapes=["square"], marker=True, palettes=10)
+    assert data.num_classes == 4 * 3 * 10 and data.class_ids.tolist() == list(range(30, 60))  # square: shape 1
+    torch.manual_seed(1)  # the palettes do not depend on torch's global generator
+    assert data.patterns == Shapes3DSynthetic(resolution=16, palettes=10).patterns == random_patterns(10)
+    assert [kind for _, _, kind in data.patterns] == ["half"] * 10 + ["stripes"] * 10 + ["dot"] * 10
+    colours = torch.tensor([[*body, *second] for body, second, _ in data.patterns])
+    assert colours.min() >= 0 and colours.max() <= 1 and torch.cdist(colours, colours).add(torch.eye(30)).min() > 0.05  # all differ
+    pose = torch.tensor([0.4, 0.05, -0.1])
+    images = data.render(data.class_ids, pose.expand(30, 3)).flatten(1)
+    assert torch.cdist(images, images).add(torch.eye(30) * 1e3).min() > 0.3  # the identities look different
+    _, y, _ = data.draw_with_poses(300, seed=0)
+    assert len(set(y.tolist())) > 25 and set(y.tolist()) <= set(range(30, 60))
+    circle = data.with_shape_of(torch.tensor([35]), torch.tensor([0]))  # palette 5 of the halves, on a circle
+    assert circle.tolist() == [5] and not torch.equal(data.render(circle, pose), data.render(35, pose))
+    for bad in (-1, 2.5, True, 1001):
+        with pytest.raises(ConfigError, match="data.palettes"):
+            Shapes3DSynthetic(resolution=16, palettes=bad)  # type: ignore[arg-type]
+    _, resolved = resolve(merge_user(None, ["data.palettes=3"], {"objective.name": "vae", "arch.name": "lord", "data.name": "shapes3d-synthetic"}))
+    assert resolved.num_classes == 36
+
+
 @pytest.mark.parametrize("shape_in", ["class", "content", "frames"])
 def test_content_transfer_error_of_exact_models(shape_in):
     """Three exact models of shapes3d-synthetic: one keeps the whole identity in the class code (the
@@ -413,6 +440,23 @@ def test_pose_r2_finds_each_factor_in_the_code_that_holds_it():
     assert r2["content"]["rotation"] == pytest.approx(1.0) and r2["content"]["position"] == pytest.approx(1.0)
     assert abs(r2["class"]["rotation"]) < 0.1 and abs(r2["class"]["position"]) < 0.1  # held out: no trace, up to noise
     assert r2["rotation"]["rotation"] == pytest.approx(1.0) and abs(r2["rotation"]["position"]) < 0.1
+
+
+def test_pose_r2_fits_one_map_for_all_identities_when_each_has_few_samples():
+    """300 identities, 3 images each: no map per identity can be fitted, so one map for all: a code
+    that holds the rotation the same way for every identity scores 1, one that holds it turned by an
+    angle of its own per identity scores far lower, noise about 0."""
+    from genvae.translate import pose_r2
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(300).repeat_interleave(3)
+    angle = torch.rand(900, generator=g) * 2 * math.pi
+    pose = torch.stack([angle, torch.rand(900, generator=g) - 0.5, torch.rand(900, generator=g) - 0.5], 1)
+    own = angle + torch.rand(300, generator=g)[y] * 2 * math.pi  # each identity's own convention
+    codes = torch.cat([angle.cos()[:, None], angle.sin()[:, None], own.cos()[:, None], own.sin()[:, None], torch.randn(900, 2, generator=g)], 1)
+    r2 = pose_r2(codes, {"shared": 2, "own": 2, "noise": 2}, y, pose)
+    assert r2["shared"]["rotation"] == pytest.approx(1.0)
+    assert r2["own"]["rotation"] < 0.2 and abs(r2["noise"]["rotation"]) < 0.1 and abs(r2["shared"]["position"]) < 0.1
 
 
 def test_translation_needs_class_and_content_groups():

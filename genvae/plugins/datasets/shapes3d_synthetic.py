@@ -11,6 +11,9 @@ identities that differ in appearance only, as Cars3D's car models mostly do). ``
 cyan disc at the front (+x in the object frame) of every identity: a part all identities share, as
 every car has headlights, so that which angle of one identity matches which angle of another can
 be seen in the images (without it, that correspondence is the renderer's convention).
+``palettes`` = N > 0 replaces the three fixed colourings by N seeded random two-colour palettes
+per pattern kind: 3·N patterns per shape, so many identities (Cars3D has 183 car models) that a
+code cannot remember each one's poses; the palettes are the same on every machine.
 
 Rendering is vectorised torch on a pixel grid: signed distance functions in the object frame,
 anti-aliased over one pixel, over a fixed dark background. ``render(class_id, pose)`` is exact and
@@ -48,16 +51,46 @@ BACKGROUND = (0.12, 0.12, 0.14)
 MARKER_COLOUR = (0.20, 0.95, 0.95)  # cyan: in none of the patterns
 RADIUS = 0.55  # object size in image coordinates [-1, 1]
 NUM_CLASSES = len(SHAPES) * len(PATTERNS)
+PALETTE_SEED = 2021  # the random palettes of ``palettes=N``: fixed, so a dataset is the same everywhere
 
 
-def class_parts(class_id: Tensor) -> tuple[Tensor, Tensor]:
-    """(shape index, pattern index) of each class id: class = shape * len(PATTERNS) + pattern."""
-    return class_id // len(PATTERNS), class_id % len(PATTERNS)
+def class_parts(class_id: Tensor, num_patterns: int = len(PATTERNS)) -> tuple[Tensor, Tensor]:
+    """(shape index, pattern index) of each class id: class = shape * num_patterns + pattern."""
+    return class_id // num_patterns, class_id % num_patterns
 
 
-def with_shape_of(class_id: Tensor, shape_from: Tensor) -> Tensor:
+def with_shape_of(class_id: Tensor, shape_from: Tensor, num_patterns: int = len(PATTERNS)) -> Tensor:
     """Class ids with the colour pattern of ``class_id`` and the shape of ``shape_from``."""
-    return class_parts(shape_from)[0] * len(PATTERNS) + class_parts(class_id)[1]
+    return class_parts(shape_from, num_patterns)[0] * num_patterns + class_parts(class_id, num_patterns)[1]
+
+
+def _hsv(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """RGB (n, 3) of hue / saturation / value in [0, 1]."""
+    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0]) + h[:, None] * 6, 6)
+    return v[:, None] - v[:, None] * s[:, None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def random_patterns(palettes: int) -> tuple[tuple[tuple[float, ...], tuple[float, ...], str], ...]:
+    """``palettes`` seeded two-colour palettes for each pattern kind of ``PATTERNS``, in the same
+    form as ``PATTERNS`` (kind-major: the first ``palettes`` entries are halves). Body and pattern
+    hues lie a quarter to three quarters of the colour circle apart, and away from the marker's cyan."""
+    g = torch.Generator().manual_seed(PALETTE_SEED)
+    n = palettes * len(PATTERNS)
+    u = torch.rand(n, 6, generator=g)
+    cyan, gap = 0.5, 0.06
+
+    def off_cyan(h: Tensor) -> Tensor:
+        near = (h - cyan).abs() < gap
+        return torch.where(near, h + torch.sign(h - cyan + 1e-9) * gap, h)
+
+    body_h = off_cyan(u[:, 0])
+    second_h = off_cyan(torch.remainder(body_h + 0.25 + 0.5 * u[:, 1], 1.0))
+    body = _hsv(body_h, 0.55 + 0.4 * u[:, 2], 0.7 + 0.25 * u[:, 3])
+    second = _hsv(second_h, 0.3 + 0.6 * u[:, 4], 0.75 + 0.25 * u[:, 5])
+    kinds = [kind for _, _, kind in PATTERNS]
+    return tuple(
+        (tuple(body[i].tolist()), tuple(second[i].tolist()), kinds[i // palettes]) for i in range(n)
+    )
 
 
 def _box(px: Tensor, py: Tensor, hx: float, hy: float) -> Tensor:
@@ -91,7 +124,8 @@ def shape_sdf(shape: Tensor, px: Tensor, py: Tensor) -> Tensor:
 
 
 def pattern_sdf(pattern: Tensor, px: Tensor, py: Tensor) -> Tensor:
-    """Signed distance of each sample's second-colour region in the object frame."""
+    """Signed distance of each sample's second-colour region in the object frame; ``pattern``: the
+    kind's index in ``PATTERNS`` (half, stripes, dot)."""
     r = RADIUS
     sdfs = torch.stack(
         [
@@ -109,16 +143,20 @@ def marker_sdf(px: Tensor, py: Tensor) -> Tensor:
     return torch.sqrt((px - 0.45 * r) ** 2 + py**2) - 0.2 * r
 
 
-def render(class_id: Tensor | int, pose: Tensor, resolution: int = 64, marker: bool = False) -> Tensor:
+def render(
+    class_id: Tensor | int, pose: Tensor, resolution: int = 64, marker: bool = False, patterns: tuple = PATTERNS  # type: ignore[type-arg]
+) -> Tensor:
     """Images (B, 3, R, R) in [0, 1] of classes ``class_id`` (B,) in poses ``pose`` (B, 3) =
-    (angle, x, y), with the shared front marker when ``marker``. A single class id / pose (3,)
+    (angle, x, y), with the shared front marker when ``marker``; ``patterns`` is the colouring
+    table the ids index (``PATTERNS`` or :func:`random_patterns`). A single class id / pose (3,)
     gives one image (3, R, R)."""
     single = pose.dim() == 1
     pose = pose.reshape(-1, 3).float()
     class_id = torch.as_tensor(class_id, dtype=torch.long).reshape(-1).expand(len(pose))
-    if bool(((class_id < 0) | (class_id >= NUM_CLASSES)).any()):
-        raise ValueError(f"class ids must lie in [0, {NUM_CLASSES}), got {class_id.tolist()}")
-    shape, pattern = class_parts(class_id)
+    num_classes = len(SHAPES) * len(patterns)
+    if bool(((class_id < 0) | (class_id >= num_classes)).any()):
+        raise ValueError(f"class ids must lie in [0, {num_classes}), got {class_id.tolist()}")
+    shape, pattern = class_parts(class_id, len(patterns))
     # pixel centres in [-1, 1]
     coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 - 1
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")
@@ -128,9 +166,10 @@ def render(class_id: Tensor | int, pose: Tensor, resolution: int = 64, marker: b
     px, py = cos * dx + sin * dy, -sin * dx + cos * dy  # rotate the image by −θ: object frame
     pixel = 2.0 / resolution
     alpha = (0.5 - shape_sdf(shape, px, py) / pixel).clamp(0, 1)  # one-pixel anti-aliasing
-    beta = (0.5 - pattern_sdf(pattern, px, py) / pixel).clamp(0, 1)
-    body = torch.tensor([p[0] for p in PATTERNS])[pattern]  # (B, 3)
-    second = torch.tensor([p[1] for p in PATTERNS])[pattern]
+    kind = torch.tensor([[k for _, _, k in PATTERNS].index(p[2]) for p in patterns])[pattern]
+    beta = (0.5 - pattern_sdf(kind, px, py) / pixel).clamp(0, 1)
+    body = torch.tensor([p[0] for p in patterns])[pattern]  # (B, 3)
+    second = torch.tensor([p[1] for p in patterns])[pattern]
     colour = body[:, :, None, None] * (1 - beta[:, None]) + second[:, :, None, None] * beta[:, None]
     if marker:
         gamma = (0.5 - marker_sdf(px, py) / pixel).clamp(0, 1)[:, None]
@@ -163,14 +202,20 @@ class ShapesStream(BatchStream):
 
 
 class Shapes3DSynthetic(DataSource):
-    """Rendered objects: 12 identities (class) x continuous poses (content). See the module doc."""
+    """Rendered objects: 12 identities (class; 12·N with ``palettes=N``) x continuous poses
+    (content). See the module doc."""
 
     kind = "images"
     num_classes = NUM_CLASSES
     name = "shapes3d-synthetic"
 
     def __init__(
-        self, resolution: int = 64, max_shift: float = 0.25, shapes: list[str] = list(SHAPES), marker: bool = False  # noqa: B006 (read only)
+        self,
+        resolution: int = 64,
+        max_shift: float = 0.25,
+        shapes: list[str] = list(SHAPES),  # noqa: B006 (read only)
+        marker: bool = False,
+        palettes: int = 0,
     ) -> None:
         if resolution < 16 or resolution % 16:
             raise ConfigError(f"data.resolution must be a multiple of 16 (at least 16), got {resolution}")
@@ -181,11 +226,15 @@ class Shapes3DSynthetic(DataSource):
             raise ConfigError(f"data.shapes must be distinct names from {list(SHAPES)}, got {list(shapes)}")
         if not isinstance(marker, bool):
             raise ConfigError(f"data.marker must be true or false, got {marker!r}")
+        if isinstance(palettes, bool) or not isinstance(palettes, int) or not 0 <= palettes <= 1000:
+            raise ConfigError(f"data.palettes must be a whole number in [0, 1000] (0: the three fixed colourings), got {palettes!r}")
         self.resolution, self.max_shift, self.marker = int(resolution), float(max_shift), marker
+        self.patterns = random_patterns(palettes) if palettes else PATTERNS
+        self.num_classes = len(SHAPES) * len(self.patterns)
         # The classes drawn: every pattern on each chosen shape. Ids stay global (shape x pattern),
         # so with all four shapes the draws are the same as before this option existed.
         self.class_ids = torch.tensor(
-            [SHAPES.index(s) * len(PATTERNS) + p for s in sorted(shapes, key=SHAPES.index) for p in range(len(PATTERNS))]
+            [SHAPES.index(s) * len(self.patterns) + p for s in sorted(shapes, key=SHAPES.index) for p in range(len(self.patterns))]
         )
         self.shape = (3, self.resolution, self.resolution)
         # The paper's Cars3D settings (Appendix 9.3): β_kl = 1 for both groups, β_rec = 0.5,
@@ -224,14 +273,17 @@ class Shapes3DSynthetic(DataSource):
 
     def render(self, class_id: Tensor | int, pose: Tensor) -> Tensor:
         """The true image(s) of ``class_id`` in ``pose`` (angle, x, y) at this resolution."""
-        return render(class_id, pose, self.resolution, self.marker)
+        return render(class_id, pose, self.resolution, self.marker, self.patterns)
 
     @staticmethod
     def rotate_poses(poses: Tensor, angle: float) -> Tensor:
         """``poses`` turned by ``angle`` radians (positions unchanged)."""
         return poses + torch.tensor([angle, 0.0, 0.0])
 
-    with_shape_of = staticmethod(with_shape_of)  # lets content_transfer_error see which class is the shape's
+    def with_shape_of(self, class_id: Tensor, shape_from: Tensor) -> Tensor:
+        """Class ids with the colouring of ``class_id`` and the shape of ``shape_from`` (lets
+        content_transfer_error see which class is the shape's)."""
+        return with_shape_of(class_id, shape_from, len(self.patterns))
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> ShapesStream:
         return ShapesStream(self, batch_size, seed=seed * 1000 + rank)
