@@ -19,6 +19,7 @@ Run again with the same ``out_dir`` after a crash: each model continues from its
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -109,6 +110,11 @@ def run_bench_translation(
     return results
 
 
+def number(value: float | None) -> str:
+    """``value`` to two decimals; "—" when it is missing or NaN (not measurable with these pairs)."""
+    return "—" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
 def pose_cell(pose_r2: dict[str, dict[str, float]] | None) -> str:
     """``class / content`` R² of the rotation, then of the position: "0.99 / 0.05; 0.95 / 0.94"."""
     if not pose_r2:
@@ -131,7 +137,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         "(unless data.marker is on). Rotation from B / A: the share of translations whose best-fitting rotation is within "
         "15° of B's (carried by the content code) or of A's (kept by the class code); about 1/8 each by chance. Follows B / A: "
         "how closely that rotation follows B's (A's) up to a constant per pair of identities, 1 at best, about "
-        "0.89/sqrt(translations per pair of identities) by chance. Pose R²: how much of the true rotation / "
+        "0.89/sqrt(translations per pair of identities) by chance (—: fewer than 4 translations per pair of identities). Pose R²: how much of the true rotation / "
         "position each code holds (held-out R² of a linear map from the code, per identity; 1: all of it, 0: none); "
         "a class/content split has the pose in the content code, not in the class code. "
         "KL per group on held-out images; "
@@ -147,7 +153,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {names.get(objective, objective)} | {r['mse']:.4f} | {r.get('mse_aligned', float('nan')):.4f} | "
             f"{r.get('rotation_from_content', float('nan')):.0%} / {r.get('rotation_from_class', float('nan')):.0%} "
-            f"({r.get('rotation_follows_content', float('nan')):.2f} / {r.get('rotation_follows_class', float('nan')):.2f}) | {pose_cell(r.get('pose_r2'))} | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
+            f"({number(r.get('rotation_follows_content'))} / {number(r.get('rotation_follows_class'))}) | {pose_cell(r.get('pose_r2'))} | {r.get('mse_shape_from_content', float('nan')):.4f} | {r['mse_reconstruction']:.4f} | {r['mse_copy_content']:.4f} | "
             f"{r['mse_copy_class']:.4f} | {r['mse_mean_image']:.4f} | "
             + (f"{r.get('lpips', float('nan')):.4f} | {r.get('lpips_copy_content', float('nan')):.4f} | " if with_lpips else "")
             + f"{r['kl'].get('class', float('nan')):.2f} | "

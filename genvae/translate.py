@@ -185,6 +185,7 @@ def content_transfer_error(
 
 ANGLE_OFFSETS = 24  # rotations tried per translation by rotation_fit: every 15°
 ROTATION_TOLERANCE = 2 * math.pi / ANGLE_OFFSETS  # "carries that rotation": within one step (15°)
+FOLLOWS_MIN_PER_PAIR = 4  # translations per pair of identities that "follows" needs on average
 
 
 def rotation_fit(data: DataSource, translated: Tensor, y_a: Tensor, pose_a: Tensor, y_b: Tensor, pose_b: Tensor) -> dict[str, float]:
@@ -202,7 +203,8 @@ def rotation_fit(data: DataSource, translated: Tensor, y_a: Tensor, pose_a: Tens
       rotation follows B's (A's) up to a constant per pair of identities, i.e. in a convention of
       the model's own: the mean resultant length of (best − B's angle) within each pair of
       identities, averaged with the pairs' counts. 1 when it follows exactly; by chance about
-      0.89 / √(translations per pair of identities), so use many pairs per pair of identities.
+      0.89 / √(translations per pair of identities), so use many pairs per pair of identities;
+      NaN with fewer than ``FOLLOWS_MIN_PER_PAIR`` on average (with one it is 1 by construction).
     """
     offsets = torch.arange(ANGLE_OFFSETS) * (2 * math.pi / ANGLE_OFFSETS)
     errors = torch.stack(
@@ -218,6 +220,8 @@ def rotation_fit(data: DataSource, translated: Tensor, y_a: Tensor, pose_a: Tens
         return (gap.abs() <= ROTATION_TOLERANCE + 1e-6).float().mean().item()
 
     def follows(angle: Tensor) -> float:
+        if len(y_a) < FOLLOWS_MIN_PER_PAIR * len(pairs):
+            return math.nan
         gap = best - angle
         lengths = [torch.stack([gap[m].cos().sum(), gap[m].sin().sum()]).norm() for m in pairs]
         return (sum(lengths) / len(y_a)).item()  # Σ_pairs n_p R_p / n

@@ -415,8 +415,9 @@ def test_rotation_fit_tells_where_the_rotation_came_from():
     assert from_b["rotation_from_content"] == 1.0 and from_b["rotation_from_class"] < 0.25 and from_b["mse_aligned"] < 1e-10
     assert from_a["rotation_from_class"] == 1.0 and from_a["rotation_from_content"] < 0.25 and from_a["mse_aligned"] > 0.005
     assert turned["rotation_from_content"] == 0.0 and turned["rotation_from_class"] < 0.25 and turned["mse_aligned"] < 1e-10
-    # "follows": up to a constant per pair of identities; 64 pairs over up to 144 identity pairs
-    # leave about one translation per pair, where it is 1 by construction: use one identity pair
+    assert math.isnan(from_b["rotation_follows_content"]) and math.isnan(from_a["rotation_follows_class"])  # too few per identity pair
+    # "follows": up to a constant per pair of identities; 64 pairs over up to 132 identity pairs
+    # leave about one translation per pair, where it is 1 by construction (NaN above): use one pair
     y_a, y_b = torch.full((64,), 4), torch.full((64,), 7)
     turned = rotation_fit(data, data.render(y_a, data.rotate_poses(pose_b, math.pi / 2)), y_a, pose_a, y_b, pose_b)
     from_a = rotation_fit(data, data.render(y_a, a_in_b), y_a, pose_a, y_b, pose_b)
