@@ -563,3 +563,20 @@ def test_batchnorm_statistics_are_recomputed_from_real_data():
         expected = encoder.features[0](x).mean(dim=(0, 2, 3))
     assert torch.allclose(bn.running_mean, expected, atol=1e-5)
     assert bn.momentum == 0.1 and not encoder.training  # restored
+
+
+def test_a_camera_photo_is_read_the_way_up_its_exif_orientation_says(tmp_path: Path) -> None:
+    """Orientation 6 (the stored pixels must turn 90° clockwise, as phones save portraits): the
+    left half of the stored pixels is the top of the picture."""
+    from PIL import Image
+
+    from genvae.plugins.datasets.image_folder import read_image
+
+    stored = np.zeros((20, 40), np.uint8)
+    stored[:, :20] = 255  # left half white
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "portrait.jpg", exif=exif.tobytes(), quality=95)
+    pixels = read_image(tmp_path / "portrait.jpg", "L", (20, 40))  # (width, height): as shown, 20 wide and 40 tall
+    assert pixels.shape == (40, 20) and pixels[:16].mean() > 200 and pixels[-16:].mean() < 50

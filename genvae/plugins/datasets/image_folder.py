@@ -177,10 +177,13 @@ def read_image(path: str | Path, mode: str, size: tuple[int, int]) -> np.ndarray
     PNG and TIFF as either) is scaled to 8 bits, round(value / 257), where Pillow's own
     conversion would clip it at 255 (all white). Floating-point images (mode F) are read as
     [0, 1] (times 255) when all values lie in [0, 1], as [0, 255] when they lie there, and
-    refused otherwise (DataError). A file PIL cannot decode raises its OSError."""
+    refused otherwise (DataError). A camera's EXIF orientation is applied (the image as a viewer
+    shows it); an alpha channel is dropped, as by Pillow's convert. A file PIL cannot decode raises
+    its OSError."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    with Image.open(path) as opened:
+        im = ImageOps.exif_transpose(opened)
         if im.mode.startswith("I") or im.mode == "F":
             im = Image.fromarray(_to_8bit(np.asarray(im, dtype=np.float64), im.mode, path))
         im = ImageOps.fit(im.convert(mode), size, method=Image.Resampling.BICUBIC)
