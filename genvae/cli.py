@@ -246,7 +246,9 @@ def translate(
     """The paper's translation grid: cell (i, j) = D(class code of row i, content code of column j)."""
     from genvae.core.run import load_run
     from genvae.translate import write_translation_grid
+    from genvae.viz.images import check_picture_out
 
+    check_picture_out(out)
     path = write_translation_grid(load_run(run), class_from, content_from, out)
     console.print(f"wrote {path}", soft_wrap=True)
 
@@ -262,20 +264,26 @@ def interpolate(
     """Appendix 9.4.2: bilinear interpolation between the latent codes of four images."""
     from genvae.commands.reconstruct import image_files
     from genvae.errors import ConfigError
-    from genvae.viz.images import interpolation_grid, load_images, save_grid
+    from genvae.viz.images import check_picture_out, interpolation_grid, load_images, load_readable_images, save_grid
 
+    check_picture_out(out)
     folder = corners[0] if len(corners) == 1 and corners[0].is_dir() else None
     if folder is not None:
-        corners = image_files(corners)[:4]
+        corners = image_files(corners)
     elif directories := [str(p) for p in corners if p.is_dir()]:
         raise ConfigError(f"{directories[0]} is a directory; interpolate takes four image files (top-left, top-right, "
                           "bottom-left, bottom-right), or one folder to use its first four images")  # fmt: skip
-    if len(corners) != 4:
-        raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}{f' in {folder}' if folder else ''}")
     if steps < 2:
         raise ConfigError(f"--steps must be at least 2, got {steps}")
+    if folder is None and len(corners) != 4:
+        raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}")
     loaded = load_image_run(run, "interpolate")
-    images = load_images(corners, loaded.data.shape)
+    if folder is None:
+        images = load_images(corners, loaded.data.shape)
+    else:  # its first four readable images
+        images, corners = load_readable_images(corners, loaded.data.shape, limit=4)
+        if len(corners) != 4:
+            raise ConfigError(f"interpolate needs 4 corner images, {folder} has {len(corners)} readable")
     grid = interpolation_grid(loaded.models, images, steps=steps)
     console.print(f"wrote {save_grid(grid, out)}", soft_wrap=True)
 

@@ -159,9 +159,16 @@ def test_interpolate_takes_four_image_files_or_one_folder(tmp_path, digits_run_d
     assert "error: " + str(faces) + " is a directory; interpolate takes four image files (top-left, top-right, bottom-left, bottom-right), or one folder to use its first four images" in " ".join(folders.output.split())
     one = invoke("interpolate", digits_run_dir, faces, "--out", tmp_path / "square.png", "--steps", "3")
     assert one.exit_code == 0 and (tmp_path / "square.png").is_file(), one.output
+    (faces / "0.png").write_bytes(b"not a png")  # the first file is skipped, with a warning, as training skips it
+    (faces / "._1.png").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata, not an image: left out
+    skipped = invoke("interpolate", digits_run_dir, faces, "--out", tmp_path / "square.png", "--steps", "3")
+    assert skipped.exit_code == 0 and f"warning: skipped 1 unreadable image file(s): {faces / '0.png'}" in skipped.output, skipped.output
     (faces / "3.png").unlink(), (faces / "4.png").unlink()
     few = invoke("interpolate", digits_run_dir, faces)
-    assert few.exit_code == 2 and "interpolate needs exactly 4 corner images, got 3 in " in few.output, few.output
+    assert few.exit_code == 2 and f"interpolate needs 4 corner images, {faces} has 2 readable" in " ".join(few.output.split()), few.output
+    for suffix in (".pt", ""):  # refused before any work, in one line
+        bad = invoke("interpolate", digits_run_dir, faces, "--out", tmp_path / f"square{suffix}")
+        assert bad.exit_code == 2 and f"error: --out 'square{suffix}' is not a picture format; end it in .png or .jpg" in " ".join(bad.output.split())
 
 
 def test_a_plugin_adds_a_command(monkeypatch):

@@ -58,3 +58,40 @@ def test_clear_errors(tmp_path, digits_run_dir):
     genvae.train(tmp_path / "points", objective="vae", data="8gaussians", steps=2, batch_size=8, settings={"arch.hidden": 8})
     points = runner.invoke(app, ["reconstruct", str(tmp_path / "points"), str(empty)])
     assert points.exit_code == 2 and "not trained on images" in points.output
+
+
+def test_a_folder_as_gathered_in_practice(tmp_path, digits_run_dir):
+    """Symlinked subfolders are followed; a corrupt file and a dangling link are skipped with one
+    warning naming them (as training skips them); macOS "._" files are left out; --max says how
+    many were left; --out must be a picture format."""
+    folder, elsewhere = tmp_path / "mine", tmp_path / "elsewhere"
+    folder.mkdir(), elsewhere.mkdir()
+    for i, where in enumerate([folder, folder, elsewhere]):
+        Image.fromarray((np.random.default_rng(i).random((16, 16)) * 255).astype(np.uint8)).save(where / f"{i}.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # followed once only
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (folder / "._0.png").write_bytes(b"\x00\x05\x16\x07")
+    result = CliRunner().invoke(app, ["reconstruct", str(digits_run_dir), str(folder), "--out", str(tmp_path / "r.png")], env={"COLUMNS": "300"})
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped 2 unreadable image file(s): {folder / 'broken.png'}, {folder / 'dangling.png'}" in output
+    assert str(folder / "linked" / "2.png") in output and "(3 images, 1×16×16" in output
+    limited = CliRunner().invoke(app, ["reconstruct", str(digits_run_dir), str(folder / "0.png"), str(folder / "1.png"), "--max", "1", "--out", str(tmp_path / "r.png")])
+    assert "(1 image; the first 1 of 2 files, --max for more, 1×16×16" in " ".join(limited.output.split())
+    bad = CliRunner().invoke(app, ["reconstruct", str(digits_run_dir), str(folder), "--out", str(tmp_path / "r.pt")])
+    assert bad.exit_code == 2 and "error: --out 'r.pt' is not a picture format" in bad.output
+
+
+def test_training_follows_symlinked_folders_and_skips_macos_metadata(tmp_path):
+    from genvae.plugins.datasets.image_folder import ImageFolder
+
+    folder, elsewhere = tmp_path / "mine", tmp_path / "elsewhere"
+    folder.mkdir(), elsewhere.mkdir()
+    for i, where in enumerate([folder, elsewhere]):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(where / f"{i}.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "._0.png").write_bytes(b"\x00\x05\x16\x07")
+    data = ImageFolder(str(folder), resolution=8)
+    assert data.files == [folder / "0.png", folder / "linked" / "1.png"]

@@ -11,14 +11,15 @@ from genvae.commands.common import console, load_image_run, user_errors
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
-    """The image files named, and those under the folders named (sorted)."""
+    """The image files named, and those under the folders named (sorted; see
+    :func:`~genvae.plugins.datasets.image_folder.find_image_files`)."""
     from genvae.errors import DataError
-    from genvae.plugins.datasets.image_folder import IMAGE_SUFFIXES
+    from genvae.plugins.datasets.image_folder import IMAGE_SUFFIXES, find_image_files
 
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = find_image_files(path)
             if not found:
                 raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {path}")
             files += found
@@ -41,19 +42,21 @@ def reconstruct(
     import torch
 
     from genvae.errors import ConfigError
-    from genvae.viz.images import load_images, pair_rows_grid, save_grid
+    from genvae.viz.images import check_picture_out, load_readable_images, pair_rows_grid, save_grid
 
     if limit < 1:
         raise ConfigError(f"--max must be at least 1, got {limit}")
+    check_picture_out(out)
     loaded = load_image_run(run, "reconstruct")
-    files = image_files(inputs)[:limit]
-    x = load_images(files, loaded.data.shape)
+    candidates = image_files(inputs)
+    x, files = load_readable_images(candidates, loaded.data.shape, limit)
     with torch.no_grad():
         mu, _ = loaded.models.encode(x)
         x_rec = loaded.models.decode(mu).clamp(0, 1)
     errors = (x_rec - x).flatten(1).pow(2).sum(1)
     for path, error in zip(files, errors.tolist()):
         console.print(f"{path}  squared error {error:.4g}", soft_wrap=True, highlight=False)
-    console.print(f"mean squared error per image {errors.mean().item():.4g} ({len(files)} images, "
+    left_out = f"; the first {limit} of {len(candidates)} files, --max for more" if len(files) == limit < len(candidates) else ""
+    console.print(f"mean squared error per image {errors.mean().item():.4g} ({len(files)} image{'s' * (len(files) != 1)}{left_out}, "
                   f"{loaded.data.shape[0]}×{loaded.data.shape[1]}×{loaded.data.shape[2]}, values in [0, 1])", soft_wrap=True)  # fmt: skip
     console.print(f"wrote {save_grid(pair_rows_grid(x, x_rec), out, 'odd rows: your images; even rows: their reconstructions D(mu(x))')}", soft_wrap=True)

@@ -191,6 +191,47 @@ def samples_caption(models: Models) -> str:
 __all__ = ["make_grid", "save_grid", "sample_grid", "reconstruction_grid", "interpolation_grid", "is_conditional"]
 
 
+def check_picture_out(path: str | Path) -> Path:
+    """``path`` when Pillow writes pictures with its extension; a one-line ConfigError otherwise
+    (checked before any work, so that a long command does not end in a traceback)."""
+    from PIL import Image
+
+    from genvae.errors import ConfigError
+
+    path = Path(path)
+    writable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+    if path.suffix.lower() not in writable:
+        raise ConfigError(f"--out {path.name!r} is not a picture format; end it in .png or .jpg (or another extension Pillow writes: .webp, .tif, ...)")
+    return path
+
+
+def load_readable_images(paths: Sequence[str | Path], shape: tuple[int, ...], limit: int | None = None) -> tuple[Tensor, list[Path]]:
+    """:func:`load_images` of the first ``limit`` (all: None) of ``paths`` that can be read, and
+    their paths: as the folder dataset, an unreadable file (corrupt, not an image, a dangling
+    link) is skipped with one warning naming them. A path that does not exist is still an error."""
+    import warnings
+
+    kept: list[Path] = []
+    images: list[Tensor] = []
+    skipped: list[str] = []
+    for p in map(Path, paths):
+        if limit is not None and len(kept) >= limit:
+            break
+        try:
+            images.append(load_images([p], shape)[0])
+            kept.append(p)
+        except DataError:
+            if not (p.is_file() or p.is_symlink()):  # a typo or a directory: say so
+                raise
+            skipped.append(str(p))
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable image file(s): {', '.join(skipped[:5])}{more}", stacklevel=2)
+    if not images:
+        raise DataError(f"none of the {len(skipped)} image files could be read ({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''})")
+    return torch.stack(images), kept
+
+
 def load_images(paths: Sequence[str | Path], shape: tuple[int, ...]) -> Tensor:
     """Image files as (N, C, H, W) in [0, 1], converted to ``shape``'s channels (grey or RGB)
     and resized (shorter side) and centre-cropped to its size."""

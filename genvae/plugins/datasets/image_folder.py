@@ -21,6 +21,24 @@ PRELOAD_LIMIT_BYTES = 2 * 1024**3  # folders larger than this (as uint8 pixels) 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
+def find_image_files(folder: Path) -> list[Path]:
+    """The files under ``folder`` (recursively, sorted) whose names end in an image suffix, any
+    case. Symlinked folders are followed (each real folder once); a dangling link is listed, so
+    that reading it fails and is reported like any unreadable file. macOS's "._" metadata files are
+    not images and are left out."""
+    import os
+
+    found, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith("._")]
+    return sorted(found)
+
+
 class ImageFolder(ImageData):
     """Every image under ``path`` (recursively), RGB, resized (shorter side) and centre-cropped
     to ``resolution``. Unreadable files are skipped with one warning listing them. No labels; no
@@ -42,7 +60,7 @@ class ImageFolder(ImageData):
         self.shape = (3, self.resolution, self.resolution)
         if not self.path.is_dir():
             raise DataError(f"folder: {self.path} is not a directory; set data.path to a folder of images ({', '.join(IMAGE_SUFFIXES)})")
-        self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files = find_image_files(self.path)
         self._bad: set[Path] = set()
         if not self.files:
             raise DataError(f"folder: no image files ({', '.join(IMAGE_SUFFIXES)}) under {self.path}")
