@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from genvae.core.config import SECTIONS, merge_user
 from genvae.core.health import GameStoppedWarning, run_warning
+from genvae.core.plugins import get_plugins
 from genvae.core.run import PATH_OPTIONS, absolute_data_paths, read_run_config, require_run_dir, resolve
 from genvae.core.trainer import TrainResult
 from genvae.core.trainer import train as train_run
@@ -41,12 +42,18 @@ def user_settings(
         if dotted.split(".", 1)[0] not in SECTIONS or "." not in dotted:
             raise ConfigError(f"setting {dotted!r} must be SECTION.KEY with SECTION one of {', '.join(SECTIONS)}")
     changes = merge_user(config_file, list(overrides), flags)
+    name = str(changes.get("data", {}).get("name", ""))
     if not resume:
+        if name in get_plugins().datasets and Path(name).is_dir():
+            warnings.warn(f"--data {name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, give --data ./{name}", stacklevel=2)
         return changes
     if run_dir is None:
         raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
+    if "path" in saved["data"] and name and name != saved["data"]["name"] and Path(name).expanduser().is_dir():
+        data = {k: v for k, v in changes["data"].items() if k != "name"}  # --data DIR of a folder run: where it lies now
+        changes["data"] = {**data, "path": data.get("path", name)}
     changes["data"] = absolute_data_paths(changes.get("data", {}))  # as saved
     for section, values in changes.items():
         for key, value in values.items():

@@ -65,3 +65,7 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
     assert json.loads((run / "config.json").read_text())["data"]["path"] == str(tmp_path / "moved")
     with pytest.raises(ConfigError, match=r"data.resolution cannot change .*where the data lies \(data.path, data.root\) can"):
         genvae.train(run, steps=4, resume=True, settings={"data.resolution": 32})
+    (tmp_path / "moved").rename(tmp_path / "again")
+    assert genvae.train(run, steps=4, resume=True, data=str(tmp_path / "again")).step == 4  # --data DIR: where the folder lies now
+    assert json.loads((run / "config.json").read_text())["data"] == {"name": "folder", "path": str(tmp_path / "again"), "resolution": 16, "hflip": False}
+    assert genvae.train(run, steps=5, resume=True, data=str(tmp_path / "again")).step == 5  # the same folder again

@@ -384,6 +384,28 @@ def test_a_directory_as_data_name_is_the_folder_dataset(tmp_path: Path) -> None:
     assert cfg.arch["name"] == "residual"  # the folder dataset's recommendation
     with pytest.raises(ConfigError, match=r"no directory '\./nowhere' \(and no dataset of that name\).*8gaussians"):
         resolve({"data": {"name": "./nowhere"}})
+    with pytest.raises(ConfigError, match=r"'.*img_0.png' is a file; --data takes a folder of images \(its parent folder\?\) or a dataset name: .*8gaussians"):
+        resolve({"data": {"name": str(tmp_path / "faces" / "img_0.png")}})
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ConfigError, match=r"--data .*faces and data.path=.*other name two different folders; give one of them"):
+        resolve({"data": {"name": str(tmp_path / "faces"), "path": str(tmp_path / "other")}})
+    cfg, _ = resolve({"data": {"name": str(tmp_path / "faces"), "path": str(tmp_path / "faces")}})  # the same folder twice: fine
+    assert cfg.data["path"] == str(tmp_path / "faces")
+    cfg, data = resolve({"data": {"name": f"folder:path={tmp_path / 'faces'},resolution=8"}})  # the form eval's --in takes
+    assert cfg.data["name"] == "folder" and cfg.data["path"] == str(tmp_path / "faces") and data.shape == (3, 8, 8)
+
+
+def test_a_folder_named_like_a_dataset_is_pointed_out(tmp_path: Path, monkeypatch) -> None:
+    """``--data digits`` with a folder ./digits here trains on the built-in dataset, saying so."""
+    from genvae.api import user_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    with pytest.warns(UserWarning, match=r"--data digits is the dataset 'digits', not the folder ./digits here; .* give --data ./digits"):
+        user_settings(None, [], {"data.name": "digits"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        user_settings(None, [], {"data.name": "mnist"})  # no such folder here: no warning
 
 
 def test_missing_files_raise_one_line_data_errors(tmp_path: Path) -> None:

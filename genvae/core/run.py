@@ -20,6 +20,7 @@ from genvae.core.config import (
     OptimConfig,
     TrainConfig,
     build_dataclass,
+    parse_key_value,
     read_json,
     signature_options,
     to_jsonable,
@@ -145,13 +146,25 @@ def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[s
 
 def directory_as_folder(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
     """``--data DIR`` (a directory that is no dataset's name) means ``--data folder --set
-    data.path=DIR``; a name that looks like a path but is no directory is a one-line error."""
+    data.path=DIR``; ``--data NAME:KEY=VALUE,...`` (the form eval's --in / --ref take) means
+    ``--data NAME --set data.KEY=VALUE ...``. A name that looks like a path but is no directory,
+    a file, or a directory beside a different data.path is a one-line error."""
     data = user.get("data", {})
     name = str(data.get("name", DEFAULT_NAMES["data"]))
     if name in plugins.datasets:
         return user
-    if Path(name).expanduser().is_dir():
+    spec_name, colon, spec = name.partition(":")
+    if colon and spec_name in plugins.datasets and not Path(name).expanduser().exists():
+        options = dict(parse_key_value(item) for item in filter(None, spec.split(",")))
+        return {**user, "data": {**data, **options, "name": spec_name}}
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if "path" in data and Path(str(data["path"])).expanduser().resolve() != path.resolve():
+            raise ConfigError(f"--data {name} and data.path={data['path']} name two different folders; give one of them")
         return {**user, "data": {**data, "name": "folder", "path": data.get("path", name)}}
+    if path.is_file():
+        raise ConfigError(f"{name!r} is a file; --data takes a folder of images (its parent folder?) or a dataset name: "
+                          f"{', '.join(plugins.datasets.names())}")  # fmt: skip
     if "/" in name or "\\" in name or name.startswith(("~", ".")):
         raise ConfigError(f"no directory {name!r} (and no dataset of that name); give an existing folder of images, "
                           f"or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
