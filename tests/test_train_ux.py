@@ -418,10 +418,14 @@ def test_version():
         ("optim.grad_clip=-1", "optim.grad_clip must be >= 0 (0: unused), got -1"),
         ("train.seed=-1", "train.seed must lie in [0, 2**32 - 1], got -1"),
         ("train.seed=4294967296", "train.seed must lie in [0, 2**32 - 1], got 4294967296"),
+        ('arch.channels=[16,"a"]', "arch.channels[1] = 'a' has the wrong type; expected int"),  # items of list[int] too
+        ("arch.channels=[16,32.5]", "arch.channels[1] = 32.5 has the wrong type; expected int"),
+        ("arch.channels=[16,true]", "arch.channels[1] = True has the wrong type; expected int"),
     ],
 )
 def test_bad_values_are_refused(setting, expected):
-    result, text = invoke("train", "--set", setting, "--dry-run")
+    arch = ["--data", "digits", "--arch", "residual"] if setting.startswith("arch.") else []
+    result, text = invoke("train", "--set", setting, *arch, "--dry-run")
     assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
 
 

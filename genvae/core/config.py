@@ -180,7 +180,7 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
     elif annotation is str:
         if isinstance(value, str):
             return value
-    elif origin in (list, tuple) or annotation in (list, tuple):
+    elif origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
         inner = args[0] if args else Any
         if isinstance(value, (list, tuple)):
             return [coerce(f"{where}[{i}]", v, inner) for i, v in enumerate(value)]
@@ -220,11 +220,21 @@ def build_dataclass(section: str, cls: type, values: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _signature(fn: Any) -> inspect.Signature:
+    """``fn``'s signature with its annotations evaluated (``from __future__ import annotations``
+    leaves them strings), so that ``list[int]`` checks the items; as written when they cannot be
+    (a name imported only for type checkers), and then an option is checked against its default's type."""
+    try:
+        return inspect.signature(fn, eval_str=True)
+    except Exception:  # noqa: BLE001 - NameError, TypeError, ... from evaluating a plugin's annotations
+        return inspect.signature(fn)
+
+
 def signature_options(*callables: Any, skip: tuple[str, ...] = ("self", "data_shape", "num_classes")) -> dict[str, inspect.Parameter]:
     """Keyword options accepted by any of ``callables`` (an architecture's encoder and decoder)."""
     options: dict[str, inspect.Parameter] = {}
     for fn in callables:
-        for name, param in inspect.signature(fn).parameters.items():
+        for name, param in _signature(fn).parameters.items():
             if name in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
             options.setdefault(name, param)
