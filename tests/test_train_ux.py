@@ -240,6 +240,29 @@ def test_a_run_that_another_process_trains_is_refused(tmp_path):
 # --- resuming -------------------------------------------------------------------------------
 
 
+def test_data_refused_at_the_first_batch_leaves_no_run_behind(tmp_path, monkeypatch):
+    """A data error met at the first batch (after config.json was written) removes the new run
+    again, so that the corrected command can use the same --run-dir; a run directory that existed
+    before (empty) stays."""
+    from genvae.errors import DataError
+    from genvae.plugins.datasets.toy2d import Toy2DStream
+
+    def refuse(self):
+        raise DataError("these points are not what this dataset reads")
+        yield
+
+    monkeypatch.setattr(Toy2DStream, "__iter__", refuse)
+    for run in (tmp_path / "new", tmp_path / "made"):
+        if run.name == "made":
+            run.mkdir()
+        result, text = invoke("train", "--data", "8gaussians", "--steps", "2", "--run-dir", run, *SMALL)
+        assert result.exit_code == 2 and "error: these points are not what this dataset reads" in text
+        assert (run.name == "made") == run.exists() and (run.name == "new" or list(run.iterdir()) == [])
+    monkeypatch.undo()
+    result, text = invoke("train", "--data", "8gaussians", "--steps", "2", "--run-dir", tmp_path / "new", *SMALL)
+    assert result.exit_code == 0 and "done: step 2" in text, text
+
+
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path):
     cfg, data = small_config(steps=20)
     train(cfg, data, tmp_path / "straight", progress=False)

@@ -62,6 +62,10 @@ class RunLock:
         f.flush()
         self._file = f
 
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
     def release(self) -> None:
         if self._file is not None:
             self._file.close()  # closing drops the flock

@@ -181,6 +181,7 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
         self._stop_signal: int | None = None  # set by Ctrl-C / SIGTERM, checked after each step
         self.lock = RunLock(self.run_dir)
+        self._made_run_dir = False  # set when a new run creates its directory
         self.log_window = LogWindow(self.accelerator.device)
         self.progress = TrainProgress(cfg.train.steps, 0, None)  # silent until fit() shows one
 
@@ -398,8 +399,24 @@ class Trainer:
     def fit(self) -> TrainResult:
         try:
             return self._fit()
+        except GenvaeError as exc:
+            if not isinstance(exc, EvaluationError):  # that one says to fix the options and --resume
+                self._forget_unstarted_run()
+            raise
         finally:
             self.lock.release()
+
+    def _forget_unstarted_run(self) -> None:
+        """A new run that stopped with a user error before its first step (data of the wrong
+        shape) leaves no run behind, so that the corrected command can use the same --run-dir (a
+        directory it made is removed). Nothing was trained, so nothing is lost."""
+        if self.resume or self.step > 0 or not self.accelerator.is_main_process or not self.lock.held:
+            return
+        (self.run_dir / "config.json").unlink(missing_ok=True)
+        self.lock.path.unlink(missing_ok=True)  # the lock is still held: no other process can be starting here
+        if self._made_run_dir:
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()  # only when empty
 
     def _lock_run(self) -> None:
         """The main process takes the run's lock; every process stops alike when another holds it."""
@@ -427,6 +444,7 @@ class Trainer:
             check_new_run_dir(self.run_dir)
             acc.wait_for_everyone()  # every process looks before the main process writes
             if acc.is_main_process:
+                self._made_run_dir = not self.run_dir.exists()
                 try:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
