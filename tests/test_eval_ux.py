@@ -201,3 +201,11 @@ def test_bench_ood_runs_another_row_of_table_7(shared_data, tmp_path):
     assert result.exit_code == 0, result.output
     table = (tmp_path / "bench" / "table.md").read_text()
     assert "fashion-mnist (in) vs mnist:split=test (out)" in table and "| vae |" in table and "0.996 ± 0.0009" in table
+
+
+def test_ood_on_a_2d_run_draws_the_histograms_and_no_picture_grid(runs):
+    """The extremes figure shows images; 2-D points drawn as pictures were a 32x785 strip."""
+    result = invoke("eval", "ood", runs / "8gaussians", "--out", "rings", "-n", "64")
+    assert result.exit_code == 0, result.output
+    figures = sorted(p.name for p in (runs / "8gaussians" / "metrics").glob("ood-*.png"))
+    assert figures == ["ood-8gaussians-vs-rings-elbo.png"]

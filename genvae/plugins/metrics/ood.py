@@ -358,8 +358,9 @@ def evaluate_ood(
         title = f"{result['objective']}: {in_label} (train / test) vs {short} (OOD), AUROC {result['auroc']:.4f}"
         result["figure"] = str(plot_histograms({f"{in_label} train": scores["train"], f"{in_label} test": scores["test"],
                                                 f"{short} (OOD)": scores["ood"]}, path, title, score))  # fmt: skip
-        extremes = Path(str(path).removesuffix(".png") + "-extremes.png")
-        result["figure_extremes"] = str(save_extremes(scores, in_source, out_source, n, batch_size, seed, extremes))
+        if len(in_source.shape) == 3:  # the extremes are shown as pictures: images only
+            extremes = Path(str(path).removesuffix(".png") + "-extremes.png")
+            result["figure_extremes"] = str(save_extremes(scores, in_source, out_source, n, batch_size, seed, extremes))
     result["seconds"] = round(time.perf_counter() - start, 2)
     if write:
         append_metrics_record(run.path, RESULTS_FILE, result)
