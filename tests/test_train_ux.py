@@ -157,6 +157,18 @@ def test_steps_per_s_is_the_speed_since_the_previous_record(tmp_path):
     assert speeds[2] < 4 / 4.0 < min(speeds[:2])
 
 
+def test_steps_per_s_leaves_out_evaluations_and_figures(tmp_path, monkeypatch):
+    """--eval-every / figures_every work is not training: 2 s of it in every window of 4 steps
+    would make the speed below 2 steps/s."""
+    from genvae.core.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, metrics: time.sleep(1.0))
+    monkeypatch.setattr(Trainer, "write_figures", lambda self: time.sleep(1.0) or [])
+    cfg, data = small_config(steps=8, log_every=4, eval_every=4, figures_every=4, eval='["toy2d"]')
+    train(cfg, data, tmp_path / "run", progress=False)
+    assert min(r["steps_per_s"] for r in losses(tmp_path / "run")) > 4 / 2.0
+
+
 def test_a_log_record_torn_by_a_kill_is_dropped_on_resume(tmp_path):
     cfg, data = small_config(steps=20, checkpoint_every=10)
     train(cfg, data, tmp_path / "straight", progress=False)

@@ -132,8 +132,18 @@ class LogWindow:
             self.sums[key] = value.float() if total is None else total + value.float()
         self.count += 1
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside (evaluations, figures) does not count in the window's speed."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start_time += time.perf_counter() - start
+
     def close(self, step: int) -> dict[str, float]:
-        """The window's means and its speed (steps/s since the window began); starts the next."""
+        """The window's means and its speed (training steps/s since the window began, without the
+        time :meth:`paused`); starts the next."""
         keys = list(self.sums)
         values = torch.stack([self.sums[k] for k in keys]).div(self.count).tolist() if keys else []
         speed = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
@@ -468,7 +478,8 @@ class Trainer:
         self.progress = progress = TrainProgress(t.steps, start_step, progress_mode(self.show_progress, self.accelerator.is_main_process))
         try:
             if evaluations and self.step % t.eval_every == 0 and self._not_yet_evaluated():
-                self.evaluate(evaluations)  # where the curves start (a bad option shows at once), or one a failure missed
+                with window.paused():
+                    self.evaluate(evaluations)  # where the curves start (a bad option shows at once), or one a failure missed
             with progress:
                 while self.step < t.steps:
                     growth = self._apply_growth() if self.growth is not None else None
@@ -485,9 +496,11 @@ class Trainer:
                     if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
                         self.save_checkpoint()
                     if t.figures_every and self.step % t.figures_every == 0 and self.step < t.steps:
-                        self.write_figures()
+                        with window.paused():
+                            self.write_figures()
                     if evaluations and self.step % t.eval_every == 0 and self.step < t.steps:
-                        self.evaluate(evaluations)
+                        with window.paused():
+                            self.evaluate(evaluations)
                     if self.step < t.steps and self._stop_requested():
                         if self.last_checkpoint_step != self.step:
                             self.save_checkpoint()
