@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from genvae.commands.bench import bench_app
-from genvae.commands.common import console, err_console, load_image_run, user_errors
+from genvae.commands.common import console, err_console, load_image_run, print_table, user_errors
 from genvae.commands.evaluate import eval_app
 from genvae.commands.once_only import OnceOnlyGroup
 from genvae.commands.plugin_new import new_plugin
@@ -232,7 +231,7 @@ def plugins_list() -> None:
         status = f"[red]broken: {escape(info.error)}[/]" if info.error else "[green]ok[/]"
         source = escape(f"{info.distribution} {info.version}".strip())
         table.add_row(f"{escape(info.name)}\n[dim]{source}[/]", escape(registers) or "-", status)
-    Console().print(table)  # a fresh console: honours the terminal width (COLUMNS) of this call
+    print_table(table, highlight=True)
 
 
 @app.command()
@@ -341,7 +340,7 @@ def info(
     if as_json:
         print(json.dumps(details, indent=2, default=str))
     else:
-        Console().print(table, highlight=False)  # a fresh console: honours the terminal width (COLUMNS) of this call
+        print_table(table)
 
 
 @app.command()
@@ -367,7 +366,7 @@ def compare(
         at = row["logged_at"]
         values = [cell(row[k]) + (f" (step {at[k]})" if k in at else "") for k in result["keys"]]
         table.add_row(row["run"], row["objective"], cell(row["step"]), *values)
-    Console().print(table, highlight=False)
+    print_table(table)
     console.print(f"wrote {result['figure']}", soft_wrap=True)
 
 

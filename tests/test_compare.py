@@ -80,3 +80,13 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     log.write_text('{"step": 1, "rec": 2.0}\n{"step": 2, "rec": 1.5}\n{"step": 3, "re')
     assert read_records(log) == [{"step": 1, "rec": 2.0}, {"step": 2, "rec": 1.5}]
     assert plot_losses(log, tmp_path / "losses.png") == tmp_path / "losses.png"
+
+
+def test_off_a_terminal_the_table_is_as_wide_as_it_needs(digits_run_dir, tmp_path):
+    """Piped (`genvae compare ... | cat`), rich's 80 columns broke numbers across lines."""
+    record = {f"value_{i}": 1.0 + i / 3 for i in range(9)}
+    runs = [make_run(digits_run_dir, tmp_path / name, [{"step": 1, **record}]) for name in ("first", "second")]
+    result = CliRunner().invoke(app, ["compare", *map(str, runs), "--out", str(tmp_path / "c.png")], env={"COLUMNS": None})
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and all("1.333" in row and "3.667" in row for row in rows), result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from typing import Any, Callable, TypeVar
 
@@ -12,6 +13,16 @@ from rich.console import Console
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_table(table: Any, highlight: bool = False) -> None:
+    """A rich table at the terminal's width (a fresh console: it honours COLUMNS of this call);
+    off a terminal (a pipe, a file) as wide as the table needs, so that no number is broken
+    across lines."""
+    out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(width=max(out.width, Console(width=100_000).measure(table).maximum))
+    out.print(table, highlight=highlight)
 
 
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
