@@ -400,7 +400,8 @@ class UnavailableData(DataSource):
         self.kind = "images" if len(shape) == 3 else "points"
 
     def unavailable(self) -> DataError:
-        return DataError(f"this command reads the run's data, which is not available here: {self.error}")
+        return DataError(f"this command reads the run's data, which is not available here ({self.error}); "
+                         "name the data with --data (encode, eval likelihood) or --in (eval ood), e.g. --data folder:path=DIR")  # fmt: skip
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Any:
         raise self.unavailable()
