@@ -346,7 +346,7 @@ def info(
 @app.command()
 @user_errors
 def compare(
-    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Two or more run directories."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Two or more run directories, or a directory of runs (all of them)."),
     keys: list[str] = typer.Option([], "--key", "-k", help="Logged value to draw, e.g. rec or kl (repeatable; default: all)."),
     out: Path = typer.Option(Path("compare.png"), "--out", help="Output picture: .png, or .pdf, .svg, .jpg, ..."),
 ) -> None:

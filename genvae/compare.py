@@ -1,5 +1,6 @@
 """``genvae compare RUN RUN ...``: the training curves of several runs in one picture, and their
-last logged values side by side (a β sweep, seeds, objectives). Evaluations during training
+last logged values side by side (a β sweep, seeds, objectives); a directory of runs stands for
+all of them. Evaluations during training
 (``RUN/evals.jsonl``, e.g. ``toy2d.kl``) are curves too."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any, Sequence
 
 from genvae.core.config import read_json
 from genvae.core.evaluation import records_to_draw
-from genvae.core.run import require_run_dir
+from genvae.core.run import require_run_dir, runs_below
 from genvae.errors import ConfigError
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
 
@@ -23,15 +24,25 @@ def run_labels(runs: Sequence[Path]) -> list[str]:
     raise ConfigError("the same run is given twice; give each run once")
 
 
+def expand_runs(paths: Sequence[Path]) -> list[Path]:
+    """Each path as given, except a directory of runs (``runs/``, a bench's output), which stands
+    for the runs below it (:func:`~genvae.core.run.runs_below`)."""
+    expanded: list[Path] = []
+    for path in paths:
+        below = [] if (path / "config.json").is_file() or not path.is_dir() else runs_below(path)
+        expanded += below or [path]
+    return expanded
+
+
 def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     """Draw ``keys`` (default: every value the runs log) of each run's log.jsonl and evals.jsonl into ``out``;
     returns the figure path, the keys and one row per run (objective, last step, last values, and
     ``logged_at``: the step of each value last logged before that step)."""
-    paths, out = [Path(r) for r in runs], Path(out)
+    paths, out = expand_runs([Path(r) for r in runs]), Path(out)
     if out.suffix.lower().lstrip(".") not in picture_formats():
         raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
     if len(paths) < 2:
-        raise ConfigError("compare needs at least two runs")
+        raise ConfigError(f"compare needs at least two runs, got {len(paths)}" + (f" ({paths[0]})" if paths else ""))
     for path in paths:
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])

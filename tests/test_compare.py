@@ -45,6 +45,7 @@ def test_one_line_errors(two_runs, tmp_path):
         compare_runs(two_runs, tmp_path / "c.png", ["kl_class"])
     with pytest.raises(ConfigError, match="at least two runs"):
         compare_runs(two_runs[:1], tmp_path / "c.png")
+    assert [r["run"] for r in compare_runs([tmp_path], tmp_path / "c.png")["runs"]] == ["a/run", "b/run"]  # a directory of runs: all of them
     with pytest.raises(ConfigError, match="the same run is given twice"):
         compare_runs([two_runs[0], two_runs[0]], tmp_path / "c.png")
 
