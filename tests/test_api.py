@@ -29,7 +29,8 @@ def test_train_from_python_equals_the_cli(tmp_path, one_thread):
         api_weights, cli_weights = (load_file(tmp_path / d / role / "model.safetensors") for d in ("api", "cli"))
         assert all(torch.equal(api_weights[k], cli_weights[k]) for k in cli_weights)
     loaded = genvae.load_run(result.run_dir)
-    assert loaded.models.decode(torch.zeros(4, loaded.models.z_dim)).shape == (4, 2)
+    decoded = loaded.models.decode(torch.zeros(4, loaded.models.z_dim))
+    assert decoded.shape == (4, 2) and not decoded.requires_grad  # inference, without torch.no_grad()
 
 
 def test_resume_from_python_and_its_errors(tmp_path, one_thread):

@@ -526,13 +526,15 @@ def require_run_dir(path: Path) -> None:
 
 def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: str | torch.device = "cpu") -> LoadedRun:
     """Reopen a run directory: its config, its data source (a stand-in that only knows the shape
-    when the data files are not here) and its exported networks, in eval mode on ``map_location``."""
+    when the data files are not here) and its exported networks, in eval mode on ``map_location``,
+    their parameters without gradients (for inference: ``run.models.decode(z)`` needs no
+    ``torch.no_grad()``; training continues with ``genvae.train(run_dir, resume=True)``)."""
     plugins = plugins or get_plugins()
     path = Path(run_dir)
     require_run_dir(path)
     cfg = read_run_config(path / "config.json")
-    encoder = load_component(path / "encoder", plugins).to(map_location)
-    decoder = load_component(path / "decoder", plugins).to(map_location)
+    encoder = load_component(path / "encoder", plugins).to(map_location).requires_grad_(False)
+    decoder = load_component(path / "decoder", plugins).to(map_location).requires_grad_(False)
     name, shape = cfg.data["name"], tuple(encoder.config["data_shape"])
     if name not in plugins.datasets:  # e.g. the plugin that trained it was uninstalled
         missing = DataError(f"dataset {name!r}, which this run was trained on, is not installed: install the plugin package "
