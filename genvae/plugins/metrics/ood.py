@@ -287,6 +287,9 @@ def images_at(data: DataSource, split: str, n: int | None, batch_size: int, seed
     return torch.stack(found)  # type: ignore[arg-type]
 
 
+FEW_IMAGES = 50  # fewer images on either side of the AUROC than this: it is coarse, and evaluate_ood says so
+
+
 def save_extremes(scores: Mapping[str, np.ndarray], in_source: DataSource, out_source: DataSource, n: int | None,
                   batch_size: int, seed: int, path: Path, count: int = 16) -> Path:  # fmt: skip
     """Where the detector fails: top row, the ``count`` OOD images with the highest scores (most
@@ -337,6 +340,9 @@ def evaluate_ood(
         "test": run_scores(run, in_source, "test", n, samples, batch_size, seed + 2)[score],
         "ood": run_scores(run, out_source, "test", n, samples, batch_size, seed + 3)[score],
     }
+    if (fewest := min(len(scores["test"]), len(scores["ood"]))) < FEW_IMAGES:
+        warnings.warn(f"the AUROC compares {len(scores['test'])} in-distribution with {len(scores['ood'])} out-of-distribution "
+                      f"images: with so few ({fewest}) it is coarse; use more images", stacklevel=2)  # fmt: skip
     result: dict[str, Any] = {
         "auroc": auroc(scores["test"], scores["ood"]),
         "auroc_train_vs_ood": auroc(scores["train"], scores["ood"]),
