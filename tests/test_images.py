@@ -602,3 +602,16 @@ def test_a_camera_photo_is_read_the_way_up_its_exif_orientation_says(tmp_path: P
     image.save(tmp_path / "portrait.jpg", exif=exif.tobytes(), quality=95)
     pixels = read_image(tmp_path / "portrait.jpg", "L", (20, 40))  # (width, height): as shown, 20 wide and 40 tall
     assert pixels.shape == (40, 20) and pixels[:16].mean() > 200 and pixels[-16:].mean() < 50
+
+
+def test_a_folder_smaller_than_a_batch_is_pointed_out(tmp_path: Path) -> None:
+    import genvae
+
+    (tmp_path / "three").mkdir()
+    _write_pngs(tmp_path / "three", 3)
+    settings = {"data.resolution": 8, "arch.channels": [4], "train.figures_every": 0}
+    with pytest.warns(UserWarning, match=r"folder: 3 training image\(s\) per process, fewer than a batch \(8\): every batch repeats images"):
+        genvae.train(tmp_path / "a", objective="vae", data=str(tmp_path / "three"), steps=1, batch_size=8, settings=settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        genvae.train(tmp_path / "b", objective="vae", data=str(tmp_path / "three"), steps=1, batch_size=3, settings=settings)
