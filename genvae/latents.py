@@ -28,7 +28,7 @@ def encode_data(
     """Posterior parameters of ``n`` images (default: the whole split) of ``data`` (default: the
     run's dataset) under a ``LoadedRun``: ``mu``, ``logvar`` (N, z), ``labels`` (N,) when the
     data has them, and the latent groups as ``{name: size}``."""
-    from genvae.plugins.metrics.ood import iter_images, open_eval_data, require_run_shape, require_split, split_label
+    from genvae.plugins.metrics.ood import image_indices, iter_images, open_eval_data, require_run_shape, require_split, split_label
 
     require_split(split)
     if n is not None and n < 1:
@@ -57,6 +57,9 @@ def encode_data(
     }
     if labels:
         result["labels"] = torch.cat(labels).numpy()
+    served = source.served_files(split) if hasattr(source, "served_files") else None
+    if served is not None and (index := image_indices(source, split, n, seed)) is not None:
+        result["files"] = np.array([str(served[i]) for i in index.tolist()])  # the image of each row
     return result
 
 
@@ -149,9 +152,10 @@ def plot_latents(encoded: dict[str, Any], path: str | Path, title: str = "") -> 
 
 
 def save_encoded(encoded: dict[str, Any], path: str | Path) -> Path:
-    """``mu``, ``logvar``, ``labels`` (when present) and the group names / sizes as an .npz."""
+    """``mu``, ``logvar``, ``labels`` and ``files`` (the image file of each row, for a folder) when
+    present, and the group names / sizes as an .npz."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: encoded[k] for k in ("mu", "logvar", "labels") if k in encoded}
+    arrays = {k: encoded[k] for k in ("mu", "logvar", "labels", "files") if k in encoded}
     np.savez(path, **arrays, group_names=np.array(list(encoded["groups"])), group_sizes=np.array(list(encoded["groups"].values())))
     return path

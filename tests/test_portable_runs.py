@@ -92,3 +92,20 @@ def test_a_run_whose_dataset_plugin_is_gone_still_samples_and_says_what_is_missi
     assert result.exit_code == 0 and (tmp_path / "s.png").is_file(), text
     result, text = invoke("eval", "likelihood", run)
     assert result.exit_code == 2 and "dataset 'squares', which this run was trained on, is not installed: install the plugin package" in text, text
+
+
+def test_encode_of_a_folder_names_the_file_of_each_row(folder_run, tmp_path):
+    """An unreadable file is left out, so rows are not files by position: the .npz says which."""
+    import torch
+
+    from genvae.viz.images import load_images
+
+    paths = write_images(tmp_path / "mine", n=4)
+    (tmp_path / "mine" / "img_1b.png").write_bytes(b"not a png")  # sorts between img_1 and img_2
+    result, text = invoke("encode", folder_run, "--data", f"folder:path={tmp_path / 'mine'},resolution=8", "--out", tmp_path / "z.npz")
+    assert result.exit_code == 0, text
+    saved = np.load(tmp_path / "z.npz")
+    assert saved["files"].tolist() == [str(p) for p in paths]
+    with torch.no_grad():
+        mu = load_run(folder_run).models.encode(load_images(paths, (3, 8, 8)))[0]
+    assert np.allclose(saved["mu"], mu.numpy(), atol=1e-5)

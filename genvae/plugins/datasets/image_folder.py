@@ -62,6 +62,7 @@ class ImageFolder(ImageData):
             raise DataError(f"folder: {self.path} is not a directory; set data.path to a folder of images ({', '.join(IMAGE_SUFFIXES)})")
         self.files = find_image_files(self.path)
         self._bad: set[Path] = set()
+        self._served: dict[str, list[Path]] = {}
         if not self.files:
             raise DataError(f"folder: no image files ({', '.join(IMAGE_SUFFIXES)}) under {self.path}")
         self.recommended = {
@@ -127,7 +128,18 @@ class ImageFolder(ImageData):
             warnings.warn(f"{self.name}: skipped {len(bad)} unreadable image file(s) of {len(files)} under {self.path}: {names}", stacklevel=2)
         if not arrays:
             raise DataError(f"{self.name}: none of the {len(files)} image files under {self.path} could be read")
+        self._served[split] = [path for path in files if path not in set(bad)]
         return torch.from_numpy(np.stack(arrays)), None
+
+    def served_files(self, split: str) -> list[Path] | None:
+        """The file of each image of ``split`` in order (unreadable files left out), once the split
+        is loaded; None for a folder decoded batch by batch, where an unreadable file is replaced
+        by the next one on the fly."""
+        if self.lazy:
+            return None
+        self.split_size(split)  # loads the split
+        other = "test" if split == "train" else "train"
+        return self._served.get(split, self._served.get(other))
 
 
 class FacesFolder(ImageFolder):

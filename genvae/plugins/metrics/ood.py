@@ -195,16 +195,23 @@ def require_run_shape(data: DataSource, run: Any) -> None:
         raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
 
 
+def image_indices(data: DataSource, split: str, n: int | None, seed: int) -> Tensor | None:
+    """Which images of a random-access source (``get`` / ``split_size``) :func:`iter_images`
+    serves, in order: the first ``n``, or for a part of the training split a seeded random
+    choice; None for a source without random access."""
+    if not (hasattr(data, "get") and hasattr(data, "split_size")):
+        return None
+    size = data.split_size(split)
+    total = size if n is None else min(n, size)
+    if split == "train" and n is not None and n < size:
+        return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:total]
+    return torch.arange(total)
+
+
 def iter_images(data: DataSource, split: str, n: int | None, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor | None]]:
     """(x, y) batches: the first ``n`` images of a split (random access where the source offers
     ``get`` / ``split_size``), else ``test_batch`` / the training stream."""
-    if hasattr(data, "get") and hasattr(data, "split_size"):
-        size = data.split_size(split)
-        total = size if n is None else min(n, size)
-        if split == "train" and n is not None and n < size:
-            index_all = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:total]
-        else:
-            index_all = torch.arange(total)
+    if (index_all := image_indices(data, split, n, seed)) is not None:
         for chunk in index_all.split(batch_size):
             b = data.get(chunk, split)
             yield b.x, b.y
