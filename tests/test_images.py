@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -393,6 +394,9 @@ def test_a_directory_as_data_name_is_the_folder_dataset(tmp_path: Path) -> None:
     assert cfg.data["path"] == str(tmp_path / "faces")
     cfg, data = resolve({"data": {"name": f"folder:path={tmp_path / 'faces'},resolution=8"}})  # the form eval's --in takes
     assert cfg.data["name"] == "folder" and cfg.data["path"] == str(tmp_path / "faces") and data.shape == (3, 8, 8)
+    shutil.copytree(tmp_path / "faces", tmp_path / "set a,b")  # a comma in a path: the piece without "=" belongs to it
+    cfg, data = resolve({"data": {"name": f"folder:path={tmp_path / 'set a,b'},resolution=8,"}})
+    assert cfg.data["path"] == str(tmp_path / "set a,b") and data.shape == (3, 8, 8)
 
 
 def test_a_folder_named_like_a_dataset_is_pointed_out(tmp_path: Path, monkeypatch) -> None:

@@ -114,6 +114,21 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     return key.strip(), _literal(raw.strip())
 
 
+def parse_spec_options(spec: str) -> dict[str, Any]:
+    """The options of a ``NAME:KEY=VALUE,KEY=VALUE`` data spec (the part after the colon). A piece
+    without ``=`` continues the previous value, so that a path may hold a comma
+    (``path=/data/set a,b``); a first piece without one is an error."""
+    pieces: list[str] = []
+    for piece in spec.split(","):
+        if not piece:  # "a=1," or "a=1,,b=2"
+            continue
+        if "=" in piece or not pieces:
+            pieces.append(piece)
+        else:
+            pieces[-1] += "," + piece
+    return dict(parse_key_value(piece) for piece in pieces if piece)
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``objective.beta_neg=0.9`` -> ("objective", "beta_neg", 0.9) (values as parse_key_value)."""
     if "=" not in text:

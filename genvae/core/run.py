@@ -20,7 +20,7 @@ from genvae.core.config import (
     OptimConfig,
     TrainConfig,
     build_dataclass,
-    parse_key_value,
+    parse_spec_options,
     read_json,
     signature_options,
     to_jsonable,
@@ -155,7 +155,7 @@ def directory_as_folder(user: Mapping[str, Mapping[str, Any]], plugins: Plugins)
         return user
     spec_name, colon, spec = name.partition(":")
     if colon and spec_name in plugins.datasets and not Path(name).expanduser().exists():
-        options = dict(parse_key_value(item) for item in filter(None, spec.split(",")))
+        options = parse_spec_options(spec)
         return {**user, "data": {**data, **options, "name": spec_name}}
     path = Path(name).expanduser()
     if path.is_dir():

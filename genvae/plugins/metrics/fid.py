@@ -116,7 +116,7 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
     ``stats_ok``: the caller also accepts a .npz statistics file (said in the error)."""
     if isinstance(data, DataSource):
         return data, type(data).__name__
-    from genvae.core.config import parse_key_value, validate_options
+    from genvae.core.config import parse_spec_options, validate_options
     from genvae.core.plugins import get_plugins
     from genvae.core.run import data_options
 
@@ -129,9 +129,7 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
     else:
         name, _, rest = text.partition(":")
         label = text
-        for item in filter(None, rest.split(",")):
-            key, value = parse_key_value(item)
-            opts[key] = value
+        opts.update(parse_spec_options(rest))
         if name not in plugins.datasets:
             raise PluginError(_unknown_data_message(text, name, plugins.datasets.names(), stats_ok))
     factory = plugins.datasets.get(name)
