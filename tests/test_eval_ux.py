@@ -209,5 +209,7 @@ def test_ood_on_a_2d_run_draws_the_histograms_and_no_picture_grid(runs):
     assert result.exit_code == 0, result.output
     figures = sorted(p.name for p in (runs / "8gaussians" / "metrics").glob("ood-*.png"))
     assert figures == ["ood-8gaussians-vs-rings-elbo.png"] and "coarse" not in result.output
+    same = invoke("eval", "ood", runs / "8gaussians", "--out", "8gaussians", "-n", "64")
+    assert same.exit_code == 0 and "warning: the in-distribution and out-of-distribution data are the same (8gaussians)" in " ".join(same.output.split())
     few = invoke("eval", "ood", runs / "8gaussians", "--out", "rings", "-n", "10")
     assert few.exit_code == 0 and "warning: the AUROC compares 10 in-distribution with 10 out-of-distribution images: with so few (10) it is coarse" in " ".join(few.output.split())

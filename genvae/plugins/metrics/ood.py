@@ -342,6 +342,10 @@ def evaluate_ood(
     in_source, in_label = open_eval_data(in_data, run.data, "test")
     out_source, out_label = open_eval_data(out_data, run.data, "test")
     in_label = run.config.data["name"] if in_data is None else in_label
+    same_folder = None not in (paths := [getattr(d, "path", None) for d in (in_source, out_source)]) and Path(paths[0]).resolve() == Path(paths[1]).resolve()
+    if same_folder or (type(in_source) is type(out_source) and in_label == out_label):
+        warnings.warn(f"the in-distribution and out-of-distribution data are the same ({out_label}): the AUROC is about 0.5 by construction; "
+                      "give other data to --out", stacklevel=2)  # fmt: skip
     scores = {
         "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), samples, batch_size, seed + 1)[score],
         "test": run_scores(run, in_source, "test", n, samples, batch_size, seed + 2)[score],
