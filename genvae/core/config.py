@@ -126,7 +126,7 @@ def parse_spec_options(spec: str) -> dict[str, Any]:
             pieces.append(piece)
         else:
             pieces[-1] += "," + piece
-    return dict(parse_key_value(piece) for piece in pieces if piece)
+    return dict(parse_key_value(piece) for piece in pieces)
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -7,6 +7,9 @@ advisory lock (``fcntl.flock``) on ``RUN/train.lock`` while it trains. The kerne
 when the process ends, however it ends, so a crash or a kill never leaves a stale lock behind.
 The file itself stays (removing it would let a third process lock a new file while a second
 still holds the old one); it holds the pid and host of the last trainer, for the error message.
+The one exception: a new run that stops at its first batch with a user error removes its
+config.json and this file while still holding the lock, and ends without training
+(``Trainer._forget_unstarted_run``).
 Where ``fcntl`` or file locking is unavailable (Windows, some network file systems) nothing is
 locked.
 """

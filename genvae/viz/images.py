@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from genvae.core.interfaces import Models
-from genvae.errors import DataError
+from genvae.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage, ImageFont
@@ -195,8 +195,6 @@ def check_picture_out(path: str | Path) -> Path:
     """``path`` when Pillow writes pictures with its extension; a one-line ConfigError otherwise
     (checked before any work, so that a long command does not end in a traceback)."""
     from PIL import Image
-
-    from genvae.errors import ConfigError
 
     path = Path(path)
     writable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}

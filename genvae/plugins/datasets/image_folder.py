@@ -116,19 +116,20 @@ class ImageFolder(ImageData):
         other = "test" if split == "train" else "train"
         if other in self._splits and files is self.split_files(other):  # one set of images serves both splits
             return self._splits[other]
-        arrays, bad = [], []
+        arrays, served, bad = [], [], []
         for path in files:
             array = self._read(path)
             if array is None:
                 bad.append(path)
             else:
                 arrays.append(array)
+                served.append(path)
         if bad:
             names = ", ".join(str(p.relative_to(self.path)) for p in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
             warnings.warn(f"{self.name}: skipped {len(bad)} unreadable image file(s) of {len(files)} under {self.path}: {names}", stacklevel=2)
         if not arrays:
             raise DataError(f"{self.name}: none of the {len(files)} image files under {self.path} could be read")
-        self._served[split] = [path for path in files if path not in set(bad)]
+        self._served[split] = served
         return torch.from_numpy(np.stack(arrays)), None
 
     def served_files(self, split: str) -> list[Path] | None:

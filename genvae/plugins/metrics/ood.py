@@ -172,6 +172,12 @@ def require_split(split: str) -> None:
         raise ConfigError(f"--split must be train or test, got {split!r}")
 
 
+def folder_of(data: DataSource) -> Path | None:
+    """The folder a source reads its images from (resolved), None for a source without one."""
+    path = getattr(data, "path", None)
+    return None if path is None else Path(path).resolve()
+
+
 def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
     """``split`` as the results report it. A source without a held-out split
     (``has_test_split = False``: a plain image folder) serves all its images, its training ones,
@@ -179,8 +185,8 @@ def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
     says so and a warning tells the user."""
     if split != "test" or getattr(data, "has_test_split", True):
         return split
-    paths = [getattr(d, "path", None) for d in (data, run_data)]
-    if None not in paths and Path(paths[0]).resolve() != Path(paths[1]).resolve():
+    here, trained_on = folder_of(data), folder_of(run_data)
+    if here is not None and trained_on is not None and here != trained_on:
         return split  # not the folder the run trained on: all of it is held out
     warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' images are the training images; to evaluate "
                   "held-out images, put them in another folder and evaluate that one", stacklevel=2)  # fmt: skip
@@ -342,7 +348,7 @@ def evaluate_ood(
     in_source, in_label = open_eval_data(in_data, run.data, "test")
     out_source, out_label = open_eval_data(out_data, run.data, "test")
     in_label = run.config.data["name"] if in_data is None else in_label
-    same_folder = None not in (paths := [getattr(d, "path", None) for d in (in_source, out_source)]) and Path(paths[0]).resolve() == Path(paths[1]).resolve()
+    same_folder = folder_of(in_source) is not None and folder_of(in_source) == folder_of(out_source)
     if same_folder or (type(in_source) is type(out_source) and in_label == out_label):
         warnings.warn(f"the in-distribution and out-of-distribution data are the same ({out_label}): the AUROC is about 0.5 by construction; "
                       "give other data to --out", stacklevel=2)  # fmt: skip
