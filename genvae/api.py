@@ -51,8 +51,8 @@ def user_settings(
         raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
-    if "path" in saved["data"] and name and name != saved["data"]["name"] and Path(name).expanduser().is_dir():
-        data = {k: v for k, v in changes["data"].items() if k != "name"}  # --data DIR of a folder run: where it lies now
+    if "path" in saved["data"] and name and name != saved["data"]["name"] and Path(name).expanduser().exists():
+        data = {k: v for k, v in changes["data"].items() if k != "name"}  # --data DIR (or FILE) of a folder (points) run: where it lies now
         changes["data"] = {**data, "path": data.get("path", name)}
     changes["data"] = absolute_data_paths(changes.get("data", {}))  # as saved
     for section, values in changes.items():

@@ -122,8 +122,10 @@ def test_fid_ref_split_is_train_or_test(tmp_path):
 
 def test_fid_refuses_references_of_another_image_shape(runs, rgb_folder, tmp_path, monkeypatch):
     monkeypatch.delenv(incm.WEIGHTS_ENV, raising=False)  # checked before the Inception weights are asked for
+    line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", f"folder:path={rgb_folder},channels=3", "--num-samples", "8"))
+    assert "holds images of shape (3, 16, 16) but the run's are (1, 16, 16)" in line  # a folder is read at the run's size
     line = one_line_error(invoke("eval", "fid", runs / "digits", "--ref", rgb_folder, "--num-samples", "8"))
-    assert "holds images of shape (3, 16, 16) but the run's are (1, 16, 16)" in line  # a folder is read at the run's size, in RGB
+    assert "no Inception weight file given" in line  # and at the run's channels unless told otherwise: the shapes agree
     stats = tmp_path / "rgb16.npz"  # a typed option through name:key=value, then the shape stored in the statistics
     made = invoke("eval", "fid-ref", f"folder:path={rgb_folder},resolution=16", "--out", stats, "--features", "random-conv")
     assert made.exit_code == 0, made.output
@@ -172,7 +174,7 @@ def test_a_damaged_run_file_is_named_in_one_line_with_the_fix(runs, tmp_path, co
 
 
 def test_ood_data_of_another_shape_is_one_line_naming_both_shapes(runs, rgb_folder):
-    line = one_line_error(invoke("eval", "ood", runs / "digits", "--out", f"folder:path={rgb_folder},resolution=16", "-n", "4"))
+    line = one_line_error(invoke("eval", "ood", runs / "digits", "--out", f"folder:path={rgb_folder},resolution=16,channels=3", "-n", "4"))
     assert "dataset 'folder' has shape (3, 16, 16) but the model was trained on (1, 16, 16); give data of the model's shape" in line
 
 
@@ -188,7 +190,7 @@ def test_bench_ood_checks_the_pair_before_training(tmp_path):
     folder.mkdir()
     for i in range(2):
         Image.fromarray(np.full((16, 16, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
-    result = invoke("bench", "ood", "--in", "digits", "--ood", f"folder:path={folder},resolution=16", "--out", tmp_path / "bench",
+    result = invoke("bench", "ood", "--in", "digits", "--ood", f"folder:path={folder},resolution=16,channels=3", "--out", tmp_path / "bench",
                     "--steps", "2", "--seeds", "1", "--arch", "mlp")
     assert result.exit_code == 2, result.output
     assert "has shape (3, 16, 16) but 'digits' has (1, 16, 16); pick datasets of one shape" in " ".join(result.output.split())

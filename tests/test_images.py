@@ -383,9 +383,9 @@ def test_a_directory_as_data_name_is_the_folder_dataset(tmp_path: Path) -> None:
     cfg, data = resolve({"data": {"name": str(tmp_path / "faces"), "resolution": 16}})
     assert cfg.data["name"] == "folder" and cfg.data["path"] == str(tmp_path / "faces") and data.shape == (3, 16, 16)
     assert cfg.arch["name"] == "residual"  # the folder dataset's recommendation
-    with pytest.raises(ConfigError, match=r"no directory '\./nowhere' \(and no dataset of that name\).*8gaussians"):
+    with pytest.raises(ConfigError, match=r"no file or directory '\./nowhere' \(and no dataset of that name\).*8gaussians"):
         resolve({"data": {"name": "./nowhere"}})
-    with pytest.raises(ConfigError, match=r"'.*img_0.png' is a file; --data takes a folder of images \(its parent folder\?\) or a dataset name: .*8gaussians"):
+    with pytest.raises(ConfigError, match=r"'.*img_0.png' is a file; --data takes a folder of images \(its parent folder\?\), a file of rows \(\.npy.*\) or a dataset name: .*8gaussians"):
         resolve({"data": {"name": str(tmp_path / "faces" / "img_0.png")}})
     (tmp_path / "other").mkdir()
     with pytest.raises(ConfigError, match=r"--data .*faces and data.path=.*other name two different folders; give one of them"):
@@ -619,3 +619,26 @@ def test_a_folder_smaller_than_a_batch_is_pointed_out(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         genvae.train(tmp_path / "b", objective="vae", data=str(tmp_path / "three"), steps=1, batch_size=3, settings=settings)
+
+
+def test_a_greyscale_folder_trains_on_one_channel(tmp_path: Path) -> None:
+    import genvae
+    from genvae.plugins.datasets.image_folder import read_image
+    from genvae.plugins.metrics.ood import open_eval_data
+
+    (tmp_path / "grey").mkdir()
+    _write_pngs(tmp_path / "grey", 4)  # RGB and L files mixed: both read as greyscale
+    data = ImageFolder(str(tmp_path / "grey"), resolution=8, channels=1)
+    x = data.test_batch(4).x
+    assert data.shape == (1, 8, 8) and x.shape == (4, 1, 8, 8)
+    for i in range(4):  # file i, RGB or L, is image i, its greyscale pixels resized
+        expected = torch.tensor(read_image(tmp_path / "grey" / f"img_{i}.png", "L", (8, 8)), dtype=torch.float32) / 255
+        assert torch.equal(data.get(torch.tensor([i])).x[0, 0], expected)
+    with pytest.raises(ConfigError, match=r"data.channels must be 1 \(greyscale\) or 3 \(RGB\), got 2"):
+        ImageFolder(str(tmp_path / "grey"), channels=2)
+    settings = {"data.resolution": 8, "data.channels": 1, "arch.channels": [4], "train.figures_every": 0}
+    genvae.train(tmp_path / "run", objective="vae", data=str(tmp_path / "grey"), steps=1, batch_size=4, settings=settings)
+    run = genvae.load_run(tmp_path / "run")
+    assert tuple(run.data.shape) == (1, 8, 8)
+    source, _ = open_eval_data(str(tmp_path / "grey"), run.data, "test")  # eval --in DIR: opened at the run's size and channels
+    assert tuple(source.shape) == (1, 8, 8)

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.objectives.soft_intro",
     "genvae.plugins.architectures.mlp",
     "genvae.plugins.datasets.toy2d",
+    "genvae.plugins.datasets.points_file",
     "genvae.plugins.metrics.toy2d",
     "genvae.plugins.metrics.fid",
     "genvae.plugins.metrics.features",

@@ -144,11 +144,14 @@ def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[s
                                   f"valid: {', '.join(sorted(valid[section])) or '(none)'}{(notes or {}).get(section, '')}")  # fmt: skip
 
 
-def directory_as_folder(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
+def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
     """``--data DIR`` (a directory that is no dataset's name) means ``--data folder --set
-    data.path=DIR``; ``--data NAME:KEY=VALUE,...`` (the form eval's --in / --ref take) means
+    data.path=DIR``, ``--data FILE.csv`` (or .npy, ...) ``--data points --set data.path=FILE``;
+    ``--data NAME:KEY=VALUE,...`` (the form eval's --in / --ref take) means
     ``--data NAME --set data.KEY=VALUE ...``. A name that looks like a path but is no directory,
-    a file, or a directory beside a different data.path is a one-line error."""
+    a file of another kind, or a path beside a different data.path is a one-line error."""
+    from genvae.plugins.datasets.points_file import POINT_SUFFIXES
+
     data = user.get("data", {})
     name = str(data.get("name", DEFAULT_NAMES["data"]))
     if name in plugins.datasets:
@@ -158,23 +161,24 @@ def directory_as_folder(user: Mapping[str, Mapping[str, Any]], plugins: Plugins)
         options = parse_spec_options(spec)
         return {**user, "data": {**data, **options, "name": spec_name}}
     path = Path(name).expanduser()
-    if path.is_dir():
+    dataset = "folder" if path.is_dir() else "points" if path.is_file() and path.suffix.lower() in POINT_SUFFIXES else None
+    if dataset:
         if "path" in data and Path(str(data["path"])).expanduser().resolve() != path.resolve():
-            raise ConfigError(f"--data {name} and data.path={data['path']} name two different folders; give one of them")
-        return {**user, "data": {**data, "name": "folder", "path": data.get("path", name)}}
+            raise ConfigError(f"--data {name} and data.path={data['path']} name two different {'folders' if path.is_dir() else 'files'}; give one of them")
+        return {**user, "data": {**data, "name": dataset, "path": data.get("path", name)}}
     if path.is_file():
-        raise ConfigError(f"{name!r} is a file; --data takes a folder of images (its parent folder?) or a dataset name: "
-                          f"{', '.join(plugins.datasets.names())}")  # fmt: skip
+        raise ConfigError(f"{name!r} is a file; --data takes a folder of images (its parent folder?), a file of rows "
+                          f"({', '.join(POINT_SUFFIXES)}) or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
     if "/" in name or "\\" in name or name.startswith(("~", ".")):
-        raise ConfigError(f"no directory {name!r} (and no dataset of that name); give an existing folder of images, "
-                          f"or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
+        raise ConfigError(f"no file or directory {name!r} (and no dataset of that name); give an existing folder of images, "
+                          f"a file of rows, or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
     return user
 
 
 def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None) -> tuple[ResolvedConfig, DataSource]:
     """Validate the user's settings, fill defaults and the dataset's recommendations."""
     plugins = plugins or get_plugins()
-    user = directory_as_folder(user, plugins)
+    user = data_from_path(user, plugins)
     names = {s: str(user.get(s, {}).get("name", DEFAULT_NAMES[s])) for s in DEFAULT_NAMES}
     objective_cls = plugins.objectives.get(names["objective"])
     data_factory = plugins.datasets.get(names["data"])

@@ -218,10 +218,11 @@ class Trainer:
             self.stream: BatchStream = LevelStream(data, self.growth, self.growth.level_at(0), cfg.train.seed, rank, world)
         else:
             self.stream = data.train_stream(cfg.train.batch_size, cfg.train.seed, rank, world)
-            images = data.split_size("train") // world if hasattr(data, "split_size") else None  # finite image sets
-            if images is not None and images < cfg.train.batch_size and self.accelerator.is_main_process:
-                warnings.warn(f"{data.name}: {images} training image(s) per process, fewer than a batch ({cfg.train.batch_size}): "
-                              "every batch repeats images; lower --batch-size or add images", stacklevel=2)  # fmt: skip
+            count = data.split_size("train") // world if hasattr(data, "split_size") else None  # finite sets of images or rows
+            unit = "image" if data.kind == "images" else "row"
+            if count is not None and count < cfg.train.batch_size and self.accelerator.is_main_process:
+                warnings.warn(f"{data.name}: {count} training {unit}(s) per process, fewer than a batch ({cfg.train.batch_size}): "
+                              f"every batch repeats {unit}s; lower --batch-size or add {unit}s", stacklevel=2)  # fmt: skip
         # one noise stream for all processes; each keeps its rows of the global batch (Models.randn_like)
         self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, 0))
         # saved by accelerate as custom_checkpoint_<i>.pkl in this order

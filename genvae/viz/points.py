@@ -102,7 +102,7 @@ def write_toy2d_figures(models: Any, data_source: Any, out_dir: str | Path, seed
     with torch.no_grad():
         real = real_samples(data_source, n_samples, seed)
         fake = generated_samples(models.decode, z_dim, n_samples, seed + 1)
-    name = getattr(data_source, "name", "")
+    name = getattr(data_source, "title", getattr(data_source, "name", ""))
     paths = [scatter_real_fake(real, fake, scale, out / "samples.png", title=name)]
     paths.append(density_image(lambda x: elbo_energy(models.encode, models.decode, x), scale, out / "density.png", title=name, n_pts=n_pts))
     return paths

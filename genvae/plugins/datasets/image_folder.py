@@ -40,8 +40,8 @@ def find_image_files(folder: Path) -> list[Path]:
 
 
 class ImageFolder(ImageData):
-    """Every image under ``path`` (recursively), RGB, resized (shorter side) and centre-cropped
-    to ``resolution``. Unreadable files are skipped with one warning listing them. No labels; no
+    """Every image under ``path`` (recursively), RGB (``channels=3``) or greyscale
+    (``channels=1``), resized (shorter side) and centre-cropped to ``resolution``. Unreadable files are skipped with one warning listing them. No labels; no
     held-out split exists, so ``test_batch`` draws from the same images. Folders too large to
     hold as uint8 (``PRELOAD_LIMIT_BYTES``) are decoded batch by batch instead, and then each
     unreadable file is replaced by the next readable one, with a warning when first met."""
@@ -50,14 +50,16 @@ class ImageFolder(ImageData):
     num_classes = 0
     has_test_split = False  # reports of a "test" split say these are the training images
 
-    def __init__(self, path: str = "", resolution: int = 64, hflip: bool = False) -> None:
+    def __init__(self, path: str = "", resolution: int = 64, hflip: bool = False, channels: int = 3) -> None:
         super().__init__()
         if not path:
             raise ConfigError("the folder dataset needs data.path, the directory holding the images")
         if resolution <= 0:
             raise ConfigError(f"data.resolution must be positive, got {resolution}")
+        if channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {channels}")
         self.path, self.resolution, self.hflip = Path(path).expanduser(), int(resolution), bool(hflip)
-        self.shape = (3, self.resolution, self.resolution)
+        self.shape = (channels, self.resolution, self.resolution)
         if not self.path.is_dir():
             raise DataError(f"folder: {self.path} is not a directory; set data.path to a folder of images ({', '.join(IMAGE_SUFFIXES)})")
         self.files = find_image_files(self.path)
@@ -73,7 +75,8 @@ class ImageFolder(ImageData):
 
     def _read(self, path: Path) -> np.ndarray | None:
         try:
-            return read_image(path, "RGB", (self.resolution, self.resolution)).transpose(2, 0, 1)
+            pixels = read_image(path, "L" if self.shape[0] == 1 else "RGB", (self.resolution, self.resolution))
+            return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
         except DataError as exc:  # decodable, but not as genvae's pixels: say why, then skip it
             warnings.warn(str(exc), stacklevel=2)
             return None
@@ -83,7 +86,7 @@ class ImageFolder(ImageData):
     @property
     def lazy(self) -> bool:
         """Too large to hold as uint8 in memory: decode each batch from the files instead."""
-        return len(self.files) * 3 * self.resolution**2 > PRELOAD_LIMIT_BYTES
+        return len(self.files) * self.shape[0] * self.resolution**2 > PRELOAD_LIMIT_BYTES
 
     def split_files(self, split: str) -> list[Path]:
         """The files of ``split``; a plain folder has no held-out split, both are every file."""
@@ -161,7 +164,7 @@ class FacesFolder(ImageFolder):
     def __init__(self, path: str = "", resolution: int = 256, hflip: bool = True) -> None:
         if not path:
             raise ConfigError(f"the {self.name} dataset needs data.path, the directory holding its images (e.g. {self.name}/images256x256)")
-        super().__init__(path, resolution, hflip)
+        super().__init__(path, resolution, hflip, channels=3)
         total = len(self.files)
         if total < 2:
             raise DataError(f"{self.name}: {self.path} holds {total} image file(s); a train / test split needs at least 2")

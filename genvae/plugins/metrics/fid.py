@@ -111,21 +111,24 @@ def distributed_features(
 
 
 def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None = None, stats_ok: bool = False) -> tuple[DataSource, str]:
-    """A DataSource from a dataset plugin name (``mnist``), ``name:key=value,...`` or a folder of
-    images. Options are checked and converted as ``genvae train``'s ``data.*`` settings.
+    """A DataSource from a dataset plugin name (``mnist``), ``name:key=value,...``, a folder of
+    images or a file of rows (``points``). Options are checked and converted as ``genvae train``'s ``data.*`` settings.
     ``stats_ok``: the caller also accepts a .npz statistics file (said in the error)."""
     if isinstance(data, DataSource):
         return data, type(data).__name__
     from genvae.core.config import parse_spec_options, validate_options
     from genvae.core.plugins import get_plugins
     from genvae.core.run import data_options
+    from genvae.plugins.datasets.points_file import POINT_SUFFIXES
 
     plugins = get_plugins()
     text = str(data)
     opts = dict(options or {})
-    if Path(text).expanduser().is_dir() and text not in plugins.datasets.names():
-        name, label = "folder", f"folder:{Path(text).expanduser().resolve()}"
-        opts.setdefault("path", str(Path(text).expanduser()))
+    path = Path(text).expanduser()
+    if text not in plugins.datasets.names() and (path.is_dir() or (path.is_file() and path.suffix.lower() in POINT_SUFFIXES)):
+        name = "folder" if path.is_dir() else "points"
+        label = f"{name}:{path.resolve()}"
+        opts.setdefault("path", str(path))
     else:
         name, _, rest = text.partition(":")
         label = text
@@ -138,10 +141,11 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
 
 def at_run_size(data: Any, shape: tuple[int, ...]) -> dict[str, Any] | None:
     """Options that open a folder of images (a path, or ``folder:...`` without its own
-    resolution) at the run's image size instead of the folder dataset's default 64 px."""
+    resolution / channels) at the run's image size and channels instead of the folder dataset's
+    defaults (64 px, RGB)."""
     text = str(data)
     if isinstance(data, (str, Path)) and len(shape) == 3 and (Path(text).expanduser().is_dir() or text.startswith("folder:")):
-        return {"resolution": shape[-1]}
+        return {"resolution": shape[-1], "channels": shape[0]}
     return None
 
 

@@ -1,0 +1,224 @@
+"""Your own points: one sample per row of a file (``--data my.csv`` or ``--data points:path=my.npy``).
+
+Read files: ``.npy`` (a 2-D array, rows × features), ``.npz`` (its one array, or ``data.key``),
+``.csv`` / ``.tsv`` / ``.txt`` (numbers separated by commas, tabs, semicolons or spaces; a first
+line that is not all numbers is a header). ``data.columns`` picks columns by header name or index.
+The rows are served as the image datasets serve images: shuffled epochs, resumable mid-epoch.
+
+Two-dimensional rows get the 2-D toys' recipe (the paper's network, Table 5's schedule) and their
+figures and metrics (``genvae eval toy2d``): the plots and histograms span [-2·scale, 2·scale]²
+around the origin, with ``scale`` chosen to hold every row. The paper's networks and β's are for
+data of about unit scale around 0: data far from that is pointed out, to be rescaled in the file
+(nothing is rescaled silently, so samples come out in the file's units).
+
+For point clouds (one cloud per sample) see the genvae-pointcloud plugin.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genvae.core.hookspecs import hookimpl
+from genvae.core.interfaces import Batch, DataSource, Models
+from genvae.errors import ConfigError, DataError
+from genvae.plugins.datasets.image_source import ImageStream
+
+POINT_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt")
+SPLIT_SEED = 2021  # the held-out rows do not depend on the training seed
+FAR_FROM_UNIT = 10.0  # a mean or spread beyond this (or a spread below its inverse) is pointed out
+
+
+def read_table(path: Path, key: str = "") -> tuple[np.ndarray, list[str]]:
+    """(float64 rows × columns, the header's column names or []) of one file."""
+    suffix = path.suffix.lower()
+    if suffix not in POINT_SUFFIXES:
+        raise DataError(f"points: cannot read {path.name!r}; give a {', '.join(POINT_SUFFIXES)} file")
+    try:
+        if suffix == ".npy":
+            return _numeric(np.load(path, allow_pickle=False), path), []
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.files)
+                if key and key not in names:
+                    raise DataError(f"points: {path.name} holds no array {key!r}; its arrays: {', '.join(names)}")
+                if not key and len(names) != 1:
+                    raise DataError(f"points: {path.name} holds {len(names)} arrays ({', '.join(names)}); choose one with data.key=NAME")
+                return _numeric(archive[key or names[0]], path), []
+        return _read_text(path)
+    except (OSError, ValueError, EOFError) as exc:  # a damaged or mislabelled file
+        raise DataError(f"points: cannot read {path}: {exc}") from None
+
+
+def _numeric(array: np.ndarray, path: Path) -> np.ndarray:
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise DataError(f"points: {path.name} holds {array.dtype} values; save the numbers as a float array")
+    return array.astype(np.float64)
+
+
+def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
+    lines = [(n, line.strip()) for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1)]
+    lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise DataError(f"points: {path} holds no rows")
+    delimiter = next((d for d in (",", "\t", ";") if d in lines[0][1]), None)
+
+    def fields(line: str) -> list[str]:
+        return [f.strip().strip('"') for f in (line.split(delimiter) if delimiter else line.split())]
+
+    header = fields(lines[0][1])
+    if all(_is_number(f) for f in header):
+        header = []
+    else:
+        lines = lines[1:]
+    rows = []
+    for n, line in lines:
+        values = fields(line)
+        try:
+            rows.append([float(v) for v in values])
+        except ValueError:
+            bad = next(v for v in values if not _is_number(v))
+            raise DataError(f"points: {path.name} line {n}: {bad!r} is not a number") from None
+        if len(values) != len(rows[0]):
+            raise DataError(f"points: {path.name} line {n} has {len(values)} values where the first row has {len(rows[0])}")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), -1), header
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def select_columns(table: np.ndarray, header: list[str], columns: list[int | str], path: Path) -> np.ndarray:
+    """The columns named (header names or 0-based indices), in the order given; all when none."""
+    if not columns:
+        return table
+    index = []
+    for c in columns:
+        if isinstance(c, str) and c in header:
+            index.append(header.index(c))
+        elif isinstance(c, int) and -table.shape[1] <= c < table.shape[1]:
+            index.append(c % table.shape[1])
+        else:
+            names = f"its columns: {', '.join(header)}" if header else f"it has {table.shape[1]} columns (0 to {table.shape[1] - 1}) and no header"
+            raise ConfigError(f"data.columns: {path.name} has no column {c!r}; {names}")
+    return table[:, index]
+
+
+class PointsFile(DataSource):
+    """Rows of a .npy / .npz / .csv / .tsv / .txt file, one sample per row (``data.path``)."""
+
+    kind = "points"
+    name = "points"
+    hflip = False
+
+    def __init__(self, path: str = "", columns: list[int | str] = (), key: str = "", test_fraction: float = 0.0) -> None:  # type: ignore[assignment]
+        if not path:
+            raise ConfigError(f"the points dataset needs data.path, a file of rows ({', '.join(POINT_SUFFIXES)}); or give --data FILE")
+        if not 0.0 <= test_fraction < 1.0:
+            raise ConfigError(f"data.test_fraction must be in [0, 1), got {test_fraction}")
+        self.path = Path(path).expanduser()
+        self.title = f"points: {self.path.name}"  # the figures' title
+        if not self.path.is_file():
+            raise DataError(f"points: no file {self.path}; set data.path to a file of rows ({', '.join(POINT_SUFFIXES)})")
+        table, header = read_table(self.path, key)
+        if table.ndim == 1:
+            table = table[:, None]
+        if table.ndim != 2:
+            raise DataError(f"points: {self.path.name} holds an array of shape {table.shape}; give rows × features (2 dimensions)")
+        table = select_columns(table, header, list(columns), self.path)
+        bad = np.flatnonzero(~np.isfinite(table).all(axis=1))
+        if len(bad):
+            raise DataError(f"points: {self.path.name} row {bad[0]} (0-based, after any header) is not finite (NaN or infinity), "
+                            f"{len(bad)} row(s) in all; remove or fill them")  # fmt: skip
+        if len(table) < 2:
+            raise DataError(f"points: {self.path.name} holds {len(table)} row(s); a dataset needs at least 2")
+        self.rows = torch.from_numpy(table).to(torch.float32)
+        self.shape = (self.rows.shape[1],)
+        self.splits = self._split(test_fraction)
+        self.has_test_split = test_fraction > 0
+        self.plot_scale = nice_scale(float(self.rows.abs().max()))
+        if self.dim == 2:
+            from genvae.plugins.datasets.toy2d import TABLE5_OTHER_2D, recipe_2d
+
+            self.recommended = recipe_2d(TABLE5_OTHER_2D)
+            self.recommended["train"]["batch_size"] = min(self.recommended["train"]["batch_size"], self.split_size("train"))
+        else:
+            self.recommended = {"train": {"batch_size": min(128, self.split_size("train"))}, "arch": {"name": "mlp", "z_dim": max(2, min(32, self.dim // 2))}}
+        self._warn_if_far_from_unit()
+
+    def _split(self, test_fraction: float) -> dict[str, Tensor]:
+        n = len(self.rows)
+        n_test = min(n - 1, math.ceil(n * test_fraction)) if test_fraction > 0 else 0
+        if not n_test:
+            every = torch.arange(n)
+            return {"train": every, "test": every}
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+        return {"train": perm[n_test:].sort().values, "test": perm[:n_test].sort().values}
+
+    def _warn_if_far_from_unit(self) -> None:
+        mean, std = self.rows.mean(0), self.rows.std(0)
+        spread = float(std.max())
+        if float(mean.abs().max()) > FAR_FROM_UNIT or spread > FAR_FROM_UNIT or spread < 1 / FAR_FROM_UNIT:
+            warnings.warn(f"points: the columns of {self.path.name} have means up to {float(mean.abs().max()):.3g} and spreads up to "
+                          f"{spread:.3g}; the networks and the paper's β's are for data of about unit scale around 0: "
+                          "save (x - mean) / std per column and train on that", stacklevel=2)  # fmt: skip
+
+    # served like images: the stream asks for split sizes and rows by index
+    def split_size(self, split: str) -> int:
+        return len(self.splits[split])
+
+    def get(self, index: Tensor, split: str = "train") -> Batch:
+        return Batch(self.rows[self.splits[split][index]])
+
+    def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> ImageStream:
+        return ImageStream(self, batch_size, seed, rank, world_size)
+
+    def test_batch(self, n: int, seed: int = 0) -> Batch:
+        """``n`` held-out rows (every row when there is no held-out split), repeated when fewer."""
+        size = self.split_size("test")
+        perm = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+        return self.get(perm.repeat(-(-n // size))[:n], "test")
+
+    def sample(self, n: int, seed: int = 0) -> Tensor:
+        """``n`` rows drawn with replacement from all rows (``genvae eval toy2d``'s real samples)."""
+        index = torch.randint(0, len(self.rows), (n,), generator=torch.Generator().manual_seed(seed))
+        return self.rows[index]
+
+    def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
+        """2-D rows: ``samples.png`` (rows vs generated) and ``density.png`` (exp(ELBO) on a grid);
+        more columns: ``samples.png`` of the first two."""
+        from genvae.viz.points import scatter_real_fake, write_toy2d_figures
+
+        if self.dim == 2:
+            return write_toy2d_figures(models, self, Path(out_dir), seed)
+        with torch.no_grad():
+            fake = models.decode(torch.randn(2000, models.z_dim, generator=torch.Generator().manual_seed(seed))).reshape(2000, -1)
+        real = self.sample(2000, seed)
+        return [scatter_real_fake(real[:, :2], fake[:, :2], self.plot_scale, Path(out_dir) / "samples.png", title=f"{self.title}, columns 1 and 2")]
+
+    def plot_samples(self, x: Tensor, path: Path) -> None:
+        from genvae.viz.points import scatter_real_fake
+
+        x = x.reshape(len(x), -1)
+        scatter_real_fake(self.sample(len(x))[:, :2], x[:, :2], self.plot_scale, Path(path))
+
+
+def nice_scale(largest: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, 5 times a power of ten with 2·scale ≥ 1.05·``largest``."""
+    need = max(1.05 * largest / 2.0, 1e-6)
+    power = 10.0 ** math.floor(math.log10(need))
+    return next(m * power for m in (1.0, 1.5, 2.0, 2.5, 5.0, 10.0) if m * power >= need)
+
+
+@hookimpl
+def genvae_register_datasets(register) -> None:  # type: ignore[no-untyped-def]
+    register("points", PointsFile)
