@@ -68,5 +68,5 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
         genvae.train(run, steps=4, resume=True, settings={"data.resolution": 32})
     (tmp_path / "moved").rename(tmp_path / "again")
     assert genvae.train(run, steps=4, resume=True, data=str(tmp_path / "again")).step == 4  # --data DIR: where the folder lies now
-    assert json.loads((run / "config.json").read_text())["data"] == {"name": "folder", "path": str(tmp_path / "again"), "resolution": 16, "hflip": False, "channels": 3}
+    assert json.loads((run / "config.json").read_text())["data"] == {"name": "folder", "path": str(tmp_path / "again"), "resolution": 16, "hflip": False, "channels": 3, "labels": False}
     assert genvae.train(run, steps=5, resume=True, data=str(tmp_path / "again")).step == 5  # the same folder again

@@ -143,3 +143,22 @@ def test_a_third_party_feature_extractor_is_found_by_name():
         features.build_feature_extractor("constnat")
     with pytest.raises(PluginError, match="registered by both"):
         load_plugins(extra=[("clash", ClashingFeaturePlugin())])
+
+
+def test_a_classifier_of_a_labelled_folder_says_its_accuracy_is_on_training_images(tmp_path):
+    from PIL import Image
+
+    for c, colour in enumerate(("red", "green")):
+        (tmp_path / "pets" / colour).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.zeros((12, 12, 3), dtype=np.uint8)
+            pixels[..., c] = 100 + 20 * i
+            Image.fromarray(pixels).save(tmp_path / "pets" / colour / f"{i}.png")
+    out = tmp_path / "clf"
+    result = CliRunner().invoke(app, ["eval", "train-classifier", f"folder:path={tmp_path / 'pets'},labels=true,resolution=8", "--out", str(out), "--steps", "5"])
+    assert result.exit_code == 0, result.output
+    assert "on its training images (folder:path=" in result.output and "has no held-out split" in " ".join(result.output.split())
+    info = json.loads((out / "config.json").read_text())
+    assert info["num_classes"] == 2 and "train_accuracy" in info and "test_accuracy" not in info
+    settings = features.build_feature_extractor("classifier", feature_weights=out).settings()
+    assert settings["classifier_train_accuracy"] == info["train_accuracy"] and "classifier_test_accuracy" not in settings

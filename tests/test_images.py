@@ -7,6 +7,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -642,3 +643,29 @@ def test_a_greyscale_folder_trains_on_one_channel(tmp_path: Path) -> None:
     assert tuple(run.data.shape) == (1, 8, 8)
     source, _ = open_eval_data(str(tmp_path / "grey"), run.data, "test")  # eval --in DIR: opened at the run's size and channels
     assert tuple(source.shape) == (1, 8, 8)
+
+
+def test_subfolders_as_classes(tmp_path: Path) -> None:
+    import genvae
+
+    for name in ("cats", "dogs", "birds"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        _write_pngs(tmp_path / "pets" / name, 2)
+    data = ImageFolder(str(tmp_path / "pets"), resolution=8, labels=True)
+    assert data.class_names == ["birds", "cats", "dogs"] and data.num_classes == 3
+    batch = data.get(torch.arange(6))
+    assert batch.y.tolist() == [0, 0, 1, 1, 2, 2]  # files sorted: birds/, cats/, dogs/
+    assert ImageFolder(str(tmp_path / "pets"), resolution=8).num_classes == 0  # labels only when asked
+    with patch("genvae.plugins.datasets.image_folder.PRELOAD_LIMIT_BYTES", 0):  # decoded per batch: the same labels
+        assert ImageFolder(str(tmp_path / "pets"), resolution=8, labels=True).get(torch.tensor([5, 2])).y.tolist() == [2, 1]
+    _write_pngs(tmp_path / "pets", 1)
+    with pytest.raises(DataError, match=r"1 image\(s\) lie in it directly \(img_0.png, ...\); move them into class subfolders"):
+        ImageFolder(str(tmp_path / "pets"), labels=True)
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    _write_pngs(tmp_path / "one" / "only", 2)
+    with pytest.raises(DataError, match=r"needs at least 2 class subfolders .* found \['only'\]"):
+        ImageFolder(str(tmp_path / "one"), labels=True)
+    (tmp_path / "pets" / "img_0.png").unlink()
+    settings = {"data.resolution": 8, "data.labels": True, "train.conditional": True, "arch.channels": [4], "train.figures_every": 0}
+    genvae.train(tmp_path / "run", objective="vae", data=str(tmp_path / "pets"), steps=1, batch_size=6, settings=settings)
+    assert genvae.load_run(tmp_path / "run").encoder.config["num_classes"] == 3  # a class-conditional model

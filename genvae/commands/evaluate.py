@@ -93,7 +93,11 @@ def train_classifier(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     source, label = open_data(data, _key_values(data_options))
     info = classifier.train_classifier(source, label, out, steps=steps, batch_size=batch_size, seed=seed, log=console.print)
-    console.print(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} after {steps} steps ({info['seconds']} s)", soft_wrap=True)
+    if "test_accuracy" in info:
+        accuracy = f"test accuracy {info['test_accuracy']:.4f}"
+    else:
+        accuracy = f"accuracy {info['train_accuracy']:.4f} on its training images ({label} has no held-out split)"
+    console.print(f"wrote {out}: {accuracy} after {steps} steps ({info['seconds']} s)", soft_wrap=True)
 
 
 @eval_app.command("ood")

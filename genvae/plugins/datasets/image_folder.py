@@ -41,8 +41,10 @@ def find_image_files(folder: Path) -> list[Path]:
 
 class ImageFolder(ImageData):
     """Every image under ``path`` (recursively), RGB (``channels=3``) or greyscale
-    (``channels=1``), resized (shorter side) and centre-cropped to ``resolution``. Unreadable files are skipped with one warning listing them. No labels; no
-    held-out split exists, so ``test_batch`` draws from the same images. Folders too large to
+    (``channels=1``), resized (shorter side) and centre-cropped to ``resolution``. Unreadable
+    files are skipped with one warning listing them. With ``labels=True`` each subfolder of
+    ``path`` is a class (``class_names``, sorted), as torchvision's ImageFolder. No held-out
+    split exists, so ``test_batch`` draws from the same images. Folders too large to
     hold as uint8 (``PRELOAD_LIMIT_BYTES``) are decoded batch by batch instead, and then each
     unreadable file is replaced by the next readable one, with a warning when first met."""
 
@@ -50,7 +52,7 @@ class ImageFolder(ImageData):
     num_classes = 0
     has_test_split = False  # reports of a "test" split say these are the training images
 
-    def __init__(self, path: str = "", resolution: int = 64, hflip: bool = False, channels: int = 3) -> None:
+    def __init__(self, path: str = "", resolution: int = 64, hflip: bool = False, channels: int = 3, labels: bool = False) -> None:
         super().__init__()
         if not path:
             raise ConfigError("the folder dataset needs data.path, the directory holding the images")
@@ -67,11 +69,31 @@ class ImageFolder(ImageData):
         self._served: dict[str, list[Path]] = {}
         if not self.files:
             raise DataError(f"folder: no image files ({', '.join(IMAGE_SUFFIXES)}) under {self.path}")
+        self.class_names: list[str] = self._classes() if labels else []
+        self.num_classes = len(self.class_names)
+        self._class_index = {name: i for i, name in enumerate(self.class_names)}
         self.recommended = {
             "train": {"batch_size": 32, "lr": 2e-4},
             "arch": {"name": "residual", "z_dim": 128, "channels": _default_channels(self.resolution)},
             "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
         }
+
+    def _classes(self) -> list[str]:
+        """The subfolders holding the images, sorted: class i is the i-th name."""
+        loose = [f for f in self.files if len(f.relative_to(self.path).parts) == 1]
+        if loose:
+            raise DataError(f"folder: data.labels=true takes each subfolder of {self.path} as a class, but {len(loose)} image(s) lie "
+                            f"in it directly ({loose[0].name}, ...); move them into class subfolders, or drop data.labels")  # fmt: skip
+        names = sorted({f.relative_to(self.path).parts[0] for f in self.files})
+        if len(names) < 2:
+            raise DataError(f"folder: data.labels=true needs at least 2 class subfolders under {self.path}, found {names}")
+        return names
+
+    def label_of(self, path: Path) -> int:
+        return self._class_index[path.relative_to(self.path).parts[0]]
+
+    def _labels(self, paths: list[Path]) -> Tensor | None:
+        return torch.tensor([self.label_of(p) for p in paths], dtype=torch.int64) if self.num_classes else None
 
     def _read(self, path: Path) -> np.ndarray | None:
         try:
@@ -99,7 +121,7 @@ class ImageFolder(ImageData):
         if not self.lazy:
             return super().get(index, split)
         files = self.split_files(split)
-        arrays = []
+        arrays, paths = [], []
         for i in index.tolist():
             for k in range(len(files)):  # an unreadable file is replaced by the next readable one
                 path = files[(i + k) % len(files)]
@@ -112,7 +134,8 @@ class ImageFolder(ImageData):
             else:
                 raise DataError(f"{self.name}: none of the {len(files)} image files under {self.path} could be read")
             arrays.append(array)
-        return Batch(torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0))
+            paths.append(path)
+        return Batch(torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0), self._labels(paths))
 
     def load_split(self, split: str) -> tuple[Tensor, Tensor | None]:
         files = self.split_files(split)
@@ -133,7 +156,7 @@ class ImageFolder(ImageData):
         if not arrays:
             raise DataError(f"{self.name}: none of the {len(files)} image files under {self.path} could be read")
         self._served[split] = served
-        return torch.from_numpy(np.stack(arrays)), None
+        return torch.from_numpy(np.stack(arrays)), self._labels(served)
 
     def served_files(self, split: str) -> list[Path] | None:
         """The file of each image of ``split`` in order (unreadable files left out), once the split
@@ -164,7 +187,7 @@ class FacesFolder(ImageFolder):
     def __init__(self, path: str = "", resolution: int = 256, hflip: bool = True) -> None:
         if not path:
             raise ConfigError(f"the {self.name} dataset needs data.path, the directory holding its images (e.g. {self.name}/images256x256)")
-        super().__init__(path, resolution, hflip, channels=3)
+        super().__init__(path, resolution, hflip, channels=3, labels=False)
         total = len(self.files)
         if total < 2:
             raise DataError(f"{self.name}: {self.path} holds {total} image file(s); a train / test split needs at least 2")

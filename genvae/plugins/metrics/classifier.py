@@ -101,12 +101,13 @@ def train_classifier(data: DataSource, label: str, out_dir: str | Path, steps: i
             log(f"classifier: step {step}/{steps} loss {loss.item():.4f}")
         if step >= steps:
             break
+    held_out = getattr(data, "has_test_split", True)  # a plain folder's "test" images are its training images
     acc = accuracy(model, data, "test")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, out / WEIGHTS)
     info = {"features": "classifier", "network": NETWORK, "shape": list(data.shape), "num_classes": data.num_classes, "data": label, "steps": steps,
-            "batch_size": batch_size, "lr": lr, "seed": seed, "test_accuracy": acc, "seconds": round(time.perf_counter() - start, 1),
+            "batch_size": batch_size, "lr": lr, "seed": seed, "test_accuracy" if held_out else "train_accuracy": acc, "seconds": round(time.perf_counter() - start, 1),
             "weights_sha256": _sha256(out / WEIGHTS)}  # fmt: skip
     atomic_write_text(out / CONFIG, json.dumps(info, indent=2) + "\n")
     return info
@@ -152,7 +153,7 @@ class ClassifierFeatures(nn.Module):
 
     def settings(self) -> dict[str, Any]:
         return {"features": self.name, "dim": self.dim, "quantize": "uint8-round", "weights_sha256": self.info["weights_sha256"],
-                "classifier_data": self.info["data"], "classifier_test_accuracy": self.info["test_accuracy"]}  # fmt: skip
+                "classifier_data": self.info["data"], **{f"classifier_{k}": v for k, v in self.info.items() if k.endswith("_accuracy")}}  # fmt: skip
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
