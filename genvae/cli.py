@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -164,7 +164,7 @@ def train(
 def sample(
     run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
     n: int = typer.Option(1000, "--num-samples", "-n", help="Number of samples."),
-    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor) or .png / .jpg (picture)."),
+    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor), .npy / .csv (one sample per row) or .png / .jpg (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
     truncation: float = typer.Option(1.0, "--truncation", help="Style models: truncation psi (e.g. 0.7) towards the average style."),
     mix: int = typer.Option(-1, "--mix", help="Style models: style mixing; style layers from this index on come from a second z."),
@@ -177,8 +177,8 @@ def sample(
 
     if n <= 0:
         raise ConfigError(f"--num-samples must be positive, got {n}")
-    if out.suffix.lower() not in (".pt", ".png", ".jpg", ".jpeg"):
-        raise ConfigError(f"--out must end in .pt (a tensor) or .png / .jpg (a picture), got {out.name!r}")
+    if out.suffix.lower() not in (".pt", ".npy", ".csv", ".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out must end in .pt (a tensor), .npy / .csv (rows) or .png / .jpg (a picture), got {out.name!r}")
     loaded = load_run(run)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -201,11 +201,24 @@ def sample(
         else:
             x = loaded.models.decode(z, y)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".pt":
+    if out.suffix.lower() == ".pt":
         torch.save(x, out)
+    elif out.suffix.lower() in (".npy", ".csv"):
+        save_rows(x.reshape(n, -1).numpy(), out, getattr(loaded.data, "column_names", []))
     else:
         loaded.data.plot_samples(x, out)
     console.print(f"wrote {n} samples to {out}", soft_wrap=True)
+
+
+def save_rows(rows: Any, out: Path, header: list[str]) -> None:
+    """Samples as rows: .npy (float32), or .csv with the data's column names when it has them."""
+    import numpy as np
+
+    if out.suffix.lower() == ".npy":
+        np.save(out, rows)
+    else:
+        names = header if len(header) == rows.shape[1] else []
+        np.savetxt(out, rows, delimiter=",", fmt="%.7g", header=",".join(names), comments="")
 
 
 app.command("reconstruct")(reconstruct)

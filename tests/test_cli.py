@@ -144,7 +144,7 @@ def test_image_run_sample_and_interpolate(tmp_path):
     jpg = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.jpg")
     assert jpg.exit_code == 0 and Image.open(tmp_path / "grid.jpg").format == "JPEG", jpg.output
     gif = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.gif")
-    assert gif.exit_code == 2 and "--out must end in .pt (a tensor) or .png / .jpg (a picture), got 'grid.gif'" in gif.output
+    assert gif.exit_code == 2 and "--out must end in .pt (a tensor), .npy / .csv (rows) or .png / .jpg (a picture), got 'grid.gif'" in gif.output
 
 
 def test_interpolate_takes_four_image_files_or_one_folder(tmp_path, digits_run_dir):

@@ -35,7 +35,8 @@ def test_columns_by_header_name_or_index(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"t.csv line 2: 'cat' is not a number"):
         PointsFile(str(tmp_path / "t.csv"))
     (tmp_path / "t.csv").write_text("id,x,label,y\n1,0.5,7,-0.5\n2,1.5,8,-1.5\n")
-    assert PointsFile(str(tmp_path / "t.csv"), columns=["y", "x"]).rows.tolist() == [[-0.5, 0.5], [-1.5, 1.5]]
+    picked = PointsFile(str(tmp_path / "t.csv"), columns=["y", "x"])
+    assert picked.rows.tolist() == [[-0.5, 0.5], [-1.5, 1.5]] and picked.column_names == ["y", "x"]
     assert PointsFile(str(tmp_path / "t.csv"), columns=[1, -1]).rows.tolist() == [[0.5, -0.5], [1.5, -1.5]]
     with pytest.raises(ConfigError, match=r"data.columns: t.csv has no column 'z'; its columns: id, x, label, y"):
         PointsFile(str(tmp_path / "t.csv"), columns=["z"])
@@ -170,5 +171,13 @@ def test_train_evaluate_sample_and_resume_on_a_csv(tmp_path: Path, monkeypatch) 
     assert metrics["dataset"] == "points" and np.isfinite(metrics["kl"]) and metrics["perfect_model"]["kl"] < metrics["kl"]
     result = runner.invoke(app, ["sample", "run", "-n", "50", "--out", "s.png"])
     assert result.exit_code == 0 and (tmp_path / "s.png").stat().st_size > 0, result.output
+    for out in ("s.csv", "s.npy"):  # rows, as the data came; the csv with the data's header
+        result = runner.invoke(app, ["sample", "run", "-n", "50", "--out", out])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "a,b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # five steps' samples are far from unit scale
+        rows = PointsFile(str(tmp_path / "s.csv")).rows
+    assert rows.shape == (50, 2) and torch.allclose(rows, torch.from_numpy(np.load(tmp_path / "s.npy")), atol=1e-5)
     result = runner.invoke(app, ["eval", "ood", "run", "--in", str(moved), "--out", "8gaussians"])
     assert result.exit_code == 0, result.output

@@ -97,10 +97,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def select_columns(table: np.ndarray, header: list[str], columns: list[int | str], path: Path) -> np.ndarray:
-    """The columns named (header names or 0-based indices), in the order given; all when none."""
+def select_columns(table: np.ndarray, header: list[str], columns: list[int | str], path: Path) -> tuple[np.ndarray, list[str]]:
+    """The columns named (header names or 0-based indices), in the order given (all when none),
+    and their header names ([] without a header)."""
     if not columns:
-        return table
+        return table, header
     index = []
     for c in columns:
         if isinstance(c, str) and c in header:
@@ -110,7 +111,7 @@ def select_columns(table: np.ndarray, header: list[str], columns: list[int | str
         else:
             names = f"its columns: {', '.join(header)}" if header else f"it has {table.shape[1]} columns (0 to {table.shape[1] - 1}) and no header"
             raise ConfigError(f"data.columns: {path.name} has no column {c!r}; {names}")
-    return table[:, index]
+    return table[:, index], [header[i] for i in index] if header else []
 
 
 class PointsFile(DataSource):
@@ -134,7 +135,7 @@ class PointsFile(DataSource):
             table = table[:, None]
         if table.ndim != 2:
             raise DataError(f"points: {self.path.name} holds an array of shape {table.shape}; give rows × features (2 dimensions)")
-        table = select_columns(table, header, list(columns), self.path)
+        table, self.column_names = select_columns(table, header, list(columns), self.path)
         bad = np.flatnonzero(~np.isfinite(table).all(axis=1))
         if len(bad):
             raise DataError(f"points: {self.path.name} row {bad[0]} (0-based, after any header) is not finite (NaN or infinity), "
