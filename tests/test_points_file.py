@@ -145,7 +145,7 @@ def test_a_file_as_data_name_is_the_points_dataset(tmp_path: Path) -> None:
         resolve({"data": {"name": str(tmp_path / "x.json")}})
     np.save(tmp_path / "wide.npy", _rows(100, 1).repeat(5, axis=1))
     cfg, data = resolve({"data": {"name": f"points:path={tmp_path / 'wide.npy'},columns=[0,1,2]"}})
-    assert data.shape == (3,) and cfg.arch["name"] == "mlp" and cfg.data["columns"] == [0, 1, 2]
+    assert data.shape == (3,) and cfg.arch["name"] == "mlp" and cfg.arch["z_dim"] == 3 and cfg.data["columns"] == [0, 1, 2]
 
 
 def test_train_evaluate_sample_and_resume_on_a_csv(tmp_path: Path, monkeypatch) -> None:

@@ -5,8 +5,9 @@ Read files: ``.npy`` (a 2-D array, rows × features), ``.npz`` (its one array, o
 line that is not all numbers is a header). ``data.columns`` picks columns by header name or index.
 The rows are served as the image datasets serve images: shuffled epochs, resumable mid-epoch.
 
-Two-dimensional rows get the 2-D toys' recipe (the paper's network, Table 5's schedule) and their
-figures and metrics (``genvae eval toy2d``): the plots and histograms span [-2·scale, 2·scale]²
+Rows get the 2-D toys' recipe (the paper's network and schedule, the rings' Table 5 β's; a latent
+as wide as a row, at most ``MAX_Z_DIM``); two-dimensional rows also their figures and metrics
+(``genvae eval toy2d``): the plots and histograms span [-2·scale, 2·scale]²
 around the origin, with ``scale`` chosen to hold every row. The paper's networks and β's are for
 data of about unit scale around 0: data far from that is pointed out, to be rescaled in the file
 (nothing is rescaled silently, so samples come out in the file's units).
@@ -31,6 +32,7 @@ from genvae.plugins.datasets.image_source import ImageStream
 
 POINT_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt")
 SPLIT_SEED = 2021  # the held-out rows do not depend on the training seed
+MAX_Z_DIM = 32  # rows of more columns start from a latent of this size (--set arch.z_dim=N)
 FAR_FROM_UNIT = 10.0  # a mean or spread beyond this (or a spread below its inverse) is pointed out
 
 
@@ -147,13 +149,11 @@ class PointsFile(DataSource):
         self.splits = self._split(test_fraction)
         self.has_test_split = test_fraction > 0
         self.plot_scale = nice_scale(float(self.rows.abs().max()))
-        if self.dim == 2:
-            from genvae.plugins.datasets.toy2d import TABLE5_OTHER_2D, recipe_2d
+        from genvae.plugins.datasets.toy2d import TABLE5_OTHER_2D, recipe_2d
 
-            self.recommended = recipe_2d(TABLE5_OTHER_2D)
-            self.recommended["train"]["batch_size"] = min(self.recommended["train"]["batch_size"], self.split_size("train"))
-        else:
-            self.recommended = {"train": {"batch_size": min(128, self.split_size("train"))}, "arch": {"name": "mlp", "z_dim": max(2, min(32, self.dim // 2))}}
+        self.recommended = recipe_2d(TABLE5_OTHER_2D)  # the paper's only settings for low-dimensional data
+        self.recommended["train"]["batch_size"] = min(self.recommended["train"]["batch_size"], self.split_size("train"))
+        self.recommended["arch"]["z_dim"] = min(self.dim, MAX_Z_DIM)  # 2-D: the paper's z_dim 2
         self._warn_if_far_from_unit()
 
     def _split(self, test_fraction: float) -> dict[str, Tensor]:
