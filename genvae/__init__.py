@@ -26,7 +26,7 @@ _INTERFACES = (
     "PhaseOutput",
 )
 
-_API = {"train": "genvae.api", "load_run": "genvae.core.run"}
+_API = {"train": "genvae.api", "evaluate": "genvae.api", "load_run": "genvae.core.run"}
 
 __all__ = ["hookimpl", *_INTERFACES, *_API]
 
@@ -37,3 +37,7 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'genvae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazily imported names too (a notebook's tab completion)
+    return sorted({*globals(), *__all__})

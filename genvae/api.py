@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 from genvae.core.config import SECTIONS, merge_user
 from genvae.core.health import GameStoppedWarning, run_warning
 from genvae.core.plugins import get_plugins
-from genvae.core.run import PATH_OPTIONS, absolute_data_paths, read_run_config, require_run_dir, resolve
+from genvae.core.run import PATH_OPTIONS, LoadedRun, absolute_data_paths, load_run, read_run_config, require_run_dir, resolve
 from genvae.core.trainer import TrainResult
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
@@ -97,3 +97,16 @@ def train(
     if warning := run_warning(run_dir, cfg.objective):
         warnings.warn(warning, GameStoppedWarning, stacklevel=2)
     return result
+
+
+def evaluate(run: str | Path | LoadedRun, metric: str, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+    """Run the metric plugin ``metric`` (``toy2d``, ``fid``, ``ood``, ``likelihood``, ...) on a run
+    directory or a :func:`~genvae.core.run.load_run` result, as ``genvae eval metric NAME RUN
+    --option KEY=VALUE``: ``options`` go to the metric (checked against its parameters), the
+    result is returned and recorded as the command records it (``RUN/metrics/<metric>.jsonl``).
+
+    ``genvae.evaluate("runs/fm", "ood", out="mnist", score="iwae")``"""
+    from genvae.core.evaluation import call_metric
+
+    loaded = run if isinstance(run, LoadedRun) else load_run(run)
+    return call_metric(metric, get_plugins().metrics.get(metric), loaded, seed, options)

@@ -84,6 +84,7 @@ def train(
     from genvae.core.evaluation import planned_metrics
     from genvae.core.health import run_warning
     from genvae.core.run import parameter_counts_on_meta, resolve
+    from genvae.core.run_lock import being_trained, training_process
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
     flags = {
@@ -111,6 +112,8 @@ def train(
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
     if not resume:
         check_new_run_dir(run_dir)
+    elif holder := training_process(run_dir):  # said before "resuming at step N", which it would not
+        raise being_trained(run_dir, holder)
     checkpoint = find_checkpoint(run_dir) if resume else None
     saved_step = checkpoint_step(checkpoint) if checkpoint is not None else None
     console.print(
@@ -373,13 +376,15 @@ def compare(
 
     result = compare_runs(runs, out, keys)
     table = Table()
-    for column in ("run", "objective", "last step", *result["keys"]):
+    for column in ("run", "objective", "data", "last step", *result["keys"]):
         table.add_column(column, overflow="fold")
     for row in result["runs"]:
         at = row["logged_at"]
         values = [cell(row[k]) + (f" (step {at[k]})" if k in at else "") for k in result["keys"]]
-        table.add_row(row["run"], row["objective"], cell(row["step"]), *values)
+        table.add_row(row["run"], row["objective"], row["data"], cell(row["step"]), *values)
     print_table(table)
+    if result["warning"]:
+        err_console.print(f"[yellow]warning:[/] {result['warning']}", highlight=False, soft_wrap=True)
     console.print(f"wrote {result['figure']}", soft_wrap=True)
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from genvae.core.config import read_json
 from genvae.core.evaluation import records_to_draw
-from genvae.core.run import require_run_dir, runs_below
+from genvae.core.run import require_run_dir, run_config_dict, runs_below
 from genvae.errors import ConfigError
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
 
@@ -36,8 +35,9 @@ def expand_runs(paths: Sequence[Path]) -> list[Path]:
 
 def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     """Draw ``keys`` (default: every value the runs log) of each run's log.jsonl and evals.jsonl into ``out``;
-    returns the figure path, the keys and one row per run (objective, last step, last values, and
-    ``logged_at``: the step of each value last logged before that step)."""
+    returns the figure path, the keys, one row per run (objective, data, last step, last values, and
+    ``logged_at``: the step of each value last logged before that step) and a ``warning`` (or None)
+    when the runs were trained on different data, whose losses are not on one scale."""
     paths, out = expand_runs([Path(r) for r in runs]), Path(out)
     if out.suffix.lower().lstrip(".") not in picture_formats():
         raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
@@ -60,9 +60,19 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
         records = sorted(logs[label], key=lambda r: r.get("step", 0))
         last = {k: (r.get("step"), v) for r in records for k, v in r.items()}  # each value's latest, with its step
         step = records[-1].get("step") if records else None
-        objective = read_json(path / "config.json")["objective"]["name"]
+        config = run_config_dict(path / "config.json")
         values = {k: last[k][1] if k in last else None for k in shown}
         # a value last logged before the run's last step (e.g. a warm-up phase's loss) says when
         logged_at = {k: last[k][0] for k in shown if k in last and last[k][0] != step}
-        rows.append({"run": label, "objective": objective, "step": step, **values, "logged_at": logged_at})
-    return {"figure": str(figure), "keys": shown, "runs": rows}
+        rows.append({"run": label, "objective": config["objective"]["name"], "data": data_label(config["data"]), "step": step, **values,
+                     "logged_at": logged_at})  # fmt: skip
+    datasets = sorted({row["data"] for row in rows})
+    warning = f"the runs were trained on different data ({', '.join(datasets)}): their losses are not on one scale" if len(datasets) > 1 else None
+    return {"figure": str(figure), "keys": shown, "runs": rows, "warning": warning}
+
+
+def data_label(data: dict[str, Any]) -> str:
+    """A dataset and what changes its samples: its file or folder, image size and channels."""
+    details = [Path(str(data["path"])).name] if data.get("path") else []
+    details += [f"{k} {data[k]}" for k in ("resolution", "channels", "columns") if data.get(k) not in (None, [], "")]
+    return f"{data['name']} ({', '.join(details)})" if details else str(data["name"])

@@ -22,6 +22,7 @@ from genvae.viz.curves import read_records
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
 MAX_METRIC_VALUES = 6
+SETTING_KEYS = ("out", "score", "ref", "split")  # what an evaluation was of, shown beside its numbers
 
 
 def parameter_count(weights: Path) -> int | None:
@@ -56,20 +57,27 @@ def headline(record: dict[str, Any]) -> dict[str, float]:
 
 
 def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per metric: how many evaluations are recorded and the numbers of the latest."""
+    """Per metric: how many evaluations are recorded, the numbers of the latest, what it was of
+    (``settings``) and the training step of the weights it scored (``step``, when recorded)."""
     out: dict[str, dict[str, Any]] = {}
     toy2d = run_dir / "metrics.json"
     if toy2d.is_file():
         record = read_json(toy2d)
-        out["toy2d"] = {"evaluations": 1, "latest": {k: record[k] for k in ("kl", "jsd", "gnelbo") if k in record}}
+        out["toy2d"] = {"evaluations": 1, "latest": {k: record[k] for k in ("kl", "jsd", "gnelbo") if k in record}, **_scored_step(record)}
     for path in sorted((run_dir / "metrics").glob("*.jsonl")):
         records = read_records(path)
         if records:
-            out[path.stem] = {"evaluations": len(records), "latest": headline(records[-1])}
+            latest = records[-1]
+            settings = {k: latest[k] for k in SETTING_KEYS if isinstance(latest.get(k), str)}
+            out[path.stem] = {"evaluations": len(records), "latest": headline(latest), "settings": settings, **_scored_step(latest)}
     during = read_records(run_dir / EVALS_FILE)
     if during:
         out["during training"] = {"evaluations": len(during), "latest": headline(during[-1]), "step": during[-1].get("step")}
     return out
+
+
+def _scored_step(record: dict[str, Any]) -> dict[str, int]:
+    return {"step": record["step"]} if isinstance(record.get("step"), int) else {}
 
 
 def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[str, Any] | None) -> dict[str, Any]:
@@ -164,8 +172,12 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [("damaged", problem) for problem in info["damaged"].values()]
     for name, m in info["metrics"].items():
         numbers = ", ".join(f"{k} {v:.4g}" for k, v in m["latest"].items())
-        at_step = f"step {m['step']}, " if "step" in m else ""
-        rows.append((f"eval {name}", f"{numbers} ({at_step}latest of {m['evaluations']})"))
+        of = ", ".join(f"{k} {v}" for k, v in m.get("settings", {}).items())
+        at_step = f"step {m['step']}" if "step" in m else ""
+        if at_step and info["steps_trained"] is not None and m["step"] < info["steps_trained"]:
+            at_step += f", older than the checkpoint of step {info['steps_trained']}"
+        notes = "; ".join(n for n in (of, at_step, f"latest of {m['evaluations']}") if n)
+        rows.append((f"eval {name}", f"{numbers} ({notes})"))
     if info["figures"]:
         rows.append(("figures", ", ".join(info["figures"])))
     if info.get("warning"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 
 import genvae
 from genvae.cli import app
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataError, PluginError
 
 SETTINGS = {"arch.hidden": 16, "objective.num_vae": 3, "train.log_every": 2, "train.figures_every": 0}
 
@@ -70,3 +72,17 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
     assert genvae.train(run, steps=4, resume=True, data=str(tmp_path / "again")).step == 4  # --data DIR: where the folder lies now
     assert json.loads((run / "config.json").read_text())["data"] == {"name": "folder", "path": str(tmp_path / "again"), "resolution": 16, "hflip": False, "channels": 3, "labels": False}
     assert genvae.train(run, steps=5, resume=True, data=str(tmp_path / "again")).step == 5  # the same folder again
+
+
+def test_evaluate_runs_a_metric_plugin_from_python(digits_run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(digits_run_dir, run)
+    shutil.rmtree(run / "metrics", ignore_errors=True)
+    result = genvae.evaluate(run, "likelihood", n=8, samples=2)
+    assert result["step"] == 5 and math.isfinite(result["iwae"])
+    assert json.loads((run / "metrics" / "likelihood.jsonl").read_text())["iwae"] == result["iwae"]  # recorded as by the command
+    with pytest.raises(ConfigError, match="metric 'likelihood' has no option 'nn'"):
+        genvae.evaluate(genvae.load_run(run), "likelihood", nn=8)
+    with pytest.raises(PluginError, match="did you mean 'likelihood'"):
+        genvae.evaluate(run, "likelyhood")
+    assert {"train", "evaluate", "load_run", "Encoder", "hookimpl"} <= set(dir(genvae))  # the lazily imported names too

@@ -74,8 +74,18 @@ def test_reference_from_another_classifier_is_refused(digits_classifier, tmp_pat
     saved = fidm.load_stats(ref)
     other = features.build_feature_extractor("classifier", feature_weights=digits_classifier).settings()
     fidm.check_compatible(saved["settings"], other, str(ref))  # same classifier: fine
-    with pytest.raises(ConfigError, match="weights_sha256"):
+    with pytest.raises(ConfigError, match=f"weights_sha256.*pass the weights it was made with \\(--feature-weights {digits_classifier}\\)"):
         fidm.check_compatible(saved["settings"], {**other, "weights_sha256": "0" * 64}, str(ref))
+
+
+def test_a_reference_made_with_a_classifier_finds_it_again(digits_classifier, digits_run_dir, tmp_path):
+    """Its features and weights are in the .npz: ``eval fid RUN --ref stats.npz`` needs no --features / --feature-weights."""
+    import genvae
+
+    ref = tmp_path / "ref.npz"
+    fidm.compute_reference_stats("digits", ref, features="classifier", feature_weights=digits_classifier, num_samples=50, batch_size=50, progress=False)
+    result = fidm.evaluate_fid(genvae.load_run(digits_run_dir), ref, num_samples=20, batch_size=20, progress=False, write=False)
+    assert result["settings"]["weights_sha256"] == fidm.load_stats(ref)["settings"]["weights_sha256"] and result["fid"] > 0
 
 
 def test_classifier_errors_name_the_fix(digits_classifier, tmp_path):

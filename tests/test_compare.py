@@ -32,9 +32,10 @@ def test_last_values_figure_and_labels(two_runs, tmp_path):
     result = compare_runs(two_runs, tmp_path / "cmp.png", ["rec"])
     assert result["keys"] == ["rec"]
     assert result["runs"] == [
-        {"run": "a/run", "objective": "vae", "step": 2, "rec": 7.5, "logged_at": {}},
-        {"run": "b/run", "objective": "vae", "step": 3, "rec": 6.25, "logged_at": {}},
+        {"run": "a/run", "objective": "vae", "data": "digits", "step": 2, "rec": 7.5, "logged_at": {}},
+        {"run": "b/run", "objective": "vae", "data": "digits", "step": 3, "rec": 6.25, "logged_at": {}},
     ]
+    assert result["warning"] is None
     assert Image.open(tmp_path / "cmp.png").size[0] > 100
     assert compare_runs(two_runs, tmp_path / "all.png")["keys"] == ["kl", "rec"]  # every logged value but step / lr / speed
     assert run_labels([tmp_path / "x" / "run", tmp_path / "y" / "other"]) == ["run", "other"]
@@ -54,17 +55,17 @@ def test_the_command_prints_the_table(two_runs, tmp_path):
     result = CliRunner().invoke(app, ["compare", *map(str, two_runs), "-k", "kl", "--out", str(tmp_path / "c.png")], env={"COLUMNS": "200"})
     text = " ".join(result.output.split())
     assert result.exit_code == 0, text
-    assert "a/run │ vae │ 2 │ 1.5" in text and "b/run │ vae │ 3 │ 2.5" in text and "wrote" in text
+    assert "a/run │ vae │ digits │ 2 │ 1.5" in text and "b/run │ vae │ digits │ 3 │ 2.5" in text and "wrote" in text
 
 
 def test_a_value_last_logged_before_the_last_step_says_when(digits_run_dir, tmp_path):
     warm_up = [{"step": 100, "loss_vae": 0.5, "rec": 2.0}, {"step": 600, "loss_encoder": 0.25, "rec": 1.5}]  # soft-intro after num_vae=100
     runs = [make_run(digits_run_dir, tmp_path / name, warm_up) for name in ("a", "b")]
     result = compare_runs(runs, tmp_path / "c.png", ["loss_vae", "rec"])
-    assert result["runs"][0] == {"run": "a", "objective": "vae", "step": 600, "loss_vae": 0.5, "rec": 1.5, "logged_at": {"loss_vae": 100}}
+    assert result["runs"][0] == {"run": "a", "objective": "vae", "data": "digits", "step": 600, "loss_vae": 0.5, "rec": 1.5, "logged_at": {"loss_vae": 100}}
     result = CliRunner().invoke(app, ["compare", *map(str, runs), "-k", "loss_vae", "-k", "rec", "--out", str(tmp_path / "c.png")], env={"COLUMNS": "200"})
     text = " ".join(result.output.split())
-    assert result.exit_code == 0 and "run ┃ objective ┃ last step ┃ loss_vae ┃ rec" in text and "a │ vae │ 600 │ 0.5 (step 100) │ 1.5" in text, text
+    assert result.exit_code == 0 and "run ┃ objective ┃ data ┃ last step ┃ loss_vae ┃ rec" in text and "a │ vae │ digits │ 600 │ 0.5 (step 100) │ 1.5" in text, text
 
 
 def test_out_must_name_a_picture_format_and_its_folder_is_made(two_runs, tmp_path):
@@ -91,3 +92,27 @@ def test_off_a_terminal_the_table_is_as_wide_as_it_needs(digits_run_dir, tmp_pat
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == 2 and all("1.333" in row and "3.667" in row for row in rows), result.output
+
+
+def test_runs_on_different_data_are_pointed_out(two_runs, tmp_path):
+    config = json.loads((two_runs[1] / "config.json").read_text())
+    config["data"] = {"name": "folder", "path": "/data/my-images", "resolution": 16, "hflip": False, "channels": 1, "labels": False}
+    (two_runs[1] / "config.json").write_text(json.dumps(config))
+    result = compare_runs(two_runs, tmp_path / "c.png", ["rec"])
+    assert [r["data"] for r in result["runs"]] == ["digits", "folder (my-images, resolution 16, channels 1)"]
+    assert result["warning"] == "the runs were trained on different data (digits, folder (my-images, resolution 16, channels 1)): their losses are not on one scale"
+    text = " ".join(CliRunner().invoke(app, ["compare", *map(str, two_runs), "--out", str(tmp_path / "c.png")], env={"COLUMNS": "300"}).output.split())
+    assert "warning: the runs were trained on different data" in text
+
+
+def test_a_feature_classifier_beside_runs_is_no_run(two_runs, tmp_path):
+    clf = tmp_path / "clf"
+    clf.mkdir()
+    (clf / "config.json").write_text(json.dumps({"features": "classifier", "network": "x", "data": "digits", "num_classes": 10}))
+    assert [r["run"] for r in compare_runs([tmp_path], tmp_path / "c.png")["runs"]] == ["a/run", "b/run"]  # left out of a directory
+    result = CliRunner().invoke(app, ["compare", str(two_runs[0]), str(clf), "--out", str(tmp_path / "c.png")], env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and "Traceback" not in text
+    assert f"error: {clf} is a feature classifier (written by 'genvae eval train-classifier'; give it to --feature-weights), not a genvae run" in text
+    info = " ".join(CliRunner().invoke(app, ["info", str(clf)], env={"COLUMNS": "300"}).output.split())
+    assert "is a feature classifier" in info and "restore it from a backup" not in info

@@ -125,7 +125,7 @@ def test_info_and_compare_show_the_evaluations(tmp_path, one_thread):
     for name in ("a", "b"):
         _train(tmp_path / name, steps=10, **EVAL)
     info = CliRunner().invoke(app, ["info", str(tmp_path / "a")], terminal_width=200)
-    assert info.exit_code == 0 and "eval during training" in info.output and "step 10, latest of 2" in info.output
+    assert info.exit_code == 0 and "eval during training" in info.output and "step 10; latest of 2" in info.output
     out = tmp_path / "cmp.png"
     cmp = CliRunner().invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--key", "toy2d.kl", "--key", "kl", "--out", str(out)])
     assert cmp.exit_code == 0, cmp.output
@@ -150,3 +150,16 @@ def test_metric_option_types_are_checked_before_the_metric_runs(tmp_path, one_th
         assert result.exit_code == 2 and expected in " ".join(result.output.split()) and "Traceback" not in result.output, result.output
     with pytest.raises(EvaluationError, match="option num_samples = 'many' has the wrong type"):  # the same check during training
         _train(tmp_path / "during", steps=2, **{"train.eval_every": 1, "train.eval_options": {"toy2d": {**SMALL_TOY2D, "num_samples": "many"}}})
+
+
+def test_paths_in_eval_options_are_saved_absolute(tmp_path, monkeypatch):
+    """A run resumed from another working directory found its classifier no more (relative path)."""
+    from genvae.core.run import resolve
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clf").mkdir()
+    (tmp_path / "8gaussians").mkdir()  # a folder named like a dataset: the name stays the dataset
+    options = {"fid": {"feature_weights": "clf", "ref": "stats-not-made-yet.npz", "num_samples": 100}, "ood": {"out": "8gaussians"}}
+    cfg, _ = resolve({"data": {"name": "digits"}, "train": {"eval_every": 10, "eval": ["fid", "ood"], "eval_options": options}})
+    assert cfg.train.eval_options == {"fid": {"feature_weights": str(tmp_path / "clf"), "ref": "stats-not-made-yet.npz", "num_samples": 100},
+                                      "ood": {"out": "8gaussians"}}

@@ -14,7 +14,7 @@ from genvae.cli import app
 from genvae.core.checkpoint import RESTORE, append_metrics_record
 from genvae.core.run import load_run
 from genvae.errors import RunDirError
-from genvae.run_info import run_info
+from genvae.run_info import format_info, run_info
 
 
 def invoke(*args):
@@ -60,7 +60,13 @@ def test_evaluations_show_the_latest_numbers_and_how_many(run_copy):
     append_metrics_record(run_copy, "ood.jsonl", {"auroc": 0.91, "score": "elbo", "samples": 5, "seconds": 3.5})
     append_metrics_record(run_copy, "ood.jsonl", {"auroc": 0.93, "mean_ood": -500.25, "beta_rec": 1.0, "seconds": 4.0})
     info = run_info(run_copy)
-    assert info["metrics"] == {"ood": {"evaluations": 2, "latest": {"auroc": 0.93, "mean_ood": -500.25}}}
+    assert info["metrics"] == {"ood": {"evaluations": 2, "latest": {"auroc": 0.93, "mean_ood": -500.25}, "settings": {}}}
+    # what the latest was of, and the step of the weights it scored: older than the run's checkpoint (step 5)
+    append_metrics_record(run_copy, "ood.jsonl", {"auroc": 0.5, "out": "digits", "score": "elbo", "in": "(run's data)", "step": 3})
+    info = run_info(run_copy)
+    assert info["metrics"]["ood"] == {"evaluations": 3, "latest": {"auroc": 0.5}, "settings": {"out": "digits", "score": "elbo"}, "step": 3}
+    row = dict(format_info(info))["eval ood"]
+    assert row == "auroc 0.5 (out digits, score elbo; step 3, older than the checkpoint of step 5; latest of 3)"
 
 
 def test_the_command_prints_the_rows_and_json(run_copy):
@@ -124,3 +130,34 @@ def test_a_damaged_run_is_shown_as_damaged_and_does_not_stop_a_listing(run_copy,
     result, _ = invoke("info", bench, "--json")
     garbled = json.loads(result.output)[0]
     assert garbled["run"] == str(bench / "garbled") and "trainer.json is not valid JSON" in garbled["error"]
+
+
+def test_an_evaluation_records_the_step_of_the_weights_it_scored(run_copy):
+    from genvae.plugins.metrics.likelihood import evaluate
+
+    run = load_run(run_copy)
+    assert run.step == 5  # the exported networks are those of the checkpoint at step 5
+    result = evaluate(run, n=8, samples=2)
+    assert result["step"] == 5 and json.loads((run_copy / "metrics" / "likelihood.jsonl").read_text())["step"] == 5
+
+
+def test_loading_a_run_that_is_being_trained_says_which_step_it_uses(run_copy):
+    from genvae.core.run_lock import RunLock, training_process
+
+    assert training_process(run_copy) is None
+    lock = RunLock(run_copy)
+    lock.acquire()  # as a trainer holds it (a second open of the file conflicts, even in one process)
+    try:
+        assert training_process(run_copy).startswith(f"pid {os.getpid()} on ")
+        with pytest.warns(UserWarning, match=r"is being trained by pid \d+ on .*: this uses its checkpoint of step 5; later steps are not in it"):
+            load_run(run_copy)
+    finally:
+        lock.release()
+    assert training_process(run_copy) is None
+
+
+def test_a_run_without_a_checkpoint_yet_is_one_clear_line(run_copy):
+    for name in ("checkpoint", "encoder", "decoder"):
+        shutil.rmtree(run_copy / name)
+    with pytest.raises(RunDirError, match=r"has no checkpoint yet: it has not been trained; the first is written at step \d+ \(train.checkpoint_every\) and at the end"):
+        load_run(run_copy)

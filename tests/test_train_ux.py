@@ -234,6 +234,7 @@ def test_a_run_that_another_process_trains_is_refused(tmp_path):
             train(cfg, data, run, resume=True, progress=False)
         result, text = invoke("train", "--run-dir", run, "--resume", "--steps", "6", "--no-progress")
         assert result.exit_code == 2 and "is being trained by pid" in text and "Traceback" not in result.output, result.output
+        assert "resuming at step" not in text  # refused before it says what it would do
         fresh = tmp_path / "fresh"  # a new run whose directory another process has just locked
         fresh.mkdir()
         held = RunLock(fresh)

@@ -165,12 +165,11 @@ def metric(
     options: list[str] = typer.Option([], "--option", help="Metric option KEY=VALUE (repeatable)."),
 ) -> None:
     """Evaluate a run with any metric plugin, passing options through."""
-    from genvae.core.evaluation import call_metric
+    from genvae.api import evaluate
     from genvae.core.plugins import get_plugins
-    from genvae.core.run import load_run
 
-    plugin = get_plugins().metrics.get(name)
-    _print(call_metric(name, plugin, load_run(run), seed, _key_values(options)))
+    get_plugins().metrics.get(name)  # an unknown metric before the run is loaded
+    _print(evaluate(run, name, seed=seed, **_key_values(options)))
 
 
 def _key_values(texts: list[str]) -> dict[str, Any]:

@@ -87,12 +87,15 @@ def append_metrics_record(run_path: str | Path, file_name: str, record: dict[str
     return out
 
 
-def export_component(module: Component, directory: Path, role: str, plugin: str) -> None:
-    """Write ``config.json`` (constructor arguments + plugin name) and ``model.safetensors``."""
+def export_component(module: Component, directory: Path, role: str, plugin: str, step: int | None = None) -> None:
+    """Write ``config.json`` (constructor arguments + plugin name, and the training ``step`` of
+    these weights when given) and ``model.safetensors``."""
     directory = Path(directory)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     atomic_save_file(state, directory / WEIGHTS, metadata={"format": "pt", "role": role})
     config = {"role": role, "architecture": plugin, "class": type(module).__name__, "config": module.config}
+    if step is not None:
+        config["step"] = step
     atomic_write_text(directory / COMPONENT_CONFIG, json.dumps(config, indent=2) + "\n")
 
 

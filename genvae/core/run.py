@@ -7,6 +7,7 @@ networks; ``load_run`` reopens a finished (or interrupted) run for sampling and 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -14,7 +15,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
-from genvae.core.checkpoint import load_weights, read_component_config
+from genvae.core.checkpoint import COMPONENT_CONFIG, find_checkpoint, load_weights, read_component_config
 from genvae.core.config import (
     DEFAULT_NAMES,
     OptimConfig,
@@ -31,6 +32,7 @@ from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, M
 from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
+from genvae.core.run_lock import training_process
 from genvae.core.tracking import check_trackers
 from genvae.errors import ConfigError, DataError, GenvaeError, PluginError, RunDirError
 
@@ -82,6 +84,20 @@ def absolute_data_paths(options: Mapping[str, Any]) -> dict[str, Any]:
     """Data options ``path`` and ``root`` made absolute (``~`` expanded), so that the saved run
     finds its data again from any working directory."""
     return {k: str(Path(v).expanduser().resolve()) if k in PATH_OPTIONS and isinstance(v, str) and v else v for k, v in options.items()}
+
+
+def absolute_eval_paths(eval_options: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> dict[str, dict[str, Any]]:
+    """Evaluation options that name an existing file or folder (``feature_weights="runs/clf"``,
+    ``ref="stats.npz"``, ``out="../ood-images"``) made absolute, as data paths are, so that a run
+    resumed from another working directory evaluates with the same files. A dataset's name stays
+    a name, even beside a folder of that name."""
+
+    def absolute(value: Any) -> Any:
+        if not isinstance(value, str) or not value or value in plugins.datasets or not Path(value).expanduser().exists():
+            return value
+        return str(Path(value).expanduser().resolve())
+
+    return {metric: {k: absolute(v) for k, v in options.items()} for metric, options in eval_options.items()}
 
 
 PLUGIN_SECTIONS = ("objective", "arch", "data")
@@ -209,6 +225,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     optim_fields = {f.name for f in fields(OptimConfig)}
     rec_train = dict(recommended.get("train", {}))
     train = build_dataclass("train", TrainConfig, {**{k: v for k, v in rec_train.items() if k in train_fields}, **user.get("train", {})})
+    train.eval_options = absolute_eval_paths(train.eval_options, plugins)
     optim = build_dataclass("optim", OptimConfig, {**{k: v for k, v in rec_train.items() if k in optim_fields}, **user.get("optim", {})})
     options = arch_options(arch)
     rec_arch = {k: v for k, v in recommended.get("arch", {}).items() if k in options}
@@ -426,13 +443,15 @@ class UnavailableData(DataSource):
 
 @dataclass
 class LoadedRun:
-    """A run directory reopened: its config, data source and exported networks (in eval mode)."""
+    """A run directory reopened: its config, data source and exported networks (in eval mode),
+    and the training step of those networks (None for exports written before genvae kept it)."""
 
     path: Path
     config: ResolvedConfig
     data: DataSource
     encoder: Encoder
     decoder: Decoder
+    step: int | None = None
 
     @property
     def models(self) -> Models:
@@ -511,13 +530,28 @@ def runs_below(path: Path, depth: int = 3) -> list[Path]:
     found: list[Path] = []
     for level in range(1, depth + 1):
         configs = path.glob("/".join(["*"] * level) + "/config.json")
-        found += [p.parent for p in configs if p.parent.name not in COMPONENTS]  # not an exported network's config
+        # not an exported network's config, nor another tool's (a feature classifier's)
+        found += [p.parent for p in configs if p.parent.name not in COMPONENTS and not foreign_config(p)]
     return sorted(found)
+
+
+def foreign_config(path: Path) -> str | None:
+    """What a config.json that genvae wrote for something else than a run is (a feature
+    classifier), or None. Any other config.json is a run's, damaged when it cannot be read as one."""
+    try:
+        raw = read_json(path)
+    except (OSError, RunDirError):
+        return None
+    if isinstance(raw, dict) and raw.get("features") == "classifier" and "train" not in raw:
+        return "a feature classifier (written by 'genvae eval train-classifier'; give it to --feature-weights)"
+    return None
 
 
 def require_run_dir(path: Path) -> None:
     """A one-line error unless ``path`` is a run directory; names the runs below it if it holds some."""
     if (path / "config.json").is_file():
+        if what := foreign_config(path / "config.json"):
+            raise RunDirError(f"{path} is {what}, not a genvae run")
         return
     if not path.exists():
         raise RunDirError(f"{path} does not exist; give a run directory written by 'genvae train'")
@@ -537,18 +571,26 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
     path = Path(run_dir)
     require_run_dir(path)
     cfg = read_run_config(path / "config.json")
+    trainer = training_process(path)
+    if find_checkpoint(path) is None and not (path / "encoder" / COMPONENT_CONFIG).is_file():
+        doing = f"it is being trained by {trainer}" if trainer else "it has not been trained"
+        raise RunDirError(f"{path} has no checkpoint yet: {doing}; the first is written at step {cfg.train.checkpoint_every} "
+                          f"(train.checkpoint_every) and at the end")  # fmt: skip
     encoder = load_component(path / "encoder", plugins).to(map_location).requires_grad_(False)
     decoder = load_component(path / "decoder", plugins).to(map_location).requires_grad_(False)
+    step = read_component_config(path / "encoder").get("step")
+    if trainer:
+        warnings.warn(f"{path} is being trained by {trainer}: this uses its checkpoint of step {step}; later steps are not in it", stacklevel=2)
     name, shape = cfg.data["name"], tuple(encoder.config["data_shape"])
     if name not in plugins.datasets:  # e.g. the plugin that trained it was uninstalled
         missing = DataError(f"dataset {name!r}, which this run was trained on, is not installed: install the plugin package "
                             "that registers it (genvae plugins list shows what is installed)")  # fmt: skip
-        return LoadedRun(path, cfg, UnavailableData(name, shape, missing), encoder, decoder)
+        return LoadedRun(path, cfg, UnavailableData(name, shape, missing), encoder, decoder, step)
     try:
         data = plugins.datasets.get(name)(**_options(cfg.data))
     except DataError as exc:  # e.g. a run copied to a machine without its training data
         data = UnavailableData(name, shape, exc)
-    return LoadedRun(path, cfg, data, encoder, decoder)
+    return LoadedRun(path, cfg, data, encoder, decoder, step)
 
 
 __all__ = ["ResolvedConfig", "read_run_config", "resolve", "build_models", "build_objective", "load_run", "LoadedRun"]

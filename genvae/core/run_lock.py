@@ -31,6 +31,28 @@ except ImportError:  # Windows
 LOCK_FILE = "train.lock"
 
 
+def being_trained(run_dir: str | Path, holder: str) -> RunDirError:
+    """The error for training a run that another process trains."""
+    return RunDirError(f"{run_dir} is being trained by {holder}; wait for it to finish or stop it "
+                       "(Ctrl-C saves a checkpoint) before training this run again, or choose another --run-dir")  # fmt: skip
+
+
+def training_process(run_dir: str | Path) -> str | None:
+    """Who trains ``run_dir`` now ("pid N on HOST"), or None when no process holds its lock."""
+    path = Path(run_dir) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return None
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused while a trainer holds its exclusive lock
+            except BlockingIOError:
+                return f.read().strip() or "another process"
+            return None  # closing the file drops the shared lock
+    except OSError:  # unreadable, or no locks on this file system: nothing is known
+        return None
+
+
 class RunLock:
     """Held from :meth:`acquire` to :meth:`release` (or the end of the process)."""
 
@@ -52,10 +74,7 @@ class RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise RunDirError(
-                f"{self.path.parent} is being trained by {holder}; wait for it to finish or stop it "
-                "(Ctrl-C saves a checkpoint) before training this run again, or choose another --run-dir"
-            ) from None
+            raise being_trained(self.path.parent, holder) from None
         except OSError:  # the file system does not support locks: train unlocked
             f.close()
             return

@@ -259,12 +259,12 @@ class Trainer:
         if acc.is_main_process:
             arch = self.cfg.arch["name"]
             for name, module in self.parts.items():
-                export_component(module, tmp / name, name, arch)
+                export_component(module, tmp / name, name, arch, step=self.step)
             state = {"step": self.step, **self._growth_state(), "log_window": self.log_window.state_dict()}
             atomic_write_text(tmp / "trainer.json", json.dumps(state) + "\n")
             swap_in_directory(tmp, self.run_dir / CHECKPOINT_DIR)
             for name, module in self.parts.items():
-                export_component(module, self.run_dir / name, name, arch)
+                export_component(module, self.run_dir / name, name, arch, step=self.step)
         acc.wait_for_everyone()
         self.last_checkpoint_step = self.step
 
@@ -622,7 +622,7 @@ class Trainer:
         ``RUN/evals.jsonl``, redraw ``RUN/evals.png`` and pass it to the trackers. A failing
         evaluation stops training at a checkpoint (:class:`EvaluationError`)."""
         acc = self.accelerator
-        run = LoadedRun(self.run_dir, self.cfg, self.data, self.parts["encoder"], self.parts["decoder"])  # type: ignore[arg-type]
+        run = LoadedRun(self.run_dir, self.cfg, self.data, self.parts["encoder"], self.parts["decoder"], self.step)  # type: ignore[arg-type]
         values: dict[str, float] = {}
         error: Exception | None = None
         try:

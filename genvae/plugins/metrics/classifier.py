@@ -142,6 +142,7 @@ class ClassifierFeatures(nn.Module):
             raise DataError(f"{folder / WEIGHTS} does not match the SHA-256 in its {CONFIG} (file changed or corrupt); retrain it")
         from safetensors.torch import load_file
 
+        self.folder = folder.resolve()
         self.shape = tuple(self.info["shape"])
         self.net = SmallClassifier(self.shape[0], self.info["num_classes"])
         self.net.load_state_dict(load_file(str(folder / WEIGHTS)))
@@ -153,6 +154,7 @@ class ClassifierFeatures(nn.Module):
 
     def settings(self) -> dict[str, Any]:
         return {"features": self.name, "dim": self.dim, "quantize": "uint8-round", "weights_sha256": self.info["weights_sha256"],
+                "weights_path": str(self.folder),  # where it was: a reference made with it finds it again
                 "classifier_data": self.info["data"], **{f"classifier_{k}": v for k, v in self.info.items() if k.endswith("_accuracy")}}  # fmt: skip
 
     @torch.no_grad()

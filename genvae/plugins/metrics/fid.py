@@ -277,7 +277,9 @@ def check_compatible(ref_settings: Mapping[str, Any], settings: Mapping[str, Any
     diffs = [f"{k}: {ref_settings.get(k)!r} vs {settings.get(k)!r}" for k in COMPARED_SETTINGS
              if k in ref_settings or k in settings if ref_settings.get(k) != settings.get(k)]  # fmt: skip
     if diffs:
-        raise ConfigError(f"reference {ref_label} was computed with other feature settings ({'; '.join(diffs)}); recompute it with 'genvae eval fid-ref'")
+        made_with = f"pass the weights it was made with (--feature-weights {ref_settings['weights_path']}) or " if "weights_path" in ref_settings else ""
+        raise ConfigError(f"reference {ref_label} was computed with other feature settings ({'; '.join(diffs)}); "
+                          f"{made_with}recompute it with 'genvae eval fid-ref'")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,6 +360,8 @@ def evaluate_fid(
     elif "shape" in ref_stats["settings"]:
         _check_ref_shape(ref_stats["settings"]["shape"], shape, str(ref))
     name = features or (ref_stats["settings"].get("features") if ref_stats else None) or "inception"
+    if feature_weights is None and ref_stats and name == ref_stats["settings"].get("features"):
+        feature_weights = ref_stats["settings"].get("weights_path")  # the reference's own classifier (its SHA-256 is checked)
     if extractor is None:
         extractor_options: dict[str, Any] = {"inception_weights": inception_weights, "feature_weights": feature_weights,
                                              "resize": resize or (ref_stats or {}).get("settings", {}).get("resize")}  # fmt: skip
@@ -417,6 +421,7 @@ def evaluate_fid(
                   and settings.get("resize") == "tf1-bilinear")  # fmt: skip
     result.update(
         run=str(run_path),
+        step=getattr(run, "step", None),  # the training step of the weights scored
         objective=run.config.objective["name"],
         data=run.config.data["name"],
         num_samples=num_samples,

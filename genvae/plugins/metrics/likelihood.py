@@ -69,6 +69,7 @@ def evaluate_likelihood(
         "recon_loss": objective.get("recon_loss", "mse"),
         "beta_rec": float(objective.get("beta_rec", 1.0)),
         "run": str(run.path),
+        "step": getattr(run, "step", None),
         "seed": seed,
         "seconds": round(time.perf_counter() - start, 2),
     }

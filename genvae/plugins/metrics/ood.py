@@ -371,6 +371,7 @@ def evaluate_ood(
         "objective": run.config.objective["name"],
         "recon_loss": run.config.objective.get("recon_loss", "mse"),
         "run": str(run.path),
+        "step": getattr(run, "step", None),
         "seed": seed,
         **{f"mean_{k}": float(v.mean()) for k, v in scores.items()},
         **{f"n_{k}": len(v) for k, v in scores.items()},

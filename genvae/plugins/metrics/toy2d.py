@@ -259,6 +259,7 @@ def evaluate(run: Any, seed: int = 0, out_dir: str | Path | None = None, figures
     metrics = {
         "dataset": data_name,
         "objective": run.config.objective["name"],
+        "step": getattr(run, "step", None),
         "seed": seed,
         **res,
         "perfect_model": {k: mean for k, (mean, _) in floor.items()},

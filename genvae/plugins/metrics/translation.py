@@ -67,6 +67,7 @@ def evaluate_translation(
         "collapsed_groups": [g for g, v in kls.items() if v < COLLAPSE_NATS],
         "objective": run.config.objective["name"],
         "run": str(run.path),
+        "step": getattr(run, "step", None),
         "seed": seed,
         "n_pairs": n_pairs,
     }
