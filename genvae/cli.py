@@ -143,7 +143,7 @@ def train(
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         step = trainer.last_checkpoint_step if trainer is not None else None
         if step is None:
-            err_console.print("interrupted; no checkpoint was written yet", highlight=False, soft_wrap=True)
+            err_console.print("interrupted before the first checkpoint; training it again (--resume) starts from step 0", highlight=False, soft_wrap=True)
         else:
             err_console.print(f"interrupted; last checkpoint: step {step}; continue with: genvae train --run-dir {run_dir} --resume", highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None

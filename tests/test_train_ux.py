@@ -198,6 +198,32 @@ def test_a_second_ctrl_c_interrupts_at_once(tmp_path):
         signal.signal(signal.SIGINT, outer)
     assert not isinstance(info.value, TrainingInterrupted)
     assert not (tmp_path / "run" / "checkpoint").exists()
+    assert "no checkpoint yet: resuming starts from step 0" in run_info(tmp_path / "run")["state"]
+
+
+def test_a_second_ctrl_c_during_the_save_the_first_asked_for_waits_for_it(tmp_path, monkeypatch):
+    """Two Ctrl-C 50 ms apart: the second arrived while the first one's checkpoint was written and
+    left a checkpoint.tmp and nothing to resume from."""
+    from genvae.core.trainer import Trainer
+
+    cfg, data = small_config(steps=20)
+    write = Trainer._write_checkpoint
+
+    def second_ctrl_c_midway(self):
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the interpreter calling the handler installed now
+        write(self)
+
+    monkeypatch.setattr(Trainer, "_write_checkpoint", second_ctrl_c_midway)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            train(cfg, data, tmp_path / "run", progress=False, on_log=signal_at(3, signal.SIGINT))
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert not isinstance(info.value, TrainingInterrupted)  # the second acted at once after the save
+    assert json.loads((tmp_path / "run" / "checkpoint" / "trainer.json").read_text())["step"] == 3
+    assert not (tmp_path / "run" / "checkpoint.tmp").exists()
+    assert "last checkpoint: step 3" in run_info(tmp_path / "run")["state"]
 
 
 @pytest.mark.parametrize("signum, how", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "stopped by SIGTERM")])

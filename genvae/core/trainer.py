@@ -93,6 +93,25 @@ def check_new_run_dir(run_dir: str | Path) -> None:
 STOP_NOTE = "stopped.json"  # why the last training call stopped early (Ctrl-C, non-finite loss)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM arriving inside the block act when it ends, as they would have then."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    arrived: list[int] = []
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in handlers:
+        signal.signal(s, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or SIGTERM stopped training after a completed step; ``step`` is saved in
     the run's checkpoint. ``signum`` is the signal's number."""
@@ -246,7 +265,13 @@ class Trainer:
                     torch.distributed.broadcast(tensor.data, src=0)
 
     def save_checkpoint(self) -> None:
-        """Write ``checkpoint.tmp`` completely, then swap it in; also refresh the export."""
+        """Write ``checkpoint.tmp`` completely, then swap it in; also refresh the export. A stop
+        signal that arrives meanwhile acts once the checkpoint is written (a double Ctrl-C, the
+        second during the save that the first asked for, lost it)."""
+        with signals_deferred():
+            self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
         acc = self.accelerator
         tmp = self.run_dir / (CHECKPOINT_DIR + ".tmp")
         if acc.is_main_process:
@@ -535,7 +560,8 @@ class Trainer:
         ``genvae info`` (a killed process leaves none)."""
         if not self.accelerator.is_main_process:
             return
-        reason = str(exc) or f"interrupted at step {self.step}; last checkpoint: step {self.last_checkpoint_step}"
+        saved = "no checkpoint yet: resuming starts from step 0" if self.last_checkpoint_step is None else f"last checkpoint: step {self.last_checkpoint_step}"
+        reason = str(exc) or f"interrupted at step {self.step}; {saved}"
         write_json(self.run_dir / STOP_NOTE, {"step": self.step, "checkpoint_step": self.last_checkpoint_step, "reason": reason, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def _catch_stop_signals(self) -> dict[int, Any]:
