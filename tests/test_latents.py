@@ -66,3 +66,34 @@ def test_an_encoder_that_ignores_its_input_has_no_active_units(digits_run_dir):
 def test_bad_requests_are_one_line_errors(digits_run_dir, tmp_path, args, expected):
     result, text = invoke("encode", digits_run_dir, *args)
     assert result.exit_code == 2 and expected in text and "Traceback" not in result.output, result.output
+
+
+def test_eval_latents_records_active_units_and_kl(digits_run_dir, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run_dir, run)
+    shutil.rmtree(run / "metrics", ignore_errors=True)
+    result, text = invoke("eval", "latents", run, "-n", 40)
+    assert result.exit_code == 0, text
+    record = json.loads((run / "metrics" / "latents.jsonl").read_text())
+    from genvae.core.run import load_run
+
+    stats = summary(encode_data(load_run(run), n=40))
+    assert record["active_units"] == stats["active_units"] and record["kl"] == pytest.approx(stats["kl"])
+    assert (record["images"], record["z_dim"], record["step"]) == (40, 4, 5) and (run / "metrics" / "latents.png").is_file()
+    info, text = invoke("info", run)
+    assert "eval latents active_units" in text and "split test" in text
+
+
+def test_latents_during_training_follow_the_posterior(tmp_path):
+    """Appendix 9.5's collapse as a curve: the latents metric during training."""
+    import genvae
+    from genvae.viz.curves import read_records
+
+    settings = {"arch.hidden": 16, "train.log_every": 5, "train.figures_every": 0, "train.eval_every": 5, "train.eval": ["latents"],
+                "train.eval_options": {"latents": {"n": 64, "figure": False}}}
+    genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=10, batch_size=32, settings=settings)
+    records = read_records(tmp_path / "run" / "evals.jsonl")
+    assert [r["step"] for r in records] == [0, 5, 10] and all({"latents.kl", "latents.active_units"} <= set(r) for r in records)

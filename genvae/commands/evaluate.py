@@ -135,6 +135,23 @@ def likelihood(
     _print(evaluate_likelihood(load_run(run), data, split, n=n, samples=samples, seed=seed))
 
 
+@eval_app.command("latents")
+@user_errors
+def latents(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the run's), e.g. mnist or folder:path=DIR."),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    n: int = typer.Option(2000, "--num-images", "-n", help="Images encoded."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the images chosen."),
+) -> None:
+    """Active latent dimensions and KL per image (per latent group); appended to
+    RUN/metrics/latents.jsonl with RUN/metrics/latents.png ('genvae encode' also saves the codes)."""
+    from genvae.core.run import load_run
+    from genvae.plugins.metrics.latents import evaluate_latents
+
+    _print(evaluate_latents(load_run(run), data, split, n=n, seed=seed))
+
+
 @eval_app.command("translation")
 @user_errors
 def translation(

@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "genvae.plugins.metrics.features",
     "genvae.plugins.metrics.ood",
     "genvae.plugins.metrics.likelihood",
+    "genvae.plugins.metrics.latents",
     "genvae.plugins.metrics.classifier",
     "genvae.plugins.losses.reconstruction",
     "genvae.plugins.architectures.residual",
