@@ -204,8 +204,8 @@ def overview_row(info: dict[str, Any]) -> tuple[str, ...]:
         return (info["run"], "-", "-", "-", "-", f"unreadable; genvae info {info['run']} says why")
     trained = "-" if info["steps_trained"] is None else str(info["steps_trained"])
     evaluations = "; ".join(
-        f"{name} " + " ".join(f"{k} {v:.4g}" for k, v in list(m["latest"].items())[:1]) for name, m in info["metrics"].items()
-    )
+        f"{name} " + " ".join(f"{'' if k == name else k + ' '}{v:.4g}" for k, v in list(m["latest"].items())[:1]) for name, m in info["metrics"].items()
+    )  # "fid 12.3", "ood auroc 0.99"
     if info["damaged"]:
         files = ", ".join(f"{role}/model.safetensors" for role in info["damaged"])
         evaluations = f"damaged: {files}; genvae info {info['run']} says how to repair it"

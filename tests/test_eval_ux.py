@@ -215,3 +215,23 @@ def test_ood_on_a_2d_run_draws_the_histograms_and_no_picture_grid(runs):
     assert same.exit_code == 0 and "warning: the in-distribution and out-of-distribution data are the same (8gaussians)" in " ".join(same.output.split())
     few = invoke("eval", "ood", runs / "8gaussians", "--out", "rings", "-n", "10")
     assert few.exit_code == 0 and "warning: the AUROC compares 10 in-distribution with 10 out-of-distribution images: with so few (10) it is coarse" in " ".join(few.output.split())
+
+
+def test_fid_stats_scores_real_against_real(tmp_path):
+    """The floor a model's FID is read against: the test split against the train split."""
+    import json
+
+    for split in ("train", "test"):
+        made = invoke("eval", "fid-ref", "digits", "--split", split, "--out", tmp_path / f"{split}.npz", "--features", "random-conv", "--num-samples", "200")
+        assert made.exit_code == 0, made.output
+    same = invoke("eval", "fid-stats", tmp_path / "train.npz", tmp_path / "train.npz")
+    assert same.exit_code == 0 and json.loads(same.output)["fid"] == pytest.approx(0.0, abs=1e-6)
+    floor = json.loads(invoke("eval", "fid-stats", tmp_path / "test.npz", tmp_path / "train.npz").output)
+    assert floor["fid"] > 0 and (floor["a_n"], floor["b_n"], floor["features"]) == (200, 200, "random-conv") and "kid_mean" in floor
+    with np.load(tmp_path / "train.npz") as f:
+        saved = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "other.npz", **{**saved, "settings": json.dumps({**json.loads(str(saved["settings"])), "features": "inception"})})
+    line = one_line_error(invoke("eval", "fid-stats", tmp_path / "other.npz", tmp_path / "train.npz"))
+    assert "was computed with other feature settings (features: 'inception' vs 'random-conv'" in line
+    line = one_line_error(invoke("eval", "fid-stats", tmp_path / "missing.npz", tmp_path / "train.npz"))
+    assert "reference statistics" in line and "missing.npz not found" in line

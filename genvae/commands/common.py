@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import warnings
 from typing import Any, Callable, TypeVar
 
@@ -20,9 +21,13 @@ def print_table(table: Any, highlight: bool = False) -> None:
     off a terminal (a pipe, a file) as wide as the table needs, so that no number is broken
     across lines."""
     out = Console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(width=max(out.width, Console(width=100_000).measure(table).maximum))
-    out.print(table, highlight=highlight)
+    if out.is_terminal or "COLUMNS" in os.environ:
+        out.print(table, highlight=highlight)
+        return
+    wide = Console(width=max(out.width, Console(width=100_000).measure(table).maximum))
+    with wide.capture() as captured:
+        wide.print(table, highlight=highlight)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))  # no padding to the widest line
 
 
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:

@@ -51,6 +51,9 @@ def fid(
     results = evaluate_fid(load_run(run), ref, num_samples=num_samples, features=features, inception_weights=inception_weights,
                            resize=resize, batch_size=batch_size, seed=seed, feature_weights=feature_weights)
     _print(results)
+    if not ref.endswith(".npz"):  # the data's statistics were computed (or read back) for this run
+        console.print(f"note: the reference statistics of {ref} are in {results['ref']}; give that file as --ref to other runs "
+                      "to skip computing them again (or make them once: genvae eval fid-ref)", highlight=False, soft_wrap=True)
 
 
 @eval_app.command("fid-ref")
@@ -72,6 +75,19 @@ def fid_ref(
     stats = compute_reference_stats(data, out, features=features, inception_weights=inception_weights, resize=resize,
                                     num_samples=num_samples, split=split, data_options=_key_values(data_options), feature_weights=feature_weights)
     console.print(f"wrote {out} ({stats.get('n', '?')} images)", soft_wrap=True)
+
+
+@eval_app.command("fid-stats")
+@user_errors
+def fid_stats(
+    a: Path = typer.Argument(..., metavar="A.npz", help="Statistics from 'genvae eval fid-ref'."),
+    b: Path = typer.Argument(..., metavar="B.npz", help="Statistics of the same features (e.g. the other split)."),
+) -> None:
+    """FID (and KID) between two statistics files: e.g. the test split against the train split,
+    the score real images get, beside which a model's FID is read."""
+    from genvae.plugins.metrics.fid import stats_distance
+
+    _print(stats_distance(a, b))
 
 
 @eval_app.command("train-classifier")

@@ -267,6 +267,25 @@ def load_stats(path: str | Path) -> dict[str, Any]:
     return stats
 
 
+def stats_distance(a: str | Path, b: str | Path, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict[str, Any]:
+    """FID between two statistics files of the same features (and KID when both hold their
+    features): e.g. the test split against the train split, the floor a model's FID has beside
+    it (two finite samples of one distribution do not score 0)."""
+    first, second = load_stats(a), load_stats(b)
+    check_compatible(first["settings"], second["settings"], str(a))
+    if first["mu"].shape != second["mu"].shape:
+        raise ConfigError(f"{a} holds {first['mu'].shape[0]}-d statistics and {b} {second['mu'].shape[0]}-d: not of the same features")
+    result: dict[str, Any] = {"fid": frechet_distance(first["mu"], first["sigma"], second["mu"], second["sigma"]),
+                              "a": str(a), "a_n": first["n"], "b": str(b), "b_n": second["n"],
+                              "features": first["settings"].get("features", "unknown")}  # fmt: skip
+    if first["features"] is not None and second["features"] is not None:
+        mean, std, size = kernel_inception_distance(first["features"], second["features"], kid_subsets, kid_subset_size)
+        result.update(kid_mean=mean, kid_std=std, kid_subset_size=size, kid_subsets=kid_subsets)
+    else:
+        result["note"] = "a file holds no features: KID skipped"
+    return result
+
+
 COMPARED_SETTINGS = ("features", "dim", "resize", "quantize", "input_scaling", "seed", "weights_sha256")
 
 
