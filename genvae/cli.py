@@ -363,29 +363,45 @@ def info(
 @user_errors
 def compare(
     runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Two or more run directories, or a directory of runs (all of them)."),
-    keys: list[str] = typer.Option([], "--key", "-k", help="Logged value to draw, e.g. rec or kl (repeatable; default: all)."),
+    keys: list[str] = typer.Option([], "--key", "-k", help="Value: logged (rec, kl), or evaluated as METRIC.VALUE (fid.fid, ood.auroc); repeatable; default: all."),
+    group_by: list[str] = typer.Option([], "--group-by", "-g", help="Setting whose runs are summarised as mean ± std, e.g. objective.beta_neg (repeatable)."),
+    fmt: str = typer.Option("table", "--format", help="table (the terminal), md, csv or json (for a paper or a script)."),
     out: Path = typer.Option(Path("compare.png"), "--out", help="Output picture: .png, or .pdf, .svg, .jpg, ..."),
 ) -> None:
-    """Training curves of several runs in one picture (one panel per logged value), and their last values."""
+    """Training curves of several runs in one picture (one panel per logged value), and their last
+    values and latest evaluations side by side; --group-by summarises seeds."""
+    import csv
+    import json
+    import sys
+
     from rich.table import Table
 
-    from genvae.compare import compare_runs
+    from genvae.compare import compare_runs, table_lines
+    from genvae.errors import ConfigError
 
-    def cell(value: object) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value if value is not None else "-")
-
-    result = compare_runs(runs, out, keys)
-    table = Table()
-    for column in ("run", "objective", "data", "last step", *result["keys"]):
-        table.add_column(column, overflow="fold")
-    for row in result["runs"]:
-        at = row["logged_at"]
-        values = [cell(row[k]) + (f" (step {at[k]})" if k in at else "") for k in result["keys"]]
-        table.add_row(row["run"], row["objective"], row["data"], cell(row["step"]), *values)
-    print_table(table)
+    if fmt not in ("table", "md", "csv", "json"):
+        raise ConfigError(f"--format must be table, md, csv or json, got {fmt!r}")
+    result = compare_runs(runs, out, keys, group_by)
+    header, rows = table_lines(result)
+    if fmt == "json":
+        print(json.dumps({k: result[k] for k in ("keys", "runs", "groups", "figure") if k in result}, indent=2, default=str))
+    elif fmt == "csv":
+        csv.writer(sys.stdout, lineterminator="\n").writerows([header, *rows])
+    elif fmt == "md":
+        print("\n".join("| " + " | ".join(line) + " |" for line in [header, ["---"] * len(header), *rows]))
+    else:
+        table = Table()
+        for column in header:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        print_table(table)
     if result["warning"]:
         err_console.print(f"[yellow]warning:[/] {result['warning']}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {result['figure']}", soft_wrap=True)
+    if fmt == "table":
+        console.print(f"wrote {result['figure']}" if result["figure"] else "no curves to draw (only evaluations): no picture written", soft_wrap=True)
+        if result["evaluations"]:
+            console.print(f"evaluations recorded too: {', '.join(result['evaluations'])} (add them with --key)", highlight=False, soft_wrap=True)
 
 
 def add_plugin_commands(argv: list[str]) -> None:

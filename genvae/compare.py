@@ -1,17 +1,24 @@
 """``genvae compare RUN RUN ...``: the training curves of several runs in one picture, and their
-last logged values side by side (a β sweep, seeds, objectives); a directory of runs stands for
-all of them. Evaluations during training
-(``RUN/evals.jsonl``, e.g. ``toy2d.kl``) are curves too."""
+last logged values and latest evaluations side by side (a β sweep, seeds, objectives); a
+directory of runs stands for all of them. Evaluations during training (``RUN/evals.jsonl``, e.g.
+``toy2d.kl``) are curves too; evaluations run afterwards (``RUN/metrics/*.jsonl``, e.g.
+``fid.fid``, ``ood.auroc``) are table columns. ``group_by`` settings (``train.seed`` apart, e.g.
+``objective.beta_neg``) summarise the runs of each setting as mean ± standard deviation."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-from genvae.core.evaluation import records_to_draw
+from genvae.core.config import read_json
+from genvae.core.evaluation import measured_values, records_to_draw
 from genvae.core.run import require_run_dir, run_config_dict, runs_below
 from genvae.errors import ConfigError
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
+
+TOY2D_FILE = "metrics.json"  # genvae eval toy2d's record (the other metrics append to metrics/<name>.jsonl)
 
 
 def run_labels(runs: Sequence[Path]) -> list[str]:
@@ -33,11 +40,32 @@ def expand_runs(paths: Sequence[Path]) -> list[Path]:
     return expanded
 
 
-def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
-    """Draw ``keys`` (default: every value the runs log) of each run's log.jsonl and evals.jsonl into ``out``;
-    returns the figure path, the keys, one row per run (objective, data, last step, last values, and
-    ``logged_at``: the step of each value last logged before that step) and a ``warning`` (or None)
-    when the runs were trained on different data, whose losses are not on one scale."""
+def evaluated_values(run: Path) -> dict[str, float]:
+    """The numbers of each metric's latest evaluation as ``<metric>.<value>`` (``fid.fid``,
+    ``ood.auroc``, ``toy2d.kl``)."""
+    latest = {path.stem: records[-1] for path in sorted((run / "metrics").glob("*.jsonl")) if (records := read_records(path))}
+    if (run / TOY2D_FILE).is_file():
+        latest["toy2d"] = read_json(run / TOY2D_FILE)
+    return {f"{metric}.{key}": value for metric, record in latest.items() for key, value in measured_values(record).items()}
+
+
+def setting(config: dict[str, Any], dotted: str) -> Any:
+    """``config``'s value of ``section.key`` (``objective.beta_neg``)."""
+    section, _, key = dotted.partition(".")
+    if section not in config or not isinstance(config[section], dict) or key not in config[section]:
+        known = ", ".join(f"{s}.{k}" for s in ("objective", "arch", "data", "train", "optim") for k in config.get(s, {}))
+        raise ConfigError(f"--group-by {dotted!r} is no setting of these runs; settings: {known}")
+    return config[section][key]
+
+
+def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = (), group_by: Sequence[str] = ()) -> dict[str, Any]:
+    """Draw ``keys`` (default: every value the runs log) of each run's log.jsonl and evals.jsonl into
+    ``out``; returns the figure path (None when no key is a logged curve), the keys, one row per run
+    (objective, data, last step, the values, and ``logged_at``: the step of each value last logged
+    before that step), with ``group_by`` one row per group of settings (``groups``: the values'
+    mean, standard deviation and count), and a ``warning`` (or None) when the runs were trained on
+    different data, whose losses are not on one scale. A value is a run's last logged one, or for
+    ``<metric>.<value>`` keys its latest evaluation (RUN/metrics/, or during training)."""
     paths, out = expand_runs([Path(r) for r in runs]), Path(out)
     if out.suffix.lower().lstrip(".") not in picture_formats():
         raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
@@ -47,28 +75,58 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
     logs = {label: read_records(p / "log.jsonl") + records_to_draw(p) for label, p in zip(labels, paths)}
+    evaluated = {label: evaluated_values(p) for label, p in zip(labels, paths)}
     logged = sorted({k for records in logs.values() for r in records for k in r} - {"step"})
-    unknown = [k for k in keys if k not in logged]
+    known = sorted(set(logged) | {k for values in evaluated.values() for k in values})
+    unknown = [k for k in keys if k not in known]
     if unknown:
-        raise ConfigError(f"no run logs {', '.join(map(repr, unknown))}; logged values: {', '.join(logged) or '(none)'}")
-    shown = list(keys) or [k for k in logged if k not in SKIP]  # lr and steps/s only when asked for
-    figure = plot_curves(logs, out, shown)
-    if figure is None:
-        raise ConfigError("none of these runs has logged anything yet (log.jsonl is empty or missing)")
-    rows = []
+        raise ConfigError(f"no run logs or has evaluated {', '.join(map(repr, unknown))}; values: {', '.join(known) or '(none)'}")
+    shown = list(keys) or [k for k in logged if k not in SKIP] or known  # lr and steps/s only when asked for; evaluations when named
+    curves = [k for k in shown if k in logged]
+    figure = plot_curves(logs, out, curves) if curves else None
+    if not any(logs.values()) and not any(evaluated.values()):
+        raise ConfigError("none of these runs has logged or been evaluated yet (log.jsonl is empty or missing)")
+    rows, configs = [], []
     for label, path in zip(labels, paths):
         records = sorted(logs[label], key=lambda r: r.get("step", 0))
         last = {k: (r.get("step"), v) for r in records for k, v in r.items()}  # each value's latest, with its step
+        last.update({k: (None, v) for k, v in evaluated[label].items()})  # evaluations afterwards come last
         step = records[-1].get("step") if records else None
         config = run_config_dict(path / "config.json")
         values = {k: last[k][1] if k in last else None for k in shown}
         # a value last logged before the run's last step (e.g. a warm-up phase's loss) says when
-        logged_at = {k: last[k][0] for k in shown if k in last and last[k][0] != step}
+        logged_at = {k: last[k][0] for k in shown if k in last and last[k][0] not in (None, step)}
         rows.append({"run": label, "objective": config["objective"]["name"], "data": data_label(config["data"]), "step": step, **values,
                      "logged_at": logged_at})  # fmt: skip
+        configs.append(config)
     datasets = sorted({row["data"] for row in rows})
     warning = f"the runs were trained on different data ({', '.join(datasets)}): their losses are not on one scale" if len(datasets) > 1 else None
-    return {"figure": str(figure), "keys": shown, "runs": rows, "warning": warning}
+    evaluations = sorted({k for values in evaluated.values() for k in values} - set(shown))
+    result = {"figure": None if figure is None else str(figure), "keys": shown, "runs": rows, "warning": warning, "evaluations": evaluations}
+    if group_by:
+        result["groups"] = summarise_groups(rows, configs, list(group_by), shown)
+    return result
+
+
+def summarise_groups(rows: list[dict[str, Any]], configs: list[dict[str, Any]], group_by: list[str], keys: list[str]) -> list[dict[str, Any]]:
+    """One row per value of the ``group_by`` settings, in their order (numbers by value): the
+    settings, the runs, and per key (mean, standard deviation, count) over the runs that have it."""
+    groups: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}
+    for row, config in zip(rows, configs):
+        values = tuple(setting(config, g) for g in group_by)
+        groups.setdefault(repr(values), (values, []))[1].append(row)  # repr: lists are settings too
+
+    def order(values: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+        return tuple((0, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, str(v)) for v in values)
+
+    out = []
+    for values, members in sorted(groups.values(), key=lambda group: order(group[0])):
+        summary: dict[str, Any] = {**dict(zip(group_by, values)), "runs": [m["run"] for m in members]}
+        for key in keys:
+            numbers = [m[key] for m in members if isinstance(m[key], (int, float)) and math.isfinite(m[key])]
+            summary[key] = (statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else 0.0, len(numbers)) if numbers else None
+        out.append(summary)
+    return out
 
 
 def data_label(data: dict[str, Any]) -> str:
@@ -76,3 +134,33 @@ def data_label(data: dict[str, Any]) -> str:
     details = [Path(str(data["path"])).name] if data.get("path") else []
     details += [f"{k} {data[k]}" for k in ("resolution", "channels", "columns") if data.get(k) not in (None, [], "")]
     return f"{data['name']} ({', '.join(details)})" if details else str(data["name"])
+
+
+def table_lines(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the printed table: one row per group of settings (mean ± std over
+    its runs, and their count when not all runs have the value) when grouped, else one per run."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else "-" if value is None else str(value)
+
+    keys = result["keys"]
+    if "groups" in result:
+        settings = [k for k in result["groups"][0] if k not in ("runs", *keys)] if result["groups"] else []
+        header = [*settings, "runs", *keys]
+        rows = []
+        for group in result["groups"]:
+            stats = []
+            for key in keys:
+                if group[key] is None:
+                    stats.append("-")
+                    continue
+                mean, std, n = group[key]
+                stats.append(f"{mean:.4g} ± {std:.2g}" + (f" (n={n})" if n != len(group["runs"]) else "") if len(group["runs"]) > 1 else cell(mean))
+            rows.append([*(str(group[s]) for s in settings), str(len(group["runs"])), *stats])
+        return header, rows
+    header = ["run", "objective", "data", "last step", *keys]
+    rows = []
+    for row in result["runs"]:
+        at = row["logged_at"]
+        rows.append([row["run"], row["objective"], row["data"], cell(row["step"]), *(cell(row[k]) + (f" (step {at[k]})" if k in at else "") for k in keys)])
+    return header, rows

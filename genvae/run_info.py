@@ -121,6 +121,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "objective": cfg["objective"],
         "arch": cfg["arch"],
         "data": cfg["data"],
+        "train": cfg["train"],  # the seed of a sweep's run, among others
         "steps_total": total,
         "steps_trained": trained,
         **training_state(path, trained, total, logged),

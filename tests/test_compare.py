@@ -42,7 +42,7 @@ def test_last_values_figure_and_labels(two_runs, tmp_path):
 
 
 def test_one_line_errors(two_runs, tmp_path):
-    with pytest.raises(ConfigError, match="no run logs 'kl_class'; logged values: kl, lr, rec"):
+    with pytest.raises(ConfigError, match="no run logs or has evaluated .kl_class.; values: kl, lr, rec"):
         compare_runs(two_runs, tmp_path / "c.png", ["kl_class"])
     with pytest.raises(ConfigError, match="at least two runs"):
         compare_runs(two_runs[:1], tmp_path / "c.png")
@@ -116,3 +116,64 @@ def test_a_feature_classifier_beside_runs_is_no_run(two_runs, tmp_path):
     assert f"error: {clf} is a feature classifier (written by 'genvae eval train-classifier'; give it to --feature-weights), not a genvae run" in text
     info = " ".join(CliRunner().invoke(app, ["info", str(clf)], env={"COLUMNS": "300"}).output.split())
     assert "is a feature classifier" in info and "restore it from a backup" not in info
+
+
+def _sweep(digits_run_dir, tmp_path):
+    """Four runs: beta_neg 32 and 256, seeds 0 and 1, each with an OOD evaluation recorded."""
+    from genvae.core.checkpoint import append_metrics_record
+
+    runs = []
+    for beta_neg, seed, rec, auroc in ((32, 0, 2.0, 0.80), (32, 1, 4.0, 0.90), (256, 0, 1.0, 0.95), (256, 1, 1.5, 0.97)):
+        run = make_run(digits_run_dir, tmp_path / "sweep" / f"b{beta_neg}-s{seed}", [{"step": 5, "rec": rec}])
+        shutil.rmtree(run / "metrics", ignore_errors=True)
+        config = json.loads((run / "config.json").read_text())
+        config["objective"]["beta_neg"], config["train"]["seed"] = beta_neg, seed
+        (run / "config.json").write_text(json.dumps(config))
+        append_metrics_record(run, "ood.jsonl", {"auroc": 0.5, "out": "digits"})  # an earlier sanity check
+        append_metrics_record(run, "ood.jsonl", {"auroc": auroc, "out": "mnist", "score": "elbo", "seconds": 3.0})
+        runs.append(run)
+    return runs
+
+
+def test_evaluations_are_columns_and_seeds_are_summarised(digits_run_dir, tmp_path):
+    _sweep(digits_run_dir, tmp_path)
+    assert compare_runs([tmp_path / "sweep"], tmp_path / "d.png")["evaluations"] == ["ood.auroc"]  # named with --key only
+    result = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["rec", "ood.auroc"])
+    assert [(r["run"], r["rec"], r["ood.auroc"]) for r in result["runs"]] == [
+        ("b256-s0", 1.0, 0.95), ("b256-s1", 1.5, 0.97), ("b32-s0", 2.0, 0.80), ("b32-s1", 4.0, 0.90)]  # the latest evaluation
+    grouped = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["rec", "ood.auroc"], group_by=["objective.beta_neg"])
+    assert [g["objective.beta_neg"] for g in grouped["groups"]] == [32, 256]  # by value
+    by_beta = {g["objective.beta_neg"]: g for g in grouped["groups"]}
+    assert by_beta[32]["rec"] == (3.0, pytest.approx(2**0.5), 2) and by_beta[256]["ood.auroc"][0] == pytest.approx(0.96)
+    assert by_beta[256]["runs"] == ["b256-s0", "b256-s1"]
+    only_evaluated = compare_runs([tmp_path / "sweep"], tmp_path / "e.png", ["ood.auroc"])
+    assert only_evaluated["figure"] is None and not (tmp_path / "e.png").exists()  # no curve to draw
+    with pytest.raises(ConfigError, match=r"--group-by 'objective.beta' is no setting of these runs; settings: .*objective.beta_neg"):
+        compare_runs([tmp_path / "sweep"], tmp_path / "c.png", group_by=["objective.beta"])
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "json", "table"])
+def test_the_summary_prints_for_a_paper_or_a_script(digits_run_dir, tmp_path, fmt):
+    import csv
+    import io
+
+    _sweep(digits_run_dir, tmp_path)
+    args = ["compare", str(tmp_path / "sweep"), "-k", "ood.auroc", "-k", "rec", "--group-by", "objective.beta_neg", "--format", fmt,
+            "--out", str(tmp_path / "c.png")]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    if fmt == "md":
+        lines = result.output.splitlines()
+        assert lines[:2] == ["| objective.beta_neg | runs | ood.auroc | rec |", "| --- | --- | --- | --- |"]
+        assert lines[2] == "| 32 | 2 | 0.85 ± 0.071 | 3 ± 1.4 |"
+    elif fmt == "csv":
+        rows = list(csv.reader(io.StringIO(result.output)))
+        assert rows[0] == ["objective.beta_neg", "runs", "ood.auroc", "rec"] and rows[2] == ["256", "2", "0.96 ± 0.014", "1.25 ± 0.35"]
+    elif fmt == "json":
+        data = json.loads(result.output)
+        assert data["groups"][0]["objective.beta_neg"] == 32 and data["groups"][0]["rec"] == [3.0, pytest.approx(2**0.5), 2]
+    else:
+        text = " ".join(result.output.split())
+        assert "32 │ 2 │ 0.85 ± 0.071 │ 3 ± 1.4" in text and "wrote" in text
+    bad = CliRunner().invoke(app, ["compare", str(tmp_path / "sweep"), "--format", "xlsx", "--out", str(tmp_path / "c.png")])
+    assert bad.exit_code == 2 and "--format must be table, md, csv or json, got 'xlsx'" in bad.output
