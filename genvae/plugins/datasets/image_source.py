@@ -45,8 +45,9 @@ class ImageStream(BatchStream):
         self.source, self.batch_size, self.seed, self.rank, self.world_size = source, batch_size, seed, rank, world_size
         self.size = source.split_size("train")
         self.shard_size = self.size // world_size
+        self.unit = "images" if source.kind == "images" else "rows"  # a points file serves rows the same way
         if self.shard_size == 0:
-            raise DataError(f"{source.name}: {self.size} training images cannot be split over {world_size} processes")
+            raise DataError(f"{source.name}: {self.size} training {self.unit} cannot be split over {world_size} processes")
         self.epoch, self.position = 0, 0
         self._cached: tuple[int, Tensor, Tensor | None] | None = None
 
@@ -90,7 +91,7 @@ class ImageStream(BatchStream):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         if self.position >= self.shard_size:
-            raise DataError(f"cannot resume {self.source.name} at position {self.position}: an epoch has {self.shard_size} images per process")
+            raise DataError(f"cannot resume {self.source.name} at position {self.position}: an epoch has {self.shard_size} {self.unit} per process")
 
 
 class ImageData(DataSource):
