@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from genvae.commands.bench import bench_app
-from genvae.commands.common import console, err_console, load_image_run, print_table, user_errors
+from genvae.commands.common import EVAL_DATA, RUN_DIR, SPLIT, console, err_console, load_image_run, print_table, user_errors
 from genvae.commands.evaluate import eval_app
 from genvae.commands.once_only import OnceOnlyGroup
 from genvae.commands.plugin_new import new_plugin
@@ -165,7 +165,7 @@ def train(
 @app.command()
 @user_errors
 def sample(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
+    run: Path = RUN_DIR,
     n: int = typer.Option(1000, "--num-samples", "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor), .npy / .csv (one sample per row) or .png / .jpg (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
@@ -306,9 +306,9 @@ def interpolate(
 @app.command()
 @user_errors
 def encode(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset to encode (default: the run's), e.g. mnist or folder:path=DIR."),
-    split: str = typer.Option("test", "--split", help="train or test."),
+    run: Path = RUN_DIR,
+    data: Optional[str] = EVAL_DATA,
+    split: str = SPLIT,
     n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images to encode (default: the whole split)."),
     out: Path = typer.Option(Path("latents.npz"), "--out", help="Output .npz (mu, logvar, labels); a .png of the same name is drawn beside it."),
 ) -> None:

@@ -16,6 +16,12 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# parameters that several commands take alike (typer reads these defaults as their declarations)
+RUN_DIR = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'.")
+EVAL_DATA = typer.Option(None, "--data", help="Dataset (default: the run's), e.g. mnist or folder:path=DIR.")
+SPLIT = typer.Option("test", "--split", help="train or test.")
+
+
 def print_table(table: Any, highlight: bool = False) -> None:
     """A rich table at the terminal's width (a fresh console: it honours COLUMNS of this call);
     off a terminal (a pipe, a file) as wide as the table needs, so that no number is broken

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from genvae.commands.common import console, user_errors
+from genvae.commands.common import EVAL_DATA, RUN_DIR, SPLIT, console, user_errors
 from genvae.commands.once_only import OnceOnlyGroup
 
 eval_app = typer.Typer(cls=OnceOnlyGroup, help="Evaluate trained runs: 2-D metrics, FID / KID / precision-recall, OOD detection.", no_args_is_help=True)
@@ -136,9 +136,9 @@ def ood(
 @eval_app.command("likelihood")
 @user_errors
 def likelihood(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the run's), e.g. mnist or folder:path=DIR."),
-    split: str = typer.Option("test", "--split", help="train or test."),
+    run: Path = RUN_DIR,
+    data: Optional[str] = EVAL_DATA,
+    split: str = SPLIT,
     samples: int = typer.Option(100, "--samples", help="Importance samples M per image."),
     n: Optional[int] = typer.Option(None, "--num-images", "-n", help="Images (default: the whole split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draws z ~ q(z|x)."),
@@ -154,9 +154,9 @@ def likelihood(
 @eval_app.command("latents")
 @user_errors
 def latents(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by 'genvae train'."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the run's), e.g. mnist or folder:path=DIR."),
-    split: str = typer.Option("test", "--split", help="train or test."),
+    run: Path = RUN_DIR,
+    data: Optional[str] = EVAL_DATA,
+    split: str = SPLIT,
     n: int = typer.Option(2000, "--num-images", "-n", help="Images encoded."),
     seed: int = typer.Option(0, "--seed", help="Seed of the images chosen."),
 ) -> None:
