@@ -401,3 +401,12 @@ def test_a_bench_asking_for_an_absent_gpu_stops_before_writing(tmp_path, monkeyp
         with pytest.raises(ConfigError, match="--device cuda but no CUDA GPU is visible"):
             bench(tmp_path / name, steps=2, seeds=1, device="cuda", log=None)
         assert not (tmp_path / name).exists()
+
+
+def test_2d_data_without_a_table5_row_takes_the_rings_betas():
+    """25gaussians had the objectives' image defaults (beta_neg 256), far outside Table 5's 0.2-1.0."""
+    from genvae.core.run import resolve
+
+    cfg, _ = resolve({"data": {"name": "25gaussians"}, "objective": {"name": "soft-intro"}})
+    assert {k: cfg.objective[k] for k in ("beta_rec", "beta_kl", "beta_neg")} == TABLE5["rings"]["soft-intro"]
+    assert cfg.objective["num_vae"] == 2000 and cfg.train.steps == 30_000
