@@ -2,10 +2,11 @@
 
 Trains 4x4 -> 8x8 -> 16x16 -> 32x32 on the 32 CelebA faces of ../shared/data/celeba-32 and on
 the CIFAR-10 subset of ../shared/data/cifar10-partial, prints the throughput of every level
-(images per second, one process) and copies each level's sample / reconstruction grids to
-docs/results/style/<set>/. A benchmark, not a test: minutes per set.
+(images per second, one process) and the eval reconstruction error against the mean image's,
+and copies each level's sample / reconstruction grids to --out/<set>/ (runs/style-growing; the
+docs' figures were made with --out docs/results/style). A benchmark, not a test: minutes per set.
 
-    python benchmarks/style_growing.py [--sets faces cifar] [--images-per-level 4800] [--final-steps 300]
+    python benchmarks/style_growing.py [--sets faces cifar] [--images-per-level 4800] [--final-steps 300] [--out DIR]
 """
 
 from __future__ import annotations
@@ -81,10 +82,25 @@ def run(name: str, images_per_level: int, final_steps: int, out_root: Path, run_
             shutil.copy(png, out / f"{level_dir.name}_{png.name}")
     shutil.copy(run_dir / "losses.png", out / "losses.png")
     last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
-    print(f"{name}: {steps} steps in {total:.0f} s; final rec {last['rec']:.1f}, kl {last['kl']:.1f}, kl_fake {last.get('kl_fake', float('nan')):.1f}")
+    error, mean_image = reconstruction_error(run_dir)
+    print(f"{name}: {steps} steps in {total:.0f} s; final rec {last['rec']:.1f}, kl {last['kl']:.1f}, kl_fake {last.get('kl_fake', float('nan')):.1f}; "
+          f"eval reconstruction error {error:.0f} vs the mean image's {mean_image:.0f}")
     for level, v in levels.items():
         print(f"  {level}: {v['steps']} steps, {v['images_per_s']:.1f} images/s")
     return levels
+
+
+def reconstruction_error(run_dir: Path) -> tuple[float, float]:
+    """Squared error per image of the reconstruction from the posterior mean (eval mode) of the
+    32 images of the reconstruction grid, and that of predicting each by their mean image."""
+    from genvae.core.run import load_run
+
+    loaded = load_run(run_dir)
+    x = loaded.data.test_batch(32, seed=0).x
+    with torch.no_grad():
+        mu, _ = loaded.models.encode(x)
+        rec = loaded.models.decode(mu)
+    return float((rec - x).pow(2).flatten(1).sum(1).mean()), float((x - x.mean(0)).pow(2).flatten(1).sum(1).mean())
 
 
 def main() -> None:
@@ -92,7 +108,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     parser.add_argument("--images-per-level", type=int, default=4800)
     parser.add_argument("--final-steps", type=int, default=300, help="steps at 32x32 after it has faded in")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "style")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "style-growing", help="where the grids go (docs: docs/results/style)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-style")
     args = parser.parse_args()
     if not SHARED.is_dir():

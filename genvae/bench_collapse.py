@@ -60,7 +60,7 @@ def run_collapse(
             "final_kl": [float(v[-max(1, len(v) // 20) :].mean()) for v in kl],
         }
         if log:
-            log(f"[collapse] {LABELS[o]}: final KL of real data {result['models'][o]['final_kl']}")
+            log(f"[collapse] {LABELS[o]}: final KL of real data {', '.join(f'{v:.3g}' for v in result['models'][o]['final_kl'])} nats (per seed)")
     write_json(out / "collapse.json", result)
     _collapse_plot(result, samples, out / "collapse.png")
     return result

@@ -131,7 +131,7 @@ def run_bench_ood(
     lines = [
         f"# OOD detection: {in_data} (in) vs {out_data} (out), AUROC of the {score} (M={samples})",
         "",
-        f"{steps} training steps per run, {seeds} seeds, arch {arch}{', settings ' + ' '.join(overrides) if overrides else ''}"
+        f"{steps} training steps per run, {seeds} seed{'' if seeds == 1 else 's'}, arch {arch}{', settings ' + ' '.join(overrides) if overrides else ''}"
         f"{'' if n is None else f', {n} images scored per split'}. "
         f"Paper: Table 7 (ELBO score, full training). Wall time {time.perf_counter() - started:.0f} s with {jobs} job(s).",
         "",
@@ -140,7 +140,8 @@ def run_bench_ood(
     ]
     for o, s in summary.items():
         p = paper.get(o)
-        lines.append(f"| {o} | {s['mean']:.4f} ± {s['std']:.4f} | {', '.join(f'{a:.4f}' for a in s['runs'])} | "
+        mean = f"{s['mean']:.4f} ± {s['std']:.4f}" if len(s["runs"]) > 1 else f"{s['mean']:.4f}"  # one seed has no spread
+        lines.append(f"| {o} | {mean} | {', '.join(f'{a:.4f}' for a in s['runs'])} | "
                      f"{f'{p[0]} ± {p[1]}' if p else '—'} |")  # fmt: skip
     lines += ["", "Histograms (paper Figure 8): " + ", ".join(f"`{Path(r['figure']).relative_to(out)}`" for rs in rows.values() for r in rs if 'figure' in r)]
     (out / "table.md").write_text("\n".join(lines) + "\n")

@@ -99,8 +99,24 @@ def run_stability(
         "seconds": time.perf_counter() - t0,  # this call's
     }
     write_json(out / "stability.json", result)
+    (out / "stability.md").write_text(stability_table(result))
     _stability_plot(result, out / "stability.png")
     return result
+
+
+def stability_table(result: Mapping[str, Any]) -> str:
+    """The figure's numbers as markdown: mean ± std over the seeds per model and margin."""
+    seeds = len(result["seeds"])
+
+    def cells(row: Mapping[str, Any]) -> str:
+        return " | ".join(f"{row[k][0]:.2f} ± {row[k][1]:.2f}" if seeds > 1 else f"{row[k][0]:.2f}" for k in ("kl", "jsd", "gnelbo"))
+
+    lines = [f"{result['dataset']}, {result['steps']:,} steps, {seeds} seed{'' if seeds == 1 else 's'}"
+             f"{' (mean ± std)' if seeds > 1 else ''}; gnELBO in 1e-7", "",
+             "| model | m | KL | JSD | gnELBO |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| IntroVAE | {row['m']:g} | {cells(row)} |" for row in result["intro"]]
+    lines.append(f"| Soft-IntroVAE | — | {cells(result['soft_intro'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def _stability_plot(result: Mapping[str, Any], path: Path) -> Path:

@@ -195,11 +195,11 @@ def sample(
                 raise ConfigError(f"--truncation and --mix need a style-based model (--arch style); this run's is {loaded.config.arch['name']!r}")
             if not 0.0 <= truncation <= 1.0:
                 raise ConfigError(f"--truncation must be in [0, 1], got {truncation}")
+            layers = loaded.decoder.num_style_layers
+            if mix >= 0 and not 1 <= mix < layers:  # 0 takes every layer from the second z, `layers` none: no mixing
+                raise ConfigError(f"--mix must be in 1..{layers - 1} (the first style layer taken from a second z, of {layers}), got {mix}")
             mix_z = torch.randn(n, loaded.models.z_dim, generator=generator) if mix >= 0 else None
-            try:
-                x = loaded.decoder.sample(z, y, truncation=truncation, mix_z=mix_z, crossover=mix if mix >= 0 else None)
-            except ValueError as exc:
-                raise ConfigError(f"--mix: {exc}") from None
+            x = loaded.decoder.sample(z, y, truncation=truncation, mix_z=mix_z, crossover=mix if mix >= 0 else None)
             x = loaded.models.enlarge(x)  # a run stopped before its last growth level
         else:
             x = loaded.models.decode(z, y)

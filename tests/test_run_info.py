@@ -161,3 +161,19 @@ def test_a_run_without_a_checkpoint_yet_is_one_clear_line(run_copy):
         shutil.rmtree(run_copy / name)
     with pytest.raises(RunDirError, match=r"has no checkpoint yet: it has not been trained; the first is written at step \d+ \(train.checkpoint_every\) and at the end"):
         load_run(run_copy)
+
+
+def test_a_kept_bench_cell_is_sampled_and_evaluated_like_a_run(tmp_path):
+    """Table 2's kept cells hold seed 0's networks: evaluating them gives back seed 0's numbers."""
+    import genvae
+
+    kept = Path(__file__).resolve().parents[1] / "docs" / "results" / "table2" / "paper4" / "cells" / "rings-soft-intro"
+    cell = tmp_path / "cell"
+    shutil.copytree(kept, cell)
+    run = load_run(cell)
+    assert run.step == 30_000 and run.config.objective["name"] == "soft-intro" and run.config.data["name"] == "rings"
+    metrics = genvae.evaluate(run, "toy2d", figures=False, out_dir=tmp_path / "eval")
+    seed0 = json.loads((cell / "result.json").read_text())["members"][0]
+    assert (metrics["kl"], metrics["jsd"]) == pytest.approx((seed0["kl"], seed0["jsd"]), rel=1e-6)
+    with pytest.raises(RunDirError, match=r"is a bench cell \(seed 0's networks of a batched model\), not a run: 'genvae sample' and 'genvae eval' take it"):
+        run_info(cell)

@@ -291,5 +291,7 @@ def test_sample_with_truncation_and_mixing_from_the_cli(tmp_path):
         result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--num-samples", "4", "--out", str(out), *extra])
         assert result.exit_code == 0, result.output
         assert torch.load(out).shape == (4, 1, 16, 16)
-    result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--num-samples", "4", "--mix", "99"])
-    assert result.exit_code == 2 and "crossover" in result.output
+    layers = load_run(tmp_path / "run").decoder.num_style_layers
+    for mix in (99, layers, 0):  # 0 and the layer count would not mix: the plain samples of one of the two z
+        result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--num-samples", "4", "--mix", str(mix)])
+        assert result.exit_code == 2 and f"--mix must be in 1..{layers - 1}" in result.output and f"got {mix}" in result.output

@@ -195,6 +195,10 @@ def test_bench_functions_tiny(tmp_path):
     assert [row["m"] for row in st["intro"]] == [1.0, 4.0]
     assert st["cells"]["intro"]["train_seconds"] > 0 and st["cells"]["soft-intro"]["device"] == "cpu"
     assert (tmp_path / "stability.png").is_file()
+    table = (tmp_path / "stability.md").read_text().splitlines()  # the figure's numbers, one seed: no ± std
+    assert table[0] == "8gaussians, 8 steps, 1 seed; gnELBO in 1e-7" and table[2] == "| model | m | KL | JSD | gnELBO |"
+    assert table[4] == f"| IntroVAE | 1 | {st['intro'][0]['kl'][0]:.2f} | {st['intro'][0]['jsd'][0]:.2f} | {st['intro'][0]['gnelbo'][0]:.2f} |"
+    assert table[-1].startswith("| Soft-IntroVAE | — | ")
     import genvae.bench_stability as bench_stability
 
     with mock.patch.object(bench_stability, "train_batched", side_effect=AssertionError("trained again")):

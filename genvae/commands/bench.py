@@ -40,6 +40,11 @@ def _seeds(seeds: int) -> int:
     return seeds
 
 
+def say(text: str) -> None:
+    """A bench's progress line or table, unbroken however narrow the terminal or when redirected."""
+    console.print(text, soft_wrap=True, markup=False)
+
+
 @bench_app.command("table2")
 @user_errors
 @continues_after_interrupts
@@ -61,10 +66,10 @@ def table2(
     from genvae.bench2d import DATASETS, OBJECTIVES, run_table2, table2_overrides
 
     objectives = objectives or list(OBJECTIVES)
-    arch, objective_overrides = table2_overrides(overrides, objectives, log=console.print)
-    run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives, log=console.print, device=device,
+    arch, objective_overrides = table2_overrides(overrides, objectives, log=say)
+    run_table2(out, steps=steps, seeds=_seeds(seeds), datasets=datasets or DATASETS, objectives=objectives, log=say, device=device,
                train_missing=not report, jobs=jobs, compile=compile, arch=arch, objective_overrides=objective_overrides)  # fmt: skip
-    console.print((out / "table2.md").read_text())
+    say((out / "table2.md").read_text())
 
 
 @bench_app.command("stability")
@@ -88,9 +93,10 @@ def stability(
     from genvae.bench_stability import STABILITY_MODELS, run_stability
 
     ms = margins or tuple(range(1, 11))
-    if run_stability(out, steps=steps, seeds=_seeds(seeds), ms=ms, log=console.print, device=device, models=models or STABILITY_MODELS,
+    if run_stability(out, steps=steps, seeds=_seeds(seeds), ms=ms, log=say, device=device, models=models or STABILITY_MODELS,
                      compile=compile, report=report, arch=arch_overrides(overrides)) is not None:
-        console.print(f"wrote {out / 'stability.png'}", soft_wrap=True)
+        say((out / "stability.md").read_text())
+        console.print(f"wrote {out / 'stability.png'} and stability.md", soft_wrap=True)
 
 
 @bench_app.command("collapse")
@@ -110,7 +116,7 @@ def collapse(
     from genvae.bench2d import arch_overrides
     from genvae.bench_collapse import run_collapse
 
-    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=console.print, device=device, compile=compile, arch=arch_overrides(overrides))
+    run_collapse(out, steps=steps, seeds=_seeds(seeds), log=say, device=device, compile=compile, arch=arch_overrides(overrides))
     console.print(f"wrote {out / 'collapse.png'}", soft_wrap=True)
 
 
@@ -127,8 +133,8 @@ def translation(
     """Section 6.4 without Cars3D: unsupervised class/content transfer on shapes3d-synthetic."""
     from genvae.bench_translation import OBJECTIVES, run_bench_translation
 
-    run_bench_translation(out, steps, seed, objectives=tuple(objectives or OBJECTIVES), overrides=overrides, progress=True, log=console.print)
-    console.print((out / "translation.md").read_text())
+    run_bench_translation(out, steps, seed, objectives=tuple(objectives or OBJECTIVES), overrides=overrides, progress=True, log=say)
+    say((out / "translation.md").read_text())
 
 
 @bench_app.command("ood")
@@ -154,5 +160,5 @@ def ood(
     from genvae.bench_ood import run_bench_ood
 
     run_bench_ood(out, steps, seeds=_seeds(seeds), objectives=tuple(objectives or ("vae", "soft-intro")), in_data=in_data, out_data=ood_data,
-                  arch=arch, score=score, n=n, overrides=overrides, progress=True, jobs=jobs, log=console.print)  # fmt: skip
-    console.print((out / "table.md").read_text())
+                  arch=arch, score=score, n=n, overrides=overrides, progress=True, jobs=jobs, log=say)  # fmt: skip
+    say((out / "table.md").read_text())

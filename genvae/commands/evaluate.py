@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,7 +16,16 @@ eval_app = typer.Typer(cls=OnceOnlyGroup, help="Evaluate trained runs: 2-D metri
 
 
 def _print(results: dict[str, Any]) -> None:
-    console.print_json(json.dumps({k: v for k, v in results.items() if not k.startswith("_")}, default=str))
+    """A metric's results as strict JSON: a value that is not a number (NaN: not measurable) is null."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        return [strict(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    console.print_json(json.dumps(strict({k: v for k, v in results.items() if not k.startswith("_")}), default=str, allow_nan=False))
 
 
 @eval_app.command("toy2d")

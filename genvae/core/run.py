@@ -547,8 +547,25 @@ def foreign_config(path: Path) -> str | None:
     return None
 
 
+def bench_cell_settings(path: Path) -> dict[str, Any] | None:
+    """The settings of a finished bench cell (``OUT/cells/<data>-<objective>`` of ``genvae bench
+    table2`` / ``stability`` / ``collapse``: metrics of every seed and seed 0's exported networks),
+    or None for anything else. Such a cell is no run, but sampling and evaluating take it."""
+    result = path / "result.json"
+    if (path / "config.json").is_file() or not result.is_file() or not (path / "encoder" / COMPONENT_CONFIG).is_file():
+        return None
+    try:
+        settings = read_json(result).get("settings")
+    except (OSError, RunDirError, AttributeError):
+        return None
+    return settings if isinstance(settings, dict) and isinstance(settings.get("resolved"), dict) else None
+
+
 def require_run_dir(path: Path) -> None:
     """A one-line error unless ``path`` is a run directory; names the runs below it if it holds some."""
+    if bench_cell_settings(path) is not None:
+        raise RunDirError(f"{path} is a bench cell (seed 0's networks of a batched model), not a run: 'genvae sample' and "
+                          "'genvae eval' take it; info, compare and --resume need a run directory")  # fmt: skip
     if (path / "config.json").is_file():
         if what := foreign_config(path / "config.json"):
             raise RunDirError(f"{path} is {what}, not a genvae run")
@@ -569,8 +586,12 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
     ``torch.no_grad()``; training continues with ``genvae.train(run_dir, resume=True)``)."""
     plugins = plugins or get_plugins()
     path = Path(run_dir)
-    require_run_dir(path)
-    cfg = read_run_config(path / "config.json")
+    cell = bench_cell_settings(path)
+    if cell is None:
+        require_run_dir(path)
+        cfg = read_run_config(path / "config.json")
+    else:  # seed 0's networks of a batched bench model, with the config its members were built from
+        cfg = ResolvedConfig.from_dict(with_added_options(cell["resolved"]))
     trainer = training_process(path)
     if find_checkpoint(path) is None and not (path / "encoder" / COMPONENT_CONFIG).is_file():
         doing = f"it is being trained by {trainer}" if trainer else "it has not been trained"
@@ -578,7 +599,7 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
                           f"(train.checkpoint_every) and at the end")  # fmt: skip
     encoder = load_component(path / "encoder", plugins).to(map_location).requires_grad_(False)
     decoder = load_component(path / "decoder", plugins).to(map_location).requires_grad_(False)
-    step = read_component_config(path / "encoder").get("step")
+    step = read_component_config(path / "encoder").get("step", cell["steps"] if cell else None)
     if trainer:
         warnings.warn(f"{path} is being trained by {trainer}: this uses its checkpoint of step {step}; later steps are not in it", stacklevel=2)
     name, shape = cfg.data["name"], tuple(encoder.config["data_shape"])

@@ -181,6 +181,7 @@ def interpolation_grid(models: Models, corners: Tensor, steps: int = 8, labels: 
 SAMPLES_CAPTION = "samples: the decoder's images of codes z ~ N(0, I)"
 CONDITIONAL_SAMPLES_CAPTION = "samples: the decoder's images of codes z ~ N(0, I), one row per class"
 RECONSTRUCTIONS_CAPTION = "odd rows: test images; even rows: their reconstructions D(mu(x))"
+TRAINING_RECONSTRUCTIONS_CAPTION = "odd rows: training images (no held-out split); even rows: their reconstructions D(mu(x))"
 TRANSLATION_CAPTION = "each cell: the class (identity) of its row's left image, the content (pose) of its column's top image"
 
 

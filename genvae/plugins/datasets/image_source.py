@@ -144,12 +144,13 @@ class ImageData(DataSource):
 
     def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
         """``samples.png`` (prior samples; one row per class for a conditional model) and
-        ``reconstructions.png`` (odd rows: test images, even rows: reconstructions)."""
-        from genvae.viz.images import RECONSTRUCTIONS_CAPTION, reconstruction_grid, sample_grid, samples_caption, save_grid
+        ``reconstructions.png`` (odd rows: test images, or training images where there is no held-out split; even rows: reconstructions)."""
+        from genvae.viz.images import RECONSTRUCTIONS_CAPTION, TRAINING_RECONSTRUCTIONS_CAPTION, reconstruction_grid, sample_grid, samples_caption, save_grid
 
         out_dir = Path(out_dir)
         with torch.no_grad():
             paths = [save_grid(sample_grid(models, n=64, seed=seed), out_dir / "samples.png", samples_caption(models))]
             test = self.test_batch(32, seed=seed)
-            paths.append(save_grid(reconstruction_grid(models, test.x, test.y), out_dir / "reconstructions.png", RECONSTRUCTIONS_CAPTION))
+            caption = RECONSTRUCTIONS_CAPTION if getattr(self, "has_test_split", True) else TRAINING_RECONSTRUCTIONS_CAPTION
+            paths.append(save_grid(reconstruction_grid(models, test.x, test.y), out_dir / "reconstructions.png", caption))
         return paths
