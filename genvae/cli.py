@@ -384,7 +384,7 @@ def compare(
     result = compare_runs(runs, out, keys, group_by)
     header, rows = table_lines(result)
     if fmt == "json":
-        print(json.dumps({k: result[k] for k in ("keys", "runs", "groups", "figure") if k in result}, indent=2, default=str))
+        print(json.dumps({k: result[k] for k in ("keys", "group_by", "runs", "groups", "figure") if k in result}, indent=2, default=str))
     elif fmt == "csv":
         csv.writer(sys.stdout, lineterminator="\n").writerows([header, *rows])
     elif fmt == "md":

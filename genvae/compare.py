@@ -104,7 +104,7 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
     evaluations = sorted({k for values in evaluated.values() for k in values} - set(shown))
     result = {"figure": None if figure is None else str(figure), "keys": shown, "runs": rows, "warning": warning, "evaluations": evaluations}
     if group_by:
-        result["groups"] = summarise_groups(rows, configs, list(group_by), shown)
+        result["group_by"], result["groups"] = list(group_by), summarise_groups(rows, configs, list(group_by), shown)
     return result
 
 
@@ -143,20 +143,19 @@ def table_lines(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     def cell(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, float) else "-" if value is None else str(value)
 
+    def summary(stats: tuple[float, float, int] | None, runs: int) -> str:
+        if stats is None:
+            return "-"
+        mean, std, n = stats
+        if runs == 1:
+            return cell(mean)
+        return f"{mean:.4g} ± {std:.2g}" + (f" (n={n})" if n != runs else "")
+
     keys = result["keys"]
     if "groups" in result:
-        settings = [k for k in result["groups"][0] if k not in ("runs", *keys)] if result["groups"] else []
-        header = [*settings, "runs", *keys]
-        rows = []
-        for group in result["groups"]:
-            stats = []
-            for key in keys:
-                if group[key] is None:
-                    stats.append("-")
-                    continue
-                mean, std, n = group[key]
-                stats.append(f"{mean:.4g} ± {std:.2g}" + (f" (n={n})" if n != len(group["runs"]) else "") if len(group["runs"]) > 1 else cell(mean))
-            rows.append([*(str(group[s]) for s in settings), str(len(group["runs"])), *stats])
+        header = [*result["group_by"], "runs", *keys]
+        rows = [[*(str(group[s]) for s in result["group_by"]), str(len(group["runs"])), *(summary(group[k], len(group["runs"])) for k in keys)]
+                for group in result["groups"]]  # fmt: skip
         return header, rows
     header = ["run", "objective", "data", "last step", *keys]
     rows = []
