@@ -34,11 +34,11 @@ def test_columns_by_header_name_or_index(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("id,x,label,y\n1,0.5,cat,-0.5\n2,1.5,dog,-1.5\n")
     with pytest.raises(DataError, match=r"t.csv line 2: 'cat' is not a number"):
         PointsFile(str(tmp_path / "t.csv"))
-    (tmp_path / "t.csv").write_text("id,x,label,y\n1,0.5,7,-0.5\n2,1.5,8,-1.5\n")
+    (tmp_path / "t.csv").write_text('id,x,"label, long",y\n1,0.5,7,-0.5\n2,1.5,8,-1.5\n')
     picked = PointsFile(str(tmp_path / "t.csv"), columns=["y", "x"])
     assert picked.rows.tolist() == [[-0.5, 0.5], [-1.5, 1.5]] and picked.column_names == ["y", "x"]
     assert PointsFile(str(tmp_path / "t.csv"), columns=[1, -1]).rows.tolist() == [[0.5, -0.5], [1.5, -1.5]]
-    with pytest.raises(ConfigError, match=r"data.columns: t.csv has no column 'z'; its columns: id, x, label, y"):
+    with pytest.raises(ConfigError, match=r"data.columns: t.csv has no column 'z'; its columns: 'id', 'x', 'label, long', 'y'"):
         PointsFile(str(tmp_path / "t.csv"), columns=["z"])
     np.save(tmp_path / "t.npy", _rows(4))
     with pytest.raises(ConfigError, match=r"has no column 2; it has 2 columns \(0 to 1\) and no header"):

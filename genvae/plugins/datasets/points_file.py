@@ -17,6 +17,7 @@ For point clouds (one cloud per sample) see the genvae-pointcloud plugin.
 
 from __future__ import annotations
 
+import csv
 import math
 import warnings
 from pathlib import Path
@@ -70,8 +71,8 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
         raise DataError(f"points: {path} holds no rows")
     delimiter = next((d for d in (",", "\t", ";") if d in lines[0][1]), None)
 
-    def fields(line: str) -> list[str]:
-        return [f.strip().strip('"') for f in (line.split(delimiter) if delimiter else line.split())]
+    def fields(line: str) -> list[str]:  # csv's quoting: a quoted header name may hold the delimiter
+        return [f.strip() for f in next(csv.reader([line], delimiter=delimiter))] if delimiter else line.split()
 
     header = fields(lines[0][1])
     if all(_is_number(f) for f in header):
@@ -111,7 +112,7 @@ def select_columns(table: np.ndarray, header: list[str], columns: list[int | str
         elif isinstance(c, int) and -table.shape[1] <= c < table.shape[1]:
             index.append(c % table.shape[1])
         else:
-            names = f"its columns: {', '.join(header)}" if header else f"it has {table.shape[1]} columns (0 to {table.shape[1] - 1}) and no header"
+            names = f"its columns: {', '.join(map(repr, header))}" if header else f"it has {table.shape[1]} columns (0 to {table.shape[1] - 1}) and no header"
             raise ConfigError(f"data.columns: {path.name} has no column {c!r}; {names}")
     return table[:, index], [header[i] for i in index] if header else []
 
