@@ -58,6 +58,9 @@ def user_settings(
     for section, values in changes.items():
         for key, value in values.items():
             if (section == "train" and key in RESUMABLE_CHANGES) or (section == "data" and key in PATH_OPTIONS):
+                if section == "data" and saved[section].get(key) not in (None, value):
+                    warnings.warn(f"--resume: data.{key} changes from {saved[section][key]} to {value}; the run continues on it as the same "
+                                  "data, moved (other data would change what it learns)", stacklevel=2)  # fmt: skip
                 saved[section][key] = value  # data.path / data.root: the same data, moved
             elif saved[section].get(key) != value:
                 raise ConfigError(

@@ -396,8 +396,8 @@ def compare(
         for row in rows:
             table.add_row(*row)
         print_table(table)
-    if result["warning"]:
-        err_console.print(f"[yellow]warning:[/] {result['warning']}", highlight=False, soft_wrap=True)
+    for warning in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if fmt == "table":
         console.print(f"wrote {result['figure']}" if result["figure"] else "no curves to draw (only evaluations): no picture written", soft_wrap=True)
         if result["evaluations"]:

@@ -40,13 +40,32 @@ def expand_runs(paths: Sequence[Path]) -> list[Path]:
     return expanded
 
 
-def evaluated_values(run: Path) -> dict[str, float]:
-    """The numbers of each metric's latest evaluation as ``<metric>.<value>`` (``fid.fid``,
-    ``ood.auroc``, ``toy2d.kl``)."""
+def latest_evaluations(run: Path) -> dict[str, dict[str, Any]]:
+    """Each metric's latest record (RUN/metrics/<metric>.jsonl, toy2d's metrics.json)."""
     latest = {path.stem: records[-1] for path in sorted((run / "metrics").glob("*.jsonl")) if (records := read_records(path))}
     if (run / TOY2D_FILE).is_file():
         latest["toy2d"] = read_json(run / TOY2D_FILE)
+    return latest
+
+
+def evaluated_values(latest: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The numbers of each metric's latest evaluation as ``<metric>.<value>`` (``fid.fid``,
+    ``ood.auroc``, ``toy2d.kl``)."""
     return {f"{metric}.{key}": value for metric, record in latest.items() for key, value in measured_values(record).items()}
+
+
+def differing_evaluations(latest: dict[str, dict[str, dict[str, Any]]], keys: Sequence[str]) -> list[str]:
+    """For each metric among ``keys``, a warning when the runs' latest records were of different
+    settings (an OOD score against other data is not the same number)."""
+    from genvae.run_info import SETTING_KEYS
+
+    out = []
+    for metric in dict.fromkeys(k.split(".", 1)[0] for k in keys if "." in k):
+        seen = {tuple((s, str(r[metric].get(s))) for s in SETTING_KEYS if s in r[metric]) for r in latest.values() if metric in r}
+        if len(seen) > 1:
+            kinds = " / ".join(", ".join(f"{s} {v}" for s, v in settings) or "(none)" for settings in sorted(seen))
+            out.append(f"the runs' latest {metric} evaluations are of different settings ({kinds}): evaluate them alike to compare")
+    return out
 
 
 def setting(config: dict[str, Any], dotted: str) -> Any:
@@ -63,8 +82,8 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
     ``out``; returns the figure path (None when no key is a logged curve), the keys, one row per run
     (objective, data, last step, the values, and ``logged_at``: the step of each value last logged
     before that step), with ``group_by`` one row per group of settings (``groups``: the values'
-    mean, standard deviation and count), and a ``warning`` (or None) when the runs were trained on
-    different data, whose losses are not on one scale. A value is a run's last logged one, or for
+    mean, standard deviation and count), and ``warnings``: when the runs were trained on different
+    data, whose losses are not on one scale, or their latest evaluations were of different settings. A value is a run's last logged one, or for
     ``<metric>.<value>`` keys its latest evaluation (RUN/metrics/, or during training)."""
     paths, out = expand_runs([Path(r) for r in runs]), Path(out)
     if out.suffix.lower().lstrip(".") not in picture_formats():
@@ -75,7 +94,8 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
     logs = {label: read_records(p / "log.jsonl") + records_to_draw(p) for label, p in zip(labels, paths)}
-    evaluated = {label: evaluated_values(p) for label, p in zip(labels, paths)}
+    latest = {label: latest_evaluations(p) for label, p in zip(labels, paths)}
+    evaluated = {label: evaluated_values(records) for label, records in latest.items()}
     logged = sorted({k for records in logs.values() for r in records for k in r} - {"step"})
     known = sorted(set(logged) | {k for values in evaluated.values() for k in values})
     unknown = [k for k in keys if k not in known]
@@ -100,9 +120,10 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
                      "logged_at": logged_at})  # fmt: skip
         configs.append(config)
     datasets = sorted({row["data"] for row in rows})
-    warning = f"the runs were trained on different data ({', '.join(datasets)}): their losses are not on one scale" if len(datasets) > 1 else None
+    warnings = [f"the runs were trained on different data ({', '.join(datasets)}): their losses are not on one scale"] if len(datasets) > 1 else []
+    warnings += differing_evaluations(latest, shown)
     evaluations = sorted({k for values in evaluated.values() for k in values} - set(shown))
-    result = {"figure": None if figure is None else str(figure), "keys": shown, "runs": rows, "warning": warning, "evaluations": evaluations}
+    result = {"figure": None if figure is None else str(figure), "keys": shown, "runs": rows, "warnings": warnings, "evaluations": evaluations}
     if group_by:
         result["group_by"], result["groups"] = list(group_by), summarise_groups(rows, configs, list(group_by), shown)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -63,15 +64,19 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
     (tmp_path / "faces").rename(tmp_path / "moved")
     with pytest.raises(DataError, match="not a directory; set data.path"):
         genvae.train(run, steps=3, resume=True)
-    result = genvae.train(run, steps=3, resume=True, settings={"data.path": str(tmp_path / "moved")})
+    with pytest.warns(UserWarning, match=r"--resume: data.path changes from .*faces to .*moved; the run continues on it as the same data, moved"):
+        result = genvae.train(run, steps=3, resume=True, settings={"data.path": str(tmp_path / "moved")})
     assert result.step == 3
     assert json.loads((run / "config.json").read_text())["data"]["path"] == str(tmp_path / "moved")
     with pytest.raises(ConfigError, match=r"data.resolution cannot change .*where the data lies \(data.path, data.root\) can"):
         genvae.train(run, steps=4, resume=True, settings={"data.resolution": 32})
     (tmp_path / "moved").rename(tmp_path / "again")
-    assert genvae.train(run, steps=4, resume=True, data=str(tmp_path / "again")).step == 4  # --data DIR: where the folder lies now
+    with pytest.warns(UserWarning, match="data.path changes"):
+        assert genvae.train(run, steps=4, resume=True, data=str(tmp_path / "again")).step == 4  # --data DIR: where the folder lies now
     assert json.loads((run / "config.json").read_text())["data"] == {"name": "folder", "path": str(tmp_path / "again"), "resolution": 16, "hflip": False, "channels": 3, "labels": False}
-    assert genvae.train(run, steps=5, resume=True, data=str(tmp_path / "again")).step == 5  # the same folder again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same folder again: nothing to say
+        assert genvae.train(run, steps=5, resume=True, data=str(tmp_path / "again")).step == 5
 
 
 def test_evaluate_runs_a_metric_plugin_from_python(digits_run_dir, tmp_path):

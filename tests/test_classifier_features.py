@@ -170,5 +170,8 @@ def test_a_classifier_of_a_labelled_folder_says_its_accuracy_is_on_training_imag
     assert "on its training images (folder:path=" in result.output and "has no held-out split" in " ".join(result.output.split())
     info = json.loads((out / "config.json").read_text())
     assert info["num_classes"] == 2 and "train_accuracy" in info and "test_accuracy" not in info
-    settings = features.build_feature_extractor("classifier", feature_weights=out).settings()
+    extractor = features.build_feature_extractor("classifier", feature_weights=out)
+    settings = extractor.settings()
     assert settings["classifier_train_accuracy"] == info["train_accuracy"] and "classifier_test_accuracy" not in settings
+    with pytest.raises(DataError, match=r"shape \(3, 8, 8\), got \(1, 8, 8\).*unless its spec says channels=1: folder:path=DIR,channels=1,resolution=8"):
+        extractor(torch.rand(2, 1, 8, 8))  # a greyscale run's samples against an RGB folder's classifier

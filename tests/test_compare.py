@@ -35,7 +35,7 @@ def test_last_values_figure_and_labels(two_runs, tmp_path):
         {"run": "a/run", "objective": "vae", "data": "digits", "step": 2, "rec": 7.5, "logged_at": {}},
         {"run": "b/run", "objective": "vae", "data": "digits", "step": 3, "rec": 6.25, "logged_at": {}},
     ]
-    assert result["warning"] is None
+    assert result["warnings"] == []
     assert Image.open(tmp_path / "cmp.png").size[0] > 100
     assert compare_runs(two_runs, tmp_path / "all.png")["keys"] == ["kl", "rec"]  # every logged value but step / lr / speed
     assert run_labels([tmp_path / "x" / "run", tmp_path / "y" / "other"]) == ["run", "other"]
@@ -100,7 +100,7 @@ def test_runs_on_different_data_are_pointed_out(two_runs, tmp_path):
     (two_runs[1] / "config.json").write_text(json.dumps(config))
     result = compare_runs(two_runs, tmp_path / "c.png", ["rec"])
     assert [r["data"] for r in result["runs"]] == ["digits", "folder (my-images, resolution 16, channels 1)"]
-    assert result["warning"] == "the runs were trained on different data (digits, folder (my-images, resolution 16, channels 1)): their losses are not on one scale"
+    assert result["warnings"] == ["the runs were trained on different data (digits, folder (my-images, resolution 16, channels 1)): their losses are not on one scale"]
     text = " ".join(CliRunner().invoke(app, ["compare", *map(str, two_runs), "--out", str(tmp_path / "c.png")], env={"COLUMNS": "300"}).output.split())
     assert "warning: the runs were trained on different data" in text
 
@@ -150,6 +150,13 @@ def test_evaluations_are_columns_and_seeds_are_summarised(digits_run_dir, tmp_pa
     assert only_evaluated["figure"] is None and not (tmp_path / "e.png").exists()  # no curve to draw
     with pytest.raises(ConfigError, match=r"--group-by 'objective.beta' is no setting of these runs; settings: .*objective.beta_neg"):
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", group_by=["objective.beta"])
+    assert grouped["warnings"] == []
+    from genvae.core.checkpoint import append_metrics_record
+
+    append_metrics_record(tmp_path / "sweep" / "b32-s1", "ood.jsonl", {"auroc": 1.0, "out": "fashion-mnist", "score": "elbo"})  # scored against other data
+    mixed = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], group_by=["objective.beta_neg"])
+    assert mixed["warnings"] == ["the runs' latest ood evaluations are of different settings (out fashion-mnist, score elbo / out mnist, score elbo): "
+                                 "evaluate them alike to compare"]
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json", "table"])

@@ -226,6 +226,7 @@ def test_fid_stats_scores_real_against_real(tmp_path):
         assert made.exit_code == 0, made.output
     same = invoke("eval", "fid-stats", tmp_path / "train.npz", tmp_path / "train.npz")
     assert same.exit_code == 0 and json.loads(same.output)["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert json.loads(same.output)["note"].startswith("the same file twice")
     floor = json.loads(invoke("eval", "fid-stats", tmp_path / "test.npz", tmp_path / "train.npz").output)
     assert floor["fid"] > 0 and (floor["a_n"], floor["b_n"], floor["features"]) == (200, 200, "random-conv") and "kid_mean" in floor
     with np.load(tmp_path / "train.npz") as f:

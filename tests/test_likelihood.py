@@ -68,7 +68,7 @@ def folder_run(tmp_path_factory):
     return root
 
 
-NO_TEST_SPLIT = "warning: the folder dataset has no held-out split: its 'test' images are the training images"
+NO_TEST_SPLIT = "warning: the folder dataset has no held-out split: its 'test' images are the training ones"
 
 
 @pytest.mark.parametrize(

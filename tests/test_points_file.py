@@ -140,6 +140,8 @@ def test_a_file_as_data_name_is_the_points_dataset(tmp_path: Path) -> None:
     np.save(tmp_path / "y.npy", _rows(100))
     with pytest.raises(ConfigError, match=r"--data .*x.npy and data.path=.*y.npy name two different files"):
         resolve({"data": {"name": str(tmp_path / "x.npy"), "path": str(tmp_path / "y.npy")}})
+    with pytest.raises(ConfigError, match=r"no file or directory 'missing.npy' \(and no dataset of that name\)"):
+        resolve({"data": {"name": "missing.npy"}})
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"'.*x.json' is a file; --data takes .* a file of rows \(\.npy, \.npz, \.csv, \.tsv, \.txt\)"):
         resolve({"data": {"name": str(tmp_path / "x.json")}})

@@ -46,7 +46,7 @@ def toy2d(
 def fid(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
     ref: str = typer.Option(..., "--ref", help="Reference: a stats .npz from 'genvae eval fid-ref', a dataset name, an image folder, or NAME:KEY=VALUE,... (e.g. folder:path=DIR,resolution=32)."),
-    num_samples: int = typer.Option(50_000, "--num-samples", help="Generated images."),
+    num_samples: int = typer.Option(50_000, "--num-samples", "-n", help="Generated images."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature extractor: inception, classifier, random-conv or a plugin's. Default: the one a stats .npz --ref was made with, else inception."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (or env GENVAE_INCEPTION_WEIGHTS)."),
     feature_weights: Optional[Path] = typer.Option(None, "--feature-weights", help="Weights of a non-Inception extractor (classifier: the folder from 'genvae eval train-classifier')."),

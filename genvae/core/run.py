@@ -185,7 +185,7 @@ def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> M
     if path.is_file():
         raise ConfigError(f"{name!r} is a file; --data takes a folder of images (its parent folder?), a file of rows "
                           f"({', '.join(POINT_SUFFIXES)}) or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
-    if "/" in name or "\\" in name or name.startswith(("~", ".")):
+    if "/" in name or "\\" in name or name.startswith(("~", ".")) or path.suffix.lower() in POINT_SUFFIXES:
         raise ConfigError(f"no file or directory {name!r} (and no dataset of that name); give an existing folder of images, "
                           f"a file of rows, or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
     return user
@@ -328,7 +328,8 @@ def check_values(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None 
         check_trackers(t.log_with)
     check_evaluations(t, data.kind, plugins or get_plugins())
     if t.conditional and data.num_classes == 0:
-        raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels")
+        labels = "; a folder's subfolders are its classes with --set data.labels=true" if cfg.data["name"] == "folder" else ""
+        raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels{labels}")
     for key, value in cfg.objective.items():
         if key.startswith(("beta", "gamma")) or key in ("m", "num_vae", "scale"):
             values = value.values() if isinstance(value, dict) else [value]

@@ -160,8 +160,10 @@ class ClassifierFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
         if tuple(images.shape[1:]) != self.shape:
+            channels = (f" (a folder is read as RGB unless its spec says channels={images.shape[1]}: "
+                        f"folder:path=DIR,channels={images.shape[1]},resolution={images.shape[-1]})") if images.shape[1] != self.shape[0] else ""
             raise DataError(f"the classifier was trained on images of shape {self.shape}, got {tuple(images.shape[1:])}; "
-                            "train one on this data with 'genvae eval train-classifier'")  # fmt: skip
+                            f"train one on this data with 'genvae eval train-classifier'{channels}")  # fmt: skip
         device = next(self.net.parameters()).device
         return self.net.embed(_prepare(images).to(device))
 

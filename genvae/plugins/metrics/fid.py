@@ -283,6 +283,8 @@ def stats_distance(a: str | Path, b: str | Path, kid_subsets: int = KID_SUBSETS,
         result.update(kid_mean=mean, kid_std=std, kid_subset_size=size, kid_subsets=kid_subsets)
     else:
         result["note"] = "a file holds no features: KID skipped"
+    if Path(a).resolve() == Path(b).resolve():
+        result["note"] = "the same file twice: FID 0 by construction, and KID's unbiased estimate of a set against itself is not 0 (nor meaningful)"
     return result
 
 
