@@ -66,7 +66,7 @@ def test_toy2d_on_an_image_run_and_fid_on_a_2d_run_name_the_right_command(runs, 
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["ood", "{digits}", "--out", "mnist:resolution=16"], "unknown dataset option data.resolution for 'mnist'; valid: root, split"),
+        (["ood", "{digits}", "--out", "mnist:size=16"], "unknown dataset option data.size for 'mnist'; valid: resolution, root, split"),
         (["ood", "{digits}", "--in", "digits:foo=1", "--out", "digits"], "unknown dataset option data.foo for 'digits'"),
         (["train-classifier", "digits", "--out", "{tmp}/clf", "--data-option", "foo=1"], "unknown dataset option data.foo for 'digits'"),
         (["fid-ref", "digits", "--out", "{tmp}/r.npz", "--data-option", "foo=1"], "unknown dataset option data.foo for 'digits'"),

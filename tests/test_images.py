@@ -448,6 +448,13 @@ def test_idx_reader_and_test_split_fallback(tmp_path: Path) -> None:
     batch = next(iter(data.train_stream(5, seed=0)))
     assert batch.x.shape == (5, 1, 28, 28) and sorted(batch.y.tolist()) == [1, 1, 3, 4, 5]
     assert torch.equal(data.get(torch.arange(5), "test").x, torch.from_numpy(images).float().div(255).unsqueeze(1))
+    small = MNIST(root=str(tmp_path), split="test", resolution=16)  # resized, e.g. as OOD data for a 16x16 run
+    x = small.get(torch.arange(5), "test").x
+    expected = torch.nn.functional.interpolate(torch.from_numpy(images).float().unsqueeze(1), size=(16, 16), mode="bilinear", antialias=True)
+    assert small.shape == (1, 16, 16) and x.shape == (5, 1, 16, 16)
+    torch.testing.assert_close(x * 255, expected.round().clamp(0, 255), atol=0, rtol=0)
+    with pytest.raises(ConfigError, match="data.resolution must be positive"):
+        MNIST(root=str(tmp_path), split="test", resolution=0)
 
 
 # --------------------------------------------------------------------------------------------

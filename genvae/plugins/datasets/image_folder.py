@@ -74,7 +74,7 @@ class ImageFolder(ImageData):
         self._class_index = {name: i for i, name in enumerate(self.class_names)}
         self.recommended = {
             "train": {"batch_size": 32, "lr": 2e-4},
-            "arch": {"name": "residual", "z_dim": 128, "channels": _default_channels(self.resolution)},
+            "arch": {"name": "residual", "z_dim": 128, "channels": default_channels(self.resolution)},
             "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
         }
 
@@ -260,7 +260,7 @@ def _to_8bit(values: np.ndarray, mode: str, path: str | Path) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _default_channels(resolution: int) -> list[int]:
+def default_channels(resolution: int) -> list[int]:
     """Residual widths with the base at 4x4 (or the smallest exact size): 64, 128, 256, 512, ..."""
     levels = 1
     while resolution % (2 ** (levels + 1)) == 0 and resolution // (2 ** (levels + 1)) >= 4:

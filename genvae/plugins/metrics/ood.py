@@ -201,7 +201,9 @@ def require_run_shape(data: DataSource, run: Any) -> None:
     """A one-line DataError unless ``data`` has the shape the run's model was trained on."""
     if tuple(data.shape) != tuple(run.data.shape):
         want = tuple(run.data.shape)
-        hint = f" (an image folder: folder:path=DIR,resolution={want[-1]})" if len(want) == 3 and want[0] == 3 else ""
+        hint = ""
+        if len(want) == 3:  # the folder and IDX datasets resize: name the option
+            hint = f" (an image folder: folder:path=DIR,resolution={want[-1]},channels={want[0]}; mnist / fashion-mnist: NAME:resolution={want[-1]})"
         raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
 
 
