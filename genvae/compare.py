@@ -12,14 +12,11 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-from genvae.core.config import read_json
 from genvae.core.evaluation import measured_values, records_to_draw
 from genvae.core.run import require_run_dir, run_config_dict, runs_below
 from genvae.errors import ConfigError
+from genvae.run_info import evaluation_records, record_settings
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
-
-TOY2D_FILE = "metrics.json"  # genvae eval toy2d's record (the other metrics append to metrics/<name>.jsonl)
-
 
 def run_labels(runs: Sequence[Path]) -> list[str]:
     """Short, distinct names: the last path component, or more of the path where those clash."""
@@ -40,14 +37,6 @@ def expand_runs(paths: Sequence[Path]) -> list[Path]:
     return expanded
 
 
-def latest_evaluations(run: Path) -> dict[str, dict[str, Any]]:
-    """Each metric's latest record (RUN/metrics/<metric>.jsonl, toy2d's metrics.json)."""
-    latest = {path.stem: records[-1] for path in sorted((run / "metrics").glob("*.jsonl")) if (records := read_records(path))}
-    if (run / TOY2D_FILE).is_file():
-        latest["toy2d"] = read_json(run / TOY2D_FILE)
-    return latest
-
-
 def evaluated_values(latest: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The numbers of each metric's latest evaluation as ``<metric>.<value>`` (``fid.fid``,
     ``ood.auroc``, ``toy2d.kl``)."""
@@ -57,11 +46,9 @@ def evaluated_values(latest: dict[str, dict[str, Any]]) -> dict[str, float]:
 def differing_evaluations(latest: dict[str, dict[str, dict[str, Any]]], keys: Sequence[str]) -> list[str]:
     """For each metric among ``keys``, a warning when the runs' latest records were of different
     settings (an OOD score against other data is not the same number)."""
-    from genvae.run_info import SETTING_KEYS
-
     out = []
     for metric in dict.fromkeys(k.split(".", 1)[0] for k in keys if "." in k):
-        seen = {tuple((s, str(r[metric].get(s))) for s in SETTING_KEYS if s in r[metric]) for r in latest.values() if metric in r}
+        seen = {tuple(record_settings(r[metric]).items()) for r in latest.values() if metric in r}
         if len(seen) > 1:
             kinds = " / ".join(", ".join(f"{s} {v}" for s, v in settings) or "(none)" for settings in sorted(seen))
             out.append(f"the runs' latest {metric} evaluations are of different settings ({kinds}): evaluate them alike to compare")
@@ -94,7 +81,7 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
     logs = {label: read_records(p / "log.jsonl") + records_to_draw(p) for label, p in zip(labels, paths)}
-    latest = {label: latest_evaluations(p) for label, p in zip(labels, paths)}
+    latest = {label: {metric: records[-1] for metric, records in evaluation_records(p).items()} for label, p in zip(labels, paths)}
     evaluated = {label: evaluated_values(records) for label, records in latest.items()}
     logged = sorted({k for records in logs.values() for r in records for k in r} - {"step"})
     known = sorted(set(logged) | {k for values in evaluated.values() for k in values})

@@ -56,20 +56,33 @@ def headline(record: dict[str, Any]) -> dict[str, float]:
     return dict(list(measured_values(record).items())[:MAX_METRIC_VALUES])
 
 
+def evaluation_records(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per metric, the records of the evaluations run on ``run_dir`` (``genvae eval``, or during
+    training), oldest first: ``metrics/<metric>.jsonl``, and ``metrics.json`` of ``eval toy2d``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    if (run_dir / "metrics.json").is_file():
+        out["toy2d"] = [read_json(run_dir / "metrics.json")]
+    for path in sorted((run_dir / "metrics").glob("*.jsonl")):
+        if records := read_records(path):
+            out[path.stem] = records
+    return out
+
+
+def record_settings(record: dict[str, Any]) -> dict[str, str]:
+    """What an evaluation was of: its ``SETTING_KEYS`` (out, score, ref, split)."""
+    return {k: record[k] for k in SETTING_KEYS if isinstance(record.get(k), str)}
+
+
 def metric_records(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Per metric: how many evaluations are recorded, the numbers of the latest, what it was of
     (``settings``) and the training step of the weights it scored (``step``, when recorded)."""
     out: dict[str, dict[str, Any]] = {}
-    toy2d = run_dir / "metrics.json"
-    if toy2d.is_file():
-        record = read_json(toy2d)
-        out["toy2d"] = {"evaluations": 1, "latest": {k: record[k] for k in ("kl", "jsd", "gnelbo") if k in record}, **_scored_step(record)}
-    for path in sorted((run_dir / "metrics").glob("*.jsonl")):
-        records = read_records(path)
-        if records:
-            latest = records[-1]
-            settings = {k: latest[k] for k in SETTING_KEYS if isinstance(latest.get(k), str)}
-            out[path.stem] = {"evaluations": len(records), "latest": headline(latest), "settings": settings, **_scored_step(latest)}
+    for metric, records in evaluation_records(run_dir).items():
+        latest = records[-1]
+        if metric == "toy2d":  # eval toy2d's one record (metrics.json): its three Table 2 numbers
+            out[metric] = {"evaluations": 1, "latest": {k: latest[k] for k in ("kl", "jsd", "gnelbo") if k in latest}, **_scored_step(latest)}
+        else:
+            out[metric] = {"evaluations": len(records), "latest": headline(latest), "settings": record_settings(latest), **_scored_step(latest)}
     during = read_records(run_dir / EVALS_FILE)
     if during:
         out["during training"] = {"evaluations": len(during), "latest": headline(during[-1]), "step": during[-1].get("step")}

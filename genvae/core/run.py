@@ -160,6 +160,16 @@ def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[s
                                   f"valid: {', '.join(sorted(valid[section])) or '(none)'}{(notes or {}).get(section, '')}")  # fmt: skip
 
 
+def dataset_of_path(path: Path) -> str | None:
+    """The dataset an existing path stands for: ``folder`` for a directory, ``points`` for a file
+    of rows (.npy, .csv, ...); None for anything else."""
+    from genvae.plugins.datasets.points_file import POINT_SUFFIXES
+
+    if path.is_dir():
+        return "folder"
+    return "points" if path.is_file() and path.suffix.lower() in POINT_SUFFIXES else None
+
+
 def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
     """``--data DIR`` (a directory that is no dataset's name) means ``--data folder --set
     data.path=DIR``, ``--data FILE.csv`` (or .npy, ...) ``--data points --set data.path=FILE``;
@@ -177,10 +187,9 @@ def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> M
         options = parse_spec_options(spec)
         return {**user, "data": {**data, **options, "name": spec_name}}
     path = Path(name).expanduser()
-    dataset = "folder" if path.is_dir() else "points" if path.is_file() and path.suffix.lower() in POINT_SUFFIXES else None
-    if dataset:
+    if dataset := dataset_of_path(path):
         if "path" in data and Path(str(data["path"])).expanduser().resolve() != path.resolve():
-            raise ConfigError(f"--data {name} and data.path={data['path']} name two different {'folders' if path.is_dir() else 'files'}; give one of them")
+            raise ConfigError(f"--data {name} and data.path={data['path']} name two different {'folders' if dataset == 'folder' else 'files'}; give one of them")
         return {**user, "data": {**data, "name": dataset, "path": data.get("path", name)}}
     if path.is_file():
         raise ConfigError(f"{name!r} is a file; --data takes a folder of images (its parent folder?), a file of rows "

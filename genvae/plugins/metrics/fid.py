@@ -118,15 +118,13 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
         return data, type(data).__name__
     from genvae.core.config import parse_spec_options, validate_options
     from genvae.core.plugins import get_plugins
-    from genvae.core.run import data_options
-    from genvae.plugins.datasets.points_file import POINT_SUFFIXES
+    from genvae.core.run import data_options, dataset_of_path
 
     plugins = get_plugins()
     text = str(data)
     opts = dict(options or {})
     path = Path(text).expanduser()
-    if text not in plugins.datasets.names() and (path.is_dir() or (path.is_file() and path.suffix.lower() in POINT_SUFFIXES)):
-        name = "folder" if path.is_dir() else "points"
+    if text not in plugins.datasets.names() and (name := dataset_of_path(path)):
         label = f"{name}:{path.resolve()}"
         opts.setdefault("path", str(path))
     else:

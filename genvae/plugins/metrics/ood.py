@@ -189,11 +189,10 @@ def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
     if here is not None and trained_on is not None and here != trained_on:
         return split  # not the folder the run trained on: all of it is held out
     if data.kind == "images":
-        fix = "to evaluate held-out images, put them in another folder and evaluate that one"
+        items, fix = "images", "to evaluate held-out images, put them in another folder and evaluate that one"
     else:
-        fix = "hold rows out with --set data.test_fraction=F when training, or evaluate another file"
-    warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' {'images' if data.kind == 'images' else 'rows'} are the "
-                  f"training ones; {fix}", stacklevel=2)  # fmt: skip
+        items, fix = "rows", "hold rows out with --set data.test_fraction=F when training, or evaluate another file"
+    warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' {items} are the training ones; {fix}", stacklevel=2)
     return f"train ({data.name} has no test split)"
 
 
