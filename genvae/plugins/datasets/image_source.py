@@ -34,6 +34,14 @@ def shared_data_dirs(name: str) -> list[Path]:
 
 
 
+def held_out_batch(source: Any, n: int, seed: int) -> Batch:
+    """``n`` items of ``source``'s test split (``split_size`` / ``get``) in a seeded random order,
+    repeated when the split has fewer."""
+    size = source.split_size("test")
+    perm = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return source.get(perm.repeat(-(-n // size))[:n], "test")
+
+
 class ImageStream(BatchStream):
     """Endless shuffled batches of one rank's shard; resumable at (epoch, position)."""
 
@@ -131,10 +139,7 @@ class ImageData(DataSource):
 
     def test_batch(self, n: int, seed: int = 0) -> Batch:
         """``n`` held-out images (a seeded random choice from the test split) with labels."""
-        size = self.split_size("test")
-        perm = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
-        index = perm.repeat(-(-n // size))[:n]
-        return self.get(index, "test")
+        return held_out_batch(self, n, seed)
 
     def plot_samples(self, x: Tensor, path: Path) -> None:
         """Save generated images ``x`` (N, C, H, W) as one grid, 8 per row (``genvae sample --out FILE.png``)."""

@@ -29,7 +29,7 @@ from torch import Tensor
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Batch, DataSource, Models
 from genvae.errors import ConfigError, DataError
-from genvae.plugins.datasets.image_source import ImageStream
+from genvae.plugins.datasets.image_source import ImageStream, held_out_batch
 
 POINT_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt")
 SPLIT_SEED = 2021  # the held-out rows do not depend on the training seed
@@ -186,9 +186,7 @@ class PointsFile(DataSource):
 
     def test_batch(self, n: int, seed: int = 0) -> Batch:
         """``n`` held-out rows (every row when there is no held-out split), repeated when fewer."""
-        size = self.split_size("test")
-        perm = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
-        return self.get(perm.repeat(-(-n // size))[:n], "test")
+        return held_out_batch(self, n, seed)
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
         """``n`` rows drawn with replacement from all rows (``genvae eval toy2d``'s real samples)."""
@@ -198,12 +196,12 @@ class PointsFile(DataSource):
     def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
         """2-D rows: ``samples.png`` (rows vs generated) and ``density.png`` (exp(ELBO) on a grid);
         more columns: ``samples.png`` of the first two."""
+        from genvae.plugins.metrics.toy2d import generated_samples
         from genvae.viz.points import scatter_real_fake, write_toy2d_figures
 
         if self.dim == 2:
             return write_toy2d_figures(models, self, Path(out_dir), seed)
-        with torch.no_grad():
-            fake = models.decode(torch.randn(2000, models.z_dim, generator=torch.Generator().manual_seed(seed))).reshape(2000, -1)
+        fake = generated_samples(models.decode, models.z_dim, 2000, seed)
         real = self.sample(2000, seed)
         return [scatter_real_fake(real[:, :2], fake[:, :2], self.plot_scale, Path(out_dir) / "samples.png", title=f"{self.title}, columns 1 and 2")]
 
