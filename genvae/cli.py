@@ -376,7 +376,7 @@ def compare(
 
     from rich.table import Table
 
-    from genvae.compare import compare_runs, table_lines
+    from genvae.compare import compare_runs, csv_lines, table_lines
     from genvae.errors import ConfigError
 
     if fmt not in ("table", "md", "csv", "json"):
@@ -386,7 +386,8 @@ def compare(
     if fmt == "json":
         print(json.dumps({k: result[k] for k in ("keys", "group_by", "runs", "groups", "figure") if k in result}, indent=2, default=str))
     elif fmt == "csv":
-        csv.writer(sys.stdout, lineterminator="\n").writerows([header, *rows])
+        csv_header, csv_rows = csv_lines(result)
+        csv.writer(sys.stdout, lineterminator="\n").writerows([csv_header, *csv_rows])
     elif fmt == "md":
         print("\n".join("| " + " | ".join(line) + " |" for line in [header, ["---"] * len(header), *rows]))
     else:

@@ -144,6 +144,19 @@ def data_label(data: dict[str, Any]) -> str:
     return f"{data['name']} ({', '.join(details)})" if details else str(data["name"])
 
 
+def csv_lines(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The table for a script: numbers at full precision, one column each (a group's mean, std and
+    count per key; a run's value and the step it was logged at when that is not the run's last)."""
+    keys = result["keys"]
+    if "groups" in result:
+        header = [*result["group_by"], "runs", *(f"{k} {part}" for k in keys for part in ("mean", "std", "n"))]
+        return header, [[*(group[s] for s in result["group_by"]), len(group["runs"]),
+                         *(value for k in keys for value in (group[k] or ("", "", 0)))] for group in result["groups"]]  # fmt: skip
+    header = ["run", "objective", "data", "last step", *keys, *(f"{k} step" for k in keys)]
+    return header, [[row["run"], row["objective"], row["data"], row["step"], *("" if row[k] is None else row[k] for k in keys),
+                     *(row["logged_at"].get(k, row["step"] if row[k] is not None else "") for k in keys)] for row in result["runs"]]  # fmt: skip
+
+
 def table_lines(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The header and rows of the printed table: one row per group of settings (mean ± std over
     its runs, and their count when not all runs have the value) when grouped, else one per run."""

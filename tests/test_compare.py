@@ -175,7 +175,11 @@ def test_the_summary_prints_for_a_paper_or_a_script(digits_run_dir, tmp_path, fm
         assert lines[2] == "| 32 | 2 | 0.85 ± 0.071 | 3 ± 1.4 |"
     elif fmt == "csv":
         rows = list(csv.reader(io.StringIO(result.output)))
-        assert rows[0] == ["objective.beta_neg", "runs", "ood.auroc", "rec"] and rows[2] == ["256", "2", "0.96 ± 0.014", "1.25 ± 0.35"]
+        assert rows[0] == ["objective.beta_neg", "runs", "ood.auroc mean", "ood.auroc std", "ood.auroc n", "rec mean", "rec std", "rec n"]
+        assert [float(v) for v in rows[2]] == pytest.approx([256, 2, 0.96, 0.02**0.5 * 0.1, 2, 1.25, 0.125**0.5, 2])  # numbers, one per column
+        per_run = list(csv.reader(io.StringIO(CliRunner().invoke(app, args[:6] + args[8:], env={"COLUMNS": "300"}).output)))
+        assert per_run[0] == ["run", "objective", "data", "last step", "ood.auroc", "rec", "ood.auroc step", "rec step"]
+        assert per_run[1][0] == "b256-s0" and float(per_run[1][4]) == 0.95 and float(per_run[1][5]) == 1.0
     elif fmt == "json":
         data = json.loads(result.output)
         assert data["groups"][0]["objective.beta_neg"] == 32 and data["groups"][0]["rec"] == [3.0, pytest.approx(2**0.5), 2]
