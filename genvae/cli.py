@@ -365,6 +365,7 @@ def compare(
     runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Two or more run directories, or a directory of runs (all of them)."),
     keys: list[str] = typer.Option([], "--key", "-k", help="Value: logged (rec, kl), or evaluated as METRIC.VALUE (fid.fid, ood.auroc); repeatable; default: all."),
     group_by: list[str] = typer.Option([], "--group-by", "-g", help="Setting whose runs are summarised as mean ± std, e.g. objective.beta_neg (repeatable)."),
+    where: list[str] = typer.Option([], "--where", "-w", help="Take each run's latest evaluation of these settings, e.g. out=mnist (repeatable; out, score, ref, split)."),
     fmt: str = typer.Option("table", "--format", help="table (the terminal), md, csv or json (for a paper or a script)."),
     out: Path = typer.Option(Path("compare.png"), "--out", help="Output picture: .png, or .pdf, .svg, .jpg, ..."),
 ) -> None:
@@ -381,7 +382,7 @@ def compare(
 
     if fmt not in ("table", "md", "csv", "json"):
         raise ConfigError(f"--format must be table, md, csv or json, got {fmt!r}")
-    result = compare_runs(runs, out, keys, group_by)
+    result = compare_runs(runs, out, keys, group_by, where)
     header, rows = table_lines(result)
     if fmt == "json":
         print(json.dumps({k: result[k] for k in ("keys", "group_by", "runs", "groups", "figure") if k in result}, indent=2, default=str))

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from genvae.core.evaluation import measured_values, records_to_draw
 from genvae.core.run import require_run_dir, run_config_dict, runs_below
 from genvae.errors import ConfigError
-from genvae.run_info import evaluation_records, record_settings
+from genvae.run_info import SETTING_KEYS, evaluation_records, record_settings
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
 
 def run_labels(runs: Sequence[Path]) -> list[str]:
@@ -51,8 +51,31 @@ def differing_evaluations(latest: dict[str, dict[str, dict[str, Any]]], keys: Se
         seen = {tuple(record_settings(r[metric]).items()) for r in latest.values() if metric in r}
         if len(seen) > 1:
             kinds = " / ".join(", ".join(f"{s} {v}" for s, v in settings) or "(none)" for settings in sorted(seen))
-            out.append(f"the runs' latest {metric} evaluations are of different settings ({kinds}): evaluate them alike to compare")
+            one = next(iter(dict(sorted(seen)[0])), "out")
+            out.append(f"the runs' latest {metric} evaluations are of different settings ({kinds}): evaluate them alike to compare, "
+                       f"or pick one with --where {one}=VALUE")
     return out
+
+
+def parse_where(where: Sequence[str]) -> dict[str, str]:
+    """``--where out=mnist`` clauses as {setting: value}."""
+    clauses = {}
+    for clause in where:
+        key, sep, value = clause.partition("=")
+        if not sep or key not in SETTING_KEYS or not value:
+            raise ConfigError(f"--where {clause!r}: give SETTING=VALUE with a setting of {', '.join(SETTING_KEYS)} (e.g. --where out=mnist)")
+        clauses[key] = value
+    return clauses
+
+
+def latest_matching(records: list[dict[str, Any]], where: dict[str, str]) -> dict[str, Any] | None:
+    """The latest record that is of the ``where`` settings (one that does not record a setting,
+    as FID records no ``out``, is not held to it); a path matches by its file name too."""
+    for record in reversed(records):
+        settings = record_settings(record)
+        if all(k not in settings or settings[k] in (v, Path(v).name) or Path(settings[k]).name == v for k, v in where.items()):
+            return record
+    return None
 
 
 def setting(config: dict[str, Any], dotted: str) -> Any:
@@ -64,14 +87,18 @@ def setting(config: dict[str, Any], dotted: str) -> Any:
     return config[section][key]
 
 
-def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = (), group_by: Sequence[str] = ()) -> dict[str, Any]:
+def compare_runs(
+    runs: Sequence[str | Path], out: str | Path, keys: Sequence[str] = (), group_by: Sequence[str] = (), where: Sequence[str] = ()
+) -> dict[str, Any]:
     """Draw ``keys`` (default: every value the runs log) of each run's log.jsonl and evals.jsonl into
     ``out``; returns the figure path (None when no key is a logged curve), the keys, one row per run
     (objective, data, last step, the values, and ``logged_at``: the step of each value last logged
     before that step), with ``group_by`` one row per group of settings (``groups``: the values'
     mean, standard deviation and count), and ``warnings``: when the runs were trained on different
     data, whose losses are not on one scale, or their latest evaluations were of different settings. A value is a run's last logged one, or for
-    ``<metric>.<value>`` keys its latest evaluation (RUN/metrics/, or during training)."""
+    ``<metric>.<value>`` keys its latest evaluation (RUN/metrics/, or during training) of the
+    ``where`` settings (``out=mnist``)."""
+    clauses = parse_where(where)
     paths, out = expand_runs([Path(r) for r in runs]), Path(out)
     if out.suffix.lower().lstrip(".") not in picture_formats():
         raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
@@ -81,13 +108,17 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, keys: Sequence[str
         require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
     logs = {label: read_records(p / "log.jsonl") + records_to_draw(p) for label, p in zip(labels, paths)}
-    latest = {label: {metric: records[-1] for metric, records in evaluation_records(p).items()} for label, p in zip(labels, paths)}
+    latest = {}
+    for label, path in zip(labels, paths):
+        picked = {metric: latest_matching(records, clauses) for metric, records in evaluation_records(path).items()}
+        latest[label] = {metric: record for metric, record in picked.items() if record is not None}
     evaluated = {label: evaluated_values(records) for label, records in latest.items()}
     logged = sorted({k for records in logs.values() for r in records for k in r} - {"step"})
     known = sorted(set(logged) | {k for values in evaluated.values() for k in values})
     unknown = [k for k in keys if k not in known]
     if unknown:
-        raise ConfigError(f"no run logs or has evaluated {', '.join(map(repr, unknown))}; values: {', '.join(known) or '(none)'}")
+        of = f" (evaluations of {' '.join(where)})" if where else ""
+        raise ConfigError(f"no run logs or has evaluated {', '.join(map(repr, unknown))}{of}; values: {', '.join(known) or '(none)'}")
     shown = list(keys) or [k for k in logged if k not in SKIP] or known  # lr and steps/s only when asked for; evaluations when named
     curves = [k for k in shown if k in logged]
     figure = plot_curves(logs, out, curves) if curves else None

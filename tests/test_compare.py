@@ -156,7 +156,15 @@ def test_evaluations_are_columns_and_seeds_are_summarised(digits_run_dir, tmp_pa
     append_metrics_record(tmp_path / "sweep" / "b32-s1", "ood.jsonl", {"auroc": 1.0, "out": "fashion-mnist", "score": "elbo"})  # scored against other data
     mixed = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], group_by=["objective.beta_neg"])
     assert mixed["warnings"] == ["the runs' latest ood evaluations are of different settings (out fashion-mnist, score elbo / out mnist, score elbo): "
-                                 "evaluate them alike to compare"]
+                                 "evaluate them alike to compare, or pick one with --where out=VALUE"]
+    picked = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], group_by=["objective.beta_neg"], where=["out=mnist"])
+    assert picked["warnings"] == [] and [g["ood.auroc"][0] for g in picked["groups"]] == [pytest.approx(0.85), pytest.approx(0.96)]  # b32-s1's mnist record
+    digits = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc", "rec"], where=["out=digits"])
+    assert [r["ood.auroc"] for r in digits["runs"]] == [0.5] * 4 and digits["runs"][0]["rec"] == 1.0  # logged values are not filtered
+    with pytest.raises(ConfigError, match=r"no run logs or has evaluated 'ood.auroc' \(evaluations of out=cifar10\)"):
+        compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["out=cifar10"])
+    with pytest.raises(ConfigError, match=r"--where 'data=mnist': give SETTING=VALUE with a setting of out, score, ref, split"):
+        compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["data=mnist"])
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json", "table"])
