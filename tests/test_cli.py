@@ -203,6 +203,15 @@ def test_help_names_arguments_plainly():
     assert "[OPTIONS] RUN" in usage and "--num-samples" in usage
 
 
+def test_command_lists_give_each_summary_as_one_paragraph():
+    """Typer's rich help keeps a docstring's line breaks in the list of commands: a summary wrapped
+    in the source ('... their last' / 'values and ...') was printed broken mid-sentence."""
+    listing = runner.invoke(app, ["--help"], env={"COLUMNS": "300"}).output
+    assert "(one panel per logged value), and their last values and latest evaluations side by side" in listing
+    evals = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "300"}).output
+    assert "bits per dimension; appended to RUN/metrics/likelihood.jsonl" in evals
+
+
 def test_bench_stability_passes_the_margins(monkeypatch, tmp_path):
     import genvae.bench_stability as bench_stability
 

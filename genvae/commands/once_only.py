@@ -1,12 +1,15 @@
 """Options that take one value may be given once: click keeps the last of ``--data a --data b``
 silently, so a user who typed both trains on ``b`` without knowing. ``OnceOnlyGroup`` (the
-``cls`` of every genvae command group) refuses that with a usage error naming the option.
+``cls`` of every genvae command group) refuses that with a usage error naming the option. It also
+lists its commands with their summaries as one paragraph (Typer's rich help keeps the docstring's
+line breaks there).
 
 Typer ships its own copy of click, so parameters and contexts are recognised by what they are
 (``param_type_name``, ``type(ctx)``), not by the classes of the ``click`` package."""
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -26,6 +29,12 @@ def repeated_options(command: Any, parent: Any, args: list[str]) -> list[str]:
 
 
 class OnceOnlyGroup(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            if command.help and not command.short_help:  # the first paragraph, its lines joined
+                command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None and not isinstance(command, TyperGroup):
