@@ -190,7 +190,7 @@ class BatchedTrainer:
             self.buffers[part] = {k: v.detach().to(self.device, copy=True) for k, v in b.items()}
         o = c0.optim
         lrs = {"encoder": o.lr_encoder or o.lr, "decoder": o.lr_decoder or o.lr}
-        self.optimizers = {p: torch.optim.Adam(list(self.params[p].values()), lr=lrs[p]) for p in PARTS}
+        self.optimizers = {p: torch.optim.Adam(list(self.params[p].values()), lr=lrs[p], betas=tuple(o.betas)) for p in PARTS}
         self.schedulers = {
             p: torch.optim.lr_scheduler.MultiStepLR(self.optimizers[p], milestones=list(o.milestones), gamma=o.gamma) for p in PARTS
         }
@@ -474,7 +474,7 @@ def reference_single_run(cfg: ResolvedConfig, data: DataSource, steps: int) -> l
     objective = build_objective(cfg)
     o = cfg.optim
     lrs = {"encoder": o.lr_encoder or o.lr, "decoder": o.lr_decoder or o.lr}
-    opts = {p: torch.optim.Adam(m.parameters(), lr=lrs[p]) for p, m in parts.items()}
+    opts = {p: torch.optim.Adam(m.parameters(), lr=lrs[p], betas=tuple(o.betas)) for p, m in parts.items()}
     scheds = {p: torch.optim.lr_scheduler.MultiStepLR(op, milestones=list(o.milestones), gamma=o.gamma) for p, op in opts.items()}
     stream = iter(data.train_stream(cfg.train.batch_size, cfg.train.seed, 0, 1))
     out: list[dict[str, float]] = []

@@ -54,10 +54,11 @@ def test_member_equals_single_run(objective, overrides):
 
 
 def test_member_equals_lead_trainer(tmp_path):
-    """Against genvae.core.trainer.Trainer.train_step (the real single-run code)."""
+    """Against genvae.core.trainer.Trainer.train_step (the real single-run code), with Adam's betas not the defaults."""
     trainer_mod = pytest.importorskip("genvae.core.trainer")
     steps = 40
-    cfgs, data = member_configs("soft-intro", "8gaussians", seeds=[0, 1], overrides=[{"num_vae": 10}], **SMALL)
+    other_betas = {**SMALL, "optim": {**SMALL["optim"], "betas": [0.5, 0.9]}}  # the batched Adam takes them too (it had the defaults)
+    cfgs, data = member_configs("soft-intro", "8gaussians", seeds=[0, 1], overrides=[{"num_vae": 10}], **other_betas)
     trainers = [trainer_mod.Trainer(cfg, data, tmp_path / f"run{r}", progress=False) for r, cfg in enumerate(cfgs)]
     device = trainers[0].accelerator.device  # the GPU where there is one: compare on the same device
     tol = TOL if device.type == "cpu" else 1e-3
