@@ -25,6 +25,9 @@ def test_silent_at_the_equilibrium_and_while_fakes_are_repelled():
     assert repulsion_warning(log(0.95)) is None  # equal KL within a few per cent: the game's end point
     assert repulsion_warning(log(1.5)) is None
     assert repulsion_warning(log(0.5, steps=4)) is None  # too few records to say
+    assert repulsion_warning(log(0.5, steps=30, first_step=10)) is None  # a game of 300 steps (a smoke test) says nothing yet
+    assert repulsion_warning(log(0.5, steps=30, first_step=10), warmup_steps=0) is None
+    assert repulsion_warning(log(0.5, steps=30, first_step=20)) is not None  # 600 steps
 
 
 def test_only_the_tail_of_the_game_counts():
@@ -38,7 +41,7 @@ def test_only_the_tail_of_the_game_counts():
 def test_latent_groups_are_summed():
     record = {"step": 1, "kl_class": 10.0, "kl_content": 5.0, "kl_fake_class": 6.0, "kl_fake_content": 5.0, "kl_fake_dec_class": 1.0}
     assert sorted(kl_pairs(record)) == [("kl_class", "kl_fake_class"), ("kl_content", "kl_fake_content")]
-    records = [dict(record, step=i) for i in range(1, 11)]
+    records = [dict(record, step=100 * i) for i in range(1, 11)]
     assert "(11 vs 15 nats)" in repulsion_warning(records)
     assert repulsion_warning([{"step": i, "kl": 3.0, "loss_vae": 1.0} for i in range(10)]) is None  # a VAE: nothing to compare
 
@@ -61,6 +64,7 @@ def test_train_prints_the_warning_at_the_end(tmp_path, monkeypatch):
     from genvae.cli import app
 
     monkeypatch.setattr(health, "RATIO", 1e9)  # any KL of fakes counts as too low: the path, not the threshold
+    monkeypatch.setattr(health, "MIN_GAME_STEPS", 1)
     args = ["train", "--data", "8gaussians", "--steps", "12", "--batch-size", "32", "--set", "arch.hidden=16", "--set", "objective.num_vae=2",
             "--set", "train.log_every=1", "--no-progress", "--run-dir", str(tmp_path / "run")]  # fmt: skip
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
@@ -73,6 +77,7 @@ def test_the_python_api_warns_too(tmp_path, monkeypatch):
     import genvae.core.health as health
 
     monkeypatch.setattr(health, "RATIO", 1e9)
+    monkeypatch.setattr(health, "MIN_GAME_STEPS", 1)
     settings = {"arch.hidden": 16, "objective.num_vae": 2, "train.log_every": 1, "train.figures_every": 0}
     with pytest.warns(health.GameStoppedWarning, match="over steps 8-12"):
         genvae.train(tmp_path / "run", data="8gaussians", steps=12, batch_size=32, settings=settings)

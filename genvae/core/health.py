@@ -18,6 +18,7 @@ from typing import Any
 
 TAIL = 0.2  # the last fifth of the records logged after the warm-up
 MIN_RECORDS = 5
+MIN_GAME_STEPS = 500  # a shorter game (a smoke test) says nothing: its untrained encoder gives any KL
 RATIO = 0.9  # fakes' KL below 90 % of real data's
 
 
@@ -33,9 +34,10 @@ def kl_pairs(record: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def repulsion_warning(records: Sequence[Mapping[str, Any]], warmup_steps: int = 0) -> str | None:
     """A one-line warning when, over the last fifth of the introspective phase, the encoder gave
-    generated samples less than 90 % of real data's KL; None otherwise (or with too few records)."""
+    generated samples less than 90 % of real data's KL; None otherwise (or with too few records,
+    or a game shorter than ``MIN_GAME_STEPS``)."""
     game = [r for r in records if int(r.get("step", 0)) > warmup_steps and kl_pairs(r)]
-    if len(game) < MIN_RECORDS:
+    if len(game) < MIN_RECORDS or int(game[-1]["step"]) - warmup_steps < MIN_GAME_STEPS:
         return None
     tail = game[-max(MIN_RECORDS, round(TAIL * len(game))) :]
     real = sum(float(r[a]) for r in tail for a, _ in kl_pairs(r)) / len(tail)
