@@ -10,10 +10,15 @@ the same precedence and the same run directories. ``import genvae`` exposes ``ge
 
 from __future__ import annotations
 
+import contextlib
+import random
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
 
 from genvae.core.config import SECTIONS, merge_user
 from genvae.core.health import GameStoppedWarning, run_warning
@@ -70,6 +75,22 @@ def user_settings(
     return saved
 
 
+@contextlib.contextmanager
+def callers_random_state() -> Iterator[None]:
+    """Training seeds Python's, NumPy's and torch's global generators with the run's seed; the
+    caller's draws after it go on from where they were, as if it had not run."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
 def train(
     run_dir: str | Path | None = None,
     *,
@@ -90,13 +111,15 @@ def train(
     "arch.z_dim": 8}``; the named arguments win over it, as the CLI's flags win over ``--set``.
     Returns the :class:`~genvae.core.trainer.TrainResult` (run directory, step, last logged values,
     figures written, seconds). When the introspective game has stopped by the end, it warns with
-    :class:`~genvae.core.health.GameStoppedWarning`, as ``genvae train`` prints it."""
+    :class:`~genvae.core.health.GameStoppedWarning`, as ``genvae train`` prints it. The global
+    random generators (Python's, NumPy's, torch's) are left as they were before the call."""
     named = {"objective.name": objective, "arch.name": arch, "data.name": data, "train.steps": steps, "train.seed": seed, "train.batch_size": batch_size}
     flags = {**dict(settings or {}), **{k: v for k, v in named.items() if v is not None}}
     cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
     if run_dir is None:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
-    result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
+    with callers_random_state():
+        result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
     if warning := run_warning(run_dir, cfg.objective):
         warnings.warn(warning, GameStoppedWarning, stacklevel=2)
     return result

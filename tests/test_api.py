@@ -36,6 +36,25 @@ def test_train_from_python_equals_the_cli(tmp_path, one_thread):
     assert decoded.shape == (4, 2) and not decoded.requires_grad  # inference, without torch.no_grad()
 
 
+def test_a_notebook_trains_again_in_another_precision_and_keeps_its_random_state(tmp_path, one_thread):
+    """Accelerate keeps one precision per process: a second genvae.train in bf16 after an fp32 one
+    raised "AcceleratorState has already been initialized"; and training left the caller's global
+    generators seeded with the run's seed."""
+    import random
+
+    small = {"arch.hidden": 16, "train.figures_every": 0}
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    expected = random.random(), np.random.rand(), torch.rand(1).item()
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    first = genvae.train(tmp_path / "fp32", objective="vae", data="8gaussians", steps=2, batch_size=16, settings=small)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected  # as if training had not run
+    second = genvae.train(tmp_path / "bf16", objective="vae", data="8gaussians", steps=2, batch_size=16, settings={**small, "train.precision": "bf16"})
+    again = genvae.train(tmp_path / "fp32-again", objective="vae", data="8gaussians", steps=2, batch_size=16, settings=small)
+    assert first.step == second.step == again.step == 2
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["train"]["precision"] == "bf16"
+    assert all(torch.equal(a, b) for a, b in zip(*(load_file(tmp_path / d / "decoder" / "model.safetensors").values() for d in ("fp32", "fp32-again"))))
+
+
 def test_resume_from_python_and_its_errors(tmp_path, one_thread):
     run = tmp_path / "run"
     genvae.train(run, objective="vae", data="8gaussians", steps=4, batch_size=16, settings={"arch.hidden": 16, "train.figures_every": 0})

@@ -179,6 +179,18 @@ class LogWindow:
         self.sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in state.get("sums", {}).items()}
 
 
+def accelerator_for(precision: str, **options: Any) -> Accelerator:
+    """An Accelerator of ``precision``. Accelerate keeps one process-wide precision and refuses
+    another (a notebook that trained in fp32 could not train in bf16 without a restart); a single
+    process forgets the old one first, a distributed launch keeps it (all processes agree)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision) != precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision, **options)
+
+
 class Trainer:
     """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint (or, for a
     run stopped before its first checkpoint, starts it again from step 0).
@@ -205,7 +217,7 @@ class Trainer:
         self.resume, self.show_progress, self.on_log = resume, progress, on_log
         self.plugins = plugins or get_plugins()
         trackers = {"log_with": list(cfg.train.log_with), "project_dir": str(self.run_dir / TRACKER_DIR)} if cfg.train.log_with else {}
-        self.accelerator = Accelerator(mixed_precision=cfg.train.precision, **trackers)
+        self.accelerator = accelerator_for(cfg.train.precision, **trackers)
         self.objective: Objective = build_objective(cfg, self.plugins)
         self.step = 0
         self.last_checkpoint_step: int | None = None
