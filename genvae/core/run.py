@@ -65,6 +65,18 @@ class ResolvedConfig:
         )
 
 
+GIVEN_DATA = "data.npz"  # the array genvae.train(data=array) was given, saved into its run directory
+
+
+def given_data_here(data: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A run's data section, with the array it was given from Python (``RUN/data.npz``) found in
+    the run directory where it is now (a run copied or moved elsewhere)."""
+    path = data.get("path")
+    if path and Path(str(path)).name == GIVEN_DATA and not Path(str(path)).is_file() and (run_dir / GIVEN_DATA).is_file():
+        return {**data, "path": str((run_dir / GIVEN_DATA).resolve())}
+    return dict(data)
+
+
 def _options(section: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k != "name"}
 
@@ -161,13 +173,17 @@ def check_plugin_options(user: Mapping[str, Mapping[str, Any]], names: Mapping[s
 
 
 def dataset_of_path(path: Path) -> str | None:
-    """The dataset an existing path stands for: ``folder`` for a directory, ``points`` for a file
-    of rows (.npy, .csv, ...); None for anything else."""
+    """The dataset an existing path stands for: ``folder`` for a directory, ``image-array`` for a
+    .npy / .npz file holding an array of images (3 or 4 dimensions), ``points`` for a file of rows
+    (.npy, .csv, ...); None for anything else."""
+    from genvae.plugins.datasets.image_array import holds_images
     from genvae.plugins.datasets.points_file import POINT_SUFFIXES
 
     if path.is_dir():
         return "folder"
-    return "points" if path.is_file() and path.suffix.lower() in POINT_SUFFIXES else None
+    if not path.is_file() or path.suffix.lower() not in POINT_SUFFIXES:
+        return None
+    return "image-array" if holds_images(path) else "points"
 
 
 def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> Mapping[str, Mapping[str, Any]]:
@@ -193,7 +209,7 @@ def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> M
         return {**user, "data": {**data, "name": dataset, "path": data.get("path", name)}}
     if path.is_file():
         raise ConfigError(f"{name!r} is a file; --data takes a folder of images (its parent folder?), a file of rows "
-                          f"({', '.join(POINT_SUFFIXES)}) or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
+                          f"({', '.join(POINT_SUFFIXES)}), an array of images (.npy, .npz) or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
     if "/" in name or "\\" in name or name.startswith(("~", ".")) or path.suffix.lower() in POINT_SUFFIXES:
         raise ConfigError(f"no file or directory {name!r} (and no dataset of that name); give an existing folder of images, "
                           f"a file of rows, or a dataset name: {', '.join(plugins.datasets.names())}")  # fmt: skip
@@ -399,26 +415,40 @@ def can_grow(arch: Architecture) -> bool:
     return hasattr(arch.encoder, "set_growth") and hasattr(arch.decoder, "set_growth")
 
 
+@dataclass
 class EvalModels(Models):
     """Models for evaluation and figures, wherever the networks are: inputs are moved to a
-    network's device and its outputs back to the input's device, so that code working on the CPU
-    (figures, metrics) can use networks that train on a GPU."""
+    network's device and floating inputs cast to its dtype (NumPy's float64 included), outputs
+    go back to the input's device, so that code working on the CPU (figures, metrics) can use
+    networks that train on a GPU. One sample without its batch dimension is a clear error."""
+
+    sample_rank: int | None = None  # dimensions of one sample (3 for images): x of that rank lacks its batch
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        device = module_device(self.encoder)
-        mu, logvar = super().encode(x.to(device), None if y is None else y.to(device))
+        if self.sample_rank is not None and x.dim() == self.sample_rank:
+            raise DataError(f"encode takes a batch, shape (N, {', '.join(map(str, x.shape))}); got one sample: give x[None] (or x.unsqueeze(0))")
+        mu, logvar = super().encode(_like_parameters(x, self.encoder), None if y is None else y.to(module_device(self.encoder)))
         return mu.to(x.device), logvar.to(x.device)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        device = module_device(self.decoder)
-        return super().decode(z.to(device), None if y is None else y.to(device)).to(z.device)
+        if z.dim() != 2:
+            raise DataError(f"decode takes a batch of codes, shape (N, z_dim); got shape {tuple(z.shape)}" + (": give z[None]" if z.dim() == 1 else ""))
+        return super().decode(_like_parameters(z, self.decoder), None if y is None else y.to(module_device(self.decoder))).to(z.device)
+
+
+def _like_parameters(t: Tensor, module: torch.nn.Module) -> Tensor:
+    """``t`` on ``module``'s device, and in its parameters' dtype when ``t`` is floating."""
+    first = next(module.parameters(), None)
+    if first is None:
+        return t
+    return t.to(device=first.device, dtype=first.dtype if t.is_floating_point() else t.dtype)
 
 
 def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator: torch.Generator | None = None) -> Models:
     """Models for evaluation (:class:`EvalModels`); a growing decoder's images are shown at the
     data's resolution."""
     output_size = data.shape[-1] if hasattr(decoder, "set_growth") else None
-    return EvalModels(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size)
+    return EvalModels(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size, sample_rank=len(data.shape))
 
 
 class UnavailableData(DataSource):
@@ -618,7 +648,7 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
                             "that registers it (genvae plugins list shows what is installed)")  # fmt: skip
         return LoadedRun(path, cfg, UnavailableData(name, shape, missing), encoder, decoder, step)
     try:
-        data = plugins.datasets.get(name)(**_options(cfg.data))
+        data = plugins.datasets.get(name)(**_options(given_data_here(cfg.data, path)))
     except DataError as exc:  # e.g. a run copied to a machine without its training data
         data = UnavailableData(name, shape, exc)
     return LoadedRun(path, cfg, data, encoder, decoder, step)
