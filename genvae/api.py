@@ -23,8 +23,8 @@ import torch
 from genvae.core.config import SECTIONS, merge_user
 from genvae.core.health import GameStoppedWarning, run_warning
 from genvae.core.plugins import get_plugins
-from genvae.core.run import PATH_OPTIONS, LoadedRun, absolute_data_paths, load_run, read_run_config, require_run_dir, resolve
-from genvae.core.trainer import TrainResult
+from genvae.core.run import GIVEN_DATA, PATH_OPTIONS, LoadedRun, absolute_data_paths, given_data_here, load_run, read_run_config, require_run_dir, resolve
+from genvae.core.trainer import TrainResult, check_new_run_dir
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
 
@@ -56,6 +56,7 @@ def user_settings(
         raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
+    saved["data"] = given_data_here(saved["data"], Path(run_dir))
     if "path" in saved["data"] and name and name != saved["data"]["name"] and Path(name).expanduser().exists():
         data = {k: v for k, v in changes["data"].items() if k != "name"}  # --data DIR (or FILE) of a folder (points) run: where it lies now
         changes["data"] = {**data, "path": data.get("path", name)}
@@ -91,12 +92,39 @@ def callers_random_state() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
+def save_given_data(data: Any, run_dir: Path) -> dict[str, Any]:
+    """Save an in-memory dataset (an array of points or images, or (images, labels)) as
+    ``RUN/data.npz`` so that the run can be resumed and evaluated like any other; the data
+    settings that read it back."""
+    images, labels = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
+    arrays = {}
+    for name, value in (("x", images), ("y", labels)):
+        if value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        if not isinstance(value, np.ndarray):
+            raise ConfigError(f"data must be a dataset name, a path, or an array (NumPy or torch) of points or images, "
+                              f"or (images, labels); got {type(value).__name__}")  # fmt: skip
+        arrays[name] = value
+    if arrays["x"].ndim not in (2, 3, 4):
+        raise ConfigError(f"data holds an array of shape {arrays['x'].shape}; give points as (N, D), images as (N, H, W), (N, C, H, W) or (N, H, W, C)")
+    if "y" in arrays and arrays["x"].ndim == 2:
+        raise ConfigError("labels are taken with images, not with points; give data=points alone")
+    check_new_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (GIVEN_DATA + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(run_dir / GIVEN_DATA)
+    return {"data.name": str(run_dir / GIVEN_DATA), "data.key": "x", **({"data.labels": "y"} if "y" in arrays else {})}
+
+
 def train(
     run_dir: str | Path | None = None,
     *,
     objective: str | None = None,
     arch: str | None = None,
-    data: str | None = None,
+    data: Any = None,
     steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
@@ -107,14 +135,25 @@ def train(
 ) -> TrainResult:
     """Train a run (``resume=True``: continue the one in ``run_dir``), as ``genvae train``.
 
+    ``data`` is a dataset name or path as ``--data`` takes it, or data in memory: an array (NumPy
+    or torch) of points (N, D) or images ((N, H, W), (N, C, H, W) or (N, H, W, C); uint8, or floats
+    in [0, 1]), or a tuple (images, labels). That array is saved as ``RUN/data.npz`` first, so the
+    run resumes and evaluates like any other.
+
     ``settings`` maps dotted keys to values, like ``--set``: ``{"objective.beta_neg": 0.5,
     "arch.z_dim": 8}``; the named arguments win over it, as the CLI's flags win over ``--set``.
     Returns the :class:`~genvae.core.trainer.TrainResult` (run directory, step, last logged values,
     figures written, seconds). When the introspective game has stopped by the end, it warns with
     :class:`~genvae.core.health.GameStoppedWarning`, as ``genvae train`` prints it. The global
     random generators (Python's, NumPy's, torch's) are left as they were before the call."""
+    given = {}
+    if data is not None and not isinstance(data, (str, Path)):
+        if resume:
+            raise ConfigError(f"resume=True continues on the run's saved data ({GIVEN_DATA} in its directory); leave data out")
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(objective or "soft-intro", arch or "auto", "array")
+        given, data = save_given_data(data, run_dir), None
     named = {"objective.name": objective, "arch.name": arch, "data.name": data, "train.steps": steps, "train.seed": seed, "train.batch_size": batch_size}
-    flags = {**dict(settings or {}), **{k: v for k, v in named.items() if v is not None}}
+    flags = {**dict(settings or {}), **given, **{k: v for k, v in named.items() if v is not None}}
     cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
     if run_dir is None:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])

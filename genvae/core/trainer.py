@@ -48,7 +48,7 @@ from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
-from genvae.core.run import LoadedRun, ResolvedConfig, build_models, build_objective, models_view
+from genvae.core.run import GIVEN_DATA, LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
 from genvae.errors import EvaluationError, GenvaeError, NonFiniteLossError, RunDirError
@@ -86,7 +86,7 @@ def check_new_run_dir(run_dir: str | Path) -> None:
         raise RunDirError(f"--run-dir {path} {where}; choose a directory path")
     if (path / "config.json").exists():
         raise RunDirError(f"run directory {path} already exists; pass --resume (resume=True from Python) to continue it, or choose another --run-dir")
-    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):  # a lock file alone: an aborted start
+    if path.is_dir() and any(p.name not in (LOCK_FILE, GIVEN_DATA) for p in path.iterdir()):  # a lock file alone: an aborted start
         raise RunDirError(f"--run-dir {path} is a non-empty directory that is not a genvae run (no config.json); choose a new or empty directory")
 
 

@@ -1,6 +1,6 @@
 """Image datasets from their standard files: MNIST, Fashion-MNIST, CIFAR-10, SVHN, and
 scikit-learn's 8x8 digits (embedded, no download); this plugin also registers the folder datasets
-of ``image_folder.py`` (``folder``, ``ffhq``, ``celeba-hq``). Nothing is ever downloaded: files
+of ``image_folder.py`` (``folder``, ``ffhq``, ``celeba-hq``) and ``image-array`` (``image_array.py``). Nothing is ever downloaded: files
 are read from ``root``. Readers: IDX (.gz or raw) for (Fashion-)MNIST, the python pickles
 (``cifar-10-batches-py/``) or ``cifar10_prefix.npz`` for CIFAR-10, torchvision's
 ``{train,test}_32x32.mat`` for SVHN. Pixels, batches and resumable streams: ``image_source.py``.
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from genvae.core.hookspecs import hookimpl
 from genvae.errors import ConfigError, DataError
+from genvae.plugins.datasets.image_array import ImageArray
 from genvae.plugins.datasets.image_folder import FFHQ, CelebAHQ, ImageFolder, default_channels
 from genvae.plugins.datasets.image_source import ImageData, shared_data_dirs
 
@@ -291,6 +292,7 @@ DATASETS: dict[str, Callable[..., ImageData]] = {
     "ffhq": FFHQ,
     "celeba-hq": CelebAHQ,
     "digits": Digits,
+    "image-array": ImageArray,
 }
 
 

@@ -1,0 +1,109 @@
+"""Images as one array: `--data images.npy` (or .npz with labels) and `genvae.train(data=array)`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import genvae
+from genvae.cli import app
+from genvae.core.config import merge_user
+from genvae.core.run import resolve
+from genvae.errors import ConfigError, DataError, RunDirError
+from genvae.plugins.datasets.image_array import ImageArray, as_uint8_images, holds_images
+
+SMALL = {"arch.channels": [8, 16], "arch.z_dim": 4, "train.figures_every": 0, "train.log_every": 1}
+
+
+def images(n: int = 12, size: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, size, size)).astype(np.float32)
+
+
+def test_layouts_and_pixel_values_are_read_as_uint8_images():
+    grey = images(3)
+    expected = np.round(grey * 255).astype(np.uint8)[:, None]
+    assert np.array_equal(as_uint8_images(grey, "x"), expected)  # (N, H, W) floats in [0, 1]
+    rgb = np.random.default_rng(1).integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    assert np.array_equal(as_uint8_images(rgb, "x"), rgb)  # (N, C, H, W) uint8
+    assert np.array_equal(as_uint8_images(rgb.transpose(0, 2, 3, 1), "x"), rgb)  # (N, H, W, C)
+    assert np.array_equal(as_uint8_images(rgb.astype(np.int64), "x"), rgb)
+    with pytest.raises(DataError, match=r"x holds float pixels from 0 to 255; give floats in \[0, 1\] \(x / 255"):
+        as_uint8_images(rgb.astype(np.float32), "x")
+    with pytest.raises(DataError, match=r"x holds 8x6 images; the architectures take square ones"):
+        as_uint8_images(rgb[..., :6], "x")
+    with pytest.raises(DataError, match=r"x holds an array of shape \(2, 5, 8, 8\); give images as \(N, H, W\)"):
+        as_uint8_images(np.zeros((2, 5, 8, 8)), "x")
+    with pytest.raises(DataError, match="x holds NaN or infinite pixels"):
+        as_uint8_images(np.full((2, 8, 8), np.nan), "x")
+
+
+def test_a_file_of_images_is_told_from_a_file_of_rows(tmp_path):
+    np.save(tmp_path / "imgs.npy", images())
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).normal(size=(10, 2)))
+    np.savez(tmp_path / "both.npz", x=images(), y=np.arange(12) % 3)
+    assert holds_images(tmp_path / "imgs.npy") and holds_images(tmp_path / "both.npz")
+    assert not holds_images(tmp_path / "rows.npy")
+    cfg, data = resolve(merge_user(None, [], {"data.name": str(tmp_path / "imgs.npy")}))
+    assert cfg.data["name"] == "image-array" and data.shape == (1, 8, 8) and cfg.arch["name"] == "residual"
+    cfg, _ = resolve(merge_user(None, [], {"data.name": str(tmp_path / "rows.npy")}))
+    assert cfg.data["name"] == "points"
+
+
+def test_labels_and_a_held_out_split(tmp_path):
+    np.savez(tmp_path / "d.npz", x=images(20), y=np.arange(20) % 4)
+    data = ImageArray(str(tmp_path / "d.npz"), labels="y", test_fraction=0.25)
+    assert data.num_classes == 4 and data.has_test_split
+    assert data.split_size("train") == 15 and data.split_size("test") == 5
+    train, test = set(data.index["train"].tolist()), set(data.index["test"].tolist())
+    assert not train & test and len(train | test) == 20
+    batch = data.test_batch(5)
+    assert batch.x.shape == (5, 1, 8, 8) and batch.y is not None
+    with pytest.raises(DataError, match=r"holds no array 'labels'; its arrays: x, y"):
+        ImageArray(str(tmp_path / "d.npz"), labels="labels")
+    np.savez(tmp_path / "two.npz", a=images(), b=images())
+    with pytest.raises(DataError, match=r"holds 2 arrays of images \(a, b\); choose one with data.key=NAME"):
+        ImageArray(str(tmp_path / "two.npz"))
+    np.savez(tmp_path / "bad.npz", x=images(4), y=np.array([0.5, 1, 2, 3]))
+    with pytest.raises(DataError, match="data.labels=y must hold one integer class"):
+        ImageArray(str(tmp_path / "bad.npz"), labels="y")
+    np.save(tmp_path / "imgs.npy", images())
+    with pytest.raises(ConfigError, match="data.labels names an array of an .npz"):
+        ImageArray(str(tmp_path / "imgs.npy"), labels="y")
+
+
+def test_train_and_evaluate_a_file_of_images_from_the_cli(tmp_path, one_thread):
+    np.savez(tmp_path / "faces.npz", images=(images(16) * 255).astype(np.uint8)[..., None], labels=np.arange(16) % 2)
+    sets = [a for k, v in SMALL.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "faces.npz"), "--set", "data.labels=labels", "--steps", "3",
+                                      "--batch-size", "4", "--no-progress", "--run-dir", str(tmp_path / "run"), *sets])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    evaluated = CliRunner().invoke(app, ["eval", "likelihood", str(tmp_path / "run"), "-n", "8", "--samples", "2"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["labels"] == "labels"
+
+
+def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_thread):
+    x, y = torch.from_numpy(images(16)), np.arange(16) % 2
+    result = genvae.train(tmp_path / "img", data=(x, y), steps=2, batch_size=4, objective="vae", settings=SMALL)
+    assert result.step == 2 and (tmp_path / "img" / "data.npz").is_file()
+    run = genvae.load_run(tmp_path / "img")
+    assert run.config.data["name"] == "image-array" and run.data.num_classes == 2 and run.data.shape == (1, 8, 8)
+    points = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+    genvae.train(tmp_path / "pts", data=points, steps=2, batch_size=16, objective="vae", settings={"arch.hidden": 8, "train.figures_every": 0})
+    assert genvae.load_run(tmp_path / "pts").config.data["name"] == "points"
+    shutil.move(tmp_path / "pts", tmp_path / "moved")  # the run finds its array where it is now
+    assert genvae.train(tmp_path / "moved", steps=4, resume=True).step == 4
+    assert genvae.load_run(tmp_path / "moved").data.split_size("train") == 64
+    with pytest.raises(ConfigError, match="resume=True continues on the run's saved data"):
+        genvae.train(tmp_path / "moved", data=points, steps=6, resume=True)
+    with pytest.raises(ConfigError, match=r"data must be a dataset name, a path, or an array .*; got list"):
+        genvae.train(tmp_path / "bad", data=[[1.0, 2.0]])
+    with pytest.raises(ConfigError, match="labels are taken with images, not with points"):
+        genvae.train(tmp_path / "bad", data=(points, np.zeros(64)))
+    with pytest.raises(RunDirError, match="already exists"):
+        genvae.train(tmp_path / "img", data=x, steps=2)
