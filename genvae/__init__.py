@@ -26,7 +26,7 @@ _INTERFACES = (
     "PhaseOutput",
 )
 
-_API = {"train": "genvae.api", "evaluate": "genvae.api", "load_run": "genvae.core.run"}
+_API = {"train": "genvae.api", "evaluate": "genvae.api", "log_likelihood": "genvae.api", "load_run": "genvae.core.run"}
 
 __all__ = ["hookimpl", *_INTERFACES, *_API]
 

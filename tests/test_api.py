@@ -63,6 +63,21 @@ def test_a_notebook_trains_again_in_another_precision_and_keeps_its_random_state
     assert all(torch.equal(a, b) for a, b in zip(*(load_file(tmp_path / d / "decoder" / "model.safetensors").values() for d in ("fp32", "fp32-again"))))
 
 
+def test_per_sample_scores_from_python(tmp_path, one_thread):
+    result = genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=20, batch_size=64, settings={"arch.hidden": 16, "train.figures_every": 0})
+    run = genvae.load_run(result.run_dir)
+    x = run.data.test_batch(50).x
+    scores = genvae.log_likelihood(run, x.numpy().astype(np.float64), samples=20)
+    assert scores["elbo"].shape == scores["iwae"].shape == (50,) and scores["iwae"].dtype == torch.float64
+    assert float((scores["iwae"] - scores["elbo"]).mean()) > 0  # the tighter bound, on average
+    again = genvae.log_likelihood(result.run_dir, x, samples=20)  # a run directory too; seeded draws
+    assert torch.allclose(again["iwae"], scores["iwae"]) and torch.allclose(again["elbo"], scores["elbo"])
+    from genvae.plugins.metrics.ood import likelihood_scores
+
+    direct = likelihood_scores(run.encoder, run.decoder, x, None, 20, "mse", float(run.config.objective["beta_rec"]), torch.Generator().manual_seed(0))
+    assert torch.equal(direct["iwae"], scores["iwae"])  # the scores eval ood / eval likelihood use
+
+
 def test_resume_from_python_and_its_errors(tmp_path, one_thread):
     run = tmp_path / "run"
     genvae.train(run, objective="vae", data="8gaussians", steps=4, batch_size=16, settings={"arch.hidden": 16, "train.figures_every": 0})
