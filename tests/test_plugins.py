@@ -141,6 +141,57 @@ def test_an_objective_that_cannot_be_built_marks_its_plugin_broken():
         assert expected in plugins.info["mine"].error and "x" not in plugins.objectives
 
 
+def test_a_name_taken_or_a_wrong_registration_breaks_only_its_plugin():
+    """A third-party "vae", an architecture that is a plain tuple, a dataset that is no factory:
+    each plugin is broken, the built-ins keep their names, and errors about other names stay one line."""
+    import genvae
+
+    class TakesVae:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_objectives(register):
+            from genvae.plugins.objectives.vae import VAE
+
+            register("mine", VAE)  # nothing of a broken implementation is registered
+            register("vae", VAE)
+
+    class TupleArch:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_architectures(register):
+            register("tuple-arch", (object, object))
+
+    class NumberData:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_datasets(register):
+            register("forty-two", 42)
+
+    plugins = load_plugins(extra=[("takes-vae", TakesVae), ("tuple", TupleArch), ("number", NumberData)])
+    assert "objective 'vae' is registered by both 'objectives.vae' and 'takes-vae'; rename 'takes-vae''s" in plugins.info["takes-vae"].error
+    assert plugins.objectives.entry("vae").plugin == "objectives.vae" and "mine" not in plugins.objectives
+    assert "architecture 'tuple-arch' must be a genvae.core.interfaces.Architecture" in plugins.info["tuple"].error
+    assert "dataset 'forty-two' must be callable" in plugins.info["number"].error
+    assert "tuple-arch" not in plugins.architectures and "forty-two" not in plugins.datasets
+    with pytest.raises(PluginError, match="unknown architecture 'mlpp'; did you mean 'mlp'"):
+        plugins.architectures.get("mlpp")
+
+
+def test_two_packages_with_one_entry_point_name_are_both_named(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, GOOD_PLUGIN)
+    other = tmp_path / "genvae_otherplug-1.0.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: genvae-otherplug\nVersion: 1.0\n")
+    (other / "entry_points.txt").write_text("[genvae]\nfakeplug = genvae_fakeplug\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD")
+    plugins = load_plugins()
+    loaded = plugins.info["fakeplug"].distribution
+    skipped = next(i for name, i in plugins.info.items() if name.startswith("fakeplug ("))
+    assert {loaded, skipped.distribution} == {"genvae-fakeplug", "genvae-otherplug"}
+    assert f"its entry point name 'fakeplug' is taken by {loaded}'s plugin; give the entry point another name" in skipped.error
+
+
 class L1Loss:
     @staticmethod
     @genvae.hookimpl

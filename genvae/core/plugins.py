@@ -154,9 +154,18 @@ def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.P
 
     if not os.environ.get(AUTOLOAD_ENV):
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in blocked or pm.has_plugin(ep.name):
+            dist = ep.dist.name if ep.dist else "?"
+            if ep.name in blocked:
                 continue
-            register_loaded(ep.name, ep.load, ep.dist.name if ep.dist else "?", ep.dist.version if ep.dist else "")
+            if pm.has_plugin(ep.name) or ep.name in info:
+                taken = info.get(ep.name)
+                if taken is not None and taken.distribution != dist:  # another package's plugin of that name: say so
+                    clash = f"{ep.name} ({dist})"
+                    info[clash] = PluginInfo(clash, dist, ep.dist.version if ep.dist else "",
+                                             error=f"its entry point name {ep.name!r} is taken by {taken.distribution}'s plugin; give the "
+                                                   f"entry point another name in {dist}'s pyproject.toml ([project.entry-points.genvae]) and reinstall it")  # fmt: skip
+                continue
+            register_loaded(ep.name, ep.load, dist, ep.dist.version if ep.dist else "")
 
     for module_name in _env_names(MODULES_ENV):  # named explicitly: loaded even with autoload off
         if module_name in blocked or pm.has_plugin(module_name):
@@ -193,29 +202,55 @@ def _drop_plugins_with_unknown_hooks(pm: pluggy.PluginManager, info: dict[str, P
 
 
 def collect(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> Plugins:
-    """Call every registration hook, one implementation at a time, attributing what it adds."""
+    """Call every registration hook, one implementation at a time, attributing what it adds.
+    An implementation that raises, registers something that is not of its kind, or a name that
+    is taken (the built-ins come first) registers nothing and marks its plugin broken: the others
+    keep working, ``genvae plugins list`` included."""
     registries = {kind: Registry[Any](kind) for kind in REGISTRATION_HOOKS.values()}
     for hook_name, kind in REGISTRATION_HOOKS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin_name = impl.plugin_name
             plugin_info = info.setdefault(plugin_name, PluginInfo(plugin_name))
+            staged: dict[str, Any] = {}
 
-            def register(name: str, value: Any, _kind: str = kind, _plugin: PluginInfo = plugin_info) -> None:
-                if _kind == "objective":
-                    check_objective_class(name, value)
-                registries[_kind].register(name, value, plugin=_plugin.name)
-                _plugin.registers.setdefault(_kind, []).append(name)
+            def register(name: str, value: Any, _kind: str = kind, _plugin: str = plugin_name, _staged: dict[str, Any] = staged) -> None:
+                check_registered(_kind, name, value)
+                registries[_kind].check_free(name, _plugin)
+                if name in _staged:
+                    raise PluginError(f"registers {_kind} {name!r} twice")
+                _staged[name] = value
 
             try:
                 impl.function(register=register)
-            except PluginError:
-                raise
+            except PluginError as exc:
+                plugin_info.error = str(exc)
+                continue
             except Exception as exc:
                 plugin_info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                continue
+            for name, value in staged.items():
+                registries[kind].register(name, value, plugin=plugin_name)
+                plugin_info.registers.setdefault(kind, []).append(name)
     broken = {i.name: i.error for i in info.values() if i.error}
     for registry in registries.values():
         registry.broken = broken
     return Plugins(pm, registries, info)
+
+
+def check_registered(kind: str, name: str, value: Any) -> None:
+    """What a registration hook hands over must be of its kind (an Architecture pair, a callable
+    dataset factory, a Metric, ...), so that a wrong one marks its plugin broken when loaded
+    instead of failing later inside an unrelated command."""
+    from genvae.core.interfaces import Architecture, Metric
+
+    if kind == "objective":
+        check_objective_class(name, value)
+    elif kind == "architecture" and not isinstance(value, Architecture):
+        raise TypeError(f"architecture {name!r} must be a genvae.core.interfaces.Architecture(encoder=..., decoder=...), got {value!r}")
+    elif kind == "metric" and not isinstance(value, Metric):
+        raise TypeError(f"metric {name!r} must be a genvae.core.interfaces.Metric(evaluate=...), got {value!r}")
+    elif kind in ("dataset", "loss", "feature extractor") and not callable(value):
+        raise TypeError(f"{kind} {name!r} must be callable (a class or factory), got {value!r}")
 
 
 def check_objective_class(name: str, cls: Any) -> None:

@@ -27,15 +27,19 @@ class Registry(Generic[T]):
         # plugin name -> error, for plugins that failed to load: an unknown name may be theirs
         self.broken: dict[str, str] = {}
 
-    def register(self, name: str, value: T, *, plugin: str = "?") -> None:
+    def check_free(self, name: str, plugin: str = "?") -> None:
+        """Raise PluginError unless ``name`` is a valid name that no plugin has registered yet."""
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r}")
         if name in self._entries:
             other = self._entries[name].plugin
             raise PluginError(
                 f"{self.kind} {name!r} is registered by both {other!r} and {plugin!r}; "
-                f"block one with GENVAE_BLOCK_PLUGINS={plugin}"
+                f"rename {plugin!r}'s, or block one with GENVAE_BLOCK_PLUGINS={plugin}"
             )
+
+    def register(self, name: str, value: T, *, plugin: str = "?") -> None:
+        self.check_free(name, plugin)
         self._entries[name] = Entry(name, value, plugin)
 
     def get(self, name: str) -> T:
