@@ -43,11 +43,12 @@ from genvae.core.checkpoint import (
 )
 from genvae.core.config import read_json, write_json
 from genvae.core.evaluation import EVALS_FIGURE, EVALS_FILE, evaluate_now, evaluation_failed, planned_metrics, plot_evaluations
-from genvae.core.interfaces import Batch, BatchStream, DataSource, Models, Objective, Phase
+from genvae.core.interfaces import Batch, BatchStream, DataSource, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
+from genvae.core.network_checks import CheckedModels, check_phase_output
 from genvae.core.run import GIVEN_DATA, LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
@@ -260,7 +261,8 @@ class Trainer:
         self.checkpointed: list[Any] = [*self.schedulers.values(), self.stream, _GeneratorState(self.noise)]
         # compiled forwards share the parameters of self.parts, which checkpoints and figures use
         run_encoder, run_decoder = (torch.compile(encoder), torch.compile(decoder)) if cfg.train.compile else (encoder, decoder)
-        self.models = Models(run_encoder, run_decoder, dict(encoder.latent_groups), data.dim, self.noise, rank, world)
+        self.models = CheckedModels(run_encoder, run_decoder, dict(encoder.latent_groups), data.dim, self.noise, rank, world,
+                                    architecture=cfg.arch["name"], sample_shape=tuple(data.shape), grows=self.growth is not None)  # fmt: skip
         self.objective.setup(self.models)
         if hasattr(self.objective, "state_dict"):  # objectives with state of their own are resumable too
             self.checkpointed.append(self.objective)
@@ -416,6 +418,7 @@ class Trainer:
                 self.optimizers[name].zero_grad(set_to_none=True)
             with acc.autocast():
                 out = self.objective.phase_loss(phase, ctx, self.models)
+            check_phase_output(out, self.cfg.objective["name"], phase.name)
             self._check_finite(phase, out.loss, out.logs)
             acc.backward(out.loss)
             self._average_gradients(phase.trains)
@@ -442,7 +445,7 @@ class Trainer:
             kept = "no checkpoint was written yet"
         raise NonFiniteLossError(
             f"non-finite loss at step {self.step}: {where}; training stopped, {kept}; "
-            f"try a lower optim.lr or objective.beta_neg, or --precision no"
+            f"try a lower optim.lr{' or objective.beta_neg' if 'beta_neg' in self.cfg.objective else ''}, or --precision no"
         )
 
     # ----------------------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""A plugin's networks or objective that break the interface stop training at the first step with
+one line (they trained silently, or failed with long tracebacks in figures and autograd)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import genvae
+from genvae.cli import app
+from genvae.core.interfaces import Architecture, PhaseOutput
+from genvae.core.plugins import load_plugins, use_plugins
+from genvae.plugins.architectures.mlp import MLPDecoder, MLPEncoder
+from genvae.plugins.objectives.vae import VAE
+
+
+class ShortDecoder(MLPDecoder):
+    def forward(self, z, y=None):
+        return super().forward(z, y)[:, :1]  # (B, 1) for 2-D data: broadcasts through the MSE
+
+
+class OneRowEncoder(MLPEncoder):
+    def forward(self, x, y=None):
+        mu, logvar = super().forward(x, y)
+        return mu[:1], logvar[:1]  # batch 1: broadcasts too
+
+
+class ListEncoder(MLPEncoder):
+    def forward(self, x, y=None):
+        return [*super().forward(x, y), None]
+
+
+class PerSampleLoss(VAE):
+    def phase_loss(self, phase, ctx, models):
+        out = super().phase_loss(phase, ctx, models)
+        return PhaseOutput(out.loss * torch.ones(4), out.logs)
+
+
+class BareTensorLoss(VAE):
+    def phase_loss(self, phase, ctx, models):
+        return super().phase_loss(phase, ctx, models).loss
+
+
+class Broken:
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_architectures(register):
+        register("short-dec", Architecture(MLPEncoder, ShortDecoder))
+        register("one-row", Architecture(OneRowEncoder, MLPDecoder))
+        register("list-enc", Architecture(ListEncoder, MLPDecoder))
+
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_objectives(register):
+        register("per-sample", PerSampleLoss)
+        register("bare-tensor", BareTensorLoss)
+
+
+@pytest.fixture
+def broken_plugins():
+    use_plugins(load_plugins(extra=[("broken", Broken)]))
+    yield
+    use_plugins(None)
+
+
+@pytest.mark.parametrize("arch, objective, expected", [
+    ("short-dec", "vae", "architecture 'short-dec': its decoder returned (32, 1) for 32 codes; expected (32, 2), the batch by the data's sample shape"),
+    ("one-row", "vae", "architecture 'one-row': its encoder returned mu (1, 2) and logvar (1, 2) for a batch of 32; expected (32, 2) each"),
+    ("list-enc", "vae", "architecture 'list-enc': its encoder returned list; it must return (mu, logvar), two tensors of shape (batch, 2)"),
+    ("mlp", "per-sample", "objective 'per-sample', phase 'vae': phase_loss returned a loss of (4,); the loss must be a scalar tensor"),
+    ("mlp", "bare-tensor", "objective 'bare-tensor', phase 'vae': phase_loss returned Tensor; return genvae.PhaseOutput(loss, logs)"),
+])  # fmt: skip
+def test_the_first_step_checks_what_plugins_return(broken_plugins, tmp_path, arch, objective, expected):
+    args = ["train", "--arch", arch, "--objective", objective, "--data", "8gaussians", "--steps", "3", "--batch-size", "32",
+            "--set", "arch.hidden=8", "--no-progress", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and "Traceback" not in text
+    assert f"error: {expected}" in text
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing left behind
+
+
+def test_a_non_finite_loss_suggests_beta_neg_only_to_objectives_that_have_it(tmp_path):
+    from genvae.errors import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"try a lower optim.lr, or --precision no"):
+        genvae.train(tmp_path / "vae", objective="vae", data="8gaussians", steps=3, batch_size=16,
+                     settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0})  # fmt: skip
+
+
+def test_checked_models_pass_well_behaved_networks_through_unchanged():
+    from genvae.core.network_checks import CheckedModels
+
+    enc, dec = MLPEncoder(data_shape=(2,), z_dim=3, hidden=8), MLPDecoder(data_shape=(2,), z_dim=3, hidden=8)
+    models = CheckedModels(enc, dec, {"z": 3}, 2, architecture="mlp", sample_shape=(2,))
+    x = torch.randn(5, 2)
+    mu, logvar = models.encode(x)
+    assert torch.equal(mu, enc(x)[0]) and torch.equal(models.decode(mu), dec(mu))
