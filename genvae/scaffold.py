@@ -317,6 +317,12 @@ def plugin_files(name: str, kind: str) -> dict[str, str]:
 def write_plugin(name: str, kind: str, parent: str | Path = ".") -> Path:
     """Write the package ``genvae-NAME`` under ``parent``; refuses to overwrite anything."""
     files = plugin_files(name, kind)
+    from genvae.core.plugins import REGISTRATION_HOOKS, get_plugins
+
+    registry = get_plugins().registries[REGISTRATION_HOOKS[f"genvae_register_{kind}s"]]
+    if name in registry:
+        raise ConfigError(f"{kind} {name!r} is already registered by {registry.entry(name).plugin!r}; a plugin of that name would clash "
+                          f"with it: choose another name (e.g. my-{name})")  # fmt: skip
     root = Path(parent) / f"genvae-{name}"
     if root.exists():
         raise ConfigError(f"{root} already exists; choose another name or --dir")

@@ -246,6 +246,30 @@ def test_fid_reference_is_saved_reused_and_checked(tiny_run, tmp_path):
         fidm.evaluate_fid(tiny_run, tmp_path / "missing.npz", num_samples=10, progress=False)
 
 
+@pytest.mark.filterwarnings("ignore:.*rank-deficient")
+def test_a_dataset_that_only_streams_is_a_reference_of_as_many_images_as_generated(tiny_run, tmp_path):
+    """A plugin dataset with train_stream / test_batch only (as plugins.md describes one) as --ref
+    said "cannot list its train split; give --num-samples", which was given."""
+    from genvae.core.interfaces import Batch, DataSource
+    from genvae.plugins.datasets.images import Digits
+
+    digits = Digits()
+
+    class Streaming(DataSource):
+        name, kind, shape, num_classes = "streaming", "images", digits.shape, 0
+
+        def train_stream(self, batch_size, seed, rank=0, world_size=1):
+            return (Batch(digits.get(torch.randint(0, 1000, (batch_size,)), "train").x) for _ in iter(int, 1))
+
+        def test_batch(self, n, seed=0):
+            return Batch(digits.get(torch.arange(n), "test").x)
+
+    copy = type(tiny_run)(tmp_path / "run", tiny_run.config, tiny_run.data, tiny_run.encoder, tiny_run.decoder, tiny_run.step)
+    result = fidm.evaluate_fid(copy, Streaming(), num_samples=40, batch_size=20, features="random-conv", kid_subset_size=20, kid_subsets=2,
+                               progress=False, write=False)  # fmt: skip
+    assert result["ref_n"] == 40 and result["fid"] > 0
+
+
 def test_generated_samples_do_not_depend_on_batching(tiny_run):
     z_dim = sum(tiny_run.encoder.latent_groups.values())
     whole = fidm.generated_batch_fn(tiny_run.decoder, z_dim, 0, 10, 10, 3, "cpu")(0)

@@ -43,6 +43,8 @@ def test_names_kinds_and_existing_folders_are_checked(tmp_path):
     for args, message in (
         (["My_VAE"], "use lowercase letters, digits and single hyphens"),
         (["ok", "--kind", "loss"], "--kind must be one of objective, architecture, dataset, metric"),
+        (["vae"], "objective 'vae' is already registered by 'objectives.vae'; a plugin of that name would clash with it: choose another name"),
+        (["digits", "--kind", "dataset"], "dataset 'digits' is already registered by 'datasets.images'"),
     ):
         result = runner.invoke(app, ["plugins", "new", *args, "--dir", str(tmp_path)])
         assert result.exit_code == 2 and message in result.output, result.output

@@ -393,6 +393,8 @@ def evaluate_fid(
     settings = extractor.settings()
 
     if ref_stats is None:
+        if ref_num_samples is None and not (hasattr(source, "get") and hasattr(source, "split_size")):
+            ref_num_samples = num_samples  # a dataset that only streams: as many real images as generated ones
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[-60:]
         cache = run_path / "metrics" / f"fid-ref-{safe}-{name}.npz"
         if cache.is_file():
