@@ -177,6 +177,22 @@ def test_a_name_taken_or_a_wrong_registration_breaks_only_its_plugin():
         plugins.architectures.get("mlpp")
 
 
+def test_a_hook_without_its_marker_is_named():
+    class Unmarked:
+        @staticmethod
+        def genvae_register_objectives(register):  # no @genvae.hookimpl: pluggy never calls it
+            from genvae.plugins.objectives.vae import VAE
+
+            register("unmarked-vae", VAE)
+
+    plugins = load_plugins(extra=[("unmarked", Unmarked)])
+    assert plugins.info["unmarked"].error == ("genvae_register_objectives lacks the @genvae.hookimpl marker, so genvae never calls it; "
+                                              "decorate it with @genvae.hookimpl")  # fmt: skip
+    with pytest.raises(PluginError, match="plugin unmarked failed to load: genvae_register_objectives lacks the @genvae.hookimpl marker"):
+        plugins.objectives.get("unmarked-vae")
+    assert not [name for name, i in load_plugins().info.items() if i.error]  # the built-ins are all marked
+
+
 def test_two_packages_with_one_entry_point_name_are_both_named(tmp_path, monkeypatch):
     _fake_distribution(tmp_path, GOOD_PLUGIN)
     other = tmp_path / "genvae_otherplug-1.0.dist-info"
@@ -213,6 +229,17 @@ def test_a_plugin_reconstruction_loss_is_usable_by_objectives():
     cfg, _ = resolve(merge_user(None, ["objective.recon_loss=l1"], {}))
     assert cfg.objective["recon_loss"] == "l1"
     assert reconstruction_error(torch.zeros(2, 3), torch.ones(2, 3), "l1").tolist() == [3.0, 3.0]
+
+    class MeanL1:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_losses(register):
+            register("mean-l1", lambda x, x_rec: (x - x_rec).abs().mean())  # one number for the batch: would broadcast
+
+    use_plugins(load_plugins(extra=[("mean-l1", MeanL1)]))
+    with pytest.raises(PluginError, match=r"reconstruction loss 'mean-l1' returned \(\) for a batch of 2; it must return one value per sample, shape \(2,\)"):
+        reconstruction_error(torch.zeros(2, 3), torch.ones(2, 3), "mean-l1")
+    use_plugins(None)
 
 
 def _list_plugins(columns: int = 80) -> str:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, PluginError
 
 RECONSTRUCTION_LOSSES = ("mse", "bce", "gaussian")
 
@@ -96,8 +96,14 @@ def reconstruction_loss(kind: str) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def reconstruction_error(x: Tensor, x_rec: Tensor, kind: str = "mse") -> Tensor:
-    """L_rec(x, x_rec) = −log p(x|z) up to a constant, per sample (summed over non-batch dims)."""
-    return reconstruction_loss(kind)(x, x_rec)
+    """L_rec(x, x_rec) = −log p(x|z) up to a constant, per sample (summed over non-batch dims).
+    A loss plugin must return one value per sample: anything else would broadcast silently."""
+    error = reconstruction_loss(kind)(x, x_rec)
+    if not isinstance(error, Tensor) or tuple(error.shape) != (x.shape[0],):
+        got = tuple(error.shape) if isinstance(error, Tensor) else type(error).__name__
+        raise PluginError(f"reconstruction loss {kind!r} returned {got} for a batch of {x.shape[0]}; it must return one value per sample, "
+                          f"shape ({x.shape[0]},) (sum over the other dimensions: .flatten(1).sum(1))")  # fmt: skip
+    return error
 
 
 def negative_elbo(

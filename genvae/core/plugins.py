@@ -179,7 +179,21 @@ def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.P
         info[name] = PluginInfo(name, distribution=getattr(plugin, "__name__", "?"))
 
     _drop_plugins_with_unknown_hooks(pm, info)
+    _note_unmarked_hooks(pm, info)
     return pm, info
+
+
+def _note_unmarked_hooks(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> None:
+    """A plugin function named like a hook but without ``@genvae.hookimpl`` is never called, so
+    what it registers silently does not exist: its plugin is shown as broken, naming the fix."""
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None or (name in info and info[name].error):
+            continue
+        unmarked = [attr for attr in dir(plugin) if attr.startswith("genvae_") and callable(getattr(plugin, attr, None))
+                    and pm.parse_hookimpl_opts(plugin, attr) is None]  # fmt: skip
+        if unmarked:
+            entry = info.setdefault(name, PluginInfo(name))
+            entry.error = f"{', '.join(unmarked)} lacks the @genvae.hookimpl marker, so genvae never calls it; decorate it with @genvae.hookimpl"
 
 
 def _drop_plugins_with_unknown_hooks(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> None:
