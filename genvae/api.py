@@ -23,7 +23,18 @@ import torch
 from genvae.core.config import SECTIONS, merge_user
 from genvae.core.health import GameStoppedWarning, run_warning
 from genvae.core.plugins import get_plugins
-from genvae.core.run import GIVEN_DATA, PATH_OPTIONS, LoadedRun, absolute_data_paths, given_data_here, load_run, read_run_config, require_run_dir, resolve
+from genvae.core.run import (
+    GIVEN_DATA,
+    PATH_OPTIONS,
+    LoadedRun,
+    absolute_data_paths,
+    given_data_here,
+    load_run,
+    read_run_config,
+    require_installed,
+    require_run_dir,
+    resolve,
+)
 from genvae.core.trainer import TrainResult, check_new_run_dir
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
@@ -57,6 +68,9 @@ def user_settings(
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
     saved["data"] = given_data_here(saved["data"], Path(run_dir))
+    plugins = get_plugins()
+    for section, registry in (("objective", plugins.objectives), ("arch", plugins.architectures), ("data", plugins.datasets)):
+        require_installed(registry, saved[section]["name"], "trained with" if section != "data" else "trained on")
     if "path" in saved["data"] and name and name != saved["data"]["name"] and Path(name).expanduser().exists():
         data = {k: v for k, v in changes["data"].items() if k != "name"}  # --data DIR (or FILE) of a folder (points) run: where it lies now
         changes["data"] = {**data, "path": data.get("path", name)}

@@ -77,6 +77,9 @@ def test_an_option_without_annotation_is_checked_against_its_defaults_type():
     assert validate_options("arch", "mine", {"width": 64}, options)["width"] == 64
     with pytest.raises(ConfigError, match="arch.width = 'abc' has the wrong type; expected int"):
         validate_options("arch", "mine", {"width": "abc"}, options)
+    with pytest.raises(ConfigError, match=r"arch.name = nan has the wrong type; expected str \(a --set value is read as TOML, where nan is not text: "
+                                          r"quote it, --set 'arch.name=\"TEXT\"'\)"):
+        validate_options("arch", "mine", {"name": float("nan")}, options)
     assert inspect.signature(encoder).parameters["name"].default == validate_options("arch", "mine", {}, options)["name"]
 
 

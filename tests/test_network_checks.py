@@ -42,6 +42,13 @@ class BareTensorLoss(VAE):
         return super().phase_loss(phase, ctx, models).loss
 
 
+class TrainsGenerator(VAE):
+    def phases_at(self, step):
+        from genvae.core.interfaces import Phase
+
+        return (Phase("vae", trains=("generator",)),)
+
+
 class Broken:
     @staticmethod
     @genvae.hookimpl
@@ -55,6 +62,7 @@ class Broken:
     def genvae_register_objectives(register):
         register("per-sample", PerSampleLoss)
         register("bare-tensor", BareTensorLoss)
+        register("trains-generator", TrainsGenerator)
 
 
 @pytest.fixture
@@ -70,6 +78,7 @@ def broken_plugins():
     ("list-enc", "vae", "architecture 'list-enc': its encoder returned list; it must return (mu, logvar), two tensors of shape (batch, 2)"),
     ("mlp", "per-sample", "objective 'per-sample', phase 'vae': phase_loss returned a loss of (4,); the loss must be a scalar tensor"),
     ("mlp", "bare-tensor", "objective 'bare-tensor', phase 'vae': phase_loss returned Tensor; return genvae.PhaseOutput(loss, logs)"),
+    ("mlp", "trains-generator", "objective 'trains-generator', phase 'vae' trains 'generator'; a phase trains one or more of the parts encoder, decoder"),
 ])  # fmt: skip
 def test_the_first_step_checks_what_plugins_return(broken_plugins, tmp_path, arch, objective, expected):
     args = ["train", "--arch", arch, "--objective", objective, "--data", "8gaussians", "--steps", "3", "--batch-size", "32",
@@ -97,3 +106,49 @@ def test_checked_models_pass_well_behaved_networks_through_unchanged():
     x = torch.randn(5, 2)
     mu, logvar = models.encode(x)
     assert torch.equal(mu, enc(x)[0]) and torch.equal(models.decode(mu), dec(mu))
+
+
+def test_a_run_of_an_uninstalled_plugin_says_which_plugin_is_missing(tmp_path):
+    from genvae.core.run import load_run
+    from genvae.errors import PluginError
+    from genvae.plugins.objectives.vae import VAE
+
+    class Mine:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_architectures(register):
+            register("my-mlp", Architecture(MLPEncoder, MLPDecoder))
+
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_objectives(register):
+            register("my-vae", VAE)
+
+    use_plugins(load_plugins(extra=[("mine", Mine)]))
+    try:
+        genvae.train(tmp_path / "run", objective="my-vae", arch="my-mlp", data="8gaussians", steps=2, batch_size=16,
+                     settings={"arch.hidden": 8, "train.figures_every": 0})  # fmt: skip
+    finally:
+        use_plugins(None)  # the plugin package is gone
+    with pytest.raises(PluginError, match="architecture 'my-mlp', which this run was trained with, is not installed: install the plugin package"):
+        load_run(tmp_path / "run")
+    with pytest.raises(PluginError, match="objective 'my-vae', which this run was trained with, is not installed"):
+        genvae.train(tmp_path / "run", steps=4, resume=True)
+
+
+def test_an_objective_option_without_a_default_marks_its_plugin_broken():
+    import dataclasses
+
+    class NeedsBeta(VAE):
+        @dataclasses.dataclass
+        class Config:
+            beta: float
+
+    class Plugin:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_objectives(register):
+            register("needs-beta", NeedsBeta)
+
+    plugins = load_plugins(extra=[("needs", Plugin)])
+    assert plugins.info["needs"].error == "genvae_register_objectives raised TypeError: objective 'needs-beta': its Config option(s) beta need a default (the value when a user sets none)"

@@ -95,6 +95,7 @@ def test_broken_plugin_is_reported_not_fatal(tmp_path, monkeypatch):
     monkeypatch.delenv("GENVAE_DISABLE_PLUGIN_AUTOLOAD")
     plugins = load_plugins()
     assert "missing dependency foo" in plugins.info["fakeplug"].error
+    assert "the entry point of genvae-fakeplug: after changing its pyproject.toml or moving its module, reinstall it" in plugins.info["fakeplug"].error
     assert "soft-intro" in plugins.objectives
 
 
@@ -175,6 +176,47 @@ def test_a_name_taken_or_a_wrong_registration_breaks_only_its_plugin():
     assert "tuple-arch" not in plugins.architectures and "forty-two" not in plugins.datasets
     with pytest.raises(PluginError, match="unknown architecture 'mlpp'; did you mean 'mlp'"):
         plugins.architectures.get("mlpp")
+
+
+def test_an_objective_derived_from_a_builtin_gets_its_recommended_settings():
+    """A dataset's recommendations are keyed by objective name: a plugin's VAE variant (a subclass,
+    or an objective whose Config extends the VAE's) had none of the paper's β's."""
+    import dataclasses
+
+    import genvae
+    from genvae.core.config import merge_user
+    from genvae.core.plugins import use_plugins
+    from genvae.core.run import resolve
+    from genvae.plugins.objectives.vae import VAE, VAEConfig
+
+    class Derived(VAE):
+        pass
+
+    @dataclasses.dataclass
+    class WarmupConfig(VAEConfig):
+        warmup: int = 10
+
+    class ConfigExtended(genvae.Objective):  # as the tutorial's: not a VAE subclass, its Config extends the VAE's
+        Config = WarmupConfig
+        phases = VAE.phases
+        begin_step = VAE.begin_step
+        phase_loss = VAE.phase_loss
+
+    class Plugin:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_objectives(register):
+            register("derived-vae", Derived)
+            register("warmup-vae", ConfigExtended)
+
+    use_plugins(load_plugins(extra=[("mine", Plugin)]))
+    try:
+        vae, _ = resolve(merge_user(None, [], {"objective.name": "vae", "data.name": "8gaussians"}))
+        for name in ("derived-vae", "warmup-vae"):
+            cfg, _ = resolve(merge_user(None, [], {"objective.name": name, "data.name": "8gaussians"}))
+            assert (cfg.objective["beta_rec"], cfg.objective["beta_kl"]) == (vae.objective["beta_rec"], vae.objective["beta_kl"]) == (0.8, 0.05)
+    finally:
+        use_plugins(None)
 
 
 def test_a_hook_without_its_marker_is_named():
@@ -273,6 +315,10 @@ def test_genvae_plugins_loads_modules_without_installing(tmp_path, monkeypatch):
 
     monkeypatch.setenv("GENVAE_BLOCK_PLUGINS", "genvae_tryplug")
     assert "fake-vae" not in load_plugins().objectives
+    monkeypatch.delenv("GENVAE_BLOCK_PLUGINS")
+    monkeypatch.setenv("GENVAE_PLUGINS", "genvae_tryplug,genvae.plugins.objectives.vae")  # a module loaded already (a built-in here)
+    twice = load_plugins().info["genvae.plugins.objectives.vae"]
+    assert twice.error == "is already loaded as plugin 'objectives.vae'; leave it out of GENVAE_PLUGINS"
 
 
 def test_a_broken_genvae_plugins_module_is_listed_and_named_by_unknown_name_errors(tmp_path, monkeypatch):
@@ -346,3 +392,25 @@ def test_a_dataset_recommends_its_architecture_and_the_user_overrides_it():
     assert cfg.arch["name"] == "mlp" and cfg.arch["hidden"] == 64
     with pytest.raises(ConfigError, match="dataset 'wants-an-arch' recommends architecture 'pointy', which is not installed; install its plugin or choose one with --arch"):
         resolve(merge_user(None, ["data.arch=pointy"], {"data.name": "wants-an-arch"}))
+
+
+def test_a_plugin_dataset_draws_its_samples_without_a_plot_samples_of_its_own(tmp_path):
+    """`genvae sample RUN --out x.png` of a dataset built from the docs said it cannot draw samples."""
+    import torch
+    from PIL import Image
+
+    from genvae.core.interfaces import DataSource
+    from genvae.errors import DataError
+
+    class Minimal(DataSource):
+        def __init__(self, shape):
+            self.shape = shape
+
+        def train_stream(self, batch_size, seed, rank=0, world_size=1):
+            raise NotImplementedError
+
+    Minimal((1, 8, 8)).plot_samples(torch.rand(16, 1, 8, 8), tmp_path / "grid.png")
+    Minimal((3,)).plot_samples(torch.randn(100, 3), tmp_path / "scatter.png")
+    assert Image.open(tmp_path / "grid.png").size[0] > 8 and Image.open(tmp_path / "scatter.png").size[0] > 100
+    with pytest.raises(DataError, match=r"cannot draw samples of shape \(2, 3\) as a picture; save them as .pt or .npy"):
+        Minimal((2, 3)).plot_samples(torch.randn(4, 2, 3), tmp_path / "x.png")

@@ -207,7 +207,10 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
             return {str(k): coerce(f"{where}.{k}", v, inner) for k, v in value.items()}
     else:
         return value
-    raise ConfigError(f"{where} = {value!r} has the wrong type; expected {_type_name(annotation)}")
+    quote = ""
+    if annotation is str and isinstance(value, (bool, int, float)):  # --set values are TOML: nan, true, 1e3 are not text
+        quote = f" (a --set value is read as TOML, where {str(value).lower()} is not text: quote it, --set '{where}=\"TEXT\"')"
+    raise ConfigError(f"{where} = {value!r} has the wrong type; expected {_type_name(annotation)}{quote}")
 
 
 def _type_name(annotation: Any) -> str:

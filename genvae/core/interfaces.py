@@ -140,10 +140,22 @@ class DataSource(ABC):
         return []
 
     def plot_samples(self, x: Tensor, path: Path) -> None:
-        """Save generated samples ``x`` as a picture (``genvae sample --out FILE.png``)."""
-        from genvae.errors import DataError
+        """Save generated samples ``x`` as a picture (``genvae sample --out FILE.png``): by default
+        a grid of images (samples of shape (C, H, W)) or a scatter of the first two coordinates
+        (samples of two or more numbers)."""
+        if len(self.shape) == 3 and self.shape[0] in (1, 3):
+            from genvae.viz.images import make_grid, save_grid
 
-        raise DataError(f"dataset {type(self).__name__} cannot draw samples as a picture; save them as .pt")
+            save_grid(make_grid(x.reshape(-1, *self.shape), nrow=8), Path(path))
+        elif len(self.shape) == 1 and self.shape[0] >= 2:
+            from genvae.viz.points import scatter_generated
+
+            scatter_generated(x, path)
+        else:
+            from genvae.errors import DataError
+
+            raise DataError(f"dataset {type(self).__name__} cannot draw samples of shape {tuple(self.shape)} as a picture; "
+                            "save them as .pt or .npy (define plot_samples to draw them)")  # fmt: skip
 
     def test_batch(self, n: int, seed: int = 0) -> Batch:
         """A fixed batch of held-out samples (for reconstructions and evaluation)."""

@@ -64,6 +64,14 @@ class CheckedModels(Models):
             raise PluginError(f"{where} {_shape(out)} for {batch} codes; expected {expected}, the batch by the data's sample shape")
 
 
+def check_phase(trains: tuple[str, ...], parts: Any, objective: str, phase: str) -> None:
+    """A phase trains parts the trainer has (``encoder``, ``decoder``)."""
+    unknown = [p for p in trains if p not in parts]
+    if unknown or not trains:
+        raise PluginError(f"objective {objective!r}, phase {phase!r} trains {', '.join(map(repr, unknown)) or 'nothing'}; "
+                          f"a phase trains one or more of the parts {', '.join(parts)}")  # fmt: skip
+
+
 def check_phase_output(out: Any, objective: str, phase: str) -> None:
     """An objective's ``phase_loss`` returns PhaseOutput(loss: a scalar tensor, logs: name -> tensor)."""
     where = f"objective {objective!r}, phase {phase!r}: phase_loss returned"

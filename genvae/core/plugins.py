@@ -147,10 +147,17 @@ def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.P
 
     def register_loaded(name: str, load: Callable[[], Any], dist: str, dist_version: str = "") -> None:
         try:
-            pm.register(load(), name=name)
+            plugin = load()
+            if (other := pm.get_name(plugin)) is not None:  # e.g. an installed plugin's module named in GENVAE_PLUGINS too
+                info[name] = PluginInfo(name, dist, dist_version, error=f"is already loaded as plugin {other!r}; leave it out of {MODULES_ENV}")
+                return
+            pm.register(plugin, name=name)
             info[name] = PluginInfo(name, dist, dist_version)
         except Exception as exc:  # a broken third-party plugin must not stop genvae
-            info[name] = PluginInfo(name, dist, dist_version, error=f"{type(exc).__name__}: {exc}")
+            hint = ""
+            if dist != MODULES_ENV and isinstance(exc, (ImportError, AttributeError)):
+                hint = f" (the entry point of {dist}: after changing its pyproject.toml or moving its module, reinstall it with pip install -e)"
+            info[name] = PluginInfo(name, dist, dist_version, error=f"{type(exc).__name__}: {exc}{hint}")
 
     if not os.environ.get(AUTOLOAD_ENV):
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -173,7 +180,7 @@ def create_manager(extra: list[tuple[str, Any]] | None = None) -> tuple[pluggy.P
         register_loaded(module_name, functools.partial(importlib.import_module, module_name), MODULES_ENV)
 
     for name, plugin in extra or []:
-        if name in blocked:
+        if name in blocked or pm.get_name(plugin) is not None:  # loaded already (an installed plugin's module): as it is
             continue
         pm.register(plugin, name=name)
         info[name] = PluginInfo(name, distribution=getattr(plugin, "__name__", "?"))
@@ -279,6 +286,9 @@ def check_objective_class(name: str, cls: Any) -> None:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"objective {name!r} does not implement {missing}")
+    required = [f.name for f in dataclasses.fields(cls.Config) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise TypeError(f"objective {name!r}: its Config option(s) {', '.join(required)} need a default (the value when a user sets none)")
 
 
 _cached: Plugins | None = None

@@ -261,7 +261,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
             raise
         raise ConfigError(f"{exc}{chosen_by_data}") from None
     num_classes = data.num_classes if train.conditional else 0
-    rec_objective = _fitting_group_weights(recommended.get(names["objective"], {}), arch, data, num_classes, arch_cfg)
+    rec_objective = _fitting_group_weights(objective_recipe(recommended, names["objective"], objective_cls, plugins), arch, data, num_classes, arch_cfg)
     user_objective = _options(user.get("objective", {}))
     if any(isinstance(v, Mapping) for v in user_objective.values()):
         _check_group_weights(user_objective, _latent_groups(arch, data, num_classes, arch_cfg), names["arch"])
@@ -282,6 +282,20 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     )
     check_values(cfg, data, plugins)
     return cfg, data
+
+
+def objective_recipe(recommended: Mapping[str, Any], name: str, cls: type, plugins: Plugins) -> dict[str, Any]:
+    """A dataset's recommended settings for an objective: under its name, else under the name of
+    the registered objective it derives from, or whose Config its Config extends (a plugin's VAE
+    variant gets the VAE's β's), as far as they are its options."""
+    if name in recommended:
+        return dict(recommended[name])
+    options = {f.name for f in fields(cls.Config)}
+    for base, of_config in [*((b, False) for b in cls.__mro__[1:]), *((b, True) for b in cls.Config.__mro__[1:])]:
+        for entry in plugins.objectives:
+            if (entry.value.Config if of_config else entry.value) is base and entry.name in recommended:
+                return {k: v for k, v in recommended[entry.name].items() if k in options}
+    return {}
 
 
 def _recommended_architecture(plugins: Plugins, data_name: str, arch_name: str) -> str:
@@ -502,6 +516,7 @@ def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder |
     """Rebuild an exported encoder or decoder from its config.json and model.safetensors."""
     plugins = plugins or get_plugins()
     meta = read_component_config(directory)
+    require_installed(plugins.architectures, meta["architecture"], "trained with")
     arch = plugins.architectures.get(meta["architecture"])
     cls = arch.encoder if meta["role"] == "encoder" else arch.decoder
     accepted = signature_options(cls.__init__, skip=("self",))
@@ -510,6 +525,14 @@ def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder |
     module = cls(**config)
     load_weights(module, directory)
     return module.eval()
+
+
+def require_installed(registry: Any, name: str, done: str) -> None:
+    """A saved run's objective / architecture that is not registered here: the plugin package
+    that registered it is missing (an unknown-name error would suggest a built-in instead)."""
+    if name not in registry:
+        raise PluginError(f"{registry.kind} {name!r}, which this run was {done}, is not installed: install the plugin package "
+                          "that registers it (genvae plugins list shows what is installed)")  # fmt: skip
 
 
 def read_run_config(path: Path) -> ResolvedConfig:

@@ -48,7 +48,7 @@ from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progress import TrainProgress, progress_mode
 from genvae.core.progressive import GrowthSchedule, LevelStream, level_images, level_of
-from genvae.core.network_checks import CheckedModels, check_phase_output
+from genvae.core.network_checks import CheckedModels, check_phase, check_phase_output
 from genvae.core.run import GIVEN_DATA, LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
@@ -413,6 +413,7 @@ class Trainer:
         with acc.autocast():
             ctx = self.objective.begin_step(batch, self.models, step)
         for phase in self.objective.phases_at(step):
+            check_phase(phase.trains, PARTS, self.cfg.objective["name"], phase.name)
             self._set_trainable(phase.trains)
             for name in phase.trains:
                 self.optimizers[name].zero_grad(set_to_none=True)

@@ -61,6 +61,17 @@ def scatter_real_fake(real: Any, fake: Any, scale: float, path: str | Path, titl
     return _save(fig, path, title)
 
 
+def scatter_generated(points: Any, path: str | Path, title: str = "") -> Path:
+    """Scatter of generated samples' first two coordinates, on a square that holds them all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    p = _np(points).reshape(len(points), -1)[:, :2]
+    scale = max(float(np.abs(p).max()) / 2.0 * 1.05, 1e-6) if len(p) else 1.0
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    draw_scatter(ax, p, scale, "tab:green", f"generated ({len(p)})")
+    return _save(fig, path, title)
+
+
 def _save(fig: Any, path: Path, title: str) -> Path:
     if title:
         fig.suptitle(title)
