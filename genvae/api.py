@@ -40,6 +40,7 @@ from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError
 
 # train settings that a resumed run may change: they do not alter what is trained
+RESUMABLE_RATES = ("lr", "lr_encoder", "lr_decoder")  # e.g. lowered after a non-finite loss; logged per step
 RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", "compile", "log_with", "eval_every", "eval", "eval_options")
 
 
@@ -82,10 +83,16 @@ def user_settings(
                     warnings.warn(f"--resume: data.{key} changes from {saved[section][key]} to {value}; the run continues on it as the same "
                                   "data, moved (other data would change what it learns)", stacklevel=2)  # fmt: skip
                 saved[section][key] = value  # data.path / data.root: the same data, moved
+            elif section == "optim" and key in RESUMABLE_RATES:
+                if saved[section].get(key) != value:
+                    warnings.warn(f"--resume: optim.{key} changes from {saved[section].get(key)} to {value} from the checkpoint on "
+                                  "(log.jsonl records each step's lr)", stacklevel=2)  # fmt: skip
+                saved[section][key] = value
             elif saved[section].get(key) != value:
                 raise ConfigError(
                     f"--resume continues the saved config; {section}.{key} cannot change (only train.steps, the intervals, "
-                    "train.compile, train.log_with, the evaluations (train.eval*) and where the data lies (data.path, data.root) can)"
+                    "train.compile, train.log_with, the evaluations (train.eval*), the learning rates (optim.lr, optim.lr_encoder, "
+                    "optim.lr_decoder) and where the data lies (data.path, data.root) can)"
                 )
     return saved
 

@@ -85,7 +85,7 @@ def train(
     from genvae.core.health import run_warning
     from genvae.core.run import parameter_counts_on_meta, resolve
     from genvae.core.run_lock import being_trained, training_process
-    from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
+    from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir, trained_before
 
     flags = {
         "objective.name": objective,
@@ -131,7 +131,7 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
-    if resume and checkpoint is None:
+    if resume and checkpoint is None and trained_before(Path(run_dir)) is None:
         console.print(f"note: {run_dir} stopped before its first checkpoint; training it again from step 0 with its saved config", highlight=False, soft_wrap=True)
     trainer = None
     try:

@@ -142,12 +142,67 @@ def test_non_finite_loss_stops_with_the_step_the_term_and_the_kept_checkpoint(tm
     with pytest.raises(NonFiniteLossError) as info:
         train(cfg, data, tmp_path / "run", progress=False)
     message = str(info.value)
-    assert "at step 7" in message and "rec=inf" in message and "(step 5)" in message
+    assert "in step 8" in message and "rec=inf" in message and "the checkpoint after step 5 is kept" in message
+    assert f"genvae train --run-dir {tmp_path / 'run'} --resume --set optim.lr=2e-05" in message  # the resume it suggests is allowed
     checkpoint = tmp_path / "run" / "checkpoint"
     assert json.loads((checkpoint / "trainer.json").read_text())["step"] == 5
     assert not (tmp_path / "run" / "checkpoint.tmp").exists()
     note = json.loads((tmp_path / "run" / "stopped.json").read_text())  # what genvae info shows
     assert (note["step"], note["checkpoint_step"], note["reason"]) == (7, 5, message)
+
+
+def test_a_trained_run_without_its_checkpoint_is_not_trained_again_from_step_0(tmp_path):
+    """A deleted or damaged checkpoint folder made --resume start again from step 0, overwriting
+    the log and the exports of the steps trained."""
+    import shutil
+
+    cfg, data = small_config(steps=10, checkpoint_every=5)
+    train(cfg, data, tmp_path / "run", progress=False)
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    shutil.rmtree(tmp_path / "run" / "checkpoint")
+    with pytest.raises(RunDirError, match=r"trained to step 10 \(its exports say so\) but holds no complete checkpoint .* resuming would start again"):
+        train(cfg, data, tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "log.jsonl").read_text() == log
+
+
+def test_a_finished_checkpoint_tmp_left_by_a_crash_mid_swap_is_resumed(tmp_path):
+    """After one crash left only checkpoint.old, the next save removed it before moving its new
+    checkpoint.tmp in: a crash in between left a complete checkpoint.tmp alone, which was ignored."""
+    from genvae.core.checkpoint import find_checkpoint, swap_in_directory
+
+    cfg, data = small_config(steps=10, checkpoint_every=5)
+    train(cfg, data, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    (run / "checkpoint").rename(run / "checkpoint.tmp")  # the state such a crash leaves
+    assert find_checkpoint(run) == run / "checkpoint.tmp"
+    longer, _ = small_config(steps=12, checkpoint_every=5)
+    assert train(longer, data, run, resume=True, progress=False).steps_run == 2  # from step 10, not 0
+    (run / "new").mkdir()
+    (run / "new" / "trainer.json").write_text("{}")
+    (run / "checkpoint").rename(run / "checkpoint.old")  # only .old, as a crash between the renames leaves it
+
+    def crash(*_):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", crash)  # killed before the new checkpoint is in place
+        with pytest.raises(KeyboardInterrupt):
+            swap_in_directory(run / "new", run / "checkpoint")
+    assert find_checkpoint(run) == run / "checkpoint.old"  # kept until then
+    swap_in_directory(run / "new", run / "checkpoint")
+    assert (run / "checkpoint" / "trainer.json").read_text() == "{}" and not (run / "checkpoint.old").exists()
+
+
+def test_a_resume_may_lower_the_learning_rate(tmp_path):
+    settings = {"arch.hidden": 16, "train.figures_every": 0, "train.log_every": 1, "train.checkpoint_every": 5, "optim.milestones": [7], "optim.gamma": 0.5}
+    genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=5, batch_size=16, settings=settings)
+    with pytest.warns(UserWarning, match="--resume: optim.lr changes from 0.0002 to 0.0001 from the checkpoint on"):
+        genvae.train(tmp_path / "run", steps=10, resume=True, settings={"optim.lr": 1e-4})
+    rates = [r["lr"] for r in losses(tmp_path / "run")]
+    assert rates == pytest.approx([2e-4] * 5 + [1e-4] + [5e-5] * 4)  # the new rate, then its milestone decay (logged after step 7)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["optim"]["lr"] == 1e-4
+    with pytest.raises(ConfigError, match=r"optim.gamma cannot change \(only .*the learning rates \(optim.lr"):
+        genvae.train(tmp_path / "run", steps=12, resume=True, settings={"optim.gamma": 0.1})
 
 
 def test_run_files_get_the_permissions_the_umask_gives(tmp_path):

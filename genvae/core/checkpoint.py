@@ -187,9 +187,9 @@ def swap_in_directory(tmp_dir: Path, final_dir: Path) -> None:
     """Replace ``final_dir`` by ``tmp_dir`` with renames: at every instant one complete copy exists
     (``final_dir`` or ``final_dir.old``)."""
     old = final_dir.with_name(final_dir.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final_dir.exists():
+    if final_dir.exists():  # else an earlier crash left only ``old``: it stays until tmp is in place
+        if old.exists():
+            shutil.rmtree(old)
         os.replace(final_dir, old)
     os.replace(tmp_dir, final_dir)
     if old.exists():
@@ -197,8 +197,9 @@ def swap_in_directory(tmp_dir: Path, final_dir: Path) -> None:
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint of a run (a leftover ``checkpoint.old`` counts after a crash)."""
-    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+    """The newest complete checkpoint of a run: ``checkpoint``, else after a crash mid-swap a
+    ``checkpoint.tmp`` that was finished (its trainer.json is written last), else ``checkpoint.old``."""
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp", CHECKPOINT_DIR + ".old"):
         candidate = Path(run_dir) / name
         if (candidate / "trainer.json").is_file():
             return candidate

@@ -192,6 +192,17 @@ def accelerator_for(precision: str, **options: Any) -> Accelerator:
     return Accelerator(mixed_precision=precision, **options)
 
 
+def trained_before(run_dir: Path) -> int | None:
+    """The step of a run's exports, which exist only once a checkpoint was written (None without)."""
+    config = run_dir / "encoder" / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return int(json.loads(config.read_text()).get("step") or 0) or None
+    except (OSError, ValueError, AttributeError):
+        return 0  # damaged, but there: written at a checkpoint
+
+
 class Trainer:
     """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint (or, for a
     run stopped before its first checkpoint, starts it again from step 0).
@@ -318,6 +329,12 @@ class Trainer:
         if checkpoint is None:
             if not (self.run_dir / "config.json").is_file():
                 raise RunDirError(f"{self.run_dir} has no checkpoint to resume from; start a new run without --resume")
+            trained = trained_before(self.run_dir)
+            if trained is not None:  # a checkpoint existed and is gone or damaged: starting again would overwrite the work
+                raise RunDirError(f"{self.run_dir} trained to step {trained} (its exports say so) but holds no complete checkpoint "
+                                  f"({self.run_dir / CHECKPOINT_DIR} is missing or damaged): resuming would start again from step 0 "
+                                  "and overwrite its log and exports; restore the checkpoint folder from a backup, or train a new run "
+                                  "in another --run-dir (the exports still sample and evaluate)")  # fmt: skip
             if self.accelerator.is_main_process:  # stopped before its first checkpoint: train it again from step 0
                 self._drop_log_records_after(0)
             return
@@ -327,8 +344,20 @@ class Trainer:
         self.step = checkpoint_step(checkpoint)
         self.last_checkpoint_step = self.step
         self.log_window.load_state_dict(read_json(checkpoint / "trainer.json").get("log_window", {}))
+        self._take_new_learning_rates()
         if self.accelerator.is_main_process:
             self._drop_log_records_after(self.step)
+
+    def _take_new_learning_rates(self) -> None:
+        """A resume that changes optim.lr (after a non-finite loss, say) continues from the checkpoint
+        with the new rate, decayed by the milestones passed; an unchanged rate is left exactly as saved."""
+        o = self.cfg.optim
+        decay = o.gamma ** sum(1 for m in o.milestones if self.step >= m)
+        for name, scheduler in self.schedulers.items():
+            if scheduler.base_lrs and scheduler.base_lrs[0] != self.base_lrs[name]:
+                scheduler.base_lrs = [self.base_lrs[name]] * len(scheduler.base_lrs)
+                for group in self.optimizers[name].param_groups:
+                    group["initial_lr"], group["lr"] = self.base_lrs[name], self.base_lrs[name] * decay
 
     def _drop_log_records_after(self, step: int) -> None:
         """Forget what a crashed run logged and evaluated after its checkpoint: those steps are
@@ -440,14 +469,14 @@ class Trainer:
             return
         bad = [f"{k}={v.item():.4g}" for k, v in logs.items() if not bool(torch.isfinite(v))]
         where = f"loss of phase '{phase.name}' is {loss.item()}" + (f" ({', '.join(bad)})" if bad else "")
+        lower = f"{self.optimizers['encoder'].param_groups[0]['lr'] / 10:g}"
         if self.last_checkpoint_step is not None:
-            kept = f"last good checkpoint: {self.run_dir / CHECKPOINT_DIR} (step {self.last_checkpoint_step}), resume with --resume"
+            kept = (f"the checkpoint after step {self.last_checkpoint_step} is kept ({self.run_dir / CHECKPOINT_DIR}): continue it with a lower "
+                    f"learning rate, genvae train --run-dir {self.run_dir} --resume --set optim.lr={lower}")  # fmt: skip
         else:
-            kept = "no checkpoint was written yet"
-        raise NonFiniteLossError(
-            f"non-finite loss at step {self.step}: {where}; training stopped, {kept}; "
-            f"try a lower optim.lr{' or objective.beta_neg' if 'beta_neg' in self.cfg.objective else ''}, or --precision no"
-        )
+            kept = f"no checkpoint was written yet: start again with a lower learning rate (--set optim.lr={lower})"
+        other = " or objective.beta_neg (a new run)" if "beta_neg" in self.cfg.objective else ""
+        raise NonFiniteLossError(f"non-finite loss in step {self.step + 1}: {where}; training stopped; {kept}{other}, or --precision no")
 
     # ----------------------------------------------------------------------------------------
     # The loop
