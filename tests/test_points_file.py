@@ -86,6 +86,22 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
         PointsFile(str(tmp_path / "words.npy"))
     with pytest.raises(ConfigError, match=r"test_fraction must be in \[0, 1\)"):
         PointsFile(str(tmp_path / "one.csv"), test_fraction=1.0)
+    (tmp_path / "header.csv").write_text("x,y\n")
+    with pytest.raises(DataError, match="header.csv holds a header and no rows"):
+        PointsFile(str(tmp_path / "header.csv"))
+
+
+def test_one_column_gets_histograms(tmp_path: Path) -> None:
+    """One column of numbers trained, then crashed at its first figure (a scatter of two columns)."""
+    import genvae
+
+    (tmp_path / "one.csv").write_text("\n".join(str(v) for v in np.random.default_rng(0).normal(size=200)))
+    result = genvae.train(tmp_path / "run", objective="vae", data=str(tmp_path / "one.csv"), steps=3, batch_size=32,
+                          settings={"arch.hidden": 8, "train.figures_every": 3})  # fmt: skip
+    assert tmp_path / "run" / "samples.png" in result.figures
+    run = genvae.load_run(tmp_path / "run")
+    run.data.plot_samples(run.models.decode(torch.randn(50, run.models.z_dim)), tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
 
 
 def test_data_far_from_unit_scale_is_pointed_out(tmp_path: Path) -> None:

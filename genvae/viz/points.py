@@ -61,6 +61,19 @@ def scatter_real_fake(real: Any, fake: Any, scale: float, path: str | Path, titl
     return _save(fig, path, title)
 
 
+def histogram_real_fake(real: Any, fake: Any, scale: float, path: str | Path, title: str = "") -> Path:
+    """Histograms of one-dimensional real and generated samples over [-2·scale, 2·scale]."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    bins = np.linspace(-2.0 * scale, 2.0 * scale, 81)
+    ax.hist(_np(real).ravel(), bins=bins, density=True, alpha=0.5, color="tab:blue", label=f"real ({len(real)})")
+    ax.hist(_np(fake).ravel(), bins=bins, density=True, alpha=0.5, color="tab:green", label=f"generated ({len(fake)})")
+    ax.set_yticks([])
+    ax.legend(fontsize=9)
+    return _save(fig, path, title)
+
+
 def scatter_generated(points: Any, path: str | Path, title: str = "") -> Path:
     """Scatter of generated samples' first two coordinates, on a square that holds them all."""
     path = Path(path)

@@ -79,6 +79,8 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
         header = []
     else:
         lines = lines[1:]
+        if not lines:
+            raise DataError(f"points: {path.name} holds a header and no rows")
     rows = []
     for n, line in lines:
         values = fields(line)
@@ -196,21 +198,26 @@ class PointsFile(DataSource):
 
     def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
         """2-D rows: ``samples.png`` (rows vs generated) and ``density.png`` (exp(ELBO) on a grid);
-        more columns: ``samples.png`` of the first two."""
+        more columns: ``samples.png`` of the first two; one column: histograms."""
         from genvae.plugins.metrics.toy2d import generated_samples
-        from genvae.viz.points import scatter_real_fake, write_toy2d_figures
+        from genvae.viz.points import write_toy2d_figures
 
         if self.dim == 2:
             return write_toy2d_figures(models, self, Path(out_dir), seed)
         fake = generated_samples(models.decode, models.z_dim, 2000, seed)
-        real = self.sample(2000, seed)
-        return [scatter_real_fake(real[:, :2], fake[:, :2], self.plot_scale, Path(out_dir) / "samples.png", title=f"{self.title}, columns 1 and 2")]
+        title = self.title if self.dim == 1 else f"{self.title}, columns 1 and 2"
+        return [self._draw(self.sample(2000, seed), fake, Path(out_dir) / "samples.png", title)]
 
     def plot_samples(self, x: Tensor, path: Path) -> None:
-        from genvae.viz.points import scatter_real_fake
+        self._draw(self.sample(len(x)), x.reshape(len(x), -1), Path(path))
 
-        x = x.reshape(len(x), -1)
-        scatter_real_fake(self.sample(len(x))[:, :2], x[:, :2], self.plot_scale, Path(path))
+    def _draw(self, real: Tensor, fake: Tensor, path: Path, title: str = "") -> Path:
+        """Real beside generated rows: a scatter of the first two columns, or histograms of one."""
+        from genvae.viz.points import histogram_real_fake, scatter_real_fake
+
+        if self.dim == 1:
+            return histogram_real_fake(real, fake, self.plot_scale, path, title)
+        return scatter_real_fake(real[:, :2], fake[:, :2], self.plot_scale, path, title)
 
 
 def nice_scale(largest: float) -> float:
