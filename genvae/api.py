@@ -37,7 +37,7 @@ from genvae.core.run import (
 )
 from genvae.core.trainer import TrainResult, check_new_run_dir
 from genvae.core.trainer import train as train_run
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, RunDirError
 
 # train settings that a resumed run may change: they do not alter what is trained
 RESUMABLE_RATES = ("lr", "lr_encoder", "lr_decoder")  # e.g. lowered after a non-finite loss; logged per step
@@ -45,8 +45,18 @@ RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "figures_every", 
 
 
 def default_run_dir(objective: str, arch: str, data: str) -> Path:
+    """``runs/<objective>-<arch>-<data>-<date>-<time>``, made now (empty) so that runs started
+    in the same second (a seed sweep in parallel) each get their own: ``-2``, ``-3``, ... after it."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
+    base = Path("runs") / f"{objective}-{arch}-{data}-{stamp}"
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RunDirError(f"{base}-*: a thousand runs started this second; give --run-dir")
 
 
 def user_settings(
@@ -176,10 +186,16 @@ def train(
     named = {"objective.name": objective, "arch.name": arch, "data.name": data, "train.steps": steps, "train.seed": seed, "train.batch_size": batch_size}
     flags = {**dict(settings or {}), **given, **{k: v for k, v in named.items() if v is not None}}
     cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
-    if run_dir is None:
+    made = run_dir is None
+    if made:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
-    with callers_random_state():
-        result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
+    try:
+        with callers_random_state():
+            result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                Path(run_dir).rmdir()  # made empty for this run: gone again unless it started
     if warning := run_warning(run_dir, cfg.objective):
         warnings.warn(warning, GameStoppedWarning, stacklevel=2)
     return result

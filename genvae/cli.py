@@ -3,6 +3,7 @@ inside the commands so that ``genvae --help`` is instant."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +31,11 @@ plugins_app.command("new")(new_plugin)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+
+
+def remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        Path(path).rmdir()  # fails unless empty
 
 
 def _print_version(value: bool) -> None:
@@ -108,7 +114,8 @@ def train(
         if sizes:
             err_console.print(f"dry run: encoder {sizes[0]:,} parameters, decoder {sizes[1]:,}; nothing written", highlight=False)
         return
-    if run_dir is None:
+    made_here = run_dir is None
+    if made_here:
         run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
     if not resume:
         check_new_run_dir(run_dir)
@@ -142,11 +149,17 @@ def train(
         raise typer.Exit(code=128 + exc.signum) from None  # 130 after Ctrl-C, 143 after SIGTERM
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         step = trainer.last_checkpoint_step if trainer is not None else None
-        if step is None:
+        if step is None and not (Path(run_dir) / "config.json").is_file():
+            remove_if_empty(run_dir)
+            err_console.print("interrupted before training started; nothing was written", highlight=False, soft_wrap=True)
+        elif step is None:
             err_console.print("interrupted before the first checkpoint; training it again (--resume) starts from step 0", highlight=False, soft_wrap=True)
         else:
             err_console.print(f"interrupted; last checkpoint: step {step}; continue with: genvae train --run-dir {run_dir} --resume", highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
+    finally:
+        if made_here:
+            remove_if_empty(run_dir)  # made empty for this run: gone again if it never started
     if result.steps_run == 0:
         console.print(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train (pass --steps to train longer)", highlight=False, soft_wrap=True)
         for path in result.figures:

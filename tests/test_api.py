@@ -133,3 +133,13 @@ def test_evaluate_runs_a_metric_plugin_from_python(digits_run_dir, tmp_path):
     with pytest.raises(PluginError, match="did you mean 'likelihood'"):
         genvae.evaluate(run, "likelyhood")
     assert {"train", "evaluate", "load_run", "Encoder", "hookimpl"} <= set(dir(genvae))  # the lazily imported names too
+
+
+def test_default_run_directories_started_in_one_second_are_distinct(tmp_path, monkeypatch, one_thread):
+    """Two runs of a seed sweep started together got the same default directory: the second was refused."""
+    from genvae.api import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first, second = default_run_dir("vae", "mlp", "rings"), default_run_dir("vae", "mlp", "rings")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert second.name.startswith(first.name) and second.name[len(first.name):] in ("-2", "")  # or the next second

@@ -221,3 +221,21 @@ def test_bench_stability_passes_the_margins(monkeypatch, tmp_path):
     assert invoke("bench", "stability", "--out", tmp_path, "--report").exit_code == 0
     assert list(calls[0]["ms"]) == [1.0, 7.5] and calls[0]["steps"] == 5 and calls[0]["seeds"] == 2 and not calls[0]["report"]
     assert list(calls[1]["ms"]) == list(range(1, 11)) and calls[1]["report"]  # Figure 3's m = 1, ..., 10
+
+
+def test_what_the_machine_refuses_is_one_line(tmp_path, digits_run_dir):
+    """A folder where a file goes, a full disk, too little memory: one line with what to do, not a traceback."""
+    import errno
+
+    from genvae.commands.common import environment_error
+
+    (tmp_path / "x.png").mkdir()
+    result = runner.invoke(app, ["sample", str(digits_run_dir), "-n", "4", "--out", str(tmp_path / "x.png")], env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in text and "a folder stands where genvae writes a file: move it away" in text, text
+    assert environment_error(OSError(errno.ENOSPC, "No space left on device", "/r/checkpoint.tmp")) == (
+        "No space left on device: /r/checkpoint.tmp; free some disk space (or write elsewhere)")
+    assert environment_error(PermissionError(errno.EACCES, "Permission denied", "/ro/s.npy")).startswith("Permission denied: /ro/s.npy; write somewhere you may")
+    assert environment_error(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 400000000000 bytes")).startswith(
+        "out of memory ([enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+    assert environment_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug: shown in full

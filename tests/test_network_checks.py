@@ -90,12 +90,25 @@ def test_the_first_step_checks_what_plugins_return(broken_plugins, tmp_path, arc
     assert not (tmp_path / "run").exists()  # nothing trained, nothing left behind
 
 
+def test_a_run_that_fails_before_its_first_step_leaves_no_default_directory(broken_plugins, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", "--arch", "short-dec", "--objective", "vae", "--data", "8gaussians", "--steps", "3",
+                                      "--set", "arch.hidden=8", "--no-progress"])  # fmt: skip
+    assert result.exit_code != 0 and "its decoder returned" in result.output
+    with pytest.raises(genvae.errors.PluginError):
+        genvae.train(arch="short-dec", objective="vae", data="8gaussians", steps=3, settings={"arch.hidden": 8})
+    assert list((tmp_path / "runs").iterdir()) == []  # the directories made for them are gone
+
+
 def test_a_non_finite_loss_suggests_beta_neg_only_to_objectives_that_have_it(tmp_path):
     from genvae.errors import NonFiniteLossError
 
-    with pytest.raises(NonFiniteLossError, match=r"try a lower optim.lr, or --precision no"):
+    with pytest.raises(NonFiniteLossError, match=r"start again with a lower learning rate \(--set optim.lr=1e\+29\), or --precision no$"):
         genvae.train(tmp_path / "vae", objective="vae", data="8gaussians", steps=3, batch_size=16,
                      settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0})  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match=r"\(--set optim.lr=1e\+29\) or objective.beta_neg \(a new run\), or --precision no$"):
+        genvae.train(tmp_path / "si", objective="soft-intro", data="8gaussians", steps=3, batch_size=16,
+                     settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0, "objective.num_vae": 0})  # fmt: skip
 
 
 def test_checked_models_pass_well_behaved_networks_through_unchanged():

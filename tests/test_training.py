@@ -278,3 +278,26 @@ def test_evaluation_view_takes_cpu_tensors_whatever_the_networks_device(tmp_path
     torch.testing.assert_close((mu, logvar, dec), (mu_cpu, logvar_cpu, dec_cpu), rtol=1e-4, atol=1e-5)
     noise = view.randn_like(torch.zeros(3, 2, device=device))
     assert noise.device.type == device and torch.equal(noise.cpu(), torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_path, monkeypatch):
+    import errno
+
+    import genvae.core.trainer as trainer_module
+
+    cfg, data = small_config(steps=10, checkpoint_every=5)
+    real_export = trainer_module.export_component
+    calls = []
+
+    def export_until_full(module, directory, *args, **kwargs):
+        calls.append(directory)
+        if len(calls) > 4:  # the second checkpoint (two parts into tmp, two exports each time)
+            raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+        return real_export(module, directory, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "export_component", export_until_full)
+    with pytest.raises(RunDirError, match=r"writing the checkpoint of step 10 into .* failed \(no space left on device\); the checkpoint "
+                                          r"after step 5 is kept; free some disk space, then continue with genvae train --run-dir"):
+        train(cfg, data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.tmp").exists()
+    assert json.loads((tmp_path / "run" / "checkpoint" / "trainer.json").read_text())["step"] == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -55,8 +56,39 @@ def user_errors(fn: F) -> F:
         except GenvaeError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except (OSError, MemoryError, RuntimeError) as exc:
+            message = environment_error(exc)
+            if message is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+OS_HINTS = {
+    errno.ENOSPC: "free some disk space (or write elsewhere)",
+    errno.EDQUOT: "free some space within your quota (or write elsewhere)",
+    errno.EACCES: "write somewhere you may (another --out / --run-dir), or change the folder's permissions",
+    errno.EPERM: "write somewhere you may (another --out / --run-dir), or change the folder's permissions",
+    errno.EROFS: "write to another file system (another --out / --run-dir)",
+    errno.EISDIR: "a folder stands where genvae writes a file: move it away",
+    errno.ENOTDIR: "a file stands where genvae needs a folder: move it away",
+    errno.EEXIST: "a file stands where genvae makes a folder: move it away",
+}
+MEMORY_WORDS = ("can't allocate memory", "not enough memory", "out of memory", "defaultcpuallocator")
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for what the machine refused (a full disk, a read-only folder, a file in the way,
+    too little memory), with what to do; None for anything else, which is a bug to show in full."""
+    if isinstance(exc, OSError) and exc.errno in OS_HINTS:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}; {OS_HINTS[exc.errno]}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in MEMORY_WORDS)):
+        return f"out of memory ({text[:160]}); ask for less at once: fewer samples (-n), a smaller --batch-size or fewer --steps"
+    return None
 
 
 def load_image_run(run: Any, command: str) -> Any:

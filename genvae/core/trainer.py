@@ -15,6 +15,7 @@ DDP computes, without its assumptions.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import shutil
@@ -294,7 +295,24 @@ class Trainer:
         signal that arrives meanwhile acts once the checkpoint is written (a double Ctrl-C, the
         second during the save that the first asked for, lost it)."""
         with signals_deferred():
-            self._write_checkpoint()
+            try:
+                self._write_checkpoint()
+            except (OSError, RuntimeError) as exc:
+                raise self._checkpoint_failed(exc) from exc
+
+    def _checkpoint_failed(self, exc: BaseException) -> BaseException:
+        """A checkpoint that could not be written (a full disk, say): its partial copy is removed
+        and the error names the complete one that is kept; a failure of another kind is re-raised."""
+        tmp = self.run_dir / (CHECKPOINT_DIR + ".tmp")
+        full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or "unexpected pos" in str(exc) or "No space" in str(exc)
+        if not (full or isinstance(exc, OSError)):
+            return exc
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = "no space left on device" if full else (getattr(exc, "strerror", None) or str(exc).splitlines()[0])
+        kept = (f"the checkpoint after step {self.last_checkpoint_step} is kept; {'free some disk space' if full else 'fix that'}, then continue "
+                f"with genvae train --run-dir {self.run_dir} --resume") if self.last_checkpoint_step is not None else "no earlier checkpoint exists"  # fmt: skip
+        return RunDirError(f"writing the checkpoint of step {self.step} into {self.run_dir} failed ({reason}); {kept}")
 
     def _write_checkpoint(self) -> None:
         acc = self.accelerator
