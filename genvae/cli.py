@@ -150,18 +150,19 @@ def train(
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         step = trainer.last_checkpoint_step if trainer is not None else None
         if step is None and not (Path(run_dir) / "config.json").is_file():
-            remove_if_empty(run_dir)
             err_console.print("interrupted before training started; nothing was written", highlight=False, soft_wrap=True)
         elif step is None:
             err_console.print("interrupted before the first checkpoint; training it again (--resume) starts from step 0", highlight=False, soft_wrap=True)
         else:
-            err_console.print(f"interrupted; last checkpoint: step {step}; continue with: genvae train --run-dir {run_dir} --resume", highlight=False, soft_wrap=True)
+            from genvae.errors import shell_quote
+
+            err_console.print(f"interrupted; last checkpoint: step {step}; continue with: genvae train --run-dir {shell_quote(run_dir)} --resume", highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
     finally:
         if made_here:
             remove_if_empty(run_dir)  # made empty for this run: gone again if it never started
     if result.steps_run == 0:
-        console.print(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train (pass --steps to train longer)", highlight=False, soft_wrap=True)
+        console.print(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train (pass --steps N with N > {result.step} to train longer)", highlight=False, soft_wrap=True)
         for path in result.figures:
             console.print(f"  wrote the missing figure {path}", soft_wrap=True)
         return

@@ -34,3 +34,10 @@ def require_positive(section: str, **sizes: int) -> None:
     for name, value in sizes.items():
         if int(value) < 1:
             raise ConfigError(f"{section}.{name} must be a positive integer, got {value}")
+
+
+def shell_quote(path: object) -> str:
+    """A path as one shell word, for the commands that messages tell the user to run."""
+    import shlex
+
+    return shlex.quote(str(path))

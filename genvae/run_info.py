@@ -17,7 +17,7 @@ from genvae.core.evaluation import EVALS_FILE, measured_values
 from genvae.core.health import log_warning
 from genvae.core.run import require_run_dir, run_config_dict
 from genvae.core.trainer import STOP_NOTE
-from genvae.errors import GenvaeError, RunDirError
+from genvae.errors import GenvaeError, RunDirError, shell_quote
 from genvae.viz.curves import read_records
 
 HIDDEN_LOG_KEYS = ("step", "lr", "steps_per_s")
@@ -96,7 +96,7 @@ def _scored_step(record: dict[str, Any]) -> dict[str, int]:
 def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[str, Any] | None) -> dict[str, Any]:
     """Where training stands. A run that is still training looks like a killed one here; the
     age of its last log line tells them apart. Ctrl-C and non-finite losses leave a note saying why."""
-    resume = f"genvae train --run-dir {run_dir} --resume"
+    resume = f"genvae train --run-dir {shell_quote(run_dir)} --resume"
     note = run_dir / STOP_NOTE
     if note.is_file():
         stop = read_json(note)

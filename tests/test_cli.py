@@ -239,3 +239,11 @@ def test_what_the_machine_refuses_is_one_line(tmp_path, digits_run_dir):
     assert environment_error(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 400000000000 bytes")).startswith(
         "out of memory ([enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
     assert environment_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug: shown in full
+
+
+def test_a_network_export_given_for_a_run_names_its_run(digits_run_dir, tmp_path):
+    """`genvae sample RUN/encoder` advised copying a checkpoint's config over the healthy export."""
+    result = runner.invoke(app, ["sample", str(digits_run_dir / "encoder"), "--out", str(tmp_path / "s.pt")], env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"is the encoder export of the run {digits_run_dir}, not a run itself; give {digits_run_dir}" in text
+    assert "copy" not in text

@@ -24,6 +24,7 @@ def test_builtins_are_registered_through_hooks():
 def test_unknown_name_suggests_the_closest():
     message = unknown_name_message("objective", "sof-intro", ["intro", "soft-intro", "vae"])
     assert message == "unknown objective 'sof-intro'; did you mean 'soft-intro'? available: intro, soft-intro, vae"
+    assert "did you mean 'mlp'?" in unknown_name_message("architecture", "MLP", ["lord", "mlp", "residual"])  # difflib alone misses case
     with pytest.raises(PluginError, match="unknown objective 'xyz'; available: intro, soft-intro, vae"):
         load_plugins().objectives.get("xyz")
 

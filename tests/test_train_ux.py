@@ -332,7 +332,7 @@ def test_resume_with_new_steps_updates_config_json_and_a_finished_run_says_so(tm
         result, text = invoke("train", "--run-dir", run, "--resume", "--no-progress", *args)
         assert result.exit_code == 0, result.output
         steps = args[1] if args else "6"
-        assert f"already at step 6 of train.steps={steps}; nothing to train (pass --steps to train longer)" in text
+        assert f"already at step 6 of train.steps={steps}; nothing to train (pass --steps N with N > 6 to train longer)" in text
         assert "done" not in text
     assert (run / "log.jsonl").read_text() == log
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 6  # nothing trained: unchanged

@@ -71,7 +71,8 @@ def unknown_name_message(kind: str, name: str, available: list[str], broken: dic
     the name may be one of theirs.
     """
     message = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(str(name), available, n=1, cutoff=0.6)
+    same_but_case = [a for a in available if a.lower() == str(name).lower()]
+    close = same_but_case or difflib.get_close_matches(str(name), available, n=1, cutoff=0.6)
     if close:
         message += f"; did you mean {close[0]!r}?"
     else:

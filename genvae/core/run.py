@@ -606,7 +606,11 @@ def foreign_config(path: Path) -> str | None:
     except (OSError, RunDirError):
         return None
     if isinstance(raw, dict) and raw.get("features") == "classifier" and "train" not in raw:
-        return "a feature classifier (written by 'genvae eval train-classifier'; give it to --feature-weights)"
+        return "a feature classifier (written by 'genvae eval train-classifier'; give it to --feature-weights), not a genvae run"
+    if isinstance(raw, dict) and raw.get("role") in ("encoder", "decoder") and "architecture" in raw and "train" not in raw:
+        run = path.parent.parent
+        return f"the {raw['role']} export of the run {run}, not a run itself; give {run}" if (run / "config.json").is_file() else \
+            f"a network export ({raw['role']}), not a genvae run"
     return None
 
 
@@ -631,7 +635,7 @@ def require_run_dir(path: Path) -> None:
                           "'genvae eval' take it; info, compare and --resume need a run directory")  # fmt: skip
     if (path / "config.json").is_file():
         if what := foreign_config(path / "config.json"):
-            raise RunDirError(f"{path} is {what}, not a genvae run")
+            raise RunDirError(f"{path} is {what}")
         return
     if not path.exists():
         raise RunDirError(f"{path} does not exist; give a run directory written by 'genvae train'")

@@ -53,7 +53,7 @@ from genvae.core.network_checks import CheckedModels, check_phase, check_phase_o
 from genvae.core.run import GIVEN_DATA, LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
-from genvae.errors import EvaluationError, GenvaeError, NonFiniteLossError, RunDirError
+from genvae.errors import EvaluationError, GenvaeError, NonFiniteLossError, RunDirError, shell_quote
 
 PARTS = ("encoder", "decoder")
 LOG_FILE = "log.jsonl"
@@ -120,7 +120,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, run_dir: Path, step: int, signum: int = signal.SIGINT) -> None:
         how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        super().__init__(f"{how} at step {step}; checkpoint saved; continue with: genvae train --run-dir {run_dir} --resume")
+        super().__init__(f"{how} at step {step}; checkpoint saved; continue with: genvae train --run-dir {shell_quote(run_dir)} --resume")
         self.run_dir, self.step, self.signum = run_dir, step, int(signum)
 
 
@@ -311,7 +311,7 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
         reason = "no space left on device" if full else (getattr(exc, "strerror", None) or str(exc).splitlines()[0])
         kept = (f"the checkpoint after step {self.last_checkpoint_step} is kept; {'free some disk space' if full else 'fix that'}, then continue "
-                f"with genvae train --run-dir {self.run_dir} --resume") if self.last_checkpoint_step is not None else "no earlier checkpoint exists"  # fmt: skip
+                f"with genvae train --run-dir {shell_quote(self.run_dir)} --resume") if self.last_checkpoint_step is not None else "no earlier checkpoint exists"  # fmt: skip
         return RunDirError(f"writing the checkpoint of step {self.step} into {self.run_dir} failed ({reason}); {kept}")
 
     def _write_checkpoint(self) -> None:
@@ -490,7 +490,7 @@ class Trainer:
         lower = f"{self.optimizers['encoder'].param_groups[0]['lr'] / 10:g}"
         if self.last_checkpoint_step is not None:
             kept = (f"the checkpoint after step {self.last_checkpoint_step} is kept ({self.run_dir / CHECKPOINT_DIR}): continue it with a lower "
-                    f"learning rate, genvae train --run-dir {self.run_dir} --resume --set optim.lr={lower}")  # fmt: skip
+                    f"learning rate, genvae train --run-dir {shell_quote(self.run_dir)} --resume --set optim.lr={lower}")  # fmt: skip
         else:
             kept = f"no checkpoint was written yet: start again with a lower learning rate (--set optim.lr={lower})"
         other = " or objective.beta_neg (a new run)" if "beta_neg" in self.cfg.objective else ""

@@ -22,6 +22,7 @@ from torch import Tensor
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.datasets.image_folder import default_channels
 from genvae.plugins.datasets.image_source import ImageData
+from genvae.plugins.datasets.points_file import numpy_read_error
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 SPLIT_SEED = 2021  # as the points dataset's: the held-out images do not depend on the training seed
@@ -128,7 +129,7 @@ class ImageArray(ImageData):
                 images = as_uint8_images(archive[key], what)
                 targets = archive[labels] if labels else None
         except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"image-array: cannot read {self.path}: {exc}") from None
+            raise DataError(f"image-array: cannot read {self.path}: {numpy_read_error(exc)}") from None
         if targets is not None:
             if targets.shape != (len(images),) or not np.issubdtype(targets.dtype, np.integer) or targets.min() < 0:
                 raise DataError(f"{what}: data.labels={labels} must hold one integer class (0, 1, ...) per image, "

@@ -55,7 +55,15 @@ def read_table(path: Path, key: str = "") -> tuple[np.ndarray, list[str]]:
                 return _numeric(archive[key or names[0]], path), []
         return _read_text(path)
     except (OSError, ValueError, EOFError) as exc:  # a damaged or mislabelled file
-        raise DataError(f"points: cannot read {path}: {exc}") from None
+        raise DataError(f"points: cannot read {path}: {numpy_read_error(exc)}") from None
+
+
+def numpy_read_error(exc: BaseException) -> str:
+    """Why NumPy could not read a file, without its advice to load pickles (unsafe, and never
+    what a damaged or mislabelled file needs)."""
+    if "allow_pickle" in str(exc):
+        return "it is not a NumPy array file, or holds Python objects (save numbers with np.save / np.savez)"
+    return str(exc)
 
 
 def _numeric(array: np.ndarray, path: Path) -> np.ndarray:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
+from genvae.plugins.datasets.points_file import numpy_read_error
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError, DataError, PluginError
 from genvae.plugins.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS, PR_NEIGHBORHOOD, feature_statistics, frechet_distance, kernel_inception_distance, precision_recall
@@ -211,6 +212,8 @@ def compute_reference_stats(
         raise ConfigError(f"--split must be {' or '.join(SPLITS)}, got {split!r}")
     if num_samples is not None and num_samples < 2:
         raise ConfigError(f"--num-samples must be at least 2, got {num_samples}")
+    if out_path is not None and Path(out_path).suffix != ".npz":  # before the features are computed
+        raise ConfigError(f"reference statistics are saved as .npz; got {Path(out_path).name!r}")
     source, label = open_data(data, data_options)
     if getattr(source, "kind", "images") != "images":
         raise DataError(f"FID needs an image dataset; {label} holds {source.kind}")
@@ -261,7 +264,7 @@ def load_stats(path: str | Path) -> dict[str, Any]:
                      "features": f["features"] if "features" in f else None,
                      "settings": json.loads(str(f["settings"])) if "settings" in f else {}}  # fmt: skip
     except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{path} is not a reference statistics file (needs mu and sigma): {exc}") from None
+        raise DataError(f"{path} is not a reference statistics file (needs mu and sigma): {numpy_read_error(exc)}") from None
     return stats
 
 
