@@ -542,3 +542,15 @@ def test_an_option_given_twice_is_refused_before_anything_runs(tmp_path, monkeyp
     assert list(tmp_path.iterdir()) == []
     result, out = invoke("train", "--data", "rings", "--set", "arch.hidden=8", "--set", "arch.depth=2", "--dry-run", "--dry-run")
     assert result.exit_code == 0, out
+
+
+def test_resume_runs_the_final_evaluation_a_kill_left_undone(tmp_path):
+    run = tmp_path / "run"
+    args = ("--set", "train.eval_every=2", "--eval", "toy2d", "--set", "train.eval_options={toy2d={num_samples=500,grid_points=64,gnelbo_batches=2}}")
+    assert invoke("train", "--data", "8gaussians", "--run-dir", run, "--steps", "4", *SMALL, *args)[0].exit_code == 0
+    evals = (run / "evals.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in evals] == [0, 2, 4]
+    (run / "evals.jsonl").write_text("\n".join(evals[:-1]) + "\n")  # as a kill after the final checkpoint leaves it
+    result, text = invoke("train", "--run-dir", run, "--resume", "--no-progress")
+    assert result.exit_code == 0 and "nothing to train" in text, result.output
+    assert [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()] == [0, 2, 4]

@@ -538,7 +538,9 @@ class Trainer:
         if self.resume:
             self._lock_run()  # before reading the checkpoint another trainer may be writing
             self.load_checkpoint()
-            if self.step >= t.steps:  # nothing to train; only figures a kill after the last checkpoint left unwritten
+            if self.step >= t.steps:  # nothing to train; only what a kill after the last checkpoint left undone
+                if (evaluations := planned_metrics(t, self.data.kind)) and self._not_yet_evaluated():
+                    self.evaluate(evaluations)  # the final evaluation
                 figures = [] if (self.run_dir / "losses.png").is_file() else self.write_figures()  # losses.png is written last
                 return TrainResult(self.run_dir, self.step, 0, {}, figures, 0.0)
             if acc.is_main_process:
