@@ -134,6 +134,9 @@ def test_epochs_visit_every_row_once_and_resume_exactly(tmp_path: Path) -> None:
     resumed = data.train_stream(4, seed=3)
     resumed.load_state_dict(state)
     assert all(torch.equal(a, next(iter(resumed)).x) for a in after)
+    np.save(tmp_path / "more.npy", np.arange(24, dtype=float).reshape(12, 2))  # rows added between the kill and the resume
+    with pytest.raises(DataError, match=r"points holds 12 training rows where the checkpoint's run had 10: the data changed"):
+        PointsFile(str(tmp_path / "more.npy")).train_stream(4, seed=3).load_state_dict(state)
 
 
 def test_a_held_out_split(tmp_path: Path) -> None:

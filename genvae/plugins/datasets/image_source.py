@@ -94,10 +94,15 @@ class ImageStream(BatchStream):
             yield self.next_batch()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
+                "size": self.size}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        saved = state.get("size")  # absent in checkpoints written before it was kept
+        if saved is not None and int(saved) != self.size:  # the folder or file changed since the checkpoint
+            raise DataError(f"{self.source.name} holds {self.size} training {self.unit} where the checkpoint's run had {saved}: the data "
+                            f"changed, so the run cannot continue exactly; restore the {saved} {self.unit}, or train a new run on the data as it is now")  # fmt: skip
         if self.position >= self.shard_size:
             raise DataError(f"cannot resume {self.source.name} at position {self.position}: an epoch has {self.shard_size} {self.unit} per process")
 
