@@ -301,3 +301,23 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_
         train(cfg, data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoint.tmp").exists()
     assert json.loads((tmp_path / "run" / "checkpoint" / "trainer.json").read_text())["step"] == 5
+
+
+def test_exports_of_two_steps_are_not_scored_as_a_pair(tmp_path):
+    """A kill between writing the encoder's and the decoder's export leaves them of different steps."""
+    import shutil
+
+    cfg, data = small_config(steps=10, checkpoint_every=5)
+    train(cfg, data, tmp_path / "early", progress=False)
+    shutil.copytree(tmp_path / "early", tmp_path / "run")
+    longer, _ = small_config(steps=15, checkpoint_every=5)
+    train(longer, data, tmp_path / "run", resume=True, progress=False)
+    shutil.rmtree(tmp_path / "run" / "decoder")
+    shutil.copytree(tmp_path / "early" / "decoder", tmp_path / "run" / "decoder")  # the step-10 decoder beside the step-15 encoder
+    with pytest.warns(UserWarning, match=r"its encoder export is of step 15 and its decoder's of step 10 .* using the pair saved with the checkpoint"):
+        loaded = load_run(tmp_path / "run")
+    checkpoint_decoder = load_file(str(tmp_path / "run" / "checkpoint" / "decoder" / "model.safetensors"))
+    assert loaded.step == 15 and all(torch.equal(checkpoint_decoder[k], v) for k, v in loaded.decoder.state_dict().items() if k in checkpoint_decoder)
+    shutil.rmtree(tmp_path / "run" / "decoder")
+    with pytest.raises(RunDirError, match=r"run/decoder is missing or incomplete; copy .*run/checkpoint/decoder \(the same export"):
+        load_run(tmp_path / "run")

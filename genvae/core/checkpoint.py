@@ -122,6 +122,10 @@ def _twin(path: Path) -> Path | None:
 def read_component_config(directory: Path) -> dict[str, Any]:
     path = Path(directory) / COMPONENT_CONFIG
     if not path.is_file():
+        twin_dir = Path(directory).parent / CHECKPOINT_DIR / Path(directory).name
+        if (twin_dir / COMPONENT_CONFIG).is_file():  # a run's export, deleted: the checkpoint holds the same one
+            raise RunDirError(f"{directory} is missing or incomplete; copy {twin_dir} (the same export, saved with the last checkpoint) "
+                              f"to {directory}, or {RESTORE}")  # fmt: skip
         raise RunDirError(f"{path} is missing: {directory} is not an exported genvae component")
     return read_json(path)
 

@@ -646,6 +646,19 @@ def require_run_dir(path: Path) -> None:
     raise RunDirError(f"{path} is not a genvae run directory (no config.json); train one with 'genvae train'")
 
 
+def matching_exports(path: Path) -> Path:
+    """Where a run's encoder and decoder of one step are: the run directory, or its checkpoint
+    when the two exports are of different steps (a kill between writing them)."""
+    steps = {part: read_component_config(path / part).get("step") if (path / part / COMPONENT_CONFIG).is_file() else None
+             for part in ("encoder", "decoder")}  # fmt: skip
+    checkpoint = find_checkpoint(path)
+    if None in steps.values() or steps["encoder"] == steps["decoder"] or checkpoint is None:
+        return path
+    warnings.warn(f"{path}: its encoder export is of step {steps['encoder']} and its decoder's of step {steps['decoder']} (training "
+                  f"stopped between writing them); using the pair saved with the checkpoint, {checkpoint}", stacklevel=3)  # fmt: skip
+    return checkpoint
+
+
 def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: str | torch.device = "cpu") -> LoadedRun:
     """Reopen a run directory: its config, its data source (a stand-in that only knows the shape
     when the data files are not here) and its exported networks, in eval mode on ``map_location``,
@@ -664,9 +677,10 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
         doing = f"it is being trained by {trainer}" if trainer else "it has not been trained"
         raise RunDirError(f"{path} has no checkpoint yet: {doing}; the first is written at step {cfg.train.checkpoint_every} "
                           f"(train.checkpoint_every) and at the end")  # fmt: skip
-    encoder = load_component(path / "encoder", plugins).to(map_location).requires_grad_(False)
-    decoder = load_component(path / "decoder", plugins).to(map_location).requires_grad_(False)
-    step = read_component_config(path / "encoder").get("step", cell["steps"] if cell else None)
+    exports = matching_exports(path)
+    encoder = load_component(exports / "encoder", plugins).to(map_location).requires_grad_(False)
+    decoder = load_component(exports / "decoder", plugins).to(map_location).requires_grad_(False)
+    step = read_component_config(exports / "encoder").get("step", cell["steps"] if cell else None)
     if trainer:
         warnings.warn(f"{path} is being trained by {trainer}: this uses its checkpoint of step {step}; later steps are not in it", stacklevel=2)
     name, shape = cfg.data["name"], tuple(encoder.config["data_shape"])
