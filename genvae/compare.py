@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from genvae.core.evaluation import measured_values, records_to_draw
 from genvae.core.run import require_run_dir, run_config_dict, runs_below
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, RunDirError
 from genvae.run_info import SETTING_KEYS, evaluation_records, record_settings
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
 
@@ -99,13 +99,21 @@ def compare_runs(
     ``<metric>.<value>`` keys its latest evaluation (RUN/metrics/, or during training) of the
     ``where`` settings (``out=mnist``)."""
     clauses = parse_where(where)
-    paths, out = expand_runs([Path(r) for r in runs]), Path(out)
+    given = [Path(r) for r in runs]
+    paths, out, skipped = expand_runs(given), Path(out), []
     if out.suffix.lower().lstrip(".") not in picture_formats():
         raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
+    for path in list(paths):
+        try:
+            require_run_dir(path)
+            run_config_dict(path / "config.json")
+        except RunDirError as exc:
+            if path in given:  # named by the user: its problem is the answer
+                raise
+            paths.remove(path)  # one damaged run among a directory's: left out, as info lists it
+            skipped.append(f"{path} left out: {exc}")
     if len(paths) < 2:
         raise ConfigError(f"compare needs at least two runs, got {len(paths)}" + (f" ({paths[0]})" if paths else ""))
-    for path in paths:
-        require_run_dir(path)
     labels = run_labels([p.resolve() for p in paths])
     logs = {label: read_records(p / "log.jsonl") + records_to_draw(p) for label, p in zip(labels, paths)}
     latest = {}
@@ -139,7 +147,7 @@ def compare_runs(
         configs.append(config)
     datasets = sorted({row["data"] for row in rows})
     warnings = [f"the runs were trained on different data ({', '.join(datasets)}): their losses are not on one scale"] if len(datasets) > 1 else []
-    warnings += differing_evaluations(latest, shown)
+    warnings += differing_evaluations(latest, shown) + skipped
     evaluations = sorted({k for values in evaluated.values() for k in values} - set(shown))
     result = {"figure": None if figure is None else str(figure), "keys": shown, "runs": rows, "warnings": warnings, "evaluations": evaluations}
     if group_by:

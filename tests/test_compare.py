@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from genvae.cli import app
 from genvae.compare import compare_runs, run_labels
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, RunDirError
 from genvae.viz.curves import plot_losses, read_records
 
 
@@ -165,6 +165,17 @@ def test_evaluations_are_columns_and_seeds_are_summarised(digits_run_dir, tmp_pa
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["out=cifar10"])
     with pytest.raises(ConfigError, match=r"--where 'data=mnist': give SETTING=VALUE with a setting of out, score, ref, split"):
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["data=mnist"])
+
+
+def test_a_damaged_run_among_a_directorys_is_left_out(digits_run_dir, tmp_path):
+    """compare DIR stopped at one unreadable run, where info DIR lists it and carries on."""
+    _sweep(digits_run_dir, tmp_path)
+    (tmp_path / "sweep" / "b32-s1" / "config.json").write_text("{not json")
+    result = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["rec"])
+    assert [r["run"] for r in result["runs"]] == ["b256-s0", "b256-s1", "b32-s0"]
+    assert any(w.startswith(f"{tmp_path / 'sweep' / 'b32-s1'} left out:") for w in result["warnings"])
+    with pytest.raises(RunDirError):  # named on its own, its problem is the answer
+        compare_runs([tmp_path / "sweep" / "b32-s1", tmp_path / "sweep" / "b32-s0"], tmp_path / "c.png", ["rec"])
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json", "table"])
