@@ -321,3 +321,9 @@ def test_exports_of_two_steps_are_not_scored_as_a_pair(tmp_path):
     shutil.rmtree(tmp_path / "run" / "decoder")
     with pytest.raises(RunDirError, match=r"run/decoder is missing or incomplete; copy .*run/checkpoint/decoder \(the same export"):
         load_run(tmp_path / "run")
+
+
+def test_log_every_0_logs_at_the_end_only_as_the_other_intervals(tmp_path):
+    cfg, data = small_config(steps=5, log_every=0)
+    train(cfg, data, tmp_path / "run", progress=False)
+    assert [r["step"] for r in losses(tmp_path / "run")] == [5]  # it logged every step

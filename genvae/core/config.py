@@ -35,7 +35,7 @@ class TrainConfig:
     seed: int = 0  # seeds the model, the data stream and the noise
     precision: str = "no"  # mixed precision through Accelerate: no | bf16 | fp16
     conditional: bool = False  # class-conditional model (one-hot labels to encoder and decoder)
-    log_every: int = 100  # steps between logged loss values (log.jsonl)
+    log_every: int = 100  # steps between logged loss values (log.jsonl; 0: only at the end)
     checkpoint_every: int = 1000  # steps between resumable checkpoints (0: only at the end)
     figures_every: int = 0  # steps between figure updates (0: only at the end)
     compile: bool = False  # torch.compile the encoder and decoder for training (same results to float rounding)

@@ -586,7 +586,7 @@ class Trainer:
                     self.step += 1
                     if self.step % TRIM_EVERY == 0:
                         release_free_memory()
-                    if window.count and (self.step % max(t.log_every, 1) == 0 or self.step == t.steps):
+                    if window.count and ((t.log_every and self.step % t.log_every == 0) or self.step == t.steps):
                         last_logs = self._write_log(window.close(self.step))
                     progress.update(self.step, last_logs, last_logs.get("steps_per_s", (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9)))
                     if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
