@@ -8,6 +8,7 @@ directory of runs stands for all of them. Evaluations during training (``RUN/eva
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
@@ -59,23 +60,34 @@ def differing_evaluations(latest: dict[str, dict[str, dict[str, Any]]], keys: Se
 
 def parse_where(where: Sequence[str]) -> dict[str, str]:
     """``--where out=mnist`` clauses as {setting: value}."""
-    clauses = {}
+    clauses: dict[str, str] = {}
     for clause in where:
         key, sep, value = clause.partition("=")
         if not sep or key not in SETTING_KEYS or not value:
             raise ConfigError(f"--where {clause!r}: give SETTING=VALUE with a setting of {', '.join(SETTING_KEYS)} (e.g. --where out=mnist)")
+        if key in clauses:
+            raise ConfigError(f"--where {key}= given twice ({clauses[key]}, {value}); a record is of one {key}: compare one at a time")
         clauses[key] = value
     return clauses
 
 
 def latest_matching(records: list[dict[str, Any]], where: dict[str, str]) -> dict[str, Any] | None:
     """The latest record that is of the ``where`` settings (one that does not record a setting,
-    as FID records no ``out``, is not held to it); a path matches by its file name too."""
+    as FID records no ``out``, is not held to it)."""
     for record in reversed(records):
         settings = record_settings(record)
-        if all(k not in settings or settings[k] in (v, Path(v).name) or Path(settings[k]).name == v for k, v in where.items()):
+        if all(k not in settings or names_the_same(settings[k], v) for k, v in where.items()):
             return record
     return None
+
+
+def names_the_same(recorded: str, wanted: str) -> bool:
+    """Whether ``wanted`` names the data (or file) a record was of: the whole recorded text
+    (``mnist:split=test``), its dataset name (``mnist``), or the file name of a path in it
+    (``ood.npy`` of ``image-array:/data/ood.npy`` or ``image-array:path=ood.npy``)."""
+    if wanted in (recorded, recorded.split(":", 1)[0]):
+        return True
+    return any(part and Path(part).name == Path(wanted).name for part in re.split(r"[:,=]", recorded)[1:])
 
 
 def setting(config: dict[str, Any], dotted: str) -> Any:

@@ -38,10 +38,13 @@ def test_train_from_python_equals_the_cli(tmp_path, one_thread):
     assert torch.equal(loaded.models.decode(torch.from_numpy(codes)), decoded)
     mu, _ = loaded.models.encode(torch.from_numpy(np.ones((3, 2))))
     assert mu.shape == (3, loaded.models.z_dim) and mu.dtype == torch.float32
-    with pytest.raises(DataError, match=r"encode takes a batch, shape \(N, 2\); got one sample: give x\[None\]"):
+    with pytest.raises(DataError, match=r"encode takes a batch of shape \(N, 2\), the run's samples; got \(2,\): one sample, give x\[None\]"):
         loaded.models.encode(torch.ones(2))
-    with pytest.raises(DataError, match=r"decode takes a batch of codes, shape \(N, z_dim\); got shape \(2,\): give z\[None\]"):
+    with pytest.raises(DataError, match=r"decode takes a batch of codes, shape \(N, 2\); got shape \(2,\): give z\[None\]"):
         loaded.models.decode(torch.zeros(loaded.models.z_dim))
+    with pytest.raises(DataError, match=r"decode takes a batch of codes, shape \(N, 2\); got shape \(4, 3\)$"):
+        loaded.models.decode(torch.zeros(4, 3))
+    assert loaded.models.decode(np.zeros((4, 2))).shape == (4, 2)  # NumPy arrays too
 
 
 def test_a_notebook_trains_again_in_another_precision_and_keeps_its_random_state(tmp_path, one_thread):

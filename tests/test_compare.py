@@ -165,6 +165,13 @@ def test_evaluations_are_columns_and_seeds_are_summarised(digits_run_dir, tmp_pa
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["out=cifar10"])
     with pytest.raises(ConfigError, match=r"--where 'data=mnist': give SETTING=VALUE with a setting of out, score, ref, split"):
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["data=mnist"])
+    from genvae.compare import names_the_same
+
+    assert names_the_same("mnist:split=test", "mnist") and names_the_same("mnist:split=test", "mnist:split=test")  # as eval ood records it
+    assert names_the_same("image-array:/data/ood.npy", "ood.npy") and names_the_same("image-array:path=ood.npy", "/elsewhere/ood.npy")
+    assert not names_the_same("fashion-mnist:split=test", "mnist") and not names_the_same("image-array:/data/ood.npy", "other.npy")
+    with pytest.raises(ConfigError, match="--where out= given twice"):
+        compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["out=mnist", "out=digits"])
 
 
 def test_a_damaged_run_among_a_directorys_is_left_out(digits_run_dir, tmp_path):

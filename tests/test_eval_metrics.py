@@ -247,6 +247,20 @@ def test_fid_reference_is_saved_reused_and_checked(tiny_run, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*rank-deficient")
+def test_an_npz_of_images_is_a_reference_not_a_statistics_file(tiny_run, tmp_path):
+    """--ref images.npz was read as statistics ("needs mu and sigma"), and the spec form was "not found"."""
+    from genvae.plugins.datasets.images import Digits
+
+    x = Digits().split_data("test")[0].numpy()
+    np.savez(tmp_path / "digits.npz", x=x)
+    copy = type(tiny_run)(tmp_path / "run", tiny_run.config, tiny_run.data, tiny_run.encoder, tiny_run.decoder, tiny_run.step)
+    options = dict(num_samples=40, batch_size=20, features="random-conv", kid_subset_size=20, kid_subsets=2, progress=False, write=False)
+    assert fidm.evaluate_fid(copy, str(tmp_path / "digits.npz"), **options)["ref_n"] == len(x)
+    assert fidm.evaluate_fid(copy, f"image-array:path={tmp_path / 'digits.npz'}", **options)["ref_n"] == len(x)
+    assert not fidm.is_stats_file(str(tmp_path / "digits.npz")) and fidm.is_stats_file(str(tmp_path / "stats.npz"))
+
+
+@pytest.mark.filterwarnings("ignore:.*rank-deficient")
 def test_a_dataset_that_only_streams_is_a_reference_of_as_many_images_as_generated(tiny_run, tmp_path):
     """A plugin dataset with train_stream / test_batch only (as plugins.md describes one) as --ref
     said "cannot list its train split; give --num-samples", which was given."""

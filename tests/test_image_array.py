@@ -107,3 +107,34 @@ def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_
         genvae.train(tmp_path / "bad", data=(points, np.zeros(64)))
     with pytest.raises(RunDirError, match="already exists"):
         genvae.train(tmp_path / "img", data=x, steps=2)
+
+
+def test_a_resume_on_data_of_another_shape_or_classes_is_one_line(tmp_path, one_thread):
+    np.save(tmp_path / "small.npy", images(16))
+    np.save(tmp_path / "rgb.npy", np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
+    genvae.train(tmp_path / "run", data=str(tmp_path / "small.npy"), objective="vae", steps=2, batch_size=4, settings=SMALL)
+    with pytest.raises(DataError, match=r"--resume: image-array now holds samples of shape \(3, 8, 8\), where the run was trained on shape \(1, 8, 8\)"):
+        genvae.train(tmp_path / "run", steps=4, resume=True, settings={"data.path": str(tmp_path / "rgb.npy")})
+    np.savez(tmp_path / "l2.npz", x=images(16), y=np.arange(16) % 2)
+    np.savez(tmp_path / "l3.npz", x=images(16), y=np.arange(16) % 3)
+    cond = {**SMALL, "train.conditional": True, "data.labels": "y"}
+    genvae.train(tmp_path / "cond", data=str(tmp_path / "l2.npz"), objective="vae", steps=2, batch_size=4, settings=cond)
+    with pytest.raises(DataError, match=r"now holds 3 classes, where the run was trained on 2 classes"):
+        genvae.train(tmp_path / "cond", steps=4, resume=True, settings={"data.path": str(tmp_path / "l3.npz")})
+
+
+def test_loaded_image_models_say_which_axis_is_missing_and_check_labels(tmp_path, one_thread):
+    np.savez(tmp_path / "l2.npz", x=images(16), y=np.arange(16) % 2)
+    cond = {**SMALL, "train.conditional": True, "data.labels": "y"}
+    genvae.train(tmp_path / "cond", data=str(tmp_path / "l2.npz"), objective="vae", steps=2, batch_size=4, settings=cond)
+    run = genvae.load_run(tmp_path / "cond")
+    x = images(3)
+    with pytest.raises(DataError, match=r"encode takes a batch of shape \(N, 1, 8, 8\), the run's samples; got \(3, 8, 8\): the channel axis is missing, give x\[:, None\]"):
+        run.models.encode(x, np.zeros(3, dtype=np.int64))
+    mu, _ = run.models.encode(x[:, None], np.zeros(3, dtype=np.int64))  # NumPy in, tensors out
+    with pytest.raises(DataError, match="class labels from 0 to 5, but the model knows classes 0 to 1"):
+        run.models.decode(mu, np.array([0, 1, 5]))
+    with pytest.raises(DataError, match="this model is class-conditional: pass each sample's class label y"):
+        run.models.decode(mu)
+    result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "cond"), str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "is class-conditional (2 classes): its networks need each image's class" in " ".join(result.output.split())

@@ -199,7 +199,7 @@ def test_conditional_forward_uses_labels() -> None:
     assert mu0.shape == (3, 4) and not torch.allclose(mu0, mu1)
     assert decoder(mu0, y0).shape == (3, *shape)
     assert not torch.allclose(decoder(mu0, y0), decoder(mu0, y1))
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(DataError, match="class-conditional: pass each sample.s class label y"):
         encoder(x)
 
 

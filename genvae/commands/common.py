@@ -92,11 +92,15 @@ def environment_error(exc: BaseException) -> str | None:
 
 
 def load_image_run(run: Any, command: str) -> Any:
-    """:func:`~genvae.core.run.load_run`, refusing a run that was not trained on images."""
+    """:func:`~genvae.core.run.load_run`, refusing a run that was not trained on images or that
+    needs class labels (the commands that take image files have none)."""
     from genvae.core.run import load_run
     from genvae.errors import ConfigError
 
     loaded = load_run(run)
     if len(loaded.data.shape) != 3:
         raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape}); {command} needs an image run")
+    if classes := int(loaded.encoder.config.get("num_classes", 0) or 0):
+        raise ConfigError(f"run {run} is class-conditional ({classes} classes): its networks need each image's class, which {command} "
+                          "does not have for image files; from Python, run.models.encode(x, y) and decode(z, y) take your labels")  # fmt: skip
     return loaded

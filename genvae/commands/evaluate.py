@@ -56,12 +56,12 @@ def fid(
 ) -> None:
     """FID, KID and precision / recall of generated images; appended to RUN/metrics/fid.jsonl."""
     from genvae.core.run import load_run
-    from genvae.plugins.metrics.fid import evaluate_fid
+    from genvae.plugins.metrics.fid import evaluate_fid, is_stats_file
 
     results = evaluate_fid(load_run(run), ref, num_samples=num_samples, features=features, inception_weights=inception_weights,
                            resize=resize, batch_size=batch_size, seed=seed, feature_weights=feature_weights)
     _print(results)
-    if not ref.endswith(".npz"):  # the data's statistics were computed (or read back) for this run
+    if not is_stats_file(ref):  # the data's statistics were computed (or read back) for this run
         console.print(f"note: the reference statistics of {ref} are in {results['ref']}; give that file as --ref to other runs "
                       "to skip computing them again (or make them once: genvae eval fid-ref)", highlight=False, soft_wrap=True)
 

@@ -76,8 +76,10 @@ def append_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
     networks (the CVAE of Appendix 9.4.1); ``t`` unchanged when ``num_classes`` is 0."""
     if num_classes == 0:
         return t
+    from genvae.errors import DataError
+
     if y is None:
-        raise ValueError("this model is class-conditional: pass labels y")
+        raise DataError("this model is class-conditional: pass each sample's class label y")
     return torch.cat([t, torch.nn.functional.one_hot(y.long(), num_classes).to(t.dtype)], dim=1)
 
 

@@ -436,18 +436,44 @@ class EvalModels(Models):
     go back to the input's device, so that code working on the CPU (figures, metrics) can use
     networks that train on a GPU. One sample without its batch dimension is a clear error."""
 
-    sample_rank: int | None = None  # dimensions of one sample (3 for images): x of that rank lacks its batch
+    sample_shape: tuple[int, ...] | None = None  # one sample's shape (checked unless the decoder grows)
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.sample_rank is not None and x.dim() == self.sample_rank:
-            raise DataError(f"encode takes a batch, shape (N, {', '.join(map(str, x.shape))}); got one sample: give x[None] (or x.unsqueeze(0))")
-        mu, logvar = super().encode(_like_parameters(x, self.encoder), None if y is None else y.to(module_device(self.encoder)))
+    def encode(self, x: Any, y: Any = None) -> tuple[Tensor, Tensor]:
+        x = torch.as_tensor(x)
+        if self.sample_shape is not None and self.output_size is None and tuple(x.shape[1:]) != self.sample_shape:
+            raise DataError(self._shape_error(tuple(x.shape)))
+        y = self._labels(y, self.encoder)
+        mu, logvar = super().encode(_like_parameters(x, self.encoder), y)
         return mu.to(x.device), logvar.to(x.device)
 
-    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        if z.dim() != 2:
-            raise DataError(f"decode takes a batch of codes, shape (N, z_dim); got shape {tuple(z.shape)}" + (": give z[None]" if z.dim() == 1 else ""))
-        return super().decode(_like_parameters(z, self.decoder), None if y is None else y.to(module_device(self.decoder))).to(z.device)
+    def decode(self, z: Any, y: Any = None) -> Tensor:
+        z = torch.as_tensor(z)
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            one = ": give z[None]" if z.dim() == 1 and len(z) == self.z_dim else ""
+            raise DataError(f"decode takes a batch of codes, shape (N, {self.z_dim}); got shape {tuple(z.shape)}{one}")
+        return super().decode(_like_parameters(z, self.decoder), self._labels(y, self.decoder)).to(z.device)
+
+    def _shape_error(self, shape: tuple[int, ...]) -> str:
+        expected = tuple(self.sample_shape or ())
+        hint = ""
+        if shape == expected:
+            hint = ": one sample, give x[None] (or x.unsqueeze(0))"
+        elif len(shape) == len(expected) and expected[0] == 1 and shape[1:] == expected[1:]:
+            hint = ": the channel axis is missing, give x[:, None]"
+        elif len(shape) == len(expected) + 1 and shape[-1] == expected[0] and shape[1:-1] == expected[1:]:
+            hint = ": channels last, give x.permute(0, 3, 1, 2)"
+        return f"encode takes a batch of shape (N, {', '.join(map(str, expected))}), the run's samples; got {shape}{hint}"
+
+    def _labels(self, y: Any, network: torch.nn.Module) -> Tensor | None:
+        """Class labels on the network's device, within the classes it knows."""
+        if y is None:
+            return None
+        y = torch.as_tensor(y)
+        classes = int(getattr(network, "config", {}).get("num_classes", 0) or 0)
+        if classes and len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+            raise DataError(f"class labels from {int(y.min())} to {int(y.max())}, but the model knows classes 0 to {classes - 1}; "
+                            "give labels of its own classes")  # fmt: skip
+        return y.to(module_device(network))
 
 
 def _like_parameters(t: Tensor, module: torch.nn.Module) -> Tensor:
@@ -462,7 +488,7 @@ def models_view(encoder: Encoder, decoder: Decoder, data: DataSource, generator:
     """Models for evaluation (:class:`EvalModels`); a growing decoder's images are shown at the
     data's resolution."""
     output_size = data.shape[-1] if hasattr(decoder, "set_growth") else None
-    return EvalModels(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size, sample_rank=len(data.shape))
+    return EvalModels(encoder, decoder, dict(encoder.latent_groups), data.dim, generator, output_size=output_size, sample_shape=tuple(data.shape))
 
 
 class UnavailableData(DataSource):

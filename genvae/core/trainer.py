@@ -40,6 +40,7 @@ from genvae.core.checkpoint import (
     find_checkpoint,
     load_state,
     load_weights,
+    read_component_config,
     swap_in_directory,
 )
 from genvae.core.config import read_json, write_json
@@ -53,7 +54,7 @@ from genvae.core.network_checks import CheckedModels, check_phase, check_phase_o
 from genvae.core.run import GIVEN_DATA, LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
-from genvae.errors import EvaluationError, GenvaeError, NonFiniteLossError, RunDirError, shell_quote
+from genvae.errors import DataError, EvaluationError, GenvaeError, NonFiniteLossError, RunDirError, shell_quote
 
 PARTS = ("encoder", "decoder")
 LOG_FILE = "log.jsonl"
@@ -356,6 +357,7 @@ class Trainer:
             if self.accelerator.is_main_process:  # stopped before its first checkpoint: train it again from step 0
                 self._drop_log_records_after(0)
             return
+        self._check_same_data(read_component_config(checkpoint / "encoder").get("config", {}))
         for name, module in self.parts.items():
             load_weights(module, checkpoint / name)
         load_state(self.accelerator, checkpoint / "accelerate", custom_objects=len(self.checkpointed))
@@ -365,6 +367,17 @@ class Trainer:
         self._take_new_learning_rates()
         if self.accelerator.is_main_process:
             self._drop_log_records_after(self.step)
+
+    def _check_same_data(self, saved: dict[str, Any]) -> None:
+        """A resume on data of another sample shape, or with other classes for a conditional model,
+        cannot load the networks: say so (loading failed with a size mismatch)."""
+        shape, classes = tuple(saved.get("data_shape", self.data.shape)), int(saved.get("num_classes", 0))
+        now = self.data.num_classes if classes else 0
+        if shape != tuple(self.data.shape) or classes != now:
+            what = f"samples of shape {tuple(self.data.shape)}" if shape != tuple(self.data.shape) else f"{now} classes"
+            was = f"shape {shape}" if shape != tuple(self.data.shape) else f"{classes} classes"
+            raise DataError(f"--resume: {self.data.name} now holds {what}, where the run was trained on {was}; continue it on its own "
+                            "data (give its data.path), or train a new run on this data")  # fmt: skip
 
     def _take_new_learning_rates(self) -> None:
         """A resume that changes optim.lr (after a non-finite loss, say) continues from the checkpoint

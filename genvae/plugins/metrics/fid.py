@@ -254,6 +254,21 @@ def save_stats(path: str | Path, stats: Mapping[str, Any]) -> Path:
     return path
 
 
+def is_stats_file(ref: Any) -> bool:
+    """Whether a --ref names a statistics file (.npz from fid-ref), not data: an .npz of images
+    (the image-array dataset) or a data spec (``image-array:path=x.npz``) is data."""
+    from genvae.plugins.datasets.image_array import holds_images
+
+    from genvae.core.plugins import get_plugins
+
+    if not isinstance(ref, (str, Path)) or not str(ref).endswith(".npz"):
+        return False
+    spec_name, colon, _ = str(ref).partition(":")
+    if colon and spec_name in get_plugins().datasets and not Path(ref).exists():
+        return False
+    return not (Path(ref).is_file() and holds_images(Path(ref)))
+
+
 def load_stats(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -374,7 +389,7 @@ def evaluate_fid(
     acc = _accelerator(accelerator)
     start = time.perf_counter()
     run_path = Path(run.path)
-    ref_is_file = isinstance(ref, (str, Path)) and str(ref).endswith(".npz")
+    ref_is_file = is_stats_file(ref)
     ref_stats = load_stats(ref) if ref_is_file else None
     if ref_stats is None:
         source, label = open_data(ref, at_run_size(ref, shape), stats_ok=True)
