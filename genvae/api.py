@@ -133,11 +133,14 @@ def save_given_data(data: Any, run_dir: Path) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
+            value = value.detach().cpu()
+            value = (value.float() if value.is_floating_point() and value.dtype != torch.float64 else value).numpy()  # bf16 has no NumPy type
         if not isinstance(value, np.ndarray):
             raise ConfigError(f"data must be a dataset name, a path, or an array (NumPy or torch) of points or images, "
                               f"or (images, labels); got {type(value).__name__}")  # fmt: skip
         arrays[name] = value
+    if arrays["x"].size == 0:
+        raise ConfigError(f"data holds an empty array (shape {arrays['x'].shape}); give at least two samples")
     if arrays["x"].ndim not in (2, 3, 4):
         raise ConfigError(f"data holds an array of shape {arrays['x'].shape}; give points as (N, D), images as (N, H, W), (N, C, H, W) or (N, H, W, C)")
     if "y" in arrays and arrays["x"].ndim == 2:

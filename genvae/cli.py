@@ -86,12 +86,12 @@ def train(
     import json
 
     from genvae.api import default_run_dir, user_settings
-    from genvae.core.checkpoint import checkpoint_step, find_checkpoint
+    from genvae.core.checkpoint import checkpoint_step, find_checkpoint, trained_without_checkpoint
     from genvae.core.evaluation import planned_metrics
     from genvae.core.health import run_warning
     from genvae.core.run import parameter_counts_on_meta, resolve
     from genvae.core.run_lock import being_trained, training_process
-    from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir, trained_before
+    from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
     flags = {
         "objective.name": objective,
@@ -138,7 +138,7 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
-    if resume and checkpoint is None and trained_before(Path(run_dir)) is None:
+    if resume and checkpoint is None and trained_without_checkpoint(Path(run_dir), cfg.train.checkpoint_every) is None:
         console.print(f"note: {run_dir} stopped before its first checkpoint; training it again from step 0 with its saved config", highlight=False, soft_wrap=True)
     trainer = None
     try:
@@ -181,7 +181,7 @@ def train(
 def sample(
     run: Path = RUN_DIR,
     n: int = typer.Option(1000, "--num-samples", "-n", help="Number of samples."),
-    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor), .npy / .csv (one sample per row) or .png / .jpg (picture)."),
+    out: Path = typer.Option(Path("samples.pt"), "--out", help="Output file: .pt (tensor), .npy (an array: images as (N, C, H, W), points as rows), .csv (one sample per row) or .png / .jpg (picture)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
     truncation: float = typer.Option(1.0, "--truncation", help="Style models: truncation psi (e.g. 0.7) towards the average style."),
     mix: int = typer.Option(-1, "--mix", help="Style models: style mixing; style layers from this index on come from a second z."),
@@ -220,6 +220,10 @@ def sample(
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".pt":
         torch.save(x, out)
+    elif out.suffix.lower() == ".npy" and x.dim() > 2:  # images keep their shape (N, C, H, W), as the data's arrays
+        import numpy as np
+
+        np.save(out, x.numpy())
     elif out.suffix.lower() in (".npy", ".csv"):
         save_rows(x.reshape(n, -1).numpy(), out, getattr(loaded.data, "column_names", []))
     else:

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from genvae.core.checkpoint import checkpoint_step, damaged, find_checkpoint
+from genvae.core.checkpoint import CHECKPOINT_DIR, checkpoint_step, damaged, find_checkpoint, trained_without_checkpoint
 from genvae.core.config import read_json
 from genvae.core.evaluation import EVALS_FILE, measured_values
 from genvae.core.health import log_warning
@@ -93,7 +93,7 @@ def _scored_step(record: dict[str, Any]) -> dict[str, int]:
     return {"step": record["step"]} if isinstance(record.get("step"), int) else {}
 
 
-def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[str, Any] | None) -> dict[str, Any]:
+def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[str, Any] | None, checkpoint_every: int = 0) -> dict[str, Any]:
     """Where training stands. A run that is still training looks like a killed one here; the
     age of its last log line tells them apart. Ctrl-C and non-finite losses leave a note saying why."""
     resume = f"genvae train --run-dir {shell_quote(run_dir)} --resume"
@@ -101,6 +101,9 @@ def training_state(run_dir: Path, trained: int | None, total: int, logged: dict[
     if note.is_file():
         stop = read_json(note)
         return {"state": f"stopped at step {stop.get('step')} ({stop.get('time')}): {stop.get('reason')}", "next": resume}
+    if trained is None and (lost := trained_without_checkpoint(run_dir, checkpoint_every)) is not None:
+        return {"state": f"trained to step {lost}, but its checkpoint folder is missing or damaged",
+                "next": f"restore {run_dir / CHECKPOINT_DIR} from a backup to continue it (--resume refuses to start it again from step 0)"}
     if trained is None:
         started = "not started" if logged is None else f"no checkpoint yet (logged up to step {logged.get('step')})"
         return {"state": started, "next": f"{resume} (starts from step 0)"}
@@ -137,7 +140,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "train": cfg["train"],  # the seed of a sweep's run, among others
         "steps_total": total,
         "steps_trained": trained,
-        **training_state(path, trained, total, logged),
+        **training_state(path, trained, total, logged, int(cfg["train"].get("checkpoint_every", 0))),
         "last_log": logged,
         "last_log_age_s": round(time.time() - log.stat().st_mtime, 1) if logged else None,
         "parameters": models,

@@ -74,6 +74,20 @@ def test_labels_and_a_held_out_split(tmp_path):
     np.save(tmp_path / "imgs.npy", images())
     with pytest.raises(ConfigError, match="data.labels names an array of an .npz"):
         ImageArray(str(tmp_path / "imgs.npy"), labels="y")
+    np.savez(tmp_path / "neg.npz", x=images(4), y=np.array([0, 1, -1, 2]))
+    with pytest.raises(DataError, match=r"data.labels=y holds the class -1; classes are numbered 0, 1, ..."):
+        ImageArray(str(tmp_path / "neg.npz"), labels="y")
+    np.savez(tmp_path / "huge.npz", x=images(4), y=np.array([0, 1, 2, 900000]))
+    with pytest.raises(DataError, match=r"holds the class 900000; .* renumber them"):  # would have built a 900001-class decoder
+        ImageArray(str(tmp_path / "huge.npz"), labels="y")
+    with pytest.raises(ConfigError, match=r"data.labels names the .npz array of class labels \(e.g. data.labels=y\), not true"):
+        ImageArray(str(tmp_path / "d.npz"), labels="true")
+    np.save(tmp_path / "five.npy", np.zeros((2, 1, 1, 8, 8)))
+    from genvae.plugins.datasets.points_file import PointsFile
+
+    with pytest.raises(DataError) as five:
+        PointsFile(str(tmp_path / "five.npy"))
+    assert "image-array" not in str(five.value)  # it would fail there the same way
 
 
 def test_train_and_evaluate_a_file_of_images_from_the_cli(tmp_path, one_thread):
@@ -107,6 +121,12 @@ def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_
         genvae.train(tmp_path / "bad", data=(points, np.zeros(64)))
     with pytest.raises(RunDirError, match="already exists"):
         genvae.train(tmp_path / "img", data=x, steps=2)
+    with pytest.raises(ConfigError, match=r"data holds an empty array \(shape \(0, 2\)\)"):
+        genvae.train(tmp_path / "empty", data=np.zeros((0, 2)))
+    half = genvae.train(tmp_path / "bf16", data=x.to(torch.bfloat16), steps=1, batch_size=4, objective="vae", settings=SMALL)  # no NumPy bf16
+    assert half.step == 1
+    result = CliRunner().invoke(app, ["sample", str(tmp_path / "img"), "-n", "5", "--out", str(tmp_path / "s.npy")])
+    assert result.exit_code == 0 and np.load(tmp_path / "s.npy").shape == (5, 1, 8, 8)  # images keep their shape
 
 
 def test_a_resume_on_data_of_another_shape_or_classes_is_one_line(tmp_path, one_thread):

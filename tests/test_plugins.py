@@ -170,7 +170,7 @@ def test_a_name_taken_or_a_wrong_registration_breaks_only_its_plugin():
             register("forty-two", 42)
 
     plugins = load_plugins(extra=[("takes-vae", TakesVae), ("tuple", TupleArch), ("number", NumberData)])
-    assert "objective 'vae' is registered by both 'objectives.vae' and 'takes-vae'; rename 'takes-vae''s" in plugins.info["takes-vae"].error
+    assert "objective 'vae' is registered by both 'objectives.vae' and 'takes-vae'; rename it in 'takes-vae'" in plugins.info["takes-vae"].error
     assert plugins.objectives.entry("vae").plugin == "objectives.vae" and "mine" not in plugins.objectives
     assert "architecture 'tuple-arch' must be a genvae.core.interfaces.Architecture" in plugins.info["tuple"].error
     assert "dataset 'forty-two' must be callable" in plugins.info["number"].error

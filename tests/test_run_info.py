@@ -51,6 +51,10 @@ def test_progress_of_an_unfinished_run_and_of_one_without_checkpoint(run_copy):
     assert info["next"].startswith(f"genvae train --run-dir {run_copy} --resume") and "--steps" not in info["next"]
     assert info["last_log"] == {"step": 5, "loss_vae": 1.5} and info["last_log_age_s"] >= 0
     shutil.rmtree(run_copy / "checkpoint")
+    info = run_info(run_copy)  # its exports show the lost checkpoint
+    assert info["steps_trained"] is None and info["state"] == "trained to step 5, but its checkpoint folder is missing or damaged"
+    for part in ("encoder", "decoder"):  # as a run stopped before its first checkpoint is
+        shutil.rmtree(run_copy / part)
     info = run_info(run_copy)
     assert info["steps_trained"] is None and info["state"] == "no checkpoint yet (logged up to step 5)"
     assert "starts from step 0" in info["next"]

@@ -160,7 +160,16 @@ def test_a_trained_run_without_its_checkpoint_is_not_trained_again_from_step_0(t
     train(cfg, data, tmp_path / "run", progress=False)
     log = (tmp_path / "run" / "log.jsonl").read_text()
     shutil.rmtree(tmp_path / "run" / "checkpoint")
-    with pytest.raises(RunDirError, match=r"trained to step 10 \(its exports say so\) but holds no complete checkpoint .* resuming would start again"):
+    with pytest.raises(RunDirError, match=r"trained to step 10 \(its exports or log say so\) but holds no complete checkpoint .* resuming would start again"):
+        train(cfg, data, tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "log.jsonl").read_text() == log
+    from genvae.run_info import run_info
+
+    info = run_info(tmp_path / "run")
+    assert info["state"] == "trained to step 10, but its checkpoint folder is missing or damaged" and "--resume refuses" in info["next"]
+    for part in ("encoder", "decoder"):  # the exports gone too: the log, past the first checkpoint's step, still tells
+        shutil.rmtree(tmp_path / "run" / part)
+    with pytest.raises(RunDirError, match="trained to step 10"):
         train(cfg, data, tmp_path / "run", resume=True, progress=False)
     assert (tmp_path / "run" / "log.jsonl").read_text() == log
 

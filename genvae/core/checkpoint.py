@@ -210,6 +210,31 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def trained_without_checkpoint(run_dir: Path, checkpoint_every: int) -> int | None:
+    """For a run with no complete checkpoint: the step it shows it trained to although a checkpoint
+    was written (its exports, written only with a checkpoint, or a log past the first checkpoint's
+    step), so that the checkpoint was lost and starting again would overwrite that work; None
+    for a run stopped before its first checkpoint."""
+    run_dir = Path(run_dir)
+    shown = []
+    config = run_dir / "encoder" / COMPONENT_CONFIG
+    if config.is_file():
+        try:
+            shown.append(int(json.loads(config.read_text()).get("step") or 0))
+        except (OSError, ValueError, AttributeError):
+            shown.append(0)  # damaged, but there: written with a checkpoint
+    lines = (run_dir / "log.jsonl").read_text().splitlines() if (run_dir / "log.jsonl").is_file() else []
+    for line in reversed(lines):
+        try:
+            last = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if checkpoint_every and last > checkpoint_every:  # training went on after the first checkpoint was written
+            shown.append(last)
+        break
+    return max(shown) if shown else None
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     """The training step a checkpoint (from :func:`find_checkpoint`) was saved at."""
     return int(read_json(Path(checkpoint) / "trainer.json")["step"])

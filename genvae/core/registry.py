@@ -35,7 +35,7 @@ class Registry(Generic[T]):
             other = self._entries[name].plugin
             raise PluginError(
                 f"{self.kind} {name!r} is registered by both {other!r} and {plugin!r}; "
-                f"rename {plugin!r}'s, or block one with GENVAE_BLOCK_PLUGINS={plugin}"
+                f"rename it in {plugin!r}, or block one with GENVAE_BLOCK_PLUGINS={plugin}"
             )
 
     def register(self, name: str, value: T, *, plugin: str = "?") -> None:

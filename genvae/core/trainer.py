@@ -42,6 +42,7 @@ from genvae.core.checkpoint import (
     load_weights,
     read_component_config,
     swap_in_directory,
+    trained_without_checkpoint,
 )
 from genvae.core.config import read_json, write_json
 from genvae.core.evaluation import EVALS_FIGURE, EVALS_FILE, evaluate_now, evaluation_failed, planned_metrics, plot_evaluations
@@ -194,17 +195,6 @@ def accelerator_for(precision: str, **options: Any) -> Accelerator:
     return Accelerator(mixed_precision=precision, **options)
 
 
-def trained_before(run_dir: Path) -> int | None:
-    """The step of a run's exports, which exist only once a checkpoint was written (None without)."""
-    config = run_dir / "encoder" / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        return int(json.loads(config.read_text()).get("step") or 0) or None
-    except (OSError, ValueError, AttributeError):
-        return 0  # damaged, but there: written at a checkpoint
-
-
 class Trainer:
     """Trains ``cfg`` into ``run_dir``; ``resume`` continues from the run's checkpoint (or, for a
     run stopped before its first checkpoint, starts it again from step 0).
@@ -348,9 +338,9 @@ class Trainer:
         if checkpoint is None:
             if not (self.run_dir / "config.json").is_file():
                 raise RunDirError(f"{self.run_dir} has no checkpoint to resume from; start a new run without --resume")
-            trained = trained_before(self.run_dir)
+            trained = trained_without_checkpoint(self.run_dir, self.cfg.train.checkpoint_every)
             if trained is not None:  # a checkpoint existed and is gone or damaged: starting again would overwrite the work
-                raise RunDirError(f"{self.run_dir} trained to step {trained} (its exports say so) but holds no complete checkpoint "
+                raise RunDirError(f"{self.run_dir} trained to step {trained} (its exports or log say so) but holds no complete checkpoint "
                                   f"({self.run_dir / CHECKPOINT_DIR} is missing or damaged): resuming would start again from step 0 "
                                   "and overwrite its log and exports; restore the checkpoint folder from a backup, or train a new run "
                                   "in another --run-dir (the exports still sample and evaluate)")  # fmt: skip
@@ -504,10 +494,14 @@ class Trainer:
         if self.last_checkpoint_step is not None:
             kept = (f"the checkpoint after step {self.last_checkpoint_step} is kept ({self.run_dir / CHECKPOINT_DIR}): continue it with a lower "
                     f"learning rate, genvae train --run-dir {shell_quote(self.run_dir)} --resume --set optim.lr={lower}")  # fmt: skip
+        elif self.step == 0 and not self.resume:  # nothing trained: the run is forgotten, its command can run again
+            kept = f"nothing was trained: run the same command with a lower learning rate, --set optim.lr={lower}"
         else:
-            kept = f"no checkpoint was written yet: start again with a lower learning rate (--set optim.lr={lower})"
+            kept = (f"no checkpoint was written yet: train it again from step 0 with a lower learning rate, genvae train --run-dir "
+                    f"{shell_quote(self.run_dir)} --resume --set optim.lr={lower}")  # fmt: skip
         other = " or objective.beta_neg (a new run)" if "beta_neg" in self.cfg.objective else ""
-        raise NonFiniteLossError(f"non-finite loss in step {self.step + 1}: {where}; training stopped; {kept}{other}, or --precision no")
+        precision = ", or --precision no" if self.cfg.train.precision != "no" else ""
+        raise NonFiniteLossError(f"non-finite loss in step {self.step + 1}: {where}; training stopped; {kept}{other}{precision}")
 
     # ----------------------------------------------------------------------------------------
     # The loop

@@ -95,6 +95,8 @@ class ImageArray(ImageData):
         self.path = Path(path).expanduser()
         if not self.path.is_file() or self.path.suffix.lower() not in ARRAY_SUFFIXES:
             raise DataError(f"image-array: no .npy or .npz file {self.path}; set data.path to one")
+        if labels in ("true", "false", "True", "False"):
+            raise ConfigError(f"data.labels names the .npz array of class labels (e.g. data.labels=y), not {labels}")
         images, targets = self._read(key, labels)
         self.images = torch.from_numpy(images)
         self.labels = None if targets is None else torch.from_numpy(targets)
@@ -131,9 +133,13 @@ class ImageArray(ImageData):
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"image-array: cannot read {self.path}: {numpy_read_error(exc)}") from None
         if targets is not None:
-            if targets.shape != (len(images),) or not np.issubdtype(targets.dtype, np.integer) or targets.min() < 0:
+            if targets.shape != (len(images),) or not np.issubdtype(targets.dtype, np.integer):
                 raise DataError(f"{what}: data.labels={labels} must hold one integer class (0, 1, ...) per image, "
                                 f"got shape {targets.shape} of {targets.dtype} for {len(images)} images")  # fmt: skip
+            if targets.min() < 0 or targets.max() >= len(images):
+                bad = int(targets.min()) if targets.min() < 0 else int(targets.max())
+                raise DataError(f"{what}: data.labels={labels} holds the class {bad}; classes are numbered 0, 1, ... (fewer than the "
+                                f"{len(images)} images): renumber them, e.g. np.unique(labels, return_inverse=True)[1]")  # fmt: skip
             targets = targets.astype(np.int64)
         if len(images) < 2:
             raise DataError(f"{what} holds {len(images)} image(s); a dataset needs at least 2")
