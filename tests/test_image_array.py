@@ -99,6 +99,9 @@ def test_train_and_evaluate_a_file_of_images_from_the_cli(tmp_path, one_thread):
     evaluated = CliRunner().invoke(app, ["eval", "likelihood", str(tmp_path / "run"), "-n", "8", "--samples", "2"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["labels"] == "labels"
+    np.save(tmp_path / "mine.npy", (images(5) * 255).astype(np.uint8))
+    rec = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "run"), str(tmp_path / "mine.npy"), "--out", str(tmp_path / "r.png")])
+    assert rec.exit_code == 0 and "mine.npy[4]  squared error" in rec.output and (tmp_path / "r.png").is_file(), rec.output
 
 
 def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_thread):

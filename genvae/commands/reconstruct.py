@@ -31,7 +31,7 @@ def image_files(inputs: list[Path]) -> list[Path]:
 @user_errors
 def reconstruct(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
-    inputs: list[Path] = typer.Argument(..., metavar="IMAGES", help="Image files, or folders of them."),
+    inputs: list[Path] = typer.Argument(..., metavar="IMAGES", help="Image files, folders of them, or .npy / .npz arrays of images."),
     out: Path = typer.Option(Path("reconstructions.png"), "--out", help="Output picture: PNG, or the format its extension names."),
     limit: int = typer.Option(64, "--max", help="Reconstruct at most this many images (the first, in name order)."),
 ) -> None:
@@ -41,15 +41,24 @@ def reconstruct(
     are converted to the run's channels and resized and centre-cropped to its resolution."""
     import torch
 
-    from genvae.errors import ConfigError
+    from genvae.errors import ConfigError, DataError
+    from genvae.plugins.datasets.image_array import ImageArray, holds_images
     from genvae.viz.images import check_picture_out, load_readable_images, pair_rows_grid, save_grid
 
     if limit < 1:
         raise ConfigError(f"--max must be at least 1, got {limit}")
     check_picture_out(out)
     loaded = load_image_run(run, "reconstruct")
-    candidates = image_files(inputs)
-    x, files = load_readable_images(candidates, loaded.data.shape, limit)
+    arrays = [p for p in inputs if p.is_file() and holds_images(p)]
+    candidates = image_files([p for p in inputs if p not in arrays])
+    x, files = load_readable_images(candidates, loaded.data.shape, limit) if candidates else (torch.empty(0, *loaded.data.shape), [])
+    for path in arrays:  # images in one array (the image-array dataset's files): as they are, not resized
+        images = ImageArray(str(path)).images[: max(limit - len(files), 0)]
+        if tuple(images.shape[1:]) != tuple(loaded.data.shape):
+            raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])}; the run's are {tuple(loaded.data.shape)}")
+        x = torch.cat([x, images.float() / 255.0])
+        files += [f"{path}[{i}]" for i in range(len(images))]
+        candidates += [path] * len(images)
     with torch.no_grad():
         mu, _ = loaded.models.encode(x)
         x_rec = loaded.models.decode(mu).clamp(0, 1)
