@@ -168,7 +168,7 @@ def test_a_classifier_of_a_labelled_folder_says_its_accuracy_is_on_training_imag
     out = tmp_path / "clf"
     result = CliRunner().invoke(app, ["eval", "train-classifier", f"folder:path={tmp_path / 'pets'},labels=true,resolution=8", "--out", str(out), "--steps", "5"])
     assert result.exit_code == 0, result.output
-    assert "on its training images (folder:path=" in result.output and "has no held-out split" in " ".join(result.output.split())
+    assert "on its training images (folder:/" in result.output and "pets,labels=true,resolution=8" in result.output and "has no held-out split" in " ".join(result.output.split())
     info = json.loads((out / "config.json").read_text())
     assert info["num_classes"] == 2 and "train_accuracy" in info and "test_accuracy" not in info
     extractor = features.build_feature_extractor("classifier", feature_weights=out)

@@ -161,3 +161,12 @@ def test_loaded_image_models_say_which_axis_is_missing_and_check_labels(tmp_path
         run.models.decode(mu)
     result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "cond"), str(tmp_path)], env={"COLUMNS": "300"})
     assert result.exit_code == 2 and "is class-conditional (2 classes): its networks need each image's class" in " ".join(result.output.split())
+
+
+def test_one_file_named_two_ways_is_recorded_as_one(tmp_path, monkeypatch):
+    """--out ood.npy and --out image-array:path=ood.npy were recorded as different data, and compare warned."""
+    from genvae.plugins.metrics.fid import open_data
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "ood.npy", images(4))
+    assert open_data("ood.npy")[1] == open_data("image-array:path=ood.npy")[1] == f"image-array:{tmp_path / 'ood.npy'}"

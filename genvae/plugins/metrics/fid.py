@@ -130,10 +130,14 @@ def open_data(data: str | Path | DataSource, options: Mapping[str, Any] | None =
         opts.setdefault("path", str(path))
     else:
         name, _, rest = text.partition(":")
-        label = text
-        opts.update(parse_spec_options(rest))
+        spec = parse_spec_options(rest)
+        opts.update(spec)
         if name not in plugins.datasets:
             raise PluginError(_unknown_data_message(text, name, plugins.datasets.names(), stats_ok))
+        label = text
+        if "path" in spec:  # named as the path form names it (name:/absolute/path), so that records of one file compare equal
+            others = "".join(f",{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items()) if k != "path")
+            label = f"{name}:{Path(str(spec['path'])).expanduser().resolve()}{others}"
     factory = plugins.datasets.get(name)
     return factory(**validate_options("data", name, opts, data_options(plugins, name))), label
 
