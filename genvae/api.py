@@ -75,7 +75,7 @@ def user_settings(
             warnings.warn(f"--data {name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, give --data ./{name}", stacklevel=2)
         return changes
     if run_dir is None:
-        raise ConfigError("--resume needs --run-dir RUN (the run to continue)")
+        raise ConfigError("--resume needs --run-dir RUN, the run to continue (from Python: resume=True needs run_dir)")
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
     saved["data"] = given_data_here(saved["data"], Path(run_dir))

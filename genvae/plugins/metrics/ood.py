@@ -346,7 +346,7 @@ def evaluate_ood(
     if out_data is None:
         raise ConfigError("OOD evaluation needs out-of-distribution data: --out DATA (e.g. mnist; while training "
                           "--set 'train.eval_options={ood={out=\"mnist\"}}', with genvae eval metric --option out=mnist)")  # fmt: skip
-    for flag, value in (("--num-images", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
+    for flag, value in (("--num-images (n)", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
