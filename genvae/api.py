@@ -188,17 +188,19 @@ def train(
         given, data = save_given_data(data, run_dir), None
     named = {"objective.name": objective, "arch.name": arch, "data.name": data, "train.steps": steps, "train.seed": seed, "train.batch_size": batch_size}
     flags = {**dict(settings or {}), **given, **{k: v for k, v in named.items() if v is not None}}
-    cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
     made = run_dir is None
-    if made:
-        run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
     try:
+        cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
+        if made:
+            run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
         with callers_random_state():
             result = train_run(cfg, source, Path(run_dir), resume=resume, progress=progress)
     finally:
-        if made:
+        if run_dir is not None and (made or given) and not (Path(run_dir) / "config.json").is_file():  # the run never started
+            if given:
+                (Path(run_dir) / GIVEN_DATA).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
-                Path(run_dir).rmdir()  # made empty for this run: gone again unless it started
+                Path(run_dir).rmdir()  # made for this run (or emptied of its data): gone again
     if warning := run_warning(run_dir, cfg.objective):
         warnings.warn(warning, GameStoppedWarning, stacklevel=2)
     return result

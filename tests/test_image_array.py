@@ -126,6 +126,9 @@ def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_
         genvae.train(tmp_path / "img", data=x, steps=2)
     with pytest.raises(ConfigError, match=r"data holds an empty array \(shape \(0, 2\)\)"):
         genvae.train(tmp_path / "empty", data=np.zeros((0, 2)))
+    with pytest.raises(ConfigError, match="unknown"):  # a mistake in the settings: the array saved for the run goes again
+        genvae.train(tmp_path / "typo", data=points, steps=2, settings={"arch.hiden": 8})
+    assert not (tmp_path / "typo").exists()
     half = genvae.train(tmp_path / "bf16", data=x.to(torch.bfloat16), steps=1, batch_size=4, objective="vae", settings=SMALL)  # no NumPy bf16
     assert half.step == 1
     result = CliRunner().invoke(app, ["sample", str(tmp_path / "img"), "-n", "5", "--out", str(tmp_path / "s.npy")])
