@@ -210,6 +210,8 @@ def test_command_lists_give_each_summary_as_one_paragraph():
     assert "(one panel per logged value), and their last values and latest evaluations side by side" in listing
     evals = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "300"}).output
     assert "bits per dimension; appended to RUN/metrics/likelihood.jsonl" in evals
+    page = runner.invoke(app, ["reconstruct", "--help"], env={"COLUMNS": "300"}).output  # a command's own page: its later paragraphs too
+    assert "even rows. The images are converted to the run's channels" in page
 
 
 def test_bench_stability_passes_the_margins(monkeypatch, tmp_path):

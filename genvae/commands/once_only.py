@@ -1,8 +1,8 @@
 """Options that take one value may be given once: click keeps the last of ``--data a --data b``
 silently, so a user who typed both trains on ``b`` without knowing. ``OnceOnlyGroup`` (the
 ``cls`` of every genvae command group) refuses that with a usage error naming the option. It also
-lists its commands with their summaries as one paragraph (Typer's rich help keeps the docstring's
-line breaks there).
+joins the lines of each paragraph of its commands' help (Typer's rich help keeps a docstring's
+line breaks, which broke sentences where the source wrapped them).
 
 Typer ships its own copy of click, so parameters and contexts are recognised by what they are
 (``param_type_name``, ``type(ctx)``), not by the classes of the ``click`` package."""
@@ -32,8 +32,10 @@ class OnceOnlyGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for command in self.commands.values():
-            if command.help and not command.short_help:  # the first paragraph, its lines joined
-                command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+            if command.help:  # each paragraph's lines joined; the first paragraph is the summary in lists
+                paragraphs = [p if p.startswith("\b") else " ".join(p.split()) for p in inspect.cleandoc(command.help).split("\n\n")]
+                command.help = "\n\n".join(paragraphs)
+                command.short_help = command.short_help or paragraphs[0]
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
