@@ -59,6 +59,12 @@ def default_run_dir(objective: str, arch: str, data: str) -> Path:
     raise RunDirError(f"{base}-*: a thousand runs started this second; give --run-dir")
 
 
+def remove_if_empty(path: str | Path) -> None:
+    """Remove a directory made for a run that never started (nothing in it)."""
+    with contextlib.suppress(OSError):
+        Path(path).rmdir()  # fails unless empty
+
+
 def user_settings(
     config_file: str | Path | None, overrides: Sequence[str], flags: Mapping[str, Any], run_dir: str | Path | None = None, resume: bool = False
 ) -> dict[str, dict[str, Any]]:
@@ -199,8 +205,7 @@ def train(
         if run_dir is not None and (made or given) and not (Path(run_dir) / "config.json").is_file():  # the run never started
             if given:
                 (Path(run_dir) / GIVEN_DATA).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                Path(run_dir).rmdir()  # made for this run (or emptied of its data): gone again
+            remove_if_empty(run_dir)  # made for this run (or emptied of its data): gone again
     if warning := run_warning(run_dir, cfg.objective):
         warnings.warn(warning, GameStoppedWarning, stacklevel=2)
     return result

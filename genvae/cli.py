@@ -3,7 +3,6 @@ inside the commands so that ``genvae --help`` is instant."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -31,11 +30,6 @@ plugins_app.command("new")(new_plugin)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
-
-
-def remove_if_empty(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        Path(path).rmdir()  # fails unless empty
 
 
 def _print_version(value: bool) -> None:
@@ -85,7 +79,7 @@ def train(
     """Train a model. Settings: defaults < dataset recommendations < --config < --set < flags."""
     import json
 
-    from genvae.api import default_run_dir, user_settings
+    from genvae.api import default_run_dir, remove_if_empty, user_settings
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint, trained_without_checkpoint
     from genvae.core.evaluation import planned_metrics
     from genvae.core.health import run_warning

@@ -19,6 +19,7 @@ from genvae.errors import ConfigError, RunDirError
 from genvae.run_info import SETTING_KEYS, evaluation_records, record_settings
 from genvae.viz.curves import SKIP, picture_formats, plot_curves, read_records
 
+
 def run_labels(runs: Sequence[Path]) -> list[str]:
     """Short, distinct names: the last path component, or more of the path where those clash."""
     for depth in range(1, max(len(r.parts) for r in runs) + 1):
@@ -112,18 +113,18 @@ def compare_runs(
     ``where`` settings (``out=mnist``)."""
     clauses = parse_where(where)
     given = [Path(r) for r in runs]
-    paths, out, skipped = expand_runs(given), Path(out), []
+    out, skipped, paths, configs = Path(out), [], [], []
     if out.suffix.lower().lstrip(".") not in picture_formats():
         raise ConfigError(f"--out {out.name!r} is not a picture format; end it in one of .{', .'.join(picture_formats())}")
-    for path in list(paths):
+    for path in expand_runs(given):
         try:
             require_run_dir(path)
-            run_config_dict(path / "config.json")
+            configs.append(run_config_dict(path / "config.json"))
+            paths.append(path)
         except RunDirError as exc:
             if path in given:  # named by the user: its problem is the answer
                 raise
-            paths.remove(path)  # one damaged run among a directory's: left out, as info lists it
-            skipped.append(f"{path} left out: {exc}")
+            skipped.append(f"{path} left out: {exc}")  # one damaged run among a directory's, as info lists it
     if len(paths) < 2:
         raise ConfigError(f"compare needs at least two runs, got {len(paths)}" + (f" ({paths[0]})" if paths else ""))
     labels = run_labels([p.resolve() for p in paths])
@@ -144,19 +145,17 @@ def compare_runs(
     figure = plot_curves(logs, out, curves) if curves else None
     if not any(logs.values()) and not any(evaluated.values()):
         raise ConfigError("none of these runs has logged or been evaluated yet (log.jsonl is empty or missing)")
-    rows, configs = [], []
-    for label, path in zip(labels, paths):
+    rows = []
+    for label, config in zip(labels, configs):
         records = sorted(logs[label], key=lambda r: r.get("step", 0))
         last = {k: (r.get("step"), v) for r in records for k, v in r.items()}  # each value's latest, with its step
         last.update({k: (None, v) for k, v in evaluated[label].items()})  # evaluations afterwards come last
         step = records[-1].get("step") if records else None
-        config = run_config_dict(path / "config.json")
         values = {k: last[k][1] if k in last else None for k in shown}
         # a value last logged before the run's last step (e.g. a warm-up phase's loss) says when
         logged_at = {k: last[k][0] for k in shown if k in last and last[k][0] not in (None, step)}
         rows.append({"run": label, "objective": config["objective"]["name"], "data": data_label(config["data"]), "step": step, **values,
                      "logged_at": logged_at})  # fmt: skip
-        configs.append(config)
     datasets = sorted({row["data"] for row in rows})
     warnings = [f"the runs were trained on different data ({', '.join(datasets)}): their losses are not on one scale"] if len(datasets) > 1 else []
     warnings += differing_evaluations(latest, shown) + skipped

@@ -217,11 +217,10 @@ def trained_without_checkpoint(run_dir: Path, checkpoint_every: int) -> int | No
     for a run stopped before its first checkpoint."""
     run_dir = Path(run_dir)
     shown = []
-    config = run_dir / "encoder" / COMPONENT_CONFIG
-    if config.is_file():
+    if (run_dir / "encoder" / COMPONENT_CONFIG).is_file():
         try:
-            shown.append(int(json.loads(config.read_text()).get("step") or 0))
-        except (OSError, ValueError, AttributeError):
+            shown.append(int(read_component_config(run_dir / "encoder").get("step") or 0))
+        except (RunDirError, AttributeError):
             shown.append(0)  # damaged, but there: written with a checkpoint
     lines = (run_dir / "log.jsonl").read_text().splitlines() if (run_dir / "log.jsonl").is_file() else []
     for line in reversed(lines):

@@ -514,11 +514,9 @@ class UnavailableData(DataSource):
         raise self.unavailable()
 
     def plot_samples(self, x: Tensor, path: Path) -> None:
-        if self.kind != "images":
+        if self.kind != "images":  # a points file's picture puts its rows beside the samples
             raise self.unavailable()
-        from genvae.viz.images import make_grid, save_grid
-
-        save_grid(make_grid(x.reshape(-1, *self.shape), nrow=8), Path(path))
+        super().plot_samples(x, path)  # a grid of images
 
 
 @dataclass
@@ -557,8 +555,12 @@ def require_installed(registry: Any, name: str, done: str) -> None:
     """A saved run's objective / architecture that is not registered here: the plugin package
     that registered it is missing (an unknown-name error would suggest a built-in instead)."""
     if name not in registry:
-        raise PluginError(f"{registry.kind} {name!r}, which this run was {done}, is not installed: install the plugin package "
-                          "that registers it (genvae plugins list shows what is installed)")  # fmt: skip
+        raise PluginError(not_installed(registry.kind, name, done))
+
+
+def not_installed(kind: str, name: str, done: str) -> str:
+    return (f"{kind} {name!r}, which this run was {done}, is not installed: install the plugin package that registers it "
+            "(genvae plugins list shows what is installed)")
 
 
 def read_run_config(path: Path) -> ResolvedConfig:
@@ -711,8 +713,7 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
         warnings.warn(f"{path} is being trained by {trainer}: this uses its checkpoint of step {step}; later steps are not in it", stacklevel=2)
     name, shape = cfg.data["name"], tuple(encoder.config["data_shape"])
     if name not in plugins.datasets:  # e.g. the plugin that trained it was uninstalled
-        missing = DataError(f"dataset {name!r}, which this run was trained on, is not installed: install the plugin package "
-                            "that registers it (genvae plugins list shows what is installed)")  # fmt: skip
+        missing = DataError(not_installed("dataset", name, "trained on"))
         return LoadedRun(path, cfg, UnavailableData(name, shape, missing), encoder, decoder, step)
     try:
         data = plugins.datasets.get(name)(**_options(given_data_here(cfg.data, path)))

@@ -21,11 +21,10 @@ from torch import Tensor
 
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.datasets.image_folder import default_channels
-from genvae.plugins.datasets.image_source import ImageData
+from genvae.plugins.datasets.image_source import ImageData, held_out_split
 from genvae.plugins.datasets.points_file import numpy_read_error
 
 ARRAY_SUFFIXES = (".npy", ".npz")
-SPLIT_SEED = 2021  # as the points dataset's: the held-out images do not depend on the training seed
 
 
 def stored_ranks(path: Path) -> dict[str, int]:
@@ -103,7 +102,7 @@ class ImageArray(ImageData):
         self.num_classes = 0 if targets is None else int(targets.max()) + 1
         self.shape = tuple(self.images.shape[1:])
         self.has_test_split = test_fraction > 0
-        self.index = self._split(test_fraction)
+        self.index = held_out_split(len(self.images), test_fraction)
         resolution = self.shape[-1]
         self.recommended = {
             "train": {"batch_size": min(32, len(self.index["train"])), "lr": 2e-4},
@@ -144,15 +143,6 @@ class ImageArray(ImageData):
         if len(images) < 2:
             raise DataError(f"{what} holds {len(images)} image(s); a dataset needs at least 2")
         return images, targets
-
-    def _split(self, test_fraction: float) -> dict[str, Tensor]:
-        n = len(self.images)
-        n_test = min(n - 1, math.ceil(n * test_fraction)) if test_fraction > 0 else 0
-        if not n_test:
-            every = torch.arange(n)
-            return {"train": every, "test": every}  # no held-out split: "test" is the training images
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-        return {"train": perm[n_test:].sort().values, "test": perm[:n_test].sort().values}
 
     def load_split(self, split: str) -> tuple[Tensor, Tensor | None]:
         index = self.index[split]

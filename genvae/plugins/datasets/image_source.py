@@ -8,6 +8,8 @@ resumed run continues exactly mid-epoch. A subclass only reads its files (``load
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +34,20 @@ def shared_data_dirs(name: str) -> list[Path]:
 
 
 
+
+
+SPLIT_SEED = 2021  # the rows a file's held-out split takes do not depend on the training seed
+
+
+def held_out_split(n: int, test_fraction: float) -> dict[str, Tensor]:
+    """Indices of the ``train`` and ``test`` splits of ``n`` rows of a file with ``test_fraction``
+    held out (drawn once, the same for every seed); without, both are every row."""
+    n_test = min(n - 1, math.ceil(n * test_fraction)) if test_fraction > 0 else 0
+    if not n_test:
+        every = torch.arange(n)
+        return {"train": every, "test": every}
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return {"train": perm[n_test:].sort().values, "test": perm[:n_test].sort().values}
 
 
 def held_out_batch(source: Any, n: int, seed: int) -> Batch:
@@ -145,12 +161,6 @@ class ImageData(DataSource):
     def test_batch(self, n: int, seed: int = 0) -> Batch:
         """``n`` held-out images (a seeded random choice from the test split) with labels."""
         return held_out_batch(self, n, seed)
-
-    def plot_samples(self, x: Tensor, path: Path) -> None:
-        """Save generated images ``x`` (N, C, H, W) as one grid, 8 per row (``genvae sample --out FILE.png``)."""
-        from genvae.viz.images import make_grid, save_grid
-
-        save_grid(make_grid(x.reshape(-1, *self.shape), nrow=8), Path(path))
 
     def write_figures(self, models: Models, out_dir: Path, seed: int = 0) -> list[Path]:
         """``samples.png`` (prior samples; one row per class for a conditional model) and

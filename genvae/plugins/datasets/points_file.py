@@ -29,10 +29,9 @@ from torch import Tensor
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Batch, DataSource, Models
 from genvae.errors import ConfigError, DataError
-from genvae.plugins.datasets.image_source import ImageStream, held_out_batch
+from genvae.plugins.datasets.image_source import ImageStream, held_out_batch, held_out_split
 
 POINT_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt")
-SPLIT_SEED = 2021  # the held-out rows do not depend on the training seed
 MAX_Z_DIM = 32  # rows of more columns start from a latent of this size (--set arch.z_dim=N)
 FAR_FROM_UNIT = 10.0  # a mean or spread beyond this (or a spread below its inverse) is pointed out
 
@@ -158,7 +157,7 @@ class PointsFile(DataSource):
             raise DataError(f"points: {self.path.name} holds {len(table)} row(s); a dataset needs at least 2")
         self.rows = torch.from_numpy(table).to(torch.float32)
         self.shape = (self.rows.shape[1],)
-        self.splits = self._split(test_fraction)
+        self.splits = held_out_split(len(self.rows), test_fraction)
         self.has_test_split = test_fraction > 0
         self.plot_scale = nice_scale(float(self.rows.abs().max()))
         from genvae.plugins.datasets.toy2d import TABLE5_OTHER_2D, recipe_2d
@@ -167,15 +166,6 @@ class PointsFile(DataSource):
         self.recommended["train"]["batch_size"] = min(self.recommended["train"]["batch_size"], self.split_size("train"))
         self.recommended["arch"]["z_dim"] = min(self.dim, MAX_Z_DIM)  # 2-D: the paper's z_dim 2
         self._warn_if_far_from_unit()
-
-    def _split(self, test_fraction: float) -> dict[str, Tensor]:
-        n = len(self.rows)
-        n_test = min(n - 1, math.ceil(n * test_fraction)) if test_fraction > 0 else 0
-        if not n_test:
-            every = torch.arange(n)
-            return {"train": every, "test": every}
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-        return {"train": perm[n_test:].sort().values, "test": perm[:n_test].sort().values}
 
     def _warn_if_far_from_unit(self) -> None:
         mean, std = self.rows.mean(0), self.rows.std(0)

@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
-from genvae.plugins.datasets.points_file import numpy_read_error
 from genvae.core.interfaces import DataSource, Metric
 from genvae.errors import ConfigError, DataError, PluginError
+from genvae.plugins.datasets.points_file import numpy_read_error
 from genvae.plugins.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS, PR_NEIGHBORHOOD, feature_statistics, frechet_distance, kernel_inception_distance, precision_recall
 from genvae.plugins.metrics.features import FeatureExtractor, build_feature_extractor
 
@@ -261,9 +261,8 @@ def save_stats(path: str | Path, stats: Mapping[str, Any]) -> Path:
 def is_stats_file(ref: Any) -> bool:
     """Whether a --ref names a statistics file (.npz from fid-ref), not data: an .npz of images
     (the image-array dataset) or a data spec (``image-array:path=x.npz``) is data."""
-    from genvae.plugins.datasets.image_array import holds_images
-
     from genvae.core.plugins import get_plugins
+    from genvae.plugins.datasets.image_array import holds_images
 
     if not isinstance(ref, (str, Path)) or not str(ref).endswith(".npz"):
         return False
