@@ -436,14 +436,38 @@ def add_plugin_commands(argv: list[str]) -> None:
 def main() -> None:
     """Console-script entry point."""
     add_plugin_commands(sys.argv[1:])
-    try:
-        app(prog_name="genvae")
-    except SystemExit as exc:  # click always ends this way
-        if exc.code in (0, None) and "torch.distributed" in sys.modules:  # after a failure the others may never reach the barrier
-            from genvae.core.trainer import leave_process_group
+    code = run_cli(sys.argv[1:])
+    if code == 0 and "torch.distributed" in sys.modules:  # after a failure the others may never reach the barrier
+        from genvae.core.trainer import leave_process_group
 
-            leave_process_group()
-        raise
+        leave_process_group()
+    sys.exit(code)
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the app on ``args`` and return its exit code. A usage mistake (an unknown option, a value
+    of the wrong type, a missing argument) is one line naming the command's help, like genvae's
+    own errors, instead of Click's usage block and boxed message."""
+    try:
+        from typer._click import exceptions  # typer >= 0.22 vendors click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions  # type: ignore[no-redef]
+
+    try:
+        result = app(args=args, prog_name="genvae", standalone_mode=False)
+    except exceptions.ClickException as exc:
+        no_args_help = getattr(exceptions, "NoArgsIsHelpError", ())
+        if isinstance(exc, exceptions.UsageError) and not isinstance(exc, no_args_help):
+            message = exc.format_message().rstrip(".")
+            help_hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {message}{help_hint}", highlight=False, soft_wrap=True)
+        else:
+            exc.show()
+        return exc.exit_code
+    except exceptions.Abort:
+        err_console.print("aborted", highlight=False)
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

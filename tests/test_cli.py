@@ -67,6 +67,23 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
         assert "Traceback" not in result.output
 
 
+def test_usage_mistakes_are_one_line_naming_the_commands_help(capsys):
+    from genvae.cli import run_cli
+
+    cases = [
+        (["train", "--steps", "abc"], "error: Invalid value for '--steps': 'abc' is not a valid integer (see genvae train --help)"),
+        (["trian"], "error: No such command 'trian'. Did you mean 'train'? (see genvae --help)"),
+        (["eval", "likelihood"], "error: Missing argument 'RUN' (see genvae eval likelihood --help)"),
+        (["train", "--objective"], "error: Option '--objective' requires an argument"),
+    ]
+    for args, expected in cases:
+        assert run_cli(args) == 2, args
+        captured = capsys.readouterr()
+        assert captured.err.strip() == expected, (args, captured.err)
+    assert run_cli(["sample", "--help"]) == 0 and "Usage: genvae sample" in capsys.readouterr().out
+    assert run_cli(["plugins"]) == 2 and "list" in capsys.readouterr().out  # no command: the group's help, as before
+
+
 def test_config_files_that_are_no_toml_are_one_line_errors_and_a_run_directory_means_its_config(tmp_path):
     (tmp_path / "photo.jpg").write_bytes(bytes(range(256)))
     (tmp_path / "c.yaml").write_text("train:\n  steps: 10\n")
