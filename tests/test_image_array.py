@@ -54,6 +54,27 @@ def test_a_file_of_images_is_told_from_a_file_of_rows(tmp_path):
     assert cfg.data["name"] == "points"
 
 
+def test_small_images_get_a_reconstruction_weight_for_their_size(tmp_path):
+    """β_rec = 784 / values below 28x28 grey (8x8: 12.25), the paper's 1 from there up, for both
+    objectives; a user's setting still wins."""
+    np.save(tmp_path / "small.npy", images(size=8))
+    np.save(tmp_path / "mnist-size.npy", images(size=28))
+    for file, objective, expected in [("small", "soft-intro", 12.25), ("small", "vae", 12.25), ("mnist-size", "soft-intro", 1.0)]:
+        cfg, _ = resolve(merge_user(None, [], {"data.name": str(tmp_path / f"{file}.npy"), "objective.name": objective}))
+        assert cfg.objective["beta_rec"] == expected, (file, objective)
+    cfg, _ = resolve(merge_user(None, ["objective.beta_rec=2"], {"data.name": str(tmp_path / "small.npy")}))
+    assert cfg.objective["beta_rec"] == 2.0
+    from PIL import Image
+
+    (tmp_path / "faces").mkdir()
+    for i, image in enumerate(images(n=3, size=16)):
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "faces" / f"{i}.png")
+    for resolution, channels, expected in [(8, 1, 12.25), (14, 3, 784 / 588), (64, 3, 1.0)]:
+        settings = {"data.name": str(tmp_path / "faces"), "data.resolution": resolution, "data.channels": channels}
+        cfg, _ = resolve(merge_user(None, [], settings))
+        assert cfg.objective["beta_rec"] == pytest.approx(expected), (resolution, channels)
+
+
 def test_labels_and_a_held_out_split(tmp_path):
     np.savez(tmp_path / "d.npz", x=images(20), y=np.arange(20) % 4)
     data = ImageArray(str(tmp_path / "d.npz"), labels="y", test_fraction=0.25)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from genvae.errors import ConfigError, DataError
-from genvae.plugins.datasets.image_folder import default_channels
+from genvae.plugins.datasets.image_folder import default_channels, image_beta_rec
 from genvae.plugins.datasets.image_source import ImageData, held_out_split
 from genvae.plugins.datasets.points_file import numpy_read_error
 
@@ -107,7 +107,8 @@ class ImageArray(ImageData):
         self.recommended = {
             "train": {"batch_size": min(32, len(self.index["train"])), "lr": 2e-4},
             "arch": {"name": "residual", "z_dim": 128 if resolution >= 32 else 32, "channels": default_channels(resolution)},
-            "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
+            "vae": {"beta_rec": image_beta_rec(self.shape), "beta_kl": 1.0},
+            "soft-intro": {"beta_rec": image_beta_rec(self.shape), "beta_kl": 1.0, "beta_neg": 256.0},
         }
 
     def _read(self, key: str, labels: str) -> tuple[np.ndarray, np.ndarray | None]:

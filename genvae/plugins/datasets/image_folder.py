@@ -72,10 +72,12 @@ class ImageFolder(ImageData):
         self.class_names: list[str] = self._classes() if labels else []
         self.num_classes = len(self.class_names)
         self._class_index = {name: i for i, name in enumerate(self.class_names)}
+        beta_rec = image_beta_rec(self.shape)
         self.recommended = {
             "train": {"batch_size": 32, "lr": 2e-4},
             "arch": {"name": "residual", "z_dim": 128, "channels": default_channels(self.resolution)},
-            "soft-intro": {"beta_rec": 1.0, "beta_kl": 1.0, "beta_neg": 256.0},
+            "vae": {"beta_rec": beta_rec, "beta_kl": 1.0},
+            "soft-intro": {"beta_rec": beta_rec, "beta_kl": 1.0, "beta_neg": 256.0},
         }
 
     def _classes(self) -> list[str]:
@@ -266,3 +268,11 @@ def default_channels(resolution: int) -> list[int]:
     while resolution % (2 ** (levels + 1)) == 0 and resolution // (2 ** (levels + 1)) >= 4:
         levels += 1
     return [min(64 * 2**i, 512) for i in range(levels)]
+
+
+def image_beta_rec(shape: tuple[int, ...]) -> float:
+    """β_rec for images of ``shape``: the paper's 1 from 784 values (28×28 grey) up; smaller images
+    get 784 / values, so that the summed reconstruction error weighs against the KL as it does at
+    28×28. At β_rec = 1, 8×8 digits keep about 1 nat per image and come back blurred alike; at
+    784 / 64 they keep 12 (docs/user-guide.md, "Data in memory")."""
+    return max(1.0, 784 / math.prod(shape))
