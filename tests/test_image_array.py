@@ -163,7 +163,7 @@ def test_loaded_image_models_say_which_axis_is_missing_and_check_labels(tmp_path
     with pytest.raises(DataError, match="this model is class-conditional: pass each sample's class label y"):
         run.models.decode(mu)
     result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "cond"), str(tmp_path)], env={"COLUMNS": "300"})
-    assert result.exit_code == 2 and "is class-conditional (2 classes): its networks need each image's class" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "is class-conditional (2 classes) and reconstruct does not know your images' class; give it with --label: an index 0..1" in " ".join(result.output.split())
 
 
 def test_one_file_named_two_ways_is_recorded_as_one(tmp_path, monkeypatch):
