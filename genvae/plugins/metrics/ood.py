@@ -202,7 +202,8 @@ def require_run_shape(data: DataSource, run: Any) -> None:
         want = tuple(run.data.shape)
         hint = ""
         if len(want) == 3:  # the folder and IDX datasets resize: name the option
-            hint = f" (an image folder: folder:path=DIR,resolution={want[-1]},channels={want[0]}; mnist / fashion-mnist: NAME:resolution={want[-1]})"
+            greyscale = f"; mnist / fashion-mnist: NAME:resolution={want[-1]}" if want[0] == 1 else ""  # always one channel
+            hint = f" (an image folder: folder:path=DIR,resolution={want[-1]},channels={want[0]}{greyscale})"
         raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
 
 
