@@ -113,3 +113,10 @@ def test_a_label_out_of_range_or_unknown_is_one_line(runs, tmp_path, command):
     assert code == 2 and output.count("\n") == 1 and "--label 'cts' is no class of run" in output and "(did you mean 'cats'?)" in output
     code, output = invoke(command, runs / "array", *images, "--label", "cats", "--out", tmp_path / "x.png")
     assert code == 2 and "(the run's data names no classes here); give an index 0..1" in output
+
+
+def test_info_says_a_run_is_class_conditional(runs):
+    code, output = invoke("info", runs / "cond")
+    assert code == 0 and "classes 3: class-conditional; sample, reconstruct and interpolate take the class with --label" in " ".join(output.split())
+    code, output = invoke("info", runs / "plain")
+    assert code == 0 and "class-conditional" not in output
