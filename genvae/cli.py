@@ -101,7 +101,7 @@ def train(
         "train.eval": evaluations or None,
     }
     user = user_settings(config, overrides, flags, run_dir, resume)
-    cfg, data_source = resolve(user)
+    cfg, data_source = resolve(user, advice=not resume)
     if dry_run:
         sizes = parameter_counts_on_meta(cfg, data_source)
         console.print_json(json.dumps(cfg.to_dict()))
