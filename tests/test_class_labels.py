@@ -120,3 +120,15 @@ def test_info_says_a_run_is_class_conditional(runs):
     assert code == 0 and "classes 3: class-conditional; sample, reconstruct and interpolate take the class with --label" in " ".join(output.split())
     code, output = invoke("info", runs / "plain")
     assert code == 0 and "class-conditional" not in output
+
+
+def test_scoring_a_conditional_run_on_unlabelled_data_names_the_fix(runs, tmp_path):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "plain.npy", rng.random((6, 8, 8)).astype(np.float32))
+    np.savez(tmp_path / "labelled.npz", x=rng.random((6, 8, 8)).astype(np.float32), y=np.arange(6) % 2)
+    code, output = invoke("eval", "likelihood", runs / "array", "--data", tmp_path / "plain.npy", "--samples", 2)
+    assert code == 2 and output.count("\n") == 1
+    assert ("error: the run is class-conditional: it scores each image with its class, and the image-array data given has no labels; "
+            "give labelled data, e.g. image-array:path=F.npz,labels=KEY or folder:path=DIR,labels=true") in output  # fmt: skip
+    code, output = invoke("eval", "likelihood", runs / "array", "--data", f"image-array:path={tmp_path / 'labelled.npz'},labels=y", "--samples", 2)
+    assert code == 0, output  # the fix it names works
