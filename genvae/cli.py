@@ -306,7 +306,7 @@ def interpolate(
 
     from genvae.commands.reconstruct import image_files
     from genvae.errors import ConfigError
-    from genvae.viz.images import check_picture_out, interpolation_grid, load_images, load_readable_images, save_grid
+    from genvae.viz.images import INTERPOLATION_CAPTION, check_picture_out, interpolation_grid, load_images, load_readable_images, save_grid
 
     check_picture_out(out)
     folder = corners[0] if len(corners) == 1 and corners[0].is_dir() else None
@@ -329,7 +329,8 @@ def interpolate(
             raise ConfigError(f"interpolate needs 4 corner images, {folder} has {len(corners)} readable")
     labels = None if y_class is None else torch.full((4,), y_class)
     grid = interpolation_grid(loaded.models, images, steps=steps, labels=labels)
-    console.print(f"wrote {save_grid(grid, out)}", soft_wrap=True)
+    of_class = "" if label is None else f", all of class {label}"
+    console.print(f"wrote {save_grid(grid, out, INTERPOLATION_CAPTION + of_class)}", soft_wrap=True)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import genvae
 from genvae.cli import app
-from genvae.viz.images import interpolation_grid, load_images, save_grid
+from genvae.viz.images import INTERPOLATION_CAPTION, interpolation_grid, load_images, save_grid
 
 ARRAY = {"arch.channels": [4], "arch.z_dim": 4, "train.figures_every": 0}
 SMALL = {**ARRAY, "data.resolution": 8}
@@ -84,7 +84,8 @@ def test_interpolate_decodes_the_square_with_the_label(runs, tmp_path):
     run = genvae.load_run(runs / "cond")
     corners = load_images(sorted((runs / "pets" / "birds").glob("*.png")), run.data.shape)
     for label, name in ((1, "cats.png"), (0, "birds.png")):
-        save_grid(interpolation_grid(run.models, corners, steps=3, labels=torch.full((4,), label)), tmp_path / name)
+        grid = interpolation_grid(run.models, corners, steps=3, labels=torch.full((4,), label))
+        save_grid(grid, tmp_path / name, f"{INTERPOLATION_CAPTION}, all of class cats")
     drawn = np.asarray(Image.open(tmp_path / "i.png"))
     assert np.array_equal(drawn, np.asarray(Image.open(tmp_path / "cats.png")))
     assert not np.array_equal(drawn, np.asarray(Image.open(tmp_path / "birds.png")))  # another class draws another square
