@@ -173,3 +173,11 @@ def test_one_file_named_two_ways_is_recorded_as_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "ood.npy", images(4))
     assert open_data("ood.npy")[1] == open_data("image-array:path=ood.npy")[1] == f"image-array:{tmp_path / 'ood.npy'}"
+
+
+def test_a_conditional_run_on_an_array_without_labels_names_the_setting(tmp_path):
+    np.savez(tmp_path / "d.npz", x=images(8), y=np.arange(8) % 2)
+    with pytest.raises(ConfigError, match=r"has no labels; name the .npz's array of class labels with --set data.labels=NAME$"):
+        resolve(merge_user(None, ["train.conditional=true"], {"data.name": str(tmp_path / "d.npz")}))
+    with pytest.raises(ConfigError, match=r"^train.conditional = 'yes' has the wrong type; expected bool \(true or false\)$"):
+        resolve(merge_user(None, ['train.conditional="yes"', "data.labels='y'"], {"data.name": str(tmp_path / "d.npz")}))

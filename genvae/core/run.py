@@ -372,7 +372,8 @@ def check_values(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None 
         check_trackers(t.log_with)
     check_evaluations(t, data.kind, plugins or get_plugins())
     if t.conditional and data.num_classes == 0:
-        labels = "; a folder's subfolders are its classes with --set data.labels=true" if cfg.data["name"] == "folder" else ""
+        labels = {"folder": "; a folder's subfolders are its classes with --set data.labels=true",
+                  "image-array": "; name the .npz's array of class labels with --set data.labels=NAME"}.get(cfg.data["name"], "")  # fmt: skip
         raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels{labels}")
     for key, value in cfg.objective.items():
         if key.startswith(("beta", "gamma")) or key in ("m", "num_vae", "scale"):
