@@ -221,7 +221,9 @@ def sample(
         save_rows(x.reshape(n, -1).numpy(), out, getattr(loaded.data, "column_names", []))
     else:
         loaded.data.plot_samples(x, out)
-    console.print(f"wrote {n} samples to {out}", soft_wrap=True)
+    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    of_classes = f" (classes 0..{classes - 1} in turn; --label for one)" if classes and label is None else f" of class {label}" if classes else ""
+    console.print(f"wrote {n} samples{of_classes} to {out}", soft_wrap=True)
 
 
 def sample_labels(loaded: Any, run: Path, label: str | None, n: int) -> Any:

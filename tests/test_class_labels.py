@@ -74,8 +74,10 @@ def test_sample_draws_every_sample_of_the_label(runs, tmp_path):
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "s.pt"), run.models.decode(z, torch.full((5,), 1)))
         cycled = run.models.decode(z, torch.arange(5) % 3)
+    assert "wrote 5 samples of class cats to" in output
     code, output = invoke("sample", runs / "cond", "-n", 5, "--seed", 3, "--out", tmp_path / "c.pt")
     assert code == 0 and torch.equal(torch.load(tmp_path / "c.pt"), cycled)  # without --label: the classes in turn
+    assert "wrote 5 samples (classes 0..2 in turn; --label for one) to" in output
 
 
 def test_interpolate_decodes_the_square_with_the_label(runs, tmp_path):
