@@ -135,3 +135,17 @@ def test_scoring_a_conditional_run_on_unlabelled_data_names_the_fix(runs, tmp_pa
             "give labelled data, e.g. image-array:path=F.npz,labels=KEY or folder:path=DIR,labels=true") in output  # fmt: skip
     code, output = invoke("eval", "likelihood", runs / "array", "--data", f"image-array:path={tmp_path / 'labelled.npz'},labels=y", "--samples", 2)
     assert code == 0, output  # the fix it names works
+
+
+def test_the_standard_datasets_name_their_classes_in_label_order(shared_data):
+    import pickle
+    from types import SimpleNamespace
+
+    from genvae.commands.common import class_index
+    from genvae.plugins.datasets.images import CIFAR10, FashionMNIST
+
+    with open(shared_data / "cifar10-partial" / "batches.meta", "rb") as f:
+        assert tuple(pickle.load(f)["label_names"]) == CIFAR10.class_names  # the files' own names
+    conditional = SimpleNamespace(config={"num_classes": 10})
+    assert class_index(SimpleNamespace(encoder=conditional, data=CIFAR10), "run", "cat", "sample") == 3
+    assert class_index(SimpleNamespace(encoder=conditional, data=FashionMNIST), "run", "Sneaker", "sample") == 7

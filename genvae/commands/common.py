@@ -92,7 +92,7 @@ def environment_error(exc: BaseException) -> str | None:
     return None
 
 
-LABEL = typer.Option(None, "--label", help="Class-conditional runs: the class to condition on, an index from 0 or a class name (a folder's subfolder).")
+LABEL = typer.Option(None, "--label", help="Class-conditional runs: the class to condition on, an index from 0 or a class name (a labelled folder's subfolder, cifar10's cat, ...).")
 
 
 def load_image_run(run: Any, command: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -112,7 +112,9 @@ class Batch:
 class DataSource(ABC):
     """A dataset plugin's product: what the trainer and the evaluators need from data.
 
-    ``shape`` is the shape of one sample, ``num_classes`` is 0 for unlabeled data.
+    ``shape`` is the shape of one sample, ``num_classes`` is 0 for unlabeled data;
+    ``class_names``, when given, names each class (``--label NAME`` of sample / reconstruct /
+    interpolate).
     ``recommended`` maps an objective name (or "train" for trainer settings such as
     batch_size and steps, or "arch" for network options) to the hyperparameters the paper used
     with this data; they are applied automatically below anything the user sets. A ``"name"``
@@ -121,6 +123,7 @@ class DataSource(ABC):
 
     shape: tuple[int, ...]
     num_classes: int = 0
+    class_names: Sequence[str] = ()
     kind: ClassVar[str] = "points"  # "points" (2-D toy data) or "images"
     recommended: Mapping[str, Mapping[str, Any]] = {}
 
