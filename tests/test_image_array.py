@@ -102,6 +102,10 @@ def test_train_and_evaluate_a_file_of_images_from_the_cli(tmp_path, one_thread):
     np.save(tmp_path / "mine.npy", (images(5) * 255).astype(np.uint8))
     rec = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "run"), str(tmp_path / "mine.npy"), "--out", str(tmp_path / "r.png")])
     assert rec.exit_code == 0 and "mine.npy[4]  squared error" in rec.output and (tmp_path / "r.png").is_file(), rec.output
+    np.save(tmp_path / "big.npy", (images(2, size=16) * 255).astype(np.uint8))
+    big = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "run"), str(tmp_path / "big.npy")], env={"COLUMNS": "300"})
+    assert big.exit_code == 2 and big.output.count("\n") == 1 and ("big.npy holds images of shape (1, 16, 16) and the run's are (1, 8, 8); "
+                                                                  "an array is taken as it is: give one of the run's shape, or the images as files, which are resized") in big.output  # fmt: skip
 
 
 def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_thread):

@@ -59,7 +59,8 @@ def reconstruct(
     for path in arrays:  # images in one array (the image-array dataset's files): as they are, not resized
         images = ImageArray(str(path)).images[: max(limit - len(files), 0)]
         if tuple(images.shape[1:]) != tuple(loaded.data.shape):
-            raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])}; the run's are {tuple(loaded.data.shape)}")
+            raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])} and the run's are {tuple(loaded.data.shape)}; an array is "
+                            "taken as it is: give one of the run's shape, or the images as files, which are resized")  # fmt: skip
         x = torch.cat([x, images.float() / 255.0])
         files += [f"{path}[{i}]" for i in range(len(images))]
         candidates += [path] * len(images)
