@@ -700,3 +700,22 @@ def test_images_smaller_than_the_resolution_are_pointed_out_when_training_is_set
         genvae.load_run(tmp_path / "run")
         genvae.train(tmp_path / "run", steps=2, resume=True)
         ImageFolder(str(tmp_path / "small"), resolution=8)  # at their size
+
+
+def test_many_sampled_images_are_drawn_as_a_square_not_a_strip(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from genvae.core.interfaces import DataSource
+
+    class Small(DataSource):
+        shape = (1, 8, 8)
+
+        def train_stream(self, batch_size, seed, rank=0, world_size=1):
+            raise NotImplementedError
+
+    Small().plot_samples(torch.rand(16, 1, 8, 8), tmp_path / "few.png")
+    Small().plot_samples(torch.rand(400, 1, 8, 8), tmp_path / "many.png")
+    width, height = Image.open(tmp_path / "few.png").size
+    assert width > height  # 8 columns, 2 rows
+    width, height = Image.open(tmp_path / "many.png").size
+    assert width == height  # 20 x 20, where 8 columns made a strip of 50 rows

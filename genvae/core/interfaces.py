@@ -6,6 +6,7 @@ The core never imports a concrete model.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,12 +147,13 @@ class DataSource(ABC):
 
     def plot_samples(self, x: Tensor, path: Path) -> None:
         """Save generated samples ``x`` as a picture (``genvae sample --out FILE.png``): by default
-        a grid of images (samples of shape (C, H, W)) or a scatter of the first two coordinates
+        a grid of images (samples of shape (C, H, W); 8 columns, a square beyond 64) or a scatter of the first two coordinates
         (samples of two or more numbers)."""
         if len(self.shape) == 3 and self.shape[0] in (1, 3):
             from genvae.viz.images import make_grid, save_grid
 
-            save_grid(make_grid(x.reshape(-1, *self.shape), nrow=8), Path(path))
+            columns = max(8, math.isqrt(len(x) - 1) + 1)  # 8 up to 64 samples, then a square, not a strip of 8
+            save_grid(make_grid(x.reshape(-1, *self.shape), nrow=columns), Path(path))
         elif len(self.shape) == 1 and self.shape[0] >= 2:
             from genvae.viz.points import scatter_generated
 
