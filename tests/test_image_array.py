@@ -66,7 +66,7 @@ def test_labels_and_a_held_out_split(tmp_path):
     with pytest.raises(DataError, match=r"holds no array 'labels'; its arrays: x, y"):
         ImageArray(str(tmp_path / "d.npz"), labels="labels")
     np.savez(tmp_path / "two.npz", a=images(), b=images())
-    with pytest.raises(DataError, match=r"holds 2 arrays of images \(a, b\); choose one with data.key=NAME"):
+    with pytest.raises(DataError, match=r"holds 2 arrays of images \(a, b\); choose one with data.key=NAME \(where a command takes data: image-array:path=\S*two.npz,key=NAME\)$"):
         ImageArray(str(tmp_path / "two.npz"))
     np.savez(tmp_path / "bad.npz", x=images(4), y=np.array([0.5, 1, 2, 3]))
     with pytest.raises(DataError, match="data.labels=y must hold one integer class"):
