@@ -196,7 +196,7 @@ def train(
     flags = {**dict(settings or {}), **given, **{k: v for k, v in named.items() if v is not None}}
     made = run_dir is None
     try:
-        cfg, source = resolve(user_settings(config, [], flags, run_dir, resume))
+        cfg, source = resolve(user_settings(config, [], flags, run_dir, resume), advice=not resume)
         if made:
             run_dir = default_run_dir(cfg.objective["name"], cfg.arch["name"], cfg.data["name"])
         with callers_random_state():

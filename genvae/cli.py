@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from genvae.commands.bench import bench_app
-from genvae.commands.common import EVAL_DATA, RUN_DIR, SPLIT, console, err_console, load_image_run, print_table, user_errors
+from genvae.commands.common import EVAL_DATA, LABEL, RUN_DIR, SPLIT, class_index, console, err_console, load_image_run, print_table, user_errors
 from genvae.commands.evaluate import eval_app
 from genvae.commands.once_only import OnceOnlyGroup
 from genvae.commands.plugin_new import new_plugin
@@ -101,7 +101,7 @@ def train(
         "train.eval": evaluations or None,
     }
     user = user_settings(config, overrides, flags, run_dir, resume)
-    cfg, data_source = resolve(user)
+    cfg, data_source = resolve(user, advice=not resume)
     if dry_run:
         sizes = parameter_counts_on_meta(cfg, data_source)
         console.print_json(json.dumps(cfg.to_dict()))
@@ -179,8 +179,10 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Seed of the prior noise."),
     truncation: float = typer.Option(1.0, "--truncation", help="Style models: truncation psi (e.g. 0.7) towards the average style."),
     mix: int = typer.Option(-1, "--mix", help="Style models: style mixing; style layers from this index on come from a second z."),
+    label: Optional[str] = typer.Option(None, "--label", help="Class-conditional runs: draw every sample of this class (an index from 0, or a class name); without it the samples cycle through the classes."),
 ) -> None:
-    """Draw samples from a trained model's prior: z ~ N(0, I), x = D(z)."""
+    """Draw samples from a trained model's prior: z ~ N(0, I), x = D(z) (a class-conditional
+    run: x = D(z, y))."""
     import torch
 
     from genvae.core.run import load_run
@@ -191,13 +193,10 @@ def sample(
     if out.suffix.lower() not in (".pt", ".npy", ".csv", ".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out must end in .pt (a tensor), .npy / .csv (rows) or .png / .jpg (a picture), got {out.name!r}")
     loaded = load_run(run)
+    y = sample_labels(loaded, run, label, n)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         z = torch.randn(n, loaded.models.z_dim, generator=generator)
-        y = None
-        num_classes = loaded.encoder.config.get("num_classes", 0)
-        if num_classes:
-            y = torch.arange(n) % num_classes
         if truncation != 1.0 or mix >= 0:
             if not hasattr(loaded.decoder, "sample"):
                 raise ConfigError(f"--truncation and --mix need a style-based model (--arch style); this run's is {loaded.config.arch['name']!r}")
@@ -222,7 +221,21 @@ def sample(
         save_rows(x.reshape(n, -1).numpy(), out, getattr(loaded.data, "column_names", []))
     else:
         loaded.data.plot_samples(x, out)
-    console.print(f"wrote {n} samples to {out}", soft_wrap=True)
+    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    of_classes = f" (classes 0..{classes - 1} in turn; --label for one)" if classes and label is None else f" of class {label}" if classes else ""
+    console.print(f"wrote {n} samples{of_classes} to {out}", soft_wrap=True)
+
+
+def sample_labels(loaded: Any, run: Path, label: str | None, n: int) -> Any:
+    """The class of each sample: None for an unconditional run; --label's class, or without it
+    the classes in turn."""
+    import torch
+
+    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    if classes and label is None:
+        return torch.arange(n) % classes
+    index = class_index(loaded, run, label, "sample")
+    return None if index is None else torch.full((n,), index)
 
 
 def save_rows(rows: Any, out: Path, header: list[str]) -> None:
@@ -287,11 +300,15 @@ def interpolate(
     corners: list[Path] = typer.Argument(..., metavar="CORNERS", help="Four images: top-left, top-right, bottom-left, bottom-right; or one folder (its first four images by name)."),
     out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output picture: PNG, or the format its extension names (.jpg, ...)."),
     steps: int = typer.Option(8, "--steps", help="Images per side (the paper: 8, i.e. 7 steps)."),
+    label: Optional[str] = LABEL,
 ) -> None:
-    """Appendix 9.4.2: bilinear interpolation between the latent codes of four images."""
+    """Appendix 9.4.2: bilinear interpolation between the latent codes of four images (of one
+    class, --label, for a class-conditional run)."""
+    import torch
+
     from genvae.commands.reconstruct import image_files
     from genvae.errors import ConfigError
-    from genvae.viz.images import check_picture_out, interpolation_grid, load_images, load_readable_images, save_grid
+    from genvae.viz.images import INTERPOLATION_CAPTION, check_picture_out, interpolation_grid, load_images, load_readable_images, save_grid
 
     check_picture_out(out)
     folder = corners[0] if len(corners) == 1 and corners[0].is_dir() else None
@@ -305,14 +322,17 @@ def interpolate(
     if folder is None and len(corners) != 4:
         raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}")
     loaded = load_image_run(run, "interpolate")
+    y_class = class_index(loaded, run, label, "interpolate")
     if folder is None:
         images = load_images(corners, loaded.data.shape)
     else:  # its first four readable images
         images, corners = load_readable_images(corners, loaded.data.shape, limit=4)
         if len(corners) != 4:
             raise ConfigError(f"interpolate needs 4 corner images, {folder} has {len(corners)} readable")
-    grid = interpolation_grid(loaded.models, images, steps=steps)
-    console.print(f"wrote {save_grid(grid, out)}", soft_wrap=True)
+    labels = None if y_class is None else torch.full((4,), y_class)
+    grid = interpolation_grid(loaded.models, images, steps=steps, labels=labels)
+    of_class = "" if label is None else f", all of class {label}"
+    console.print(f"wrote {save_grid(grid, out, INTERPOLATION_CAPTION + of_class)}", soft_wrap=True)
 
 
 @app.command()

@@ -29,6 +29,11 @@ class EvaluationError(GenvaeError):
     """An evaluation during training (``train.eval``) failed; training stopped at a checkpoint."""
 
 
+class TrainingAdvice(UserWarning):
+    """A dataset's advice on how to train on it (e.g. images smaller than the resolution asked
+    for): shown when a run is set up, not each time a trained run is reopened."""
+
+
 def require_positive(section: str, **sizes: int) -> None:
     """Refuse layer widths / latent sizes below 1 (``section.name must be a positive integer``)."""
     for name, value in sizes.items():

@@ -51,6 +51,17 @@ def parameter_counts(run_dir: Path) -> tuple[dict[str, int | None], dict[str, st
     return counts, problems
 
 
+def class_count(run_dir: Path) -> int:
+    """The number of classes the exported networks are conditioned on (0: none, or no export yet)."""
+    config = run_dir / "encoder" / "config.json"
+    if not config.is_file():
+        return 0
+    try:
+        return int(read_json(config).get("config", {}).get("num_classes", 0) or 0)
+    except (GenvaeError, AttributeError, TypeError, ValueError):  # a damaged export: parameter_counts says so
+        return 0
+
+
 def headline(record: dict[str, Any]) -> dict[str, float]:
     """The first measured numbers of a metrics record (:func:`~genvae.core.evaluation.measured_values`)."""
     return dict(list(measured_values(record).items())[:MAX_METRIC_VALUES])
@@ -144,6 +155,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "last_log": logged,
         "last_log_age_s": round(time.time() - log.stat().st_mtime, 1) if logged else None,
         "parameters": models,
+        "num_classes": class_count(path),
         "damaged": damaged_models,
         "metrics": metric_records(path),
         "figures": figures,
@@ -178,6 +190,7 @@ def format_info(info: dict[str, Any]) -> list[tuple[str, str]]:
         ("objective", format_settings(info["objective"])),
         ("arch", format_settings(info["arch"])),
         ("data", format_settings(info["data"])),
+        *([("classes", f"{info['num_classes']}: class-conditional; sample, reconstruct and interpolate take the class with --label")] if info.get("num_classes") else []),
         ("training", info["state"]),
         ("continue", info["next"]),
     ]

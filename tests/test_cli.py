@@ -141,6 +141,8 @@ def test_python_dash_m_works():
 def test_image_run_sample_and_interpolate(tmp_path):
     from PIL import Image
 
+    from genvae.viz.images import INTERPOLATION_CAPTION, caption_height
+
     run = tmp_path / "digits"
     result = invoke("train", "--arch", "residual", "--data", "digits", "--run-dir", run, "--steps", "2", "--batch-size", "8",
                     "--set", "arch.channels=[8,16]", "--set", "arch.z_dim=4", "--set", "objective.num_vae=1", "--no-progress")
@@ -153,7 +155,8 @@ def test_image_run_sample_and_interpolate(tmp_path):
         corners.append(path)
     out = invoke("interpolate", run, *corners, "--out", tmp_path / "square.png")
     assert out.exit_code == 0, out.output
-    assert Image.open(tmp_path / "square.png").size[0] > 8 * 16
+    width, height = Image.open(tmp_path / "square.png").size
+    assert width > 8 * 16 and height == width + caption_height(INTERPOLATION_CAPTION, width)  # the square below a line saying what it is
     wrong = invoke("interpolate", run, *corners[:3])
     assert wrong.exit_code == 2 and "exactly 4 corner images" in wrong.output
     png = invoke("sample", run, "--num-samples", "16", "--out", tmp_path / "grid.png")

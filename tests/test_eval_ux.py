@@ -178,6 +178,19 @@ def test_ood_data_of_another_shape_is_one_line_naming_both_shapes(runs, rgb_fold
     assert "dataset 'folder' has shape (3, 16, 16) but the model was trained on (1, 16, 16); give data of the model's shape" in line
 
 
+def test_the_shape_hint_offers_mnist_to_greyscale_runs_only():
+    from types import SimpleNamespace
+
+    from genvae.errors import DataError
+    from genvae.plugins.metrics.ood import require_run_shape
+
+    mnist = SimpleNamespace(name="mnist", shape=(1, 28, 28))
+    with pytest.raises(DataError, match=r"\(an image folder: folder:path=DIR,resolution=16,channels=1; mnist / fashion-mnist: NAME:resolution=16\)$"):
+        require_run_shape(mnist, SimpleNamespace(data=SimpleNamespace(shape=(1, 16, 16))))
+    with pytest.raises(DataError, match=r"\(an image folder: folder:path=DIR,resolution=16,channels=3\)$"):  # mnist has no 3-channel form
+        require_run_shape(mnist, SimpleNamespace(data=SimpleNamespace(shape=(3, 16, 16))))
+
+
 def test_translation_of_a_run_without_class_and_content_is_one_line(runs):
     line = one_line_error(invoke("eval", "translation", runs / "digits"))
     assert "content transfer error needs a dataset that renders ground truth (shapes3d-synthetic)" in line

@@ -87,7 +87,7 @@ def test_labels_and_a_held_out_split(tmp_path):
     with pytest.raises(DataError, match=r"holds no array 'labels'; its arrays: x, y"):
         ImageArray(str(tmp_path / "d.npz"), labels="labels")
     np.savez(tmp_path / "two.npz", a=images(), b=images())
-    with pytest.raises(DataError, match=r"holds 2 arrays of images \(a, b\); choose one with data.key=NAME"):
+    with pytest.raises(DataError, match=r"holds 2 arrays of images \(a, b\); choose one with data.key=NAME \(where a command takes data: image-array:path=\S*two.npz,key=NAME\)$"):
         ImageArray(str(tmp_path / "two.npz"))
     np.savez(tmp_path / "bad.npz", x=images(4), y=np.array([0.5, 1, 2, 3]))
     with pytest.raises(DataError, match="data.labels=y must hold one integer class"):
@@ -123,6 +123,10 @@ def test_train_and_evaluate_a_file_of_images_from_the_cli(tmp_path, one_thread):
     np.save(tmp_path / "mine.npy", (images(5) * 255).astype(np.uint8))
     rec = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "run"), str(tmp_path / "mine.npy"), "--out", str(tmp_path / "r.png")])
     assert rec.exit_code == 0 and "mine.npy[4]  squared error" in rec.output and (tmp_path / "r.png").is_file(), rec.output
+    np.save(tmp_path / "big.npy", (images(2, size=16) * 255).astype(np.uint8))
+    big = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "run"), str(tmp_path / "big.npy")], env={"COLUMNS": "300"})
+    assert big.exit_code == 2 and big.output.count("\n") == 1 and ("big.npy holds images of shape (1, 16, 16) and the run's are (1, 8, 8); "
+                                                                  "an array is taken as it is: give one of the run's shape, or the images as files, which are resized") in big.output  # fmt: skip
 
 
 def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_thread):
@@ -184,7 +188,7 @@ def test_loaded_image_models_say_which_axis_is_missing_and_check_labels(tmp_path
     with pytest.raises(DataError, match="this model is class-conditional: pass each sample's class label y"):
         run.models.decode(mu)
     result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "cond"), str(tmp_path)], env={"COLUMNS": "300"})
-    assert result.exit_code == 2 and "is class-conditional (2 classes): its networks need each image's class" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "is class-conditional (2 classes) and reconstruct does not know your images' class; give it with --label: an index 0..1" in " ".join(result.output.split())
 
 
 def test_one_file_named_two_ways_is_recorded_as_one(tmp_path, monkeypatch):
@@ -194,3 +198,11 @@ def test_one_file_named_two_ways_is_recorded_as_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "ood.npy", images(4))
     assert open_data("ood.npy")[1] == open_data("image-array:path=ood.npy")[1] == f"image-array:{tmp_path / 'ood.npy'}"
+
+
+def test_a_conditional_run_on_an_array_without_labels_names_the_setting(tmp_path):
+    np.savez(tmp_path / "d.npz", x=images(8), y=np.arange(8) % 2)
+    with pytest.raises(ConfigError, match=r"has no labels; name the .npz's array of class labels with --set data.labels=NAME$"):
+        resolve(merge_user(None, ["train.conditional=true"], {"data.name": str(tmp_path / "d.npz")}))
+    with pytest.raises(ConfigError, match=r"^train.conditional = 'yes' has the wrong type; expected bool \(true or false\)$"):
+        resolve(merge_user(None, ['train.conditional="yes"', "data.labels='y'"], {"data.name": str(tmp_path / "d.npz")}))

@@ -679,3 +679,43 @@ def test_subfolders_as_classes(tmp_path: Path) -> None:
     settings = {"data.resolution": 8, "data.labels": True, "train.conditional": True, "arch.channels": [4], "train.figures_every": 0}
     genvae.train(tmp_path / "run", objective="vae", data=str(tmp_path / "pets"), steps=1, batch_size=6, settings=settings)
     assert genvae.load_run(tmp_path / "run").encoder.config["num_classes"] == 3  # a class-conditional model
+
+
+def test_images_smaller_than_the_resolution_are_pointed_out_when_training_is_set_up(tmp_path: Path) -> None:
+    import warnings
+
+    from PIL import Image
+
+    import genvae
+    from genvae.errors import TrainingAdvice
+
+    (tmp_path / "small").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 10, 3), 40 * i, dtype=np.uint8)).save(tmp_path / "small" / f"{i}.png")
+    with pytest.warns(TrainingAdvice, match=r"at most 8 pixels on their shorter side, smaller than data.resolution 16: .* --set data.resolution=8 trains"):
+        genvae.train(tmp_path / "run", objective="vae", data=str(tmp_path / "small"), steps=1, batch_size=4,
+                     settings={"data.resolution": 16, "arch.channels": [4], "train.figures_every": 0})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingAdvice)  # neither a trained run reopened nor its resume repeats it
+        genvae.load_run(tmp_path / "run")
+        genvae.train(tmp_path / "run", steps=2, resume=True)
+        ImageFolder(str(tmp_path / "small"), resolution=8)  # at their size
+
+
+def test_many_sampled_images_are_drawn_as_a_square_not_a_strip(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from genvae.core.interfaces import DataSource
+
+    class Small(DataSource):
+        shape = (1, 8, 8)
+
+        def train_stream(self, batch_size, seed, rank=0, world_size=1):
+            raise NotImplementedError
+
+    Small().plot_samples(torch.rand(16, 1, 8, 8), tmp_path / "few.png")
+    Small().plot_samples(torch.rand(400, 1, 8, 8), tmp_path / "many.png")
+    width, height = Image.open(tmp_path / "few.png").size
+    assert width > height  # 8 columns, 2 rows
+    width, height = Image.open(tmp_path / "many.png").size
+    assert width == height  # 20 x 20, where 8 columns made a strip of 50 rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import functools
 import os
@@ -91,16 +92,45 @@ def environment_error(exc: BaseException) -> str | None:
     return None
 
 
+LABEL = typer.Option(None, "--label", help="Class-conditional runs: the class to condition on, an index from 0 or a class name (a labelled folder's subfolder, cifar10's cat, ...).")
+
+
 def load_image_run(run: Any, command: str) -> Any:
-    """:func:`~genvae.core.run.load_run`, refusing a run that was not trained on images or that
-    needs class labels (the commands that take image files have none)."""
+    """:func:`~genvae.core.run.load_run`, refusing a run that was not trained on images."""
     from genvae.core.run import load_run
     from genvae.errors import ConfigError
 
     loaded = load_run(run)
     if len(loaded.data.shape) != 3:
         raise ConfigError(f"run {run} was not trained on images (data shape {loaded.data.shape}); {command} needs an image run")
-    if classes := int(loaded.encoder.config.get("num_classes", 0) or 0):
-        raise ConfigError(f"run {run} is class-conditional ({classes} classes): its networks need each image's class, which {command} "
-                          "does not have for image files; from Python, run.models.encode(x, y) and decode(z, y) take your labels")  # fmt: skip
     return loaded
+
+
+def class_index(loaded: Any, run: Any, label: str | None, command: str) -> int | None:
+    """The class ``--label`` names (an index, or a name of the run's data), checked against the
+    run: None for an unconditional run, which refuses a label; a conditional run needs one
+    (image files carry no class)."""
+    from genvae.errors import ConfigError
+
+    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    if not classes:
+        if label is None:
+            return None
+        raise ConfigError(f"run {run} is not class-conditional, so it takes no class; leave out --label {label}")
+    names = [str(name) for name in getattr(loaded.data, "class_names", [])]
+    names = names if len(names) == classes else []
+    choices = f"an index 0..{classes - 1}" + (f" or a name ({', '.join(names)})" if names else "")
+    if label is None:
+        raise ConfigError(f"run {run} is class-conditional ({classes} classes) and {command} does not know your images' class; "
+                          f"give it with --label: {choices}")  # fmt: skip
+    if label in names:  # names first: a folder of classes named 0, 1, 10, 2, ... means the name
+        return names.index(label)
+    try:
+        index = int(label)
+    except ValueError:
+        close = difflib.get_close_matches(label, names, n=1)
+        known = f" (did you mean {close[0]!r}?)" if close else "" if names else " (the run's data names no classes here)"
+        raise ConfigError(f"--label {label!r} is no class of run {run}{known}; give {choices}") from None
+    if not 0 <= index < classes:
+        raise ConfigError(f"--label {index} is out of range: run {run} has {classes} classes; give {choices}")
+    return index

@@ -4,10 +4,11 @@ reconstructions D(μ(x)), and the error of each."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from genvae.commands.common import console, load_image_run, user_errors
+from genvae.commands.common import LABEL, class_index, console, load_image_run, user_errors
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
@@ -34,11 +35,13 @@ def reconstruct(
     inputs: list[Path] = typer.Argument(..., metavar="IMAGES", help="Image files, folders of them, or .npy / .npz arrays of images."),
     out: Path = typer.Option(Path("reconstructions.png"), "--out", help="Output picture: PNG, or the format its extension names."),
     limit: int = typer.Option(64, "--max", help="Reconstruct at most this many images (the first, in name order)."),
+    label: Optional[str] = LABEL,
 ) -> None:
     """Your images beside their reconstructions D(μ(x)), and each one's squared error.
 
     The picture has the images in odd rows and their reconstructions in even rows. The images
-    are converted to the run's channels and resized and centre-cropped to its resolution."""
+    are converted to the run's channels and resized and centre-cropped to its resolution. A
+    class-conditional run needs their class: --label."""
     import torch
 
     from genvae.errors import ConfigError, DataError
@@ -49,19 +52,22 @@ def reconstruct(
         raise ConfigError(f"--max must be at least 1, got {limit}")
     check_picture_out(out)
     loaded = load_image_run(run, "reconstruct")
+    y_class = class_index(loaded, run, label, "reconstruct")
     arrays = [p for p in inputs if p.is_file() and holds_images(p)]
     candidates = image_files([p for p in inputs if p not in arrays])
     x, files = load_readable_images(candidates, loaded.data.shape, limit) if candidates else (torch.empty(0, *loaded.data.shape), [])
     for path in arrays:  # images in one array (the image-array dataset's files): as they are, not resized
         images = ImageArray(str(path)).images[: max(limit - len(files), 0)]
         if tuple(images.shape[1:]) != tuple(loaded.data.shape):
-            raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])}; the run's are {tuple(loaded.data.shape)}")
+            raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])} and the run's are {tuple(loaded.data.shape)}; an array is "
+                            "taken as it is: give one of the run's shape, or the images as files, which are resized")  # fmt: skip
         x = torch.cat([x, images.float() / 255.0])
         files += [f"{path}[{i}]" for i in range(len(images))]
         candidates += [path] * len(images)
+    y = None if y_class is None else torch.full((len(x),), y_class)
     with torch.no_grad():
-        mu, _ = loaded.models.encode(x)
-        x_rec = loaded.models.decode(mu).clamp(0, 1)
+        mu, _ = loaded.models.encode(x, y)
+        x_rec = loaded.models.decode(mu, y).clamp(0, 1)
     errors = (x_rec - x).flatten(1).pow(2).sum(1)
     for path, error in zip(files, errors.tolist()):
         console.print(f"{path}  squared error {error:.4g}", soft_wrap=True, highlight=False)

@@ -210,6 +210,8 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
     quote = ""
     if annotation is str and isinstance(value, (bool, int, float)):  # --set values are TOML: nan, true, 1e3 are not text
         quote = f" (a --set value is read as TOML, where {str(value).lower()} is not text: quote it, --set '{where}=\"TEXT\"')"
+    elif annotation is bool:
+        quote = " (true or false)"
     raise ConfigError(f"{where} = {value!r} has the wrong type; expected {_type_name(annotation)}{quote}")
 
 

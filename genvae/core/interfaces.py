@@ -6,10 +6,11 @@ The core never imports a concrete model.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -112,7 +113,9 @@ class Batch:
 class DataSource(ABC):
     """A dataset plugin's product: what the trainer and the evaluators need from data.
 
-    ``shape`` is the shape of one sample, ``num_classes`` is 0 for unlabeled data.
+    ``shape`` is the shape of one sample, ``num_classes`` is 0 for unlabeled data;
+    ``class_names``, when given, names each class (``--label NAME`` of sample / reconstruct /
+    interpolate).
     ``recommended`` maps an objective name (or "train" for trainer settings such as
     batch_size and steps, or "arch" for network options) to the hyperparameters the paper used
     with this data; they are applied automatically below anything the user sets. A ``"name"``
@@ -121,6 +124,7 @@ class DataSource(ABC):
 
     shape: tuple[int, ...]
     num_classes: int = 0
+    class_names: Sequence[str] = ()
     kind: ClassVar[str] = "points"  # "points" (2-D toy data) or "images"
     recommended: Mapping[str, Mapping[str, Any]] = {}
 
@@ -143,12 +147,13 @@ class DataSource(ABC):
 
     def plot_samples(self, x: Tensor, path: Path) -> None:
         """Save generated samples ``x`` as a picture (``genvae sample --out FILE.png``): by default
-        a grid of images (samples of shape (C, H, W)) or a scatter of the first two coordinates
+        a grid of images (samples of shape (C, H, W); 8 columns, a square beyond 64) or a scatter of the first two coordinates
         (samples of two or more numbers)."""
         if len(self.shape) == 3 and self.shape[0] in (1, 3):
             from genvae.viz.images import make_grid, save_grid
 
-            save_grid(make_grid(x.reshape(-1, *self.shape), nrow=8), Path(path))
+            columns = max(8, math.isqrt(len(x) - 1) + 1)  # 8 up to 64 samples, then a square, not a strip of 8
+            save_grid(make_grid(x.reshape(-1, *self.shape), nrow=columns), Path(path))
         elif len(self.shape) == 1 and self.shape[0] >= 2:
             from genvae.viz.points import scatter_generated
 

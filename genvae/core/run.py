@@ -34,7 +34,7 @@ from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
 from genvae.core.run_lock import training_process
 from genvae.core.tracking import check_trackers
-from genvae.errors import ConfigError, DataError, GenvaeError, PluginError, RunDirError
+from genvae.errors import ConfigError, DataError, GenvaeError, PluginError, RunDirError, TrainingAdvice
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -216,8 +216,10 @@ def data_from_path(user: Mapping[str, Mapping[str, Any]], plugins: Plugins) -> M
     return user
 
 
-def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None) -> tuple[ResolvedConfig, DataSource]:
-    """Validate the user's settings, fill defaults and the dataset's recommendations."""
+def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = None, advice: bool = True) -> tuple[ResolvedConfig, DataSource]:
+    """Validate the user's settings, fill defaults and the dataset's recommendations. ``advice``
+    False: the dataset's :class:`~genvae.errors.TrainingAdvice` is not shown (a resumed run's
+    settings are fixed)."""
     plugins = plugins or get_plugins()
     user = data_from_path(user, plugins)
     names = {s: str(user.get(s, {}).get("name", DEFAULT_NAMES[s])) for s in DEFAULT_NAMES}
@@ -235,7 +237,10 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     check_sections({"data": user.get("data", {})}, valid)  # before the dataset is built
 
     data_cfg = absolute_data_paths(validate_options("data", names["data"], _options(user.get("data", {})), data_options(plugins, names["data"])))
-    data = data_factory(**data_cfg)
+    with warnings.catch_warnings():
+        if not advice:
+            warnings.simplefilter("ignore", TrainingAdvice)
+        data = data_factory(**data_cfg)
     recommended = data.recommended
     arch_from_data = "name" not in user.get("arch", {}) and "name" in recommended.get("arch", {})
     if arch_from_data:
@@ -367,7 +372,8 @@ def check_values(cfg: ResolvedConfig, data: DataSource, plugins: Plugins | None 
         check_trackers(t.log_with)
     check_evaluations(t, data.kind, plugins or get_plugins())
     if t.conditional and data.num_classes == 0:
-        labels = "; a folder's subfolders are its classes with --set data.labels=true" if cfg.data["name"] == "folder" else ""
+        labels = {"folder": "; a folder's subfolders are its classes with --set data.labels=true",
+                  "image-array": "; name the .npz's array of class labels with --set data.labels=NAME"}.get(cfg.data["name"], "")  # fmt: skip
         raise ConfigError(f"train.conditional needs labelled data, but dataset {cfg.data['name']!r} has no labels{labels}")
     for key, value in cfg.objective.items():
         if key.startswith(("beta", "gamma")) or key in ("m", "num_vae", "scale"):
@@ -716,7 +722,9 @@ def load_run(run_dir: str | Path, plugins: Plugins | None = None, map_location: 
         missing = DataError(not_installed("dataset", name, "trained on"))
         return LoadedRun(path, cfg, UnavailableData(name, shape, missing), encoder, decoder, step)
     try:
-        data = plugins.datasets.get(name)(**_options(given_data_here(cfg.data, path)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TrainingAdvice)  # for training it; this run is trained
+            data = plugins.datasets.get(name)(**_options(given_data_here(cfg.data, path)))
     except DataError as exc:  # e.g. a run copied to a machine without its training data
         data = UnavailableData(name, shape, exc)
     return LoadedRun(path, cfg, data, encoder, decoder, step)

@@ -182,6 +182,7 @@ SAMPLES_CAPTION = "samples: the decoder's images of codes z ~ N(0, I)"
 CONDITIONAL_SAMPLES_CAPTION = "samples: the decoder's images of codes z ~ N(0, I), one row per class"
 RECONSTRUCTIONS_CAPTION = "odd rows: test images; even rows: their reconstructions D(mu(x))"
 TRAINING_RECONSTRUCTIONS_CAPTION = "odd rows: training images (no held-out split); even rows: their reconstructions D(mu(x))"
+INTERPOLATION_CAPTION = "corners: the reconstructions of the four images (top left, top right, bottom left, bottom right); between: the decoded bilinear mixes of their codes"
 TRANSLATION_CAPTION = "each cell: the class (identity) of its row's left image, the content (pose) of its column's top image"
 
 

@@ -126,7 +126,8 @@ class ImageArray(ImageData):
                 if not key:
                     candidates = [n for n in names if archive[n].ndim in (3, 4)]
                     if len(candidates) != 1:
-                        raise DataError(f"{what} holds {len(candidates)} arrays of images ({', '.join(candidates)}); choose one with data.key=NAME")
+                        raise DataError(f"{what} holds {len(candidates)} arrays of images ({', '.join(candidates)}); choose one with data.key=NAME "
+                                        f"(where a command takes data: image-array:path={self.path},key=NAME)")
                     key = candidates[0]
                 images = as_uint8_images(archive[key], what)
                 targets = archive[labels] if labels else None

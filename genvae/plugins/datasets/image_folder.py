@@ -14,11 +14,30 @@ import torch
 from torch import Tensor
 
 from genvae.core.interfaces import Batch
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataError, TrainingAdvice
 from genvae.plugins.datasets.image_source import ImageData
 
 PRELOAD_LIMIT_BYTES = 2 * 1024**3  # folders larger than this (as uint8 pixels) are decoded per batch
+SIZE_CHECK_FILES = 32  # image headers read to tell whether a folder's images are smaller than data.resolution
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def warn_if_enlarged(files: list[Path], resolution: int, folder: Path) -> None:
+    """Warn when the images (the first ``SIZE_CHECK_FILES``, from their headers alone) are all
+    smaller than ``resolution``: enlarging them slows training and adds no detail."""
+    from PIL import Image
+
+    sides = []
+    for path in files[:SIZE_CHECK_FILES]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except Exception:  # unreadable: reading it for training reports it
+            continue
+    if sides and max(sides) < resolution:
+        warnings.warn(f"folder: the images under {folder} are at most {max(sides)} pixels on their shorter side, smaller than "
+                      f"data.resolution {resolution}: they are enlarged, which slows training and adds no detail; "
+                      f"--set data.resolution={max(sides)} trains at their size", TrainingAdvice, stacklevel=3)  # fmt: skip
 
 
 def find_image_files(folder: Path) -> list[Path]:
@@ -69,6 +88,7 @@ class ImageFolder(ImageData):
         self._served: dict[str, list[Path]] = {}
         if not self.files:
             raise DataError(f"folder: no image files ({', '.join(IMAGE_SUFFIXES)}) under {self.path}")
+        warn_if_enlarged(self.files, self.resolution, self.path)
         self.class_names: list[str] = self._classes() if labels else []
         self.num_classes = len(self.class_names)
         self._class_index = {name: i for i, name in enumerate(self.class_names)}

@@ -149,6 +149,7 @@ class FashionMNIST(IDXImages):
     name = "fashion-mnist"
     folder = "FashionMNIST"
     hint = "; `apt-get install dataset-fashion-mnist` provides them in /usr/share/datasets/fashion-mnist"
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
     def default_dirs(self) -> list[Path]:
         return [Path("/usr/share/datasets/fashion-mnist"), *shared_data_dirs("fashion-mnist")]
@@ -160,6 +161,7 @@ class CIFAR10(ImageData):
     name = "cifar10"
     shape = (3, 32, 32)
     num_classes = 10
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
     def __init__(self, root: str = "", split: str = "train") -> None:

@@ -202,7 +202,8 @@ def require_run_shape(data: DataSource, run: Any) -> None:
         want = tuple(run.data.shape)
         hint = ""
         if len(want) == 3:  # the folder and IDX datasets resize: name the option
-            hint = f" (an image folder: folder:path=DIR,resolution={want[-1]},channels={want[0]}; mnist / fashion-mnist: NAME:resolution={want[-1]})"
+            greyscale = f"; mnist / fashion-mnist: NAME:resolution={want[-1]}" if want[0] == 1 else ""  # always one channel
+            hint = f" (an image folder: folder:path=DIR,resolution={want[-1]},channels={want[0]}{greyscale})"
         raise DataError(f"dataset {getattr(data, 'name', type(data).__name__)!r} has shape {tuple(data.shape)} but the model was trained on {want}; give data of the model's shape{hint}")
 
 
@@ -258,7 +259,8 @@ def run_scores(run: Any, data: DataSource, split: str, n: int | None, samples: i
     out: dict[str, list[np.ndarray]] = {k: [] for k in SCORES}
     for x, y in iter_images(data, split, n, batch_size, seed):
         if conditional and y is None:
-            raise DataError("a class-conditional model needs labelled OOD data")
+            raise DataError(f"the run is class-conditional: it scores each image with its class, and the {getattr(data, 'name', type(data).__name__)} "
+                            "data given has no labels; give labelled data, e.g. image-array:path=F.npz,labels=KEY or folder:path=DIR,labels=true")  # fmt: skip
         s = likelihood_scores(encoder, decoder, x.to(device), y.to(device) if conditional else None, samples,
                               cfg.get("recon_loss", "mse"), float(cfg.get("beta_rec", 1.0)), generator)  # fmt: skip
         for k in SCORES:
