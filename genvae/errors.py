@@ -29,6 +29,10 @@ class EvaluationError(GenvaeError):
     """An evaluation during training (``train.eval``) failed; training stopped at a checkpoint."""
 
 
+class DataChangedWarning(UserWarning):
+    """A resumed run's data has the size it was trained on but other content."""
+
+
 class TrainingAdvice(UserWarning):
     """A dataset's advice on how to train on it (e.g. images smaller than the resolution asked
     for): shown when a run is set up, not each time a trained run is reopened."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from genvae.core.run import resolve
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataChangedWarning, DataError
 from genvae.plugins.datasets.points_file import PointsFile, nice_scale
 
 
@@ -137,6 +137,12 @@ def test_epochs_visit_every_row_once_and_resume_exactly(tmp_path: Path) -> None:
     np.save(tmp_path / "more.npy", np.arange(24, dtype=float).reshape(12, 2))  # rows added between the kill and the resume
     with pytest.raises(DataError, match=r"points holds 12 training rows where the checkpoint's run had 10: the data changed"):
         PointsFile(str(tmp_path / "more.npy")).train_stream(4, seed=3).load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same rows again: no warning
+        PointsFile(str(tmp_path / "x.npy")).train_stream(4, seed=3).load_state_dict(state)
+    np.save(tmp_path / "other.npy", x[::-1].copy())  # same number of rows, other content
+    with pytest.warns(DataChangedWarning, match="the training rows differ from those the checkpoint was trained on"):
+        PointsFile(str(tmp_path / "other.npy")).train_stream(4, seed=3).load_state_dict(state)
 
 
 def test_a_held_out_split(tmp_path: Path) -> None:

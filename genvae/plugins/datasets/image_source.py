@@ -8,7 +8,9 @@ resumed run continues exactly mid-epoch. A subclass only reads its files (``load
 
 from __future__ import annotations
 
+import hashlib
 import math
+import warnings
 
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Models
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataChangedWarning, DataError
 
 
 def shared_data_dirs(name: str) -> list[Path]:
@@ -36,6 +38,7 @@ def shared_data_dirs(name: str) -> list[Path]:
 
 
 
+FINGERPRINT_ITEMS = 16
 SPLIT_SEED = 2021  # the rows a file's held-out split takes do not depend on the training seed
 
 
@@ -74,6 +77,7 @@ class ImageStream(BatchStream):
             raise DataError(f"{source.name}: {self.size} training {self.unit} cannot be split over {world_size} processes")
         self.epoch, self.position = 0, 0
         self._cached: tuple[int, Tensor, Tensor | None] | None = None
+        self._fingerprint: str | None = None
 
     def _epoch_order(self, epoch: int) -> tuple[Tensor, Tensor | None]:
         """This rank's indices for ``epoch`` (and its flip mask when the source flips)."""
@@ -109,9 +113,22 @@ class ImageStream(BatchStream):
         while True:
             yield self.next_batch()
 
+    def fingerprint(self) -> str:
+        """A hash of ``FINGERPRINT_ITEMS`` training items spread evenly over the split (first and
+        last included) and their labels: the same for the same data, so a resume can tell a file
+        or folder whose content changed at the same size (a sample: a change elsewhere goes unseen)."""
+        if self._fingerprint is None:
+            index = torch.linspace(0, self.size - 1, min(FINGERPRINT_ITEMS, self.size)).round().long().unique()
+            batch = self.source.get(index, "train")
+            digest = hashlib.blake2b(batch.x.to(torch.float32).contiguous().numpy().tobytes(), digest_size=8)
+            if batch.y is not None:
+                digest.update(batch.y.to(torch.int64).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
-                "size": self.size}  # fmt: skip
+                "size": self.size, "fingerprint": self.fingerprint()}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
@@ -119,6 +136,10 @@ class ImageStream(BatchStream):
         if saved is not None and int(saved) != self.size:  # the folder or file changed since the checkpoint
             raise DataError(f"{self.source.name} holds {self.size} training {self.unit} where the checkpoint's run had {saved}: the data "
                             f"changed, so the run cannot continue exactly; restore the {saved} {self.unit}, or train a new run on the data as it is now")  # fmt: skip
+        if state.get("fingerprint") not in (None, self.fingerprint()):  # absent before it was kept
+            warnings.warn(f"{self.source.name}: the training {self.unit} differ from those the checkpoint was trained on (same number, "
+                          f"other content: the file or folder changed since); the run continues on the data as it is now",
+                          DataChangedWarning, stacklevel=2)  # fmt: skip
         if self.position >= self.shard_size:
             raise DataError(f"cannot resume {self.source.name} at position {self.position}: an epoch has {self.shard_size} {self.unit} per process")
 
