@@ -297,7 +297,7 @@ def translate(
 @user_errors
 def interpolate(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
-    corners: list[Path] = typer.Argument(..., metavar="CORNERS", help="Four images: top-left, top-right, bottom-left, bottom-right; or one folder (its first four images by name)."),
+    corners: list[Path] = typer.Argument(..., metavar="CORNERS", help="Four images: top-left, top-right, bottom-left, bottom-right; or one folder (its first four images by name), or one .npy / .npz array of images (its first four)."),
     out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output picture: PNG, or the format its extension names (.jpg, ...)."),
     steps: int = typer.Option(8, "--steps", help="Images per side (the paper: 8, i.e. 7 steps)."),
     label: Optional[str] = LABEL,
@@ -306,12 +306,14 @@ def interpolate(
     class, --label, for a class-conditional run)."""
     import torch
 
-    from genvae.commands.reconstruct import image_files
+    from genvae.commands.reconstruct import array_images, image_files
     from genvae.errors import ConfigError
+    from genvae.plugins.datasets.image_array import holds_images
     from genvae.viz.images import INTERPOLATION_CAPTION, check_picture_out, interpolation_grid, load_images, load_readable_images, save_grid
 
     check_picture_out(out)
     folder = corners[0] if len(corners) == 1 and corners[0].is_dir() else None
+    array = corners[0] if len(corners) == 1 and corners[0].is_file() and holds_images(corners[0]) else None
     if folder is not None:
         corners = image_files(corners)
     elif directories := [str(p) for p in corners if p.is_dir()]:
@@ -319,11 +321,15 @@ def interpolate(
                           "bottom-left, bottom-right), or one folder to use its first four images")  # fmt: skip
     if steps < 2:
         raise ConfigError(f"--steps must be at least 2, got {steps}")
-    if folder is None and len(corners) != 4:
-        raise ConfigError(f"interpolate needs exactly 4 corner images, got {len(corners)}")
+    if folder is None and array is None and len(corners) != 4:
+        raise ConfigError(f"interpolate needs exactly 4 corner images (or one folder or array of images), got {len(corners)}")
     loaded = load_image_run(run, "interpolate")
     y_class = class_index(loaded, run, label, "interpolate")
-    if folder is None:
+    if array is not None:  # its first four images
+        images = array_images(array, loaded.data.shape, 4)
+        if len(images) != 4:
+            raise ConfigError(f"interpolate needs 4 corner images, {array} holds {len(images)}")
+    elif folder is None:
         images = load_images(corners, loaded.data.shape)
     else:  # its first four readable images
         images, corners = load_readable_images(corners, loaded.data.shape, limit=4)

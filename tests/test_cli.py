@@ -167,7 +167,7 @@ def test_image_run_sample_and_interpolate(tmp_path):
     assert gif.exit_code == 2 and "--out must end in .pt (a tensor), .npy / .csv (rows) or .png / .jpg (a picture), got 'grid.gif'" in gif.output
 
 
-def test_interpolate_takes_four_image_files_or_one_folder(tmp_path, digits_run_dir):
+def test_interpolate_takes_four_image_files_one_folder_or_one_array(tmp_path, digits_run_dir):
     from PIL import Image
 
     faces = tmp_path / "faces"
@@ -186,6 +186,14 @@ def test_interpolate_takes_four_image_files_or_one_folder(tmp_path, digits_run_d
     (faces / "3.png").unlink(), (faces / "4.png").unlink()
     few = invoke("interpolate", digits_run_dir, faces)
     assert few.exit_code == 2 and f"interpolate needs 4 corner images, {faces} has 2 readable" in " ".join(few.output.split()), few.output
+    import numpy as np
+
+    np.save(tmp_path / "corners.npy", np.random.default_rng(0).random((5, 16, 16)).astype(np.float32))  # an array: its first four
+    array = invoke("interpolate", digits_run_dir, tmp_path / "corners.npy", "--out", tmp_path / "from-array.png", "--steps", "3")
+    assert array.exit_code == 0 and (tmp_path / "from-array.png").is_file(), array.output
+    np.save(tmp_path / "three.npy", np.zeros((3, 16, 16), np.float32))
+    three = invoke("interpolate", digits_run_dir, tmp_path / "three.npy")
+    assert three.exit_code == 2 and f"interpolate needs 4 corner images, {tmp_path / 'three.npy'} holds 3" in " ".join(three.output.split())
     for suffix in (".pt", ""):  # refused before any work, in one line
         bad = invoke("interpolate", digits_run_dir, faces, "--out", tmp_path / f"square{suffix}")
         assert bad.exit_code == 2 and f"error: --out 'square{suffix}' is not a picture format; end it in .png or .jpg" in " ".join(bad.output.split())

@@ -4,11 +4,14 @@ reconstructions D(μ(x)), and the error of each."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from genvae.commands.common import LABEL, class_index, console, load_image_run, user_errors
+
+if TYPE_CHECKING:
+    import torch
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
@@ -29,6 +32,19 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def array_images(path: Path, shape: tuple[int, ...], limit: int) -> "torch.Tensor":
+    """The first ``limit`` images of an .npy / .npz array (the image-array dataset's files) as
+    floats in [0, 1], taken as they are (not resized): they must have the run's ``shape``."""
+    from genvae.errors import DataError
+    from genvae.plugins.datasets.image_array import ImageArray
+
+    images = ImageArray(str(path)).images[:limit]
+    if tuple(images.shape[1:]) != tuple(shape):
+        raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])} and the run's are {tuple(shape)}; an array is "
+                        "taken as it is: give one of the run's shape, or the images as files, which are resized")  # fmt: skip
+    return images.float() / 255.0
+
+
 @user_errors
 def reconstruct(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
@@ -44,8 +60,8 @@ def reconstruct(
     class-conditional run needs their class: --label."""
     import torch
 
-    from genvae.errors import ConfigError, DataError
-    from genvae.plugins.datasets.image_array import ImageArray, holds_images
+    from genvae.errors import ConfigError
+    from genvae.plugins.datasets.image_array import holds_images
     from genvae.viz.images import check_picture_out, load_readable_images, pair_rows_grid, save_grid
 
     if limit < 1:
@@ -56,12 +72,9 @@ def reconstruct(
     arrays = [p for p in inputs if p.is_file() and holds_images(p)]
     candidates = image_files([p for p in inputs if p not in arrays])
     x, files = load_readable_images(candidates, loaded.data.shape, limit) if candidates else (torch.empty(0, *loaded.data.shape), [])
-    for path in arrays:  # images in one array (the image-array dataset's files): as they are, not resized
-        images = ImageArray(str(path)).images[: max(limit - len(files), 0)]
-        if tuple(images.shape[1:]) != tuple(loaded.data.shape):
-            raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])} and the run's are {tuple(loaded.data.shape)}; an array is "
-                            "taken as it is: give one of the run's shape, or the images as files, which are resized")  # fmt: skip
-        x = torch.cat([x, images.float() / 255.0])
+    for path in arrays:
+        images = array_images(path, loaded.data.shape, max(limit - len(files), 0))
+        x = torch.cat([x, images])
         files += [f"{path}[{i}]" for i in range(len(images))]
         candidates += [path] * len(images)
     y = None if y_class is None else torch.full((len(x),), y_class)
