@@ -239,7 +239,8 @@ def overview_row(info: dict[str, Any]) -> tuple[str, ...]:
     if info["damaged"]:
         files = ", ".join(f"{role}/model.safetensors" for role in info["damaged"])
         evaluations = f"damaged: {files}; genvae info {info['run']} says how to repair it"
-    names = (info["objective"]["name"], info["arch"]["name"], info["data"]["name"])
+    data = info["data"]["name"] + (f" ({info['num_classes']} classes, conditional)" if info.get("num_classes") else "")
+    names = (info["objective"]["name"], info["arch"]["name"], data)
     return (info["run"], *names, f"{trained} / {info['steps_total']}", evaluations)
 
 

@@ -123,6 +123,10 @@ def test_info_says_a_run_is_class_conditional(runs):
     assert code == 0 and "classes 3: class-conditional; sample, reconstruct and interpolate take the class with --label" in " ".join(output.split())
     code, output = invoke("info", runs / "plain")
     assert code == 0 and "class-conditional" not in output
+    code, output = invoke("info", runs)  # one line per run: the conditional ones say so
+    lines = {line.split()[1]: line for line in output.splitlines() if line.split()[1:2] and line.split()[1] in ("cond", "plain", "array")}
+    assert "folder (3 classes, conditional)" in lines["cond"] and "image-array (2 classes, conditional)" in lines["array"], output
+    assert "conditional" not in lines["plain"]
 
 
 def test_scoring_a_conditional_run_on_unlabelled_data_names_the_fix(runs, tmp_path):
