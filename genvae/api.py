@@ -37,7 +37,7 @@ from genvae.core.run import (
 )
 from genvae.core.trainer import TrainResult, check_new_run_dir
 from genvae.core.trainer import train as train_run
-from genvae.errors import ConfigError, RunDirError
+from genvae.errors import ConfigError, RunDirError, python_api, worded
 
 # train settings that a resumed run may change: they do not alter what is trained
 RESUMABLE_RATES = ("lr", "lr_encoder", "lr_decoder")  # e.g. lowered after a non-finite loss; logged per step
@@ -78,10 +78,10 @@ def user_settings(
     name = str(changes.get("data", {}).get("name", ""))
     if not resume:
         if name in get_plugins().datasets and Path(name).is_dir():
-            warnings.warn(f"--data {name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, give --data ./{name}", stacklevel=2)
+            warnings.warn(worded(f"--data={name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, give --data=./{name}"), stacklevel=2)
         return changes
     if run_dir is None:
-        raise ConfigError("--resume needs --run-dir RUN, the run to continue (from Python: resume=True needs run_dir)")
+        raise ConfigError("--resume needs --run-dir RUN, the run to continue")
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
     saved["data"] = given_data_here(saved["data"], Path(run_dir))
@@ -96,13 +96,13 @@ def user_settings(
         for key, value in values.items():
             if (section == "train" and key in RESUMABLE_CHANGES) or (section == "data" and key in PATH_OPTIONS):
                 if section == "data" and saved[section].get(key) not in (None, value):
-                    warnings.warn(f"--resume: data.{key} changes from {saved[section][key]} to {value}; the run continues on it as the same "
-                                  "data, moved (other data would change what it learns)", stacklevel=2)  # fmt: skip
+                    warnings.warn(worded(f"--resume: data.{key} changes from {saved[section][key]} to {value}; the run continues on it as the same "
+                                  "data, moved (other data would change what it learns)"), stacklevel=2)  # fmt: skip
                 saved[section][key] = value  # data.path / data.root: the same data, moved
             elif section == "optim" and key in RESUMABLE_RATES:
                 if saved[section].get(key) != value:
-                    warnings.warn(f"--resume: optim.{key} changes from {saved[section].get(key)} to {value} from the checkpoint on "
-                                  "(log.jsonl records each step's lr)", stacklevel=2)  # fmt: skip
+                    warnings.warn(worded(f"--resume: optim.{key} changes from {saved[section].get(key)} to {value} from the checkpoint on "
+                                  "(log.jsonl records each step's lr)"), stacklevel=2)  # fmt: skip
                 saved[section][key] = value
             elif saved[section].get(key) != value:
                 raise ConfigError(
@@ -159,6 +159,7 @@ def save_given_data(data: Any, run_dir: Path) -> dict[str, Any]:
     return {"data.name": str(run_dir / GIVEN_DATA), "data.key": "x", **({"data.labels": "y"} if "y" in arrays else {})}
 
 
+@python_api
 def train(
     run_dir: str | Path | None = None,
     *,
@@ -211,6 +212,7 @@ def train(
     return result
 
 
+@python_api
 def log_likelihood(
     run: str | Path | LoadedRun, x: Any, y: Any = None, *, samples: int = 5, seed: int = 0
 ) -> dict[str, torch.Tensor]:
@@ -232,6 +234,7 @@ def log_likelihood(
                                  float(objective.get("beta_rec", 1.0)), torch.Generator().manual_seed(seed))  # fmt: skip
 
 
+@python_api
 def evaluate(run: str | Path | LoadedRun, metric: str, *, seed: int = 0, **options: Any) -> dict[str, Any]:
     """Run the metric plugin ``metric`` (``toy2d``, ``fid``, ``ood``, ``likelihood``, ...) on a run
     directory or a :func:`~genvae.core.run.load_run` result, as ``genvae eval metric NAME RUN

@@ -88,7 +88,7 @@ def test_resume_from_python_and_its_errors(tmp_path, one_thread):
     assert (result.step, result.steps_run) == (7, 3)
     with pytest.raises(ConfigError, match="objective.beta_kl cannot change"):
         genvae.train(run, steps=9, resume=True, settings={"objective.beta_kl": 2.0})
-    with pytest.raises(ConfigError, match="--resume needs --run-dir"):
+    with pytest.raises(ConfigError, match="resume=True needs run_dir"):
         genvae.train(steps=9, resume=True)
     with pytest.raises(ConfigError, match="'hidden' must be SECTION.KEY"):
         genvae.train(tmp_path / "other", settings={"hidden": 16})
@@ -109,7 +109,7 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
     (tmp_path / "faces").rename(tmp_path / "moved")
     with pytest.raises(DataError, match="not a directory; set data.path"):
         genvae.train(run, steps=3, resume=True)
-    with pytest.warns(UserWarning, match=r"--resume: data.path changes from .*faces to .*moved; the run continues on it as the same data, moved"):
+    with pytest.warns(UserWarning, match=r"resume=True: data.path changes from .*faces to .*moved; the run continues on it as the same data, moved"):
         result = genvae.train(run, steps=3, resume=True, settings={"data.path": str(tmp_path / "moved")})
     assert result.step == 3
     assert json.loads((run / "config.json").read_text())["data"]["path"] == str(tmp_path / "moved")
@@ -146,3 +146,57 @@ def test_default_run_directories_started_in_one_second_are_distinct(tmp_path, mo
     first, second = default_run_dir("vae", "mlp", "rings"), default_run_dir("vae", "mlp", "rings")
     assert first != second and first.is_dir() and second.is_dir()
     assert second.name.startswith(first.name) and second.name[len(first.name):] in ("-2", "")  # or the next second
+
+
+def cli_error(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "call, cli, python_words, cli_words",
+    [
+        (lambda run, tmp: genvae.train(run, data="digits"), ["train", "--run-dir", "{run}", "--data", "digits"],
+         "already exists; pass resume=True to continue it, or choose another run_dir", "already exists; pass --resume to continue it, or choose another --run-dir"),
+        (lambda run, tmp: genvae.train(steps=3, resume=True), ["train", "--steps", "3", "--resume"],
+         "resume=True needs run_dir=RUN, the run to continue", "--resume needs --run-dir RUN, the run to continue"),
+        (lambda run, tmp: genvae.train(tmp / "new", data="8gaussians", settings={"train.eval_options": {"ood": {"out": "mnist"}}}),
+         ["train", "--run-dir", "{tmp}/new", "--data", "8gaussians", "--set", "train.eval_options={ood={out='mnist'}}"],
+         "is not in train.eval; add it: settings={'train.eval': ['ood']}", "is not in train.eval; add it: --set train.eval=[ood]"),
+        (lambda run, tmp: genvae.train(tmp / "new", data="points"), ["train", "--run-dir", "{tmp}/new", "--data", "points"],
+         "the points dataset needs data.path, a file of rows (.npy, .npz, .csv, .tsv, .txt); or give data=FILE", "; or give --data FILE"),
+        (lambda run, tmp: genvae.evaluate(run, "likelihood", n=0), ["eval", "likelihood", "{run}", "--num-images", "0"],
+         "n must be at least 1, got 0", "--num-images must be at least 1, got 0"),
+        (lambda run, tmp: genvae.evaluate(run, "ood"), ["eval", "metric", "ood", "{run}"],
+         "out-of-distribution data: out=DATA (e.g. mnist; while training settings={'train.eval_options': {'ood': {'out': 'mnist'}}}",
+         "out-of-distribution data: --out DATA (e.g. mnist; while training --set 'train.eval_options={ood={out=\"mnist\"}}'"),
+        (lambda run, tmp: genvae.train(tmp / "new", data="8gaussians", settings={"objective.recon_loss": True}),
+         ["train", "--run-dir", "{tmp}/new", "--data", "8gaussians", "--set", "objective.recon_loss=true"],
+         "objective.recon_loss = True has the wrong type; expected str", "(a --set value is read as TOML, where true is not text"),
+    ],
+    ids=["run-exists", "resume-without-run-dir", "eval-options-without-eval", "points-without-path", "eval-n", "ood-without-out", "wrong-type"],
+)
+def test_messages_name_what_the_caller_passes(digits_run_dir, tmp_path, call, cli, python_words, cli_words):
+    """The same mistake from Python names the argument (steps=, settings={...}, resume=True) and
+    from the command line the flag."""
+    with pytest.raises(genvae.errors.GenvaeError) as info:
+        call(digits_run_dir, tmp_path)
+    assert python_words in str(info.value) and "--" not in str(info.value).replace("'genvae eval metric ood RUN --option", "")
+    assert cli_words in cli_error(*(a.replace("{run}", str(digits_run_dir)).replace("{tmp}", str(tmp_path)) for a in cli))
+    with pytest.raises(genvae.errors.GenvaeError, match="--num-images must be"):  # outside the API: the CLI's words again
+        from genvae.plugins.metrics.likelihood import evaluate_likelihood
+
+        evaluate_likelihood(genvae.load_run(digits_run_dir), n=0)
+
+
+def test_a_suggested_command_becomes_the_call_that_does_it():
+    from genvae.errors import for_python
+
+    assert for_python("continue with genvae train --run-dir 'runs/a b' --resume --set optim.lr=2e-05") == \
+        "continue with genvae.train('runs/a b', resume=True, settings={'optim.lr': 2e-05})"
+    assert for_python("set it with --set arch.z_dim=...; or --precision=no, --features=random-conv or --data FILE.npy") == \
+        "set it with settings={'arch.z_dim': ...}; or settings={'train.precision': 'no'}, features='random-conv' or data=FILE.npy"
+    quoted = "make one with 'genvae eval train-classifier DATA --out DIR' (a few minutes)"
+    assert for_python(quoted) == quoted  # a command of the CLI alone stays one
+    assert for_python("a --set value is read as TOML; --where out=mnist") == "a --set value is read as TOML; --where out=mnist"

@@ -406,7 +406,7 @@ def test_a_folder_named_like_a_dataset_is_pointed_out(tmp_path: Path, monkeypatc
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "digits").mkdir()
-    with pytest.warns(UserWarning, match=r"--data digits is the dataset 'digits', not the folder ./digits here; .* give --data ./digits"):
+    with pytest.warns(UserWarning, match=r"--data=digits is the dataset 'digits', not the folder ./digits here; .* give --data=./digits"):
         user_settings(None, [], {"data.name": "digits"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")

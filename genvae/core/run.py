@@ -268,7 +268,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     objective_cfg = build_dataclass("objective", objective_cls.Config, {**rec_objective, **user_objective})
     grows = can_grow(arch)
     if user.get("grow", {}).get("start_resolution") and not grows:
-        raise ConfigError(f"architecture {names['arch']!r} cannot grow progressively; remove the [grow] settings or use --arch style")
+        raise ConfigError(f"architecture {names['arch']!r} cannot grow progressively; remove the [grow] settings or use --arch=style")
     rec_grow = dict(recommended.get("grow", {})) if grows else {}
     grow = build_dataclass("grow", GrowConfig, {**rec_grow, **user.get("grow", {})})
 
@@ -502,7 +502,7 @@ class UnavailableData(DataSource):
 
     def unavailable(self) -> DataError:
         return DataError(f"this command reads the run's data, which is not available here ({self.error}); "
-                         "name the data with --data (encode, eval likelihood) or --in (eval ood), e.g. --data folder:path=DIR")  # fmt: skip
+                         "name the data with --data (encode, eval likelihood) or --in (eval ood), e.g. --data=folder:path=DIR")  # fmt: skip
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Any:
         raise self.unavailable()

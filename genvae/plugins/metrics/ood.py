@@ -45,7 +45,7 @@ from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
 from genvae.core.run import UnavailableData
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataError, worded
 
 SCORES = ("elbo", "iwae")
 DEFAULT_SAMPLES = 5  # the paper's M
@@ -345,8 +345,8 @@ def evaluate_ood(
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
     if out_data is None:
         raise ConfigError("OOD evaluation needs out-of-distribution data: --out DATA (e.g. mnist; while training "
-                          "--set 'train.eval_options={ood={out=\"mnist\"}}', with genvae eval metric --option out=mnist)")  # fmt: skip
-    for flag, value in (("--num-images (n)", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
+                          "--set 'train.eval_options={ood={out=\"mnist\"}}', with 'genvae eval metric ood RUN --option out=mnist')")  # fmt: skip
+    for flag, value in (("--num-images", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
@@ -355,8 +355,8 @@ def evaluate_ood(
     in_label = run.config.data["name"] if in_data is None else in_label
     same_folder = folder_of(in_source) is not None and folder_of(in_source) == folder_of(out_source)
     if same_folder or (type(in_source) is type(out_source) and in_label == out_label):
-        warnings.warn(f"the in-distribution and out-of-distribution data are the same ({out_label}): the AUROC is about 0.5 by construction; "
-                      "give other data to --out", stacklevel=2)  # fmt: skip
+        warnings.warn(worded(f"the in-distribution and out-of-distribution data are the same ({out_label}): the AUROC is about 0.5 by "
+                             "construction; give other data to --out"), stacklevel=2)  # fmt: skip
     scores = {
         "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), samples, batch_size, seed + 1)[score],
         "test": run_scores(run, in_source, "test", n, samples, batch_size, seed + 2)[score],
