@@ -30,6 +30,7 @@ from genvae.core.run import (
     absolute_data_paths,
     given_data_here,
     load_run,
+    model_input,
     read_run_config,
     require_installed,
     require_run_dir,
@@ -216,19 +217,18 @@ def train(
 def log_likelihood(
     run: str | Path | LoadedRun, x: Any, y: Any = None, *, samples: int = 5, seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Per-sample scores of a batch ``x`` (a tensor or NumPy array, as the run's data: images in
-    [0, 1]) under a run, in nats: ``elbo`` and ``iwae``, the importance-weighted bound
+    """Per-sample scores of a batch ``x`` (a tensor or NumPy array, as the run's data: images as
+    floats in [0, 1] or uint8) under a run, in nats: ``elbo`` and ``iwae``, the importance-weighted bound
     log (1/M) Σ p(x|z_i) p(z_i) / q(z_i|x) of M = ``samples`` draws z_i ~ q(z|x) (the paper's OOD
     scores use M = 5; ``genvae eval likelihood`` 100), both from the same draws, with the decoder
     density the run was trained with. ``y``: class labels for a class-conditional run."""
     from genvae.plugins.metrics.ood import likelihood_scores
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
-    x = torch.as_tensor(x)
-    x = x.float() if x.is_floating_point() else x
-    y = None if y is None else torch.as_tensor(y)
     objective = loaded.config.objective
     models = loaded.models
+    x = model_input(x, models.sample_shape).float()
+    y = None if y is None else torch.as_tensor(y)
     with torch.no_grad():
         return likelihood_scores(models.encode, models.decode, x, y, samples, objective.get("recon_loss", "mse"),
                                  float(objective.get("beta_rec", 1.0)), torch.Generator().manual_seed(seed))  # fmt: skip

@@ -200,3 +200,15 @@ def test_a_suggested_command_becomes_the_call_that_does_it():
     quoted = "make one with 'genvae eval train-classifier DATA --out DIR' (a few minutes)"
     assert for_python(quoted) == quoted  # a command of the CLI alone stays one
     assert for_python("a --set value is read as TOML; --where out=mnist") == "a --set value is read as TOML; --where out=mnist"
+
+
+def test_uint8_images_are_taken_as_train_takes_them(digits_run_dir):
+    """genvae.train(data=uint8 images) worked, but encode and log_likelihood of the same array
+    raised "expected scalar type Byte but found Float"."""
+    run = genvae.load_run(digits_run_dir)
+    pixels = (run.data.test_batch(6).x * 255).round().to(torch.uint8)
+    scaled = pixels.float() / 255
+    assert torch.equal(run.models.encode(pixels.numpy())[0], run.models.encode(scaled)[0])
+    assert torch.equal(genvae.log_likelihood(run, pixels)["iwae"], genvae.log_likelihood(run, scaled)["iwae"])
+    with pytest.raises(DataError, match=r"images are floats in \[0, 1\] or uint8 \(0-255\); got torch.int64: give x.float\(\) / 255"):
+        run.models.encode(pixels.long())

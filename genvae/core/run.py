@@ -439,7 +439,7 @@ class EvalModels(Models):
     sample_shape: tuple[int, ...] | None = None  # one sample's shape (checked unless the decoder grows)
 
     def encode(self, x: Any, y: Any = None) -> tuple[Tensor, Tensor]:
-        x = torch.as_tensor(x)
+        x = model_input(x, self.sample_shape)
         if self.sample_shape is not None and self.output_size is None and tuple(x.shape[1:]) != self.sample_shape:
             raise DataError(self._shape_error(tuple(x.shape)))
         y = self._labels(y, self.encoder)
@@ -474,6 +474,19 @@ class EvalModels(Models):
             raise DataError(f"class labels from {int(y.min())} to {int(y.max())}, but the model knows classes 0 to {classes - 1}; "
                             "give labels of its own classes")  # fmt: skip
         return y.to(module_device(network))
+
+
+def model_input(x: Any, sample_shape: tuple[int, ...] | None) -> Tensor:
+    """``x`` as a tensor for the encoder: uint8 images (0-255, as ``genvae.train`` takes them)
+    scaled to [0, 1], the integers of points as floats."""
+    x = torch.as_tensor(x)
+    if x.is_floating_point():
+        return x
+    if len(sample_shape or ()) != 3:
+        return x.float()
+    if x.dtype != torch.uint8:
+        raise DataError(f"images are floats in [0, 1] or uint8 (0-255); got {x.dtype}: give x.float() / 255 for 0-255 values")
+    return x.float() / 255
 
 
 def _like_parameters(t: Tensor, module: torch.nn.Module) -> Tensor:
