@@ -208,8 +208,11 @@ def train(
             if given:
                 (Path(run_dir) / GIVEN_DATA).unlink(missing_ok=True)
             remove_if_empty(run_dir)  # made for this run (or emptied of its data): gone again
+    if result.steps_run == 0:  # the CLI prints it
+        warnings.warn(worded(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train: "
+                             f"give --steps N with N > {result.step}"), stacklevel=3)  # fmt: skip
     if warning := run_warning(run_dir, cfg.objective):
-        warnings.warn(warning, GameStoppedWarning, stacklevel=2)
+        warnings.warn(warning, GameStoppedWarning, stacklevel=3)  # the caller's line (2: python_api's wrapper)
     return result
 
 

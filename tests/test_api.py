@@ -86,6 +86,9 @@ def test_resume_from_python_and_its_errors(tmp_path, one_thread):
     genvae.train(run, objective="vae", data="8gaussians", steps=4, batch_size=16, settings={"arch.hidden": 16, "train.figures_every": 0})
     result = genvae.train(run, steps=7, resume=True)
     assert (result.step, result.steps_run) == (7, 3)
+    with pytest.warns(UserWarning, match=r"^already at step 7 of train.steps=5; nothing to train: give steps=N with N > 7$") as caught:
+        assert genvae.train(run, steps=5, resume=True).steps_run == 0  # silent before, while the CLI said it
+    assert caught[0].filename == __file__  # the caller's line, not genvae's
     with pytest.raises(ConfigError, match="objective.beta_kl cannot change"):
         genvae.train(run, steps=9, resume=True, settings={"objective.beta_kl": 2.0})
     with pytest.raises(ConfigError, match="resume=True needs run_dir"):
