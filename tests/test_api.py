@@ -215,3 +215,12 @@ def test_uint8_images_are_taken_as_train_takes_them(digits_run_dir):
     assert torch.equal(genvae.log_likelihood(run, pixels)["iwae"], genvae.log_likelihood(run, scaled)["iwae"])
     with pytest.raises(DataError, match=r"images are floats in \[0, 1\] or uint8 \(0-255\); got torch.int64: give x.float\(\) / 255"):
         run.models.encode(pixels.long())
+
+
+def test_an_array_run_without_held_out_images_says_how_to_hold_some_out(tmp_path, one_thread):
+    """The warning told users of genvae.train(data=array) to put held-out images "in another folder"."""
+    images = np.random.default_rng(0).random((40, 8, 8))
+    genvae.train(tmp_path / "run", objective="vae", data=images, steps=2, batch_size=8, settings={"train.figures_every": 0})
+    with pytest.warns(UserWarning, match=r"no held-out split: its 'test' images are the training ones; hold images out with "
+                                         r"settings={'data.test_fraction': F} when training, or evaluate other data$"):  # fmt: skip
+        genvae.evaluate(tmp_path / "run", "likelihood", n=8, samples=2)

@@ -30,6 +30,7 @@ that of continuous pixels (no dequantisation), as the paper.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -188,11 +189,12 @@ def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
     here, trained_on = folder_of(data), folder_of(run_data)
     if here is not None and trained_on is not None and here != trained_on:
         return split  # not the folder the run trained on: all of it is held out
-    if data.kind == "images":
-        items, fix = "images", "to evaluate held-out images, put them in another folder and evaluate that one"
+    items = "images" if data.kind == "images" else "rows"
+    if "test_fraction" in inspect.signature(type(data)).parameters:  # points, image-array (genvae.train(data=array))
+        fix = f"hold {items} out with --set data.test_fraction=F when training, or evaluate other data"
     else:
-        items, fix = "rows", "hold rows out with --set data.test_fraction=F when training, or evaluate another file"
-    warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' {items} are the training ones; {fix}", stacklevel=2)
+        fix = "to evaluate held-out images, put them in another folder and evaluate that one"
+    warnings.warn(worded(f"the {data.name} dataset has no held-out split: its 'test' {items} are the training ones; {fix}"), stacklevel=2)
     return f"train ({data.name} has no test split)"
 
 
