@@ -39,6 +39,7 @@ from genvae.core.run import (
 from genvae.core.trainer import TrainResult, check_new_run_dir
 from genvae.core.trainer import train as train_run
 from genvae.errors import ConfigError, RunDirError, python_api, worded
+from genvae.plugins.datasets.image_array import as_uint8_images
 
 # train settings that a resumed run may change: they do not alter what is trained
 RESUMABLE_RATES = ("lr", "lr_encoder", "lr_decoder")  # e.g. lowered after a non-finite loss; logged per step
@@ -152,6 +153,8 @@ def save_given_data(data: Any, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"data holds an array of shape {arrays['x'].shape}; give points as (N, D), images as (N, H, W), (N, C, H, W) or (N, H, W, C)")
     if "y" in arrays and arrays["x"].ndim == 2:
         raise ConfigError("labels are taken with images, not with points; give data=points alone")
+    if arrays["x"].ndim in (3, 4):
+        as_uint8_images(arrays["x"], "data")  # its problems named as given, not as RUN/data.npz
     check_new_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / (GIVEN_DATA + ".tmp.npz")
