@@ -224,3 +224,23 @@ def test_an_array_run_without_held_out_images_says_how_to_hold_some_out(tmp_path
     with pytest.warns(UserWarning, match=r"no held-out split: its 'test' images are the training ones; hold images out with "
                                          r"settings={'data.test_fraction': F} when training, or evaluate other data$"):  # fmt: skip
         genvae.evaluate(tmp_path / "run", "likelihood", n=8, samples=2)
+
+
+def test_every_flag_in_a_message_the_api_can_raise_has_its_python_name():
+    """A new message naming a flag that genvae.errors.PYTHON_NAMES lacks would reach notebook
+    users as a CLI flag."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from genvae.errors import PYTHON_NAMES
+
+    root = Path(genvae.__file__).parent
+    flags = set()
+    for path in [root / "api.py", *(root / "core").glob("*.py"), *(root / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Raise, ast.Assign, ast.Return)) or (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "warn"):
+                texts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                flags |= {flag for text in texts for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)}
+    assert {"--run-dir", "--resume", "--num-samples"} <= flags  # the scan sees them
+    assert flags - set(PYTHON_NAMES) - {"--set", "--option"} == set()  # --set has its own rule; --option is in quoted commands
