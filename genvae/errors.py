@@ -50,6 +50,7 @@ def for_python(message: str) -> str:
     for i in range(0, len(parts), 2):  # the odd parts are quoted commands
         text = _RESUME_COMMAND.sub(_resume_call, parts[i])
         text = _SET.sub(lambda m: _settings(m.group(1) or m.group(2)), text)
+        text = text.replace("} settings={", ", ")  # --set A --set B: one dict
         parts[i] = _FLAG.sub(_argument, text)
     return "".join(parts)
 
