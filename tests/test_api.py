@@ -246,3 +246,14 @@ def test_every_flag_in_a_message_the_api_can_raise_has_its_python_name():
                 flags |= {flag for text in texts for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)}
     assert {"--run-dir", "--resume", "--num-samples"} <= flags  # the scan sees them
     assert flags - set(PYTHON_NAMES) - {"--set", "--option"} == set()  # --set has its own rule; --option is in quoted commands
+
+
+def test_genvae_errors_is_there_after_a_bare_import():
+    """'except genvae.errors.ConfigError' in a fresh notebook raised AttributeError: the lazy
+    package had not imported the module yet."""
+    import subprocess
+    import sys
+
+    code = "import genvae; print(genvae.errors.ConfigError.__name__, 'errors' in dir(genvae))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["ConfigError", "True"], result.stderr
