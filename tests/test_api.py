@@ -134,6 +134,7 @@ def test_evaluate_runs_a_metric_plugin_from_python(digits_run_dir, tmp_path):
     result = genvae.evaluate(run, "likelihood", n=8, samples=2)
     assert result["step"] == 5 and math.isfinite(result["iwae"])
     assert json.loads((run / "metrics" / "likelihood.jsonl").read_text())["iwae"] == result["iwae"]  # recorded as by the command
+    assert repr(genvae.load_run(run)) == f"LoadedRun({str(run)!r}: vae, mlp on digits (1, 16, 16), z_dim=4, step 5)"  # not every layer
     with pytest.raises(ConfigError, match="metric 'likelihood' has no option 'nn'"):
         genvae.evaluate(genvae.load_run(run), "likelihood", nn=8)
     with pytest.raises(PluginError, match="did you mean 'likelihood'"):

@@ -548,6 +548,11 @@ class LoadedRun:
     def models(self) -> Models:
         return models_view(self.encoder, self.decoder, self.data)
 
+    def __repr__(self) -> str:  # a notebook shows this, not the networks' layers (thousands of lines for style models)
+        c = self.config
+        return (f"LoadedRun({str(self.path)!r}: {c.objective['name']}, {c.arch['name']} on {c.data['name']} {tuple(self.data.shape)}, "
+                f"z_dim={self.models.z_dim}, step {self.step})")  # fmt: skip
+
 
 def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder | Decoder:
     """Rebuild an exported encoder or decoder from its config.json and model.safetensors."""
