@@ -80,7 +80,8 @@ def user_settings(
     name = str(changes.get("data", {}).get("name", ""))
     if not resume:
         if name in get_plugins().datasets and Path(name).is_dir():
-            warnings.warn(worded(f"--data={name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, give --data=./{name}"), stacklevel=2)
+            warnings.warn(worded(f"--data={name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, "
+                                 f"give --data=./{name}"), stacklevel=2)  # fmt: skip
         return changes
     if run_dir is None:
         raise ConfigError("--resume needs --run-dir RUN, the run to continue")

@@ -162,7 +162,8 @@ def cli_error(*args) -> str:
     "call, cli, python_words, cli_words",
     [
         (lambda run, tmp: genvae.train(run, data="digits"), ["train", "--run-dir", "{run}", "--data", "digits"],
-         "already exists; pass resume=True to continue it, or choose another run_dir", "already exists; pass --resume to continue it, or choose another --run-dir"),
+         "already exists; pass resume=True to continue it, or choose another run_dir",
+         "already exists; pass --resume to continue it, or choose another --run-dir"),
         (lambda run, tmp: genvae.train(steps=3, resume=True), ["train", "--steps", "3", "--resume"],
          "resume=True needs run_dir=RUN, the run to continue", "--resume needs --run-dir RUN, the run to continue"),
         (lambda run, tmp: genvae.train(tmp / "new", data="8gaussians", settings={"train.eval_options": {"ood": {"out": "mnist"}}}),
