@@ -29,6 +29,7 @@ PYTHON_NAMES = {
 }  # fmt: skip
 
 _QUOTED_COMMAND = re.compile(r"('genvae [^']*')")
+_EVAL_COMMAND = re.compile(r"'genvae eval (\w+)'")  # a metric's command alone; not 'genvae eval fid-ref ...'
 _RESUME_COMMAND = re.compile(r"genvae train --run-dir ('[^']*'|\S+) --resume((?: --set \S+)?)")
 _SET = re.compile(r"--set (?:'([\w.{}]+=[^']*)'|([\w.{}]+=\S*?))(?=[;,)]*(?:\s|$))")
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)(?:=(\S+?)(?=[;,)]*(?:\s|$))| ([A-Z][A-Z0-9_]*(?:\.\w+)?)\b)?")
@@ -46,7 +47,7 @@ def from_python() -> bool:
 
 def for_python(message: str) -> str:
     """A CLI message with each flag in :data:`PYTHON_NAMES` replaced by its Python argument."""
-    parts = _QUOTED_COMMAND.split(message)
+    parts = _QUOTED_COMMAND.split(_EVAL_COMMAND.sub(r"genvae.evaluate(run, '\1')", message))
     for i in range(0, len(parts), 2):  # the odd parts are quoted commands
         text = _RESUME_COMMAND.sub(_resume_call, parts[i])
         text = _SET.sub(lambda m: _settings(m.group(1) or m.group(2)), text)

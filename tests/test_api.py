@@ -204,6 +204,8 @@ def test_a_suggested_command_becomes_the_call_that_does_it():
         "set it with settings={'arch.z_dim': ...}; or settings={'train.precision': 'no'}, features='random-conv' or data=FILE.npy"
     assert for_python("e.g. --set train.eval=[ood] --set 'train.eval_options={ood={n=20}}' (metrics: ...)") == \
         "e.g. settings={'train.eval': ['ood'], 'train.eval_options': {'ood': {'n': 20}}} (metrics: ...)"
+    assert for_python("for image runs use 'genvae eval fid' or 'genvae eval ood'") == \
+        "for image runs use genvae.evaluate(run, 'fid') or genvae.evaluate(run, 'ood')"
     quoted = "make one with 'genvae eval train-classifier DATA --out DIR' (a few minutes)"
     assert for_python(quoted) == quoted  # a command of the CLI alone stays one
     assert for_python("a --set value is read as TOML; --where out=mnist") == "a --set value is read as TOML; --where out=mnist"
