@@ -29,6 +29,7 @@ _INTERFACES = (
 _API = {"train": "genvae.api", "evaluate": "genvae.api", "log_likelihood": "genvae.api", "load_run": "genvae.core.run"}
 
 __all__ = ["hookimpl", *_INTERFACES, *_API]
+_MODULES = ("errors",)  # genvae.errors.ConfigError after a bare 'import genvae'
 
 
 def __getattr__(name: str) -> Any:
@@ -36,8 +37,10 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module("genvae.core.interfaces"), name)
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"genvae.{name}")
     raise AttributeError(f"module 'genvae' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:  # the lazily imported names too (a notebook's tab completion)
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *_MODULES})

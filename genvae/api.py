@@ -30,6 +30,7 @@ from genvae.core.run import (
     absolute_data_paths,
     given_data_here,
     load_run,
+    model_input,
     read_run_config,
     require_installed,
     require_run_dir,
@@ -37,7 +38,8 @@ from genvae.core.run import (
 )
 from genvae.core.trainer import TrainResult, check_new_run_dir
 from genvae.core.trainer import train as train_run
-from genvae.errors import ConfigError, RunDirError
+from genvae.errors import ConfigError, RunDirError, python_api, worded
+from genvae.plugins.datasets.image_array import as_uint8_images
 
 # train settings that a resumed run may change: they do not alter what is trained
 RESUMABLE_RATES = ("lr", "lr_encoder", "lr_decoder")  # e.g. lowered after a non-finite loss; logged per step
@@ -78,10 +80,11 @@ def user_settings(
     name = str(changes.get("data", {}).get("name", ""))
     if not resume:
         if name in get_plugins().datasets and Path(name).is_dir():
-            warnings.warn(f"--data {name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, give --data ./{name}", stacklevel=2)
+            warnings.warn(worded(f"--data={name} is the dataset {name!r}, not the folder ./{name} here; to train on the folder, "
+                                 f"give --data=./{name}"), stacklevel=2)  # fmt: skip
         return changes
     if run_dir is None:
-        raise ConfigError("--resume needs --run-dir RUN, the run to continue (from Python: resume=True needs run_dir)")
+        raise ConfigError("--resume needs --run-dir RUN, the run to continue")
     require_run_dir(Path(run_dir))
     saved = read_run_config(Path(run_dir) / "config.json").to_dict()
     saved["data"] = given_data_here(saved["data"], Path(run_dir))
@@ -96,13 +99,13 @@ def user_settings(
         for key, value in values.items():
             if (section == "train" and key in RESUMABLE_CHANGES) or (section == "data" and key in PATH_OPTIONS):
                 if section == "data" and saved[section].get(key) not in (None, value):
-                    warnings.warn(f"--resume: data.{key} changes from {saved[section][key]} to {value}; the run continues on it as the same "
-                                  "data, moved (other data would change what it learns)", stacklevel=2)  # fmt: skip
+                    warnings.warn(worded(f"--resume: data.{key} changes from {saved[section][key]} to {value}; the run continues on it as the same "
+                                  "data, moved (other data would change what it learns)"), stacklevel=2)  # fmt: skip
                 saved[section][key] = value  # data.path / data.root: the same data, moved
             elif section == "optim" and key in RESUMABLE_RATES:
                 if saved[section].get(key) != value:
-                    warnings.warn(f"--resume: optim.{key} changes from {saved[section].get(key)} to {value} from the checkpoint on "
-                                  "(log.jsonl records each step's lr)", stacklevel=2)  # fmt: skip
+                    warnings.warn(worded(f"--resume: optim.{key} changes from {saved[section].get(key)} to {value} from the checkpoint on "
+                                  "(log.jsonl records each step's lr)"), stacklevel=2)  # fmt: skip
                 saved[section][key] = value
             elif saved[section].get(key) != value:
                 raise ConfigError(
@@ -151,6 +154,8 @@ def save_given_data(data: Any, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"data holds an array of shape {arrays['x'].shape}; give points as (N, D), images as (N, H, W), (N, C, H, W) or (N, H, W, C)")
     if "y" in arrays and arrays["x"].ndim == 2:
         raise ConfigError("labels are taken with images, not with points; give data=points alone")
+    if arrays["x"].ndim in (3, 4):
+        as_uint8_images(arrays["x"], "data")  # its problems named as given, not as RUN/data.npz
     check_new_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / (GIVEN_DATA + ".tmp.npz")
@@ -159,6 +164,7 @@ def save_given_data(data: Any, run_dir: Path) -> dict[str, Any]:
     return {"data.name": str(run_dir / GIVEN_DATA), "data.key": "x", **({"data.labels": "y"} if "y" in arrays else {})}
 
 
+@python_api
 def train(
     run_dir: str | Path | None = None,
     *,
@@ -206,32 +212,36 @@ def train(
             if given:
                 (Path(run_dir) / GIVEN_DATA).unlink(missing_ok=True)
             remove_if_empty(run_dir)  # made for this run (or emptied of its data): gone again
+    if result.steps_run == 0:  # the CLI prints it
+        warnings.warn(worded(f"already at step {result.step} of train.steps={cfg.train.steps}; nothing to train: "
+                             f"give --steps N with N > {result.step}"), stacklevel=3)  # fmt: skip
     if warning := run_warning(run_dir, cfg.objective):
-        warnings.warn(warning, GameStoppedWarning, stacklevel=2)
+        warnings.warn(warning, GameStoppedWarning, stacklevel=3)  # the caller's line (2: python_api's wrapper)
     return result
 
 
+@python_api
 def log_likelihood(
     run: str | Path | LoadedRun, x: Any, y: Any = None, *, samples: int = 5, seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Per-sample scores of a batch ``x`` (a tensor or NumPy array, as the run's data: images in
-    [0, 1]) under a run, in nats: ``elbo`` and ``iwae``, the importance-weighted bound
+    """Per-sample scores of a batch ``x`` (a tensor or NumPy array, as the run's data: images as
+    floats in [0, 1] or uint8) under a run, in nats: ``elbo`` and ``iwae``, the importance-weighted bound
     log (1/M) Σ p(x|z_i) p(z_i) / q(z_i|x) of M = ``samples`` draws z_i ~ q(z|x) (the paper's OOD
     scores use M = 5; ``genvae eval likelihood`` 100), both from the same draws, with the decoder
     density the run was trained with. ``y``: class labels for a class-conditional run."""
     from genvae.plugins.metrics.ood import likelihood_scores
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
-    x = torch.as_tensor(x)
-    x = x.float() if x.is_floating_point() else x
-    y = None if y is None else torch.as_tensor(y)
     objective = loaded.config.objective
     models = loaded.models
+    x = model_input(x, models.sample_shape).float()
+    y = None if y is None else torch.as_tensor(y)
     with torch.no_grad():
         return likelihood_scores(models.encode, models.decode, x, y, samples, objective.get("recon_loss", "mse"),
                                  float(objective.get("beta_rec", 1.0)), torch.Generator().manual_seed(seed))  # fmt: skip
 
 
+@python_api
 def evaluate(run: str | Path | LoadedRun, metric: str, *, seed: int = 0, **options: Any) -> dict[str, Any]:
     """Run the metric plugin ``metric`` (``toy2d``, ``fid``, ``ood``, ``likelihood``, ...) on a run
     directory or a :func:`~genvae.core.run.load_run` result, as ``genvae eval metric NAME RUN

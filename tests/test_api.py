@@ -86,9 +86,12 @@ def test_resume_from_python_and_its_errors(tmp_path, one_thread):
     genvae.train(run, objective="vae", data="8gaussians", steps=4, batch_size=16, settings={"arch.hidden": 16, "train.figures_every": 0})
     result = genvae.train(run, steps=7, resume=True)
     assert (result.step, result.steps_run) == (7, 3)
+    with pytest.warns(UserWarning, match=r"^already at step 7 of train.steps=5; nothing to train: give steps=N with N > 7$") as caught:
+        assert genvae.train(run, steps=5, resume=True).steps_run == 0  # silent before, while the CLI said it
+    assert caught[0].filename == __file__  # the caller's line, not genvae's
     with pytest.raises(ConfigError, match="objective.beta_kl cannot change"):
         genvae.train(run, steps=9, resume=True, settings={"objective.beta_kl": 2.0})
-    with pytest.raises(ConfigError, match="--resume needs --run-dir"):
+    with pytest.raises(ConfigError, match="resume=True needs run_dir"):
         genvae.train(steps=9, resume=True)
     with pytest.raises(ConfigError, match="'hidden' must be SECTION.KEY"):
         genvae.train(tmp_path / "other", settings={"hidden": 16})
@@ -109,7 +112,7 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
     (tmp_path / "faces").rename(tmp_path / "moved")
     with pytest.raises(DataError, match="not a directory; set data.path"):
         genvae.train(run, steps=3, resume=True)
-    with pytest.warns(UserWarning, match=r"--resume: data.path changes from .*faces to .*moved; the run continues on it as the same data, moved"):
+    with pytest.warns(UserWarning, match=r"resume=True: data.path changes from .*faces to .*moved; the run continues on it as the same data, moved"):
         result = genvae.train(run, steps=3, resume=True, settings={"data.path": str(tmp_path / "moved")})
     assert result.step == 3
     assert json.loads((run / "config.json").read_text())["data"]["path"] == str(tmp_path / "moved")
@@ -131,6 +134,7 @@ def test_evaluate_runs_a_metric_plugin_from_python(digits_run_dir, tmp_path):
     result = genvae.evaluate(run, "likelihood", n=8, samples=2)
     assert result["step"] == 5 and math.isfinite(result["iwae"])
     assert json.loads((run / "metrics" / "likelihood.jsonl").read_text())["iwae"] == result["iwae"]  # recorded as by the command
+    assert repr(genvae.load_run(run)) == f"LoadedRun({str(run)!r}: vae, mlp on digits (1, 16, 16), z_dim=4, step 5)"  # not every layer
     with pytest.raises(ConfigError, match="metric 'likelihood' has no option 'nn'"):
         genvae.evaluate(genvae.load_run(run), "likelihood", nn=8)
     with pytest.raises(PluginError, match="did you mean 'likelihood'"):
@@ -146,3 +150,114 @@ def test_default_run_directories_started_in_one_second_are_distinct(tmp_path, mo
     first, second = default_run_dir("vae", "mlp", "rings"), default_run_dir("vae", "mlp", "rings")
     assert first != second and first.is_dir() and second.is_dir()
     assert second.name.startswith(first.name) and second.name[len(first.name):] in ("-2", "")  # or the next second
+
+
+def cli_error(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "call, cli, python_words, cli_words",
+    [
+        (lambda run, tmp: genvae.train(run, data="digits"), ["train", "--run-dir", "{run}", "--data", "digits"],
+         "already exists; pass resume=True to continue it, or choose another run_dir",
+         "already exists; pass --resume to continue it, or choose another --run-dir"),
+        (lambda run, tmp: genvae.train(steps=3, resume=True), ["train", "--steps", "3", "--resume"],
+         "resume=True needs run_dir=RUN, the run to continue", "--resume needs --run-dir RUN, the run to continue"),
+        (lambda run, tmp: genvae.train(tmp / "new", data="8gaussians", settings={"train.eval_options": {"ood": {"out": "mnist"}}}),
+         ["train", "--run-dir", "{tmp}/new", "--data", "8gaussians", "--set", "train.eval_options={ood={out='mnist'}}"],
+         "is not in train.eval; add it: settings={'train.eval': ['ood']}", "is not in train.eval; add it: --set train.eval=[ood]"),
+        (lambda run, tmp: genvae.train(tmp / "new", data="points"), ["train", "--run-dir", "{tmp}/new", "--data", "points"],
+         "the points dataset needs data.path, a file of rows (.npy, .npz, .csv, .tsv, .txt); or give data=FILE", "; or give --data FILE"),
+        (lambda run, tmp: genvae.evaluate(run, "likelihood", n=0), ["eval", "likelihood", "{run}", "--num-images", "0"],
+         "n must be at least 1, got 0", "--num-images must be at least 1, got 0"),
+        (lambda run, tmp: genvae.evaluate(run, "ood"), ["eval", "metric", "ood", "{run}"],
+         "out-of-distribution data: out=DATA (e.g. mnist; while training settings={'train.eval_options': {'ood': {'out': 'mnist'}}}",
+         "out-of-distribution data: --out DATA (e.g. mnist; while training --set 'train.eval_options={ood={out=\"mnist\"}}'"),
+        (lambda run, tmp: genvae.train(tmp / "new", data="8gaussians", settings={"objective.recon_loss": True}),
+         ["train", "--run-dir", "{tmp}/new", "--data", "8gaussians", "--set", "objective.recon_loss=true"],
+         "objective.recon_loss = True has the wrong type; expected str", "(a --set value is read as TOML, where true is not text"),
+    ],
+    ids=["run-exists", "resume-without-run-dir", "eval-options-without-eval", "points-without-path", "eval-n", "ood-without-out", "wrong-type"],
+)
+def test_messages_name_what_the_caller_passes(digits_run_dir, tmp_path, call, cli, python_words, cli_words):
+    """The same mistake from Python names the argument (steps=, settings={...}, resume=True) and
+    from the command line the flag."""
+    with pytest.raises(genvae.errors.GenvaeError) as info:
+        call(digits_run_dir, tmp_path)
+    assert python_words in str(info.value) and "--" not in str(info.value).replace("'genvae eval metric ood RUN --option", "")
+    assert cli_words in cli_error(*(a.replace("{run}", str(digits_run_dir)).replace("{tmp}", str(tmp_path)) for a in cli))
+    with pytest.raises(genvae.errors.GenvaeError, match="--num-images must be"):  # outside the API: the CLI's words again
+        from genvae.plugins.metrics.likelihood import evaluate_likelihood
+
+        evaluate_likelihood(genvae.load_run(digits_run_dir), n=0)
+
+
+def test_a_suggested_command_becomes_the_call_that_does_it():
+    from genvae.errors import for_python
+
+    assert for_python("continue with genvae train --run-dir 'runs/a b' --resume --set optim.lr=2e-05") == \
+        "continue with genvae.train('runs/a b', resume=True, settings={'optim.lr': 2e-05})"
+    assert for_python("set it with --set arch.z_dim=...; or --precision=no, --features=random-conv or --data FILE.npy") == \
+        "set it with settings={'arch.z_dim': ...}; or settings={'train.precision': 'no'}, features='random-conv' or data=FILE.npy"
+    assert for_python("e.g. --set train.eval=[ood] --set 'train.eval_options={ood={n=20}}' (metrics: ...)") == \
+        "e.g. settings={'train.eval': ['ood'], 'train.eval_options': {'ood': {'n': 20}}} (metrics: ...)"
+    assert for_python("for image runs use 'genvae eval fid' or 'genvae eval ood'") == \
+        "for image runs use genvae.evaluate(run, 'fid') or genvae.evaluate(run, 'ood')"
+    quoted = "make one with 'genvae eval train-classifier DATA --out DIR' (a few minutes)"
+    assert for_python(quoted) == quoted  # a command of the CLI alone stays one
+    assert for_python("a --set value is read as TOML; --where out=mnist") == "a --set value is read as TOML; --where out=mnist"
+
+
+def test_uint8_images_are_taken_as_train_takes_them(digits_run_dir):
+    """genvae.train(data=uint8 images) worked, but encode and log_likelihood of the same array
+    raised "expected scalar type Byte but found Float"."""
+    run = genvae.load_run(digits_run_dir)
+    pixels = (run.data.test_batch(6).x * 255).round().to(torch.uint8)
+    scaled = pixels.float() / 255
+    assert torch.equal(run.models.encode(pixels.numpy())[0], run.models.encode(scaled)[0])
+    assert torch.equal(genvae.log_likelihood(run, pixels)["iwae"], genvae.log_likelihood(run, scaled)["iwae"])
+    with pytest.raises(DataError, match=r"images are floats in \[0, 1\] or uint8 \(0-255\); got torch.int64: give x.float\(\) / 255"):
+        run.models.encode(pixels.long())
+
+
+def test_an_array_run_without_held_out_images_says_how_to_hold_some_out(tmp_path, one_thread):
+    """The warning told users of genvae.train(data=array) to put held-out images "in another folder"."""
+    images = np.random.default_rng(0).random((40, 8, 8))
+    genvae.train(tmp_path / "run", objective="vae", data=images, steps=2, batch_size=8, settings={"train.figures_every": 0})
+    with pytest.warns(UserWarning, match=r"no held-out split: its 'test' images are the training ones; hold images out with "
+                                         r"settings={'data.test_fraction': F} when training, or evaluate other data$"):  # fmt: skip
+        genvae.evaluate(tmp_path / "run", "likelihood", n=8, samples=2)
+
+
+def test_every_flag_in_a_message_the_api_can_raise_has_its_python_name():
+    """A new message naming a flag that genvae.errors.PYTHON_NAMES lacks would reach notebook
+    users as a CLI flag."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from genvae.errors import PYTHON_NAMES
+
+    root = Path(genvae.__file__).parent
+    flags = set()
+    for path in [root / "api.py", *(root / "core").glob("*.py"), *(root / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Raise, ast.Assign, ast.Return)) or (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "warn"):
+                texts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                flags |= {flag for text in texts for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)}
+    assert {"--run-dir", "--resume", "--num-samples"} <= flags  # the scan sees them
+    assert flags - set(PYTHON_NAMES) - {"--set", "--option"} == set()  # --set has its own rule; --option is in quoted commands
+
+
+def test_genvae_errors_is_there_after_a_bare_import():
+    """'except genvae.errors.ConfigError' in a fresh notebook raised AttributeError: the lazy
+    package had not imported the module yet."""
+    import subprocess
+    import sys
+
+    code = "import genvae; print(genvae.errors.ConfigError.__name__, 'errors' in dir(genvae))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["ConfigError", "True"], result.stderr

@@ -74,7 +74,7 @@ def test_reference_from_another_classifier_is_refused(digits_classifier, tmp_pat
     saved = fidm.load_stats(ref)
     other = features.build_feature_extractor("classifier", feature_weights=digits_classifier).settings()
     fidm.check_compatible(saved["settings"], other, str(ref))  # same classifier: fine
-    with pytest.raises(ConfigError, match=f"weights_sha256.*pass the weights it was made with \\(--feature-weights {digits_classifier}\\)"):
+    with pytest.raises(ConfigError, match=f"weights_sha256.*pass the weights it was made with \\(--feature-weights={digits_classifier}\\)"):
         fidm.check_compatible(saved["settings"], {**other, "weights_sha256": "0" * 64}, str(ref))
 
 

@@ -85,8 +85,8 @@ def test_dataset_options_are_checked_as_in_train(runs, rgb_folder, tmp_path, arg
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["ood", "{digits}", "--out", "digits", "--num-images", "0"], "--num-images (n) must be at least 1, got 0"),
-        (["ood", "{digits}", "--ood", "digits", "--num-images", "-1"], "--num-images (n) must be at least 1, got -1"),
+        (["ood", "{digits}", "--out", "digits", "--num-images", "0"], "--num-images must be at least 1, got 0"),
+        (["ood", "{digits}", "--ood", "digits", "--num-images", "-1"], "--num-images must be at least 1, got -1"),
         (["ood", "{digits}", "--out", "digits", "--score", "iwae", "--samples", "0"], "--samples must be at least 1, got 0"),
         (["fid", "{digits}", "--ref", "digits", "--features", "random-conv", "--num-samples", "1"], "--num-samples must be at least 2"),
         (["fid", "{digits}", "--ref", "digits", "--features", "random-conv", "--batch-size", "0"], "--batch-size must be at least 1"),

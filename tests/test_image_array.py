@@ -151,6 +151,9 @@ def test_python_trains_on_arrays_in_memory_and_the_run_keeps_them(tmp_path, one_
         genvae.train(tmp_path / "img", data=x, steps=2)
     with pytest.raises(ConfigError, match=r"data holds an empty array \(shape \(0, 2\)\)"):
         genvae.train(tmp_path / "empty", data=np.zeros((0, 2)))
+    with pytest.raises(DataError, match=r"^data holds float pixels from 0 to 16; give floats in \[0, 1\] \(x / 255 for 0-255 values\) or uint8$"):
+        genvae.train(tmp_path / "range", data=np.linspace(0, 16, 16 * 64).reshape(16, 8, 8))  # named as given, not as RUN/data.npz
+    assert not (tmp_path / "range").exists()
     with pytest.raises(ConfigError, match="unknown"):  # a mistake in the settings: the array saved for the run goes again
         genvae.train(tmp_path / "typo", data=points, steps=2, settings={"arch.hiden": 8})
     assert not (tmp_path / "typo").exists()
@@ -164,7 +167,7 @@ def test_a_resume_on_data_of_another_shape_or_classes_is_one_line(tmp_path, one_
     np.save(tmp_path / "small.npy", images(16))
     np.save(tmp_path / "rgb.npy", np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
     genvae.train(tmp_path / "run", data=str(tmp_path / "small.npy"), objective="vae", steps=2, batch_size=4, settings=SMALL)
-    with pytest.raises(DataError, match=r"--resume: image-array now holds samples of shape \(3, 8, 8\), where the run was trained on shape \(1, 8, 8\)"):
+    with pytest.raises(DataError, match=r"resume=True: image-array now holds samples of shape \(3, 8, 8\), where the run was trained on shape \(1, 8, 8\)"):
         genvae.train(tmp_path / "run", steps=4, resume=True, settings={"data.path": str(tmp_path / "rgb.npy")})
     np.savez(tmp_path / "l2.npz", x=images(16), y=np.arange(16) % 2)
     np.savez(tmp_path / "l3.npz", x=images(16), y=np.arange(16) % 3)

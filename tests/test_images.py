@@ -406,7 +406,7 @@ def test_a_folder_named_like_a_dataset_is_pointed_out(tmp_path: Path, monkeypatc
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "digits").mkdir()
-    with pytest.warns(UserWarning, match=r"--data digits is the dataset 'digits', not the folder ./digits here; .* give --data ./digits"):
+    with pytest.warns(UserWarning, match=r"--data=digits is the dataset 'digits', not the folder ./digits here; .* give --data=./digits"):
         user_settings(None, [], {"data.name": "digits"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -673,7 +673,7 @@ def test_subfolders_as_classes(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"needs at least 2 class subfolders .* found \['only'\]"):
         ImageFolder(str(tmp_path / "one"), labels=True)
     (tmp_path / "pets" / "img_0.png").unlink()
-    with pytest.raises(ConfigError, match=r"has no labels; a folder's subfolders are its classes with --set data.labels=true"):
+    with pytest.raises(ConfigError, match=r"has no labels; a folder's subfolders are its classes with settings={'data.labels': True}"):
         genvae.train(tmp_path / "unlabelled", objective="vae", data=str(tmp_path / "pets"), steps=1, batch_size=6,
                      settings={"data.resolution": 8, "train.conditional": True, "arch.channels": [4]})
     settings = {"data.resolution": 8, "data.labels": True, "train.conditional": True, "arch.channels": [4], "train.figures_every": 0}

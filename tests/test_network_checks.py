@@ -103,11 +103,11 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_default_directory(brok
 def test_a_non_finite_loss_suggests_beta_neg_only_to_objectives_that_have_it(tmp_path):
     from genvae.errors import NonFiniteLossError
 
-    with pytest.raises(NonFiniteLossError, match=r"no checkpoint was written yet: train it again from step 0 with a lower learning rate, genvae train "
-                                                 r"--run-dir \S+ --resume --set optim.lr=1e\+29$"):  # step 2 (lr acts after step 1); precision is no already
+    with pytest.raises(NonFiniteLossError, match=r"no checkpoint was written yet: train it again from step 0 with a lower learning rate, "
+                                                 r"genvae.train\('\S+/vae', resume=True, settings={'optim.lr': 1e\+29}\)$"):  # step 2 (lr acts after step 1); precision is no already
         genvae.train(tmp_path / "vae", objective="vae", data="8gaussians", steps=3, batch_size=16,
                      settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0})  # fmt: skip
-    with pytest.raises(NonFiniteLossError, match=r"--set optim.lr=1e\+29 or objective.beta_neg \(a new run\), or --precision no$"):
+    with pytest.raises(NonFiniteLossError, match=r"settings={'optim.lr': 1e\+29} or objective.beta_neg \(a new run\), or settings={'train.precision': 'no'}$"):
         genvae.train(tmp_path / "si", objective="soft-intro", data="8gaussians", steps=3, batch_size=16,
                      settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0, "objective.num_vae": 0, "train.precision": "bf16"})  # fmt: skip
 

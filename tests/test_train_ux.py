@@ -554,3 +554,9 @@ def test_resume_runs_the_final_evaluation_a_kill_left_undone(tmp_path):
     result, text = invoke("train", "--run-dir", run, "--resume", "--no-progress")
     assert result.exit_code == 0 and "nothing to train" in text, result.output
     assert [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()] == [0, 2, 4]
+
+
+def test_brackets_in_a_message_are_printed_not_read_as_markup(tmp_path):
+    """Rich read '[ood]' in '--set train.eval=[ood]' as a style tag and printed '--set train.eval='."""
+    result, text = invoke("train", "--run-dir", tmp_path / "run", "--data", "8gaussians", "--set", "train.eval_options={ood={out='mnist'}}")
+    assert result.exit_code == 2 and text.endswith("add it: --set train.eval=[ood]"), result.output

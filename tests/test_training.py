@@ -205,7 +205,7 @@ def test_a_finished_checkpoint_tmp_left_by_a_crash_mid_swap_is_resumed(tmp_path)
 def test_a_resume_may_lower_the_learning_rate(tmp_path):
     settings = {"arch.hidden": 16, "train.figures_every": 0, "train.log_every": 1, "train.checkpoint_every": 5, "optim.milestones": [7], "optim.gamma": 0.5}
     genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=5, batch_size=16, settings=settings)
-    with pytest.warns(UserWarning, match="--resume: optim.lr changes from 0.0002 to 0.0001 from the checkpoint on"):
+    with pytest.warns(UserWarning, match="resume=True: optim.lr changes from 0.0002 to 0.0001 from the checkpoint on"):
         genvae.train(tmp_path / "run", steps=10, resume=True, settings={"optim.lr": 1e-4})
     rates = [r["lr"] for r in losses(tmp_path / "run")]
     assert rates == pytest.approx([2e-4] * 5 + [1e-4] + [5e-5] * 4)  # the new rate, then its milestone decay (logged after step 7)

@@ -12,6 +12,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,7 +40,7 @@ def print_table(table: Any, highlight: bool = False) -> None:
 
 
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)  # [ood] is text, not markup
 
 
 def user_errors(fn: F) -> F:
@@ -55,13 +56,13 @@ def user_errors(fn: F) -> F:
                 warnings.showwarning = _show_warning
                 return fn(*args, **kwargs)
         except GenvaeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except (OSError, MemoryError, RuntimeError) as exc:
             message = environment_error(exc)
             if message is None:
                 raise
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

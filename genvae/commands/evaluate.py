@@ -212,7 +212,7 @@ def metric(
     from genvae.core.plugins import get_plugins
 
     get_plugins().metrics.get(name)  # an unknown metric before the run is loaded
-    _print(evaluate(run, name, seed=seed, **_key_values(options)))
+    _print(evaluate.__wrapped__(run, name, seed=seed, **_key_values(options)))  # without the API's Python wording
 
 
 def _key_values(texts: list[str]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from genvae.errors import ConfigError
+from genvae.errors import ConfigError, from_python
 
 SECTIONS = ("train", "optim", "grow", "objective", "arch", "data")
 PLUGIN_SECTIONS = {"objective": "objective", "arch": "architecture", "data": "dataset"}
@@ -208,7 +208,7 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
     else:
         return value
     quote = ""
-    if annotation is str and isinstance(value, (bool, int, float)):  # --set values are TOML: nan, true, 1e3 are not text
+    if annotation is str and isinstance(value, (bool, int, float)) and not from_python():  # --set values are TOML: nan, true, 1e3 are not text
         quote = f" (a --set value is read as TOML, where {str(value).lower()} is not text: quote it, --set '{where}=\"TEXT\"')"
     elif annotation is bool:
         quote = " (true or false)"

@@ -273,7 +273,7 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     objective_cfg = build_dataclass("objective", objective_cls.Config, {**rec_objective, **user_objective})
     grows = can_grow(arch)
     if user.get("grow", {}).get("start_resolution") and not grows:
-        raise ConfigError(f"architecture {names['arch']!r} cannot grow progressively; remove the [grow] settings or use --arch style")
+        raise ConfigError(f"architecture {names['arch']!r} cannot grow progressively; remove the [grow] settings or use --arch=style")
     rec_grow = dict(recommended.get("grow", {})) if grows else {}
     grow = build_dataclass("grow", GrowConfig, {**rec_grow, **user.get("grow", {})})
 
@@ -445,7 +445,7 @@ class EvalModels(Models):
     sample_shape: tuple[int, ...] | None = None  # one sample's shape (checked unless the decoder grows)
 
     def encode(self, x: Any, y: Any = None) -> tuple[Tensor, Tensor]:
-        x = torch.as_tensor(x)
+        x = model_input(x, self.sample_shape)
         if self.sample_shape is not None and self.output_size is None and tuple(x.shape[1:]) != self.sample_shape:
             raise DataError(self._shape_error(tuple(x.shape)))
         y = self._labels(y, self.encoder)
@@ -482,6 +482,19 @@ class EvalModels(Models):
         return y.to(module_device(network))
 
 
+def model_input(x: Any, sample_shape: tuple[int, ...] | None) -> Tensor:
+    """``x`` as a tensor for the encoder: uint8 images (0-255, as ``genvae.train`` takes them)
+    scaled to [0, 1], the integers of points as floats."""
+    x = torch.as_tensor(x)
+    if x.is_floating_point():
+        return x
+    if len(sample_shape or ()) != 3:
+        return x.float()
+    if x.dtype != torch.uint8:
+        raise DataError(f"images are floats in [0, 1] or uint8 (0-255); got {x.dtype}: give x.float() / 255 for 0-255 values")
+    return x.float() / 255
+
+
 def _like_parameters(t: Tensor, module: torch.nn.Module) -> Tensor:
     """``t`` on ``module``'s device, and in its parameters' dtype when ``t`` is floating."""
     first = next(module.parameters(), None)
@@ -508,7 +521,7 @@ class UnavailableData(DataSource):
 
     def unavailable(self) -> DataError:
         return DataError(f"this command reads the run's data, which is not available here ({self.error}); "
-                         "name the data with --data (encode, eval likelihood) or --in (eval ood), e.g. --data folder:path=DIR")  # fmt: skip
+                         "name the data with --data (encode, eval likelihood) or --in (eval ood), e.g. --data=folder:path=DIR")  # fmt: skip
 
     def train_stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> Any:
         raise self.unavailable()
@@ -540,6 +553,11 @@ class LoadedRun:
     @property
     def models(self) -> Models:
         return models_view(self.encoder, self.decoder, self.data)
+
+    def __repr__(self) -> str:  # a notebook shows this, not the networks' layers (thousands of lines for style models)
+        c = self.config
+        return (f"LoadedRun({str(self.path)!r}: {c.objective['name']}, {c.arch['name']} on {c.data['name']} {tuple(self.data.shape)}, "
+                f"z_dim={self.models.z_dim}, step {self.step})")  # fmt: skip
 
 
 def load_component(directory: Path, plugins: Plugins | None = None) -> Encoder | Decoder:

@@ -55,7 +55,7 @@ from genvae.core.network_checks import CheckedModels, check_phase, check_phase_o
 from genvae.core.run import GIVEN_DATA, LoadedRun, ResolvedConfig, build_models, build_objective, models_view
 from genvae.core.run_lock import LOCK_FILE, RunLock
 from genvae.core.tracking import TRACKER_DIR, log_figures, start_trackers
-from genvae.errors import DataError, EvaluationError, GenvaeError, NonFiniteLossError, RunDirError, shell_quote
+from genvae.errors import DataError, EvaluationError, GenvaeError, NonFiniteLossError, RunDirError, shell_quote, worded
 
 PARTS = ("encoder", "decoder")
 LOG_FILE = "log.jsonl"
@@ -89,7 +89,7 @@ def check_new_run_dir(run_dir: str | Path) -> None:
         where = "is a file" if ancestor == path else f"is inside {ancestor}, which is a file"
         raise RunDirError(f"--run-dir {path} {where}; choose a directory path")
     if (path / "config.json").exists():
-        raise RunDirError(f"run directory {path} already exists; pass --resume (resume=True from Python) to continue it, or choose another --run-dir")
+        raise RunDirError(f"run directory {path} already exists; pass --resume to continue it, or choose another --run-dir")
     if path.is_dir() and any(p.name not in (LOCK_FILE, GIVEN_DATA) for p in path.iterdir()):  # a lock file alone: an aborted start
         raise RunDirError(f"--run-dir {path} is a non-empty directory that is not a genvae run (no config.json); choose a new or empty directory")
 
@@ -122,7 +122,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, run_dir: Path, step: int, signum: int = signal.SIGINT) -> None:
         how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        super().__init__(f"{how} at step {step}; checkpoint saved; continue with: genvae train --run-dir {shell_quote(run_dir)} --resume")
+        super().__init__(worded(f"{how} at step {step}; checkpoint saved; continue with: genvae train --run-dir {shell_quote(run_dir)} --resume"))
         self.run_dir, self.step, self.signum = run_dir, step, int(signum)
 
 
@@ -256,8 +256,8 @@ class Trainer:
             count = data.split_size("train") // world if hasattr(data, "split_size") else None  # finite sets of images or rows
             unit = "image" if data.kind == "images" else "row"
             if count is not None and count < cfg.train.batch_size and self.accelerator.is_main_process:
-                warnings.warn(f"{data.name}: {count} training {unit}(s) per process, fewer than a batch ({cfg.train.batch_size}): "
-                              f"every batch repeats {unit}s; lower --batch-size or add {unit}s", stacklevel=2)  # fmt: skip
+                warnings.warn(worded(f"{data.name}: {count} training {unit}(s) per process, fewer than a batch ({cfg.train.batch_size}): "
+                                     f"every batch repeats {unit}s; lower --batch-size or add {unit}s"), stacklevel=2)  # fmt: skip
         # one noise stream for all processes; each keeps its rows of the global batch (Models.randn_like)
         self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.train.seed, 0))
         # saved by accelerate as custom_checkpoint_<i>.pkl in this order
@@ -495,12 +495,12 @@ class Trainer:
             kept = (f"the checkpoint after step {self.last_checkpoint_step} is kept ({self.run_dir / CHECKPOINT_DIR}): continue it with a lower "
                     f"learning rate, genvae train --run-dir {shell_quote(self.run_dir)} --resume --set optim.lr={lower}")  # fmt: skip
         elif self.step == 0 and not self.resume:  # nothing trained: the run is forgotten, its command can run again
-            kept = f"nothing was trained: run the same command with a lower learning rate, --set optim.lr={lower}"
+            kept = f"nothing was trained: run it again with a lower learning rate, --set optim.lr={lower}"
         else:
             kept = (f"no checkpoint was written yet: train it again from step 0 with a lower learning rate, genvae train --run-dir "
                     f"{shell_quote(self.run_dir)} --resume --set optim.lr={lower}")  # fmt: skip
         other = " or objective.beta_neg (a new run)" if "beta_neg" in self.cfg.objective else ""
-        precision = ", or --precision no" if self.cfg.train.precision != "no" else ""
+        precision = ", or --precision=no" if self.cfg.train.precision != "no" else ""
         raise NonFiniteLossError(f"non-finite loss in step {self.step + 1}: {where}; training stopped; {kept}{other}{precision}")
 
     # ----------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ class PointsFile(DataSource):
         if table.ndim == 1:
             table = table[:, None]
         if table.ndim != 2:
-            images = f", or train on images with --data image-array:path={self.path}" if table.ndim in (3, 4) else ""
+            images = f", or train on images with --data=image-array:path={self.path}" if table.ndim in (3, 4) else ""
             raise DataError(f"points: {self.path.name} holds an array of shape {table.shape}; give rows × features (2 dimensions){images}")
         table, self.column_names = select_columns(table, header, list(columns), self.path)
         bad = np.flatnonzero(~np.isfinite(table).all(axis=1))

@@ -84,7 +84,7 @@ def train_classifier(data: DataSource, label: str, out_dir: str | Path, steps: i
     if getattr(data, "kind", "images") != "images" or len(data.shape) != 3:
         raise DataError(f"a feature classifier needs an image dataset; {label} holds samples of shape {tuple(data.shape)}")
     if not data.num_classes:
-        raise DataError(f"{label} has no labels; a feature classifier needs a labelled dataset (or use --features random-conv)")
+        raise DataError(f"{label} has no labels; a feature classifier needs a labelled dataset (or use --features=random-conv)")
     if steps < 1:
         raise ConfigError(f"--steps must be positive, got {steps}")
     torch.manual_seed(seed)
@@ -126,7 +126,7 @@ class ClassifierFeatures(nn.Module):
     def __init__(self, path: str | Path | None) -> None:
         super().__init__()
         if path is None:
-            raise ConfigError("--features classifier needs --feature-weights DIR; make one with "
+            raise ConfigError("--features=classifier needs --feature-weights DIR; make one with "
                               "'genvae eval train-classifier DATA --out DIR' (a few minutes on a CPU)")  # fmt: skip
         folder = Path(path).expanduser()
         if folder.is_file():

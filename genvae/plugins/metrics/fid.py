@@ -317,7 +317,7 @@ def check_compatible(ref_settings: Mapping[str, Any], settings: Mapping[str, Any
     diffs = [f"{k}: {ref_settings.get(k)!r} vs {settings.get(k)!r}" for k in COMPARED_SETTINGS
              if k in ref_settings or k in settings if ref_settings.get(k) != settings.get(k)]  # fmt: skip
     if diffs:
-        made_with = f"pass the weights it was made with (--feature-weights {ref_settings['weights_path']}) or " if "weights_path" in ref_settings else ""
+        made_with = f"pass the weights it was made with (--feature-weights={ref_settings['weights_path']}) or " if "weights_path" in ref_settings else ""
         raise ConfigError(f"reference {ref_label} was computed with other feature settings ({'; '.join(diffs)}); "
                           f"{made_with}recompute it with 'genvae eval fid-ref'")  # fmt: skip
 

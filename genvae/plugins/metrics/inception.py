@@ -260,8 +260,8 @@ def missing_weights_message(what: str) -> str:
         f"{what}; FID needs the TF Inception weights, which are never downloaded at run time. "
         f"Download {PYTORCH_FID_URL} (or torch-fidelity's {TORCH_FIDELITY_URL}) on a machine with internet, "
         f"copy it here and pass --inception-weights PATH or set {WEIGHTS_ENV}=PATH "
-        f"(without them: --features classifier --feature-weights DIR, a classifier of your labelled data made by "
-        f"'genvae eval train-classifier DATA --out DIR', or --features random-conv; neither is comparable to published FID)"
+        f"(without them: --features=classifier --feature-weights DIR, a classifier of your labelled data made by "
+        f"'genvae eval train-classifier DATA --out DIR', or --features=random-conv; neither is comparable to published FID)"
     )
 
 

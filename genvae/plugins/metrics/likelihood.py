@@ -40,7 +40,7 @@ def evaluate_likelihood(
     """Mean ELBO and IWAE bound of ``n`` images (default: the whole split) of ``data`` (default:
     the run's dataset); appended to ``RUN/metrics/likelihood.jsonl``."""
     require_split(split)
-    for flag, value in (("--num-images (n)", n), ("--samples", samples), ("batch_size", batch_size)):
+    for flag, value in (("--num-images", n), ("--samples", samples), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()

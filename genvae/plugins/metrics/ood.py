@@ -30,6 +30,7 @@ that of continuous pixels (no dequantisation), as the paper.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -45,7 +46,7 @@ from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import DataSource, Metric
 from genvae.core.losses import kl_standard_normal, reconstruction_error
 from genvae.core.run import UnavailableData
-from genvae.errors import ConfigError, DataError
+from genvae.errors import ConfigError, DataError, worded
 
 SCORES = ("elbo", "iwae")
 DEFAULT_SAMPLES = 5  # the paper's M
@@ -188,11 +189,12 @@ def split_label(data: DataSource, split: str, run_data: DataSource) -> str:
     here, trained_on = folder_of(data), folder_of(run_data)
     if here is not None and trained_on is not None and here != trained_on:
         return split  # not the folder the run trained on: all of it is held out
-    if data.kind == "images":
-        items, fix = "images", "to evaluate held-out images, put them in another folder and evaluate that one"
+    items = "images" if data.kind == "images" else "rows"
+    if "test_fraction" in inspect.signature(type(data)).parameters:  # points, image-array (genvae.train(data=array))
+        fix = f"hold {items} out with --set data.test_fraction=F when training, or evaluate other data"
     else:
-        items, fix = "rows", "hold rows out with --set data.test_fraction=F when training, or evaluate another file"
-    warnings.warn(f"the {data.name} dataset has no held-out split: its 'test' {items} are the training ones; {fix}", stacklevel=2)
+        fix = "to evaluate held-out images, put them in another folder and evaluate that one"
+    warnings.warn(worded(f"the {data.name} dataset has no held-out split: its 'test' {items} are the training ones; {fix}"), stacklevel=2)
     return f"train ({data.name} has no test split)"
 
 
@@ -347,8 +349,8 @@ def evaluate_ood(
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
     if out_data is None:
         raise ConfigError("OOD evaluation needs out-of-distribution data: --out DATA (e.g. mnist; while training "
-                          "--set 'train.eval_options={ood={out=\"mnist\"}}', with genvae eval metric --option out=mnist)")  # fmt: skip
-    for flag, value in (("--num-images (n)", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
+                          "--set 'train.eval_options={ood={out=\"mnist\"}}', with 'genvae eval metric ood RUN --option out=mnist')")  # fmt: skip
+    for flag, value in (("--num-images", n), ("--samples", samples), ("n_train", n_train), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
@@ -357,8 +359,8 @@ def evaluate_ood(
     in_label = run.config.data["name"] if in_data is None else in_label
     same_folder = folder_of(in_source) is not None and folder_of(in_source) == folder_of(out_source)
     if same_folder or (type(in_source) is type(out_source) and in_label == out_label):
-        warnings.warn(f"the in-distribution and out-of-distribution data are the same ({out_label}): the AUROC is about 0.5 by construction; "
-                      "give other data to --out", stacklevel=2)  # fmt: skip
+        warnings.warn(worded(f"the in-distribution and out-of-distribution data are the same ({out_label}): the AUROC is about 0.5 by "
+                             "construction; give other data to --out"), stacklevel=2)  # fmt: skip
     scores = {
         "train": run_scores(run, in_source, "train", n_train or min(n or 10_000, 10_000), samples, batch_size, seed + 1)[score],
         "test": run_scores(run, in_source, "test", n, samples, batch_size, seed + 2)[score],
