@@ -16,8 +16,6 @@ from torch import Tensor
 
 from genvae.errors import ConfigError, PluginError
 
-RECONSTRUCTION_LOSSES = ("mse", "bce", "gaussian")
-
 # Group weights (beta_kl, beta_neg) may be one number or one number per latent group.
 GroupWeight = float | Mapping[str, float]
 

@@ -33,6 +33,7 @@ from genvae.core.losses import (
     exp_elbo,
     kl_per_group,
     log_key,
+    negative_elbo,
     reconstruction_error,
     reparameterize,
     weighted_kl,
@@ -119,7 +120,7 @@ class SoftIntroVAE(Objective):
         """
         mu, logvar, reconstructed = self.fakes_through_model(inputs, y, models, decode)
         groups = models.latent_groups
-        neg_elbo = rec_weight * reconstruction_error(targets, reconstructed, self.config.recon_loss) + weighted_kl(mu, logvar, groups, kl_weight)
+        neg_elbo = negative_elbo(targets, reconstructed, mu, logvar, groups, rec_weight, kl_weight, self.config.recon_loss)
         return neg_elbo, kl_per_group(mu, logvar, groups)
 
     def encoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
