@@ -24,17 +24,16 @@ from torch import Tensor
 
 from genvae.core.interfaces import DataSource, Models
 from genvae.errors import ConfigError
+from genvae.latents import group_slices
 from genvae.viz.images import load_images
 
 CLASS_GROUP, CONTENT_GROUP = "class", "content"
 
 
-def group_slices(models: Models) -> dict[str, slice]:
-    """Where each latent group lies along dim 1 (groups are side by side, in order)."""
-    out, start = {}, 0
-    for name, size in models.latent_groups.items():
-        out[name] = slice(start, start + size)
-        start += size
+def class_content_slices(models: Models) -> dict[str, slice]:
+    """Where each latent group lies along dim 1; a model without 'class' and 'content' groups is
+    an error."""
+    out = dict(group_slices(models.latent_groups))
     if CLASS_GROUP not in out or CONTENT_GROUP not in out:
         raise ConfigError(
             f"image translation needs a model with 'class' and 'content' latent groups (e.g. arch 'lord'); "
@@ -54,7 +53,7 @@ def transfer(models: Models, class_images: Tensor, content_images: Tensor) -> Te
     """D(class code of class_images[i], content code of content_images[i]) for each pair i."""
     if len(class_images) != len(content_images):
         raise ValueError(f"need as many class images as content images, got {len(class_images)} and {len(content_images)}")
-    slices = group_slices(models)
+    slices = class_content_slices(models)
     z = encode_means(models, class_images).clone()
     z[:, slices[CONTENT_GROUP]] = encode_means(models, content_images)[:, slices[CONTENT_GROUP]]
     return models.decode(z)
@@ -63,7 +62,7 @@ def transfer(models: Models, class_images: Tensor, content_images: Tensor) -> Te
 @torch.no_grad()
 def translation_cells(models: Models, class_images: Tensor, content_images: Tensor) -> Tensor:
     """(rows, cols, C, H, W): cell (i, j) = D(class of class_images[i], content of content_images[j])."""
-    slices = group_slices(models)
+    slices = class_content_slices(models)
     zc, zt = encode_means(models, class_images), encode_means(models, content_images)
     rows, cols = len(zc), len(zt)
     z = zc.repeat_interleave(cols, dim=0).clone()  # row-major: (i, j) at i * cols + j
@@ -143,7 +142,7 @@ def content_transfer_error(
     """
     if not all(hasattr(data, a) for a in ("render", "draw_with_poses", "other_class")):
         raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}")
-    group_slices(models)  # fail early without class / content groups
+    class_content_slices(models)  # fail early without class / content groups
     x_a, y_a, pose_a = data.draw_with_poses(n_pairs, seed)  # type: ignore[attr-defined]
     x_b, y_b, pose_b = data.draw_with_poses(n_pairs, seed + 1)  # type: ignore[attr-defined]
     same = y_a == y_b  # make the classes differ: shift B's class (its pose stays)
@@ -245,8 +244,6 @@ def pose_r2(codes: Tensor, groups: Mapping[str, int], y: Tensor, pose: Tensor) -
     together: then a code that holds the pose in a way of its own for each identity scores low.
     1: the factor is a linear function of that code; about 0 (or below, on held-out data): no
     linear trace. A class/content split puts the pose in the content code and not in the class code."""
-    from genvae.latents import group_slices
-
     pose = pose.double()
     factors = {"rotation": torch.stack([pose[:, 0].cos(), pose[:, 0].sin()], 1), "position": pose[:, 1:3]}
     fit = torch.arange(len(y)) % 2 == 0
