@@ -372,13 +372,17 @@ class Trainer:
     def _take_new_learning_rates(self) -> None:
         """A resume that changes optim.lr (after a non-finite loss, say) continues from the checkpoint
         with the new rate, decayed by the milestones passed; an unchanged rate is left exactly as saved."""
-        o = self.cfg.optim
-        decay = o.gamma ** sum(1 for m in o.milestones if self.step >= m)
+        decay = self._milestone_decay()
         for name, scheduler in self.schedulers.items():
             if scheduler.base_lrs and scheduler.base_lrs[0] != self.base_lrs[name]:
                 scheduler.base_lrs = [self.base_lrs[name]] * len(scheduler.base_lrs)
                 for group in self.optimizers[name].param_groups:
                     group["initial_lr"], group["lr"] = self.base_lrs[name], self.base_lrs[name] * decay
+
+    def _milestone_decay(self) -> float:
+        """The factor MultiStepLR has applied to the learning rate by this step: γ per milestone passed."""
+        o = self.cfg.optim
+        return o.gamma ** sum(1 for m in o.milestones if self.step >= m)
 
     def _drop_log_records_after(self, step: int) -> None:
         """Forget what a crashed run logged and evaluated after its checkpoint: those steps are
@@ -417,8 +421,7 @@ class Trainer:
             return level, alpha
         self.level = level
         self.stream.set_level(level)  # type: ignore[attr-defined]
-        o = self.cfg.optim
-        decay = o.gamma ** sum(1 for m in o.milestones if self.step >= m)
+        decay = self._milestone_decay()
         for name in PARTS:
             lr = self.growth.lr(level) if self.cfg.grow.lrs else self.base_lrs[name]
             for group in self.optimizers[name].param_groups:
