@@ -543,6 +543,24 @@ class Trainer:
         if self._on_any_process(error is not None):
             raise error or RunDirError(f"{self.run_dir} is being trained by another process; choose another --run-dir")
 
+    def _start_run_dir(self) -> None:
+        """A new run: check that --run-dir can hold it, create it, lock it and write its config.json."""
+        acc = self.accelerator
+        check_new_run_dir(self.run_dir)
+        acc.wait_for_everyone()  # every process looks before the main process writes
+        if acc.is_main_process:
+            self._made_run_dir = not self.run_dir.exists()
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirError(f"cannot create --run-dir {self.run_dir}: {exc.strerror}; choose another --run-dir") from None
+        acc.wait_for_everyone()
+        self._lock_run()
+        if acc.is_main_process:
+            check_new_run_dir(self.run_dir)  # another process may have started it meanwhile
+            write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        acc.wait_for_everyone()
+
     def _fit(self) -> TrainResult:
         acc, t = self.accelerator, self.cfg.train
         if self.resume:
@@ -557,20 +575,7 @@ class Trainer:
                 write_json(self.run_dir / "config.json", self.cfg.to_dict())  # the new train.steps / intervals
             acc.wait_for_everyone()
         else:
-            check_new_run_dir(self.run_dir)
-            acc.wait_for_everyone()  # every process looks before the main process writes
-            if acc.is_main_process:
-                self._made_run_dir = not self.run_dir.exists()
-                try:
-                    self.run_dir.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise RunDirError(f"cannot create --run-dir {self.run_dir}: {exc.strerror}; choose another --run-dir") from None
-            acc.wait_for_everyone()
-            self._lock_run()
-            if acc.is_main_process:
-                check_new_run_dir(self.run_dir)  # another process may have started it meanwhile
-                write_json(self.run_dir / "config.json", self.cfg.to_dict())
-            acc.wait_for_everyone()
+            self._start_run_dir()
         if acc.is_main_process:
             (self.run_dir / STOP_NOTE).unlink(missing_ok=True)  # training again: an earlier stop is history
         if t.log_with:
