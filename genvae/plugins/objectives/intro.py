@@ -64,47 +64,62 @@ class IntroVAE(Objective):
 
     def phase_loss(self, phase: Phase, ctx: dict[str, Any], models: Models) -> PhaseOutput:
         c = self.config
-        batch = ctx["batch"]
         if phase.name == "vae":
-            return vae_loss(batch, models, c.beta_rec, c.beta_kl, c.recon_loss)
-        groups = models.latent_groups
-        y2 = None if batch.y is None else torch.cat([batch.y, batch.y])
-        encoder_phase = phase.name == "encoder"
+            return vae_loss(ctx["batch"], models, c.beta_rec, c.beta_kl, c.recon_loss)
+        if phase.name == "encoder":
+            return self.encoder_loss(ctx, models)
+        return self.decoder_loss(ctx, models)
 
-        z = ctx["z"] if encoder_phase else ctx["z"].detach()
-        x_rec = models.decode(z, batch.y)
-        if encoder_phase:
-            with torch.no_grad():
-                x_fake = models.decode(ctx["z_prior"], batch.y)
-            x_fakes = torch.cat([x_rec.detach(), x_fake])
-        else:
-            x_fakes = torch.cat([x_rec, models.decode(ctx["z_prior"], batch.y)])
+    def fake_kls(self, x_rec: torch.Tensor, x_fake: torch.Tensor, y: torch.Tensor | None, models: Models) -> dict[str, torch.Tensor]:
+        """Per latent group, KL(E(fake)) per sample of [X_r; X_f], shape (2B,): both kinds of fakes
+        go through the encoder as one batch."""
+        y2 = None if y is None else torch.cat([y, y])
+        mu_f, logvar_f = models.encode(torch.cat([x_rec, x_fake]), y2)
+        return kl_per_group(mu_f, logvar_f, models.latent_groups)
+
+    def encoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        """L_E = β_rec·L_r(x) + β_kl·KL(x) + β_neg·½ Σ_{fake} [m − KL(E(fake))]⁺, fakes detached."""
+        c, batch = self.config, ctx["batch"]
+        groups = models.latent_groups
+        x_rec = models.decode(ctx["z"], batch.y)
+        with torch.no_grad():
+            x_fake = models.decode(ctx["z_prior"], batch.y)
         rec_real = reconstruction_error(batch.x, x_rec, c.recon_loss).mean()
-        mu_f, logvar_f = models.encode(x_fakes, y2)
-        kls_fake = kl_per_group(mu_f, logvar_f, groups)  # per group, per sample (2B,)
+        kls_fake = self.fake_kls(x_rec.detach(), x_fake, batch.y, models)
 
         loss = c.beta_rec * rec_real
         logs: dict[str, torch.Tensor] = {}
-        if encoder_phase:
-            kls_real = kl_per_group(ctx["mu"], ctx["logvar"], groups)
-            for g, kl in kls_real.items():
-                loss = loss + group_weight(c.beta_kl, g) * kl.mean()
-                logs[log_key("kl", g, groups)] = kl.mean().detach()
-            for g, kl in kls_fake.items():
-                kl_rec, kl_fake = kl.chunk(2)
-                if c.margin == "batch":  # [m − mean KL]⁺ (IntroVAE's code)
-                    hinge = F.relu(c.m - kl_rec.mean()) + F.relu(c.m - kl_fake.mean())
-                else:  # mean of [m − KL]⁺ (Eq. 2)
-                    hinge = F.relu(c.m - kl_rec).mean() + F.relu(c.m - kl_fake).mean()
-                loss = loss + group_weight(c.beta_neg, g) * 0.5 * hinge
-                logs[log_key("kl_fake", g, groups)] = kl.mean().detach()
-            logs["rec"] = rec_real.detach()
-        else:
-            for g, kl in kls_fake.items():
-                kl_rec, kl_fake = kl.chunk(2)
-                loss = loss + group_weight(c.beta_neg, g) * 0.5 * (kl_rec.mean() + kl_fake.mean())
-                logs[log_key("kl_fake_dec", g, groups)] = kl.mean().detach()
-            logs["rec_dec"] = rec_real.detach()
+        kls_real = kl_per_group(ctx["mu"], ctx["logvar"], groups)
+        for g, kl in kls_real.items():
+            loss = loss + group_weight(c.beta_kl, g) * kl.mean()
+            logs[log_key("kl", g, groups)] = kl.mean().detach()
+        for g, kl in kls_fake.items():
+            kl_rec, kl_fake = kl.chunk(2)
+            if c.margin == "batch":  # [m − mean KL]⁺ (IntroVAE's code)
+                hinge = F.relu(c.m - kl_rec.mean()) + F.relu(c.m - kl_fake.mean())
+            else:  # mean of [m − KL]⁺ (Eq. 2)
+                hinge = F.relu(c.m - kl_rec).mean() + F.relu(c.m - kl_fake).mean()
+            loss = loss + group_weight(c.beta_neg, g) * 0.5 * hinge
+            logs[log_key("kl_fake", g, groups)] = kl.mean().detach()
+        logs["rec"] = rec_real.detach()
+        return PhaseOutput(loss, logs)
+
+    def decoder_loss(self, ctx: dict[str, Any], models: Models) -> PhaseOutput:
+        """L_D = β_rec·L_r(x) + β_neg·½ Σ_{fake} KL(E(fake)), through the frozen encoder."""
+        c, batch = self.config, ctx["batch"]
+        groups = models.latent_groups
+        x_rec = models.decode(ctx["z"].detach(), batch.y)
+        x_fake = models.decode(ctx["z_prior"], batch.y)
+        rec_real = reconstruction_error(batch.x, x_rec, c.recon_loss).mean()
+        kls_fake = self.fake_kls(x_rec, x_fake, batch.y, models)
+
+        loss = c.beta_rec * rec_real
+        logs: dict[str, torch.Tensor] = {}
+        for g, kl in kls_fake.items():
+            kl_rec, kl_fake = kl.chunk(2)
+            loss = loss + group_weight(c.beta_neg, g) * 0.5 * (kl_rec.mean() + kl_fake.mean())
+            logs[log_key("kl_fake_dec", g, groups)] = kl.mean().detach()
+        logs["rec_dec"] = rec_real.detach()
         return PhaseOutput(loss, logs)
 
 
