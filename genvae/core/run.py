@@ -251,12 +251,10 @@ def resolve(user: Mapping[str, Mapping[str, Any]], plugins: Plugins | None = Non
     check_plugin_options(user, names, valid, plugins, ("objective", "arch"), {"arch": chosen_by_data} if arch_from_data else None)
     check_sections(user, valid, names, plugins, growable=can_grow(arch))
 
-    train_fields = {f.name for f in fields(TrainConfig)}
-    optim_fields = {f.name for f in fields(OptimConfig)}
-    rec_train = dict(recommended.get("train", {}))
-    train = build_dataclass("train", TrainConfig, {**{k: v for k, v in rec_train.items() if k in train_fields}, **user.get("train", {})})
+    rec_train = dict(recommended.get("train", {}))  # a dataset recommends train and optim settings together
+    train = build_dataclass("train", TrainConfig, {**{k: v for k, v in rec_train.items() if k in valid["train"]}, **user.get("train", {})})
     train.eval_options = absolute_eval_paths(train.eval_options, plugins)
-    optim = build_dataclass("optim", OptimConfig, {**{k: v for k, v in rec_train.items() if k in optim_fields}, **user.get("optim", {})})
+    optim = build_dataclass("optim", OptimConfig, {**{k: v for k, v in rec_train.items() if k in valid["optim"]}, **user.get("optim", {})})
     options = arch_options(arch)
     rec_arch = {k: v for k, v in recommended.get("arch", {}).items() if k in options}
     try:
