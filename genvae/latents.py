@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genvae.core.interfaces import DataSource
+from genvae.core.interfaces import DataSource, num_classes_of
 from genvae.errors import ConfigError, DataError
 
 ACTIVE_THRESHOLD = 0.01
@@ -36,7 +36,7 @@ def encode_data(
     source, label = open_eval_data(data, run.data, split)
     require_run_shape(source, run)
     models = run.models
-    conditional = bool(run.encoder.config.get("num_classes", 0))
+    conditional = bool(num_classes_of(run.encoder))
     mus, logvars, labels = [], [], []
     with torch.no_grad():
         for x, y in iter_images(source, split, n, batch_size, seed):

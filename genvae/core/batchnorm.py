@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genvae.core.interfaces import DataSource, Models
+from genvae.core.interfaces import DataSource, Models, num_classes_of
 from genvae.core.losses import reparameterize
 
 
@@ -42,7 +42,7 @@ def recalibrate_batchnorm(models: Models, data: DataSource, batch_size: int, bat
         for _ in range(batches):
             batch = next(stream)
             x = batch.x.to(device)
-            y = None if batch.y is None or not models.encoder.config.get("num_classes", 0) else batch.y.to(device)
+            y = None if batch.y is None or not num_classes_of(models.encoder) else batch.y.to(device)
             mu, logvar = models.encode(x, y)
             models.decode(reparameterize(mu, logvar, noise), y)
             models.decode(noise(mu), y)

@@ -72,6 +72,11 @@ def module_device(module: nn.Module) -> torch.device:
     return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
+def num_classes_of(network: nn.Module) -> int:
+    """The number of classes a network is conditioned on, from its config (0: unconditional)."""
+    return int(getattr(network, "config", {}).get("num_classes", 0) or 0)
+
+
 def append_label(t: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
     """``t`` (batch, features) with the one-hot class label appended, for class-conditional
     networks (the CVAE of Appendix 9.4.1); ``t`` unchanged when ``num_classes`` is 0."""

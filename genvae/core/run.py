@@ -28,7 +28,7 @@ from genvae.core.config import (
     validate_options,
 )
 from genvae.core.evaluation import check_evaluations
-from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective, module_device
+from genvae.core.interfaces import Architecture, DataSource, Decoder, Encoder, Models, Objective, module_device, num_classes_of
 from genvae.core.losses import reconstruction_loss
 from genvae.core.plugins import Plugins, get_plugins
 from genvae.core.progressive import GrowConfig, GrowthSchedule, level_of
@@ -473,7 +473,7 @@ class EvalModels(Models):
         if y is None:
             return None
         y = torch.as_tensor(y)
-        classes = int(getattr(network, "config", {}).get("num_classes", 0) or 0)
+        classes = num_classes_of(network)
         if classes and len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
             raise DataError(f"class labels from {int(y.min())} to {int(y.max())}, but the model knows classes 0 to {classes - 1}; "
                             "give labels of its own classes")  # fmt: skip

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor
 
-from genvae.core.interfaces import Models
+from genvae.core.interfaces import Models, num_classes_of
 from genvae.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def caption_lines(caption: str, width: int) -> list[str]:
 def is_conditional(models: Models) -> int:
     """Number of classes the model is conditioned on (0 when unconditional)."""
     encoder = getattr(models.encoder, "module", models.encoder)  # unwrap DistributedDataParallel
-    return int(getattr(encoder, "config", {}).get("num_classes", 0) or 0)
+    return num_classes_of(encoder)
 
 
 @torch.no_grad()
