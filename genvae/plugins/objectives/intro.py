@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from genvae.core.hookspecs import hookimpl
 from genvae.core.interfaces import Batch, Models, Objective, Phase, PhaseOutput
-from genvae.core.losses import GroupWeight, kl_per_group, group_weight, log_key, reconstruction_error, reparameterize
+from genvae.core.losses import GroupWeight, kl_per_group, group_weight, log_key, reconstruction_error
 from genvae.errors import ConfigError
-from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, VAE_WARMUP_PHASE
+from genvae.plugins.objectives.soft_intro import DECODER_PHASE, ENCODER_PHASE, VAE_WARMUP_PHASE, encode_and_draw_prior
 from genvae.plugins.objectives.vae import vae_loss
 
 
@@ -55,12 +55,7 @@ class IntroVAE(Objective):
         return (VAE_WARMUP_PHASE,) if step < self.config.num_vae else self.phases
 
     def begin_step(self, batch: Batch, models: Models, step: int) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"batch": batch}
-        if step < self.config.num_vae:
-            return ctx
-        mu, logvar = models.encode(batch.x, batch.y)
-        ctx.update(mu=mu, logvar=logvar, z=reparameterize(mu, logvar, models.randn_like), z_prior=models.randn_like(mu))
-        return ctx
+        return {"batch": batch} if step < self.config.num_vae else encode_and_draw_prior(batch, models)
 
     def phase_loss(self, phase: Phase, ctx: dict[str, Any], models: Models) -> PhaseOutput:
         c = self.config

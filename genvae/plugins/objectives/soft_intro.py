@@ -67,6 +67,15 @@ class SoftIntroConfig:
             raise ConfigError(f"objective.decoder_fake_grad must be one of {', '.join(DECODER_FAKE_GRAD)}, got {self.decoder_fake_grad!r}")
 
 
+def encode_and_draw_prior(batch: Batch, models: Models) -> dict[str, Any]:
+    """The step's shared context of the introspective objectives (Alg. 2 lines 5-7): the batch,
+    the posterior ``mu``, ``logvar`` and a sample ``z`` of it, and ``z_prior`` ~ N(0, I)."""
+    mu, logvar = models.encode(batch.x, batch.y)  # line 6: Z <- E(X)
+    z = reparameterize(mu, logvar, models.randn_like)
+    z_prior = models.randn_like(mu)  # line 7: Z_f ~ N(0, I)
+    return {"batch": batch, "mu": mu, "logvar": logvar, "z": z, "z_prior": z_prior}
+
+
 class SoftIntroVAE(Objective):
     """Soft-IntroVAE: an encoder phase (Alg. 2 lines 8-19), then a decoder phase (lines 20-29)."""
 
@@ -80,14 +89,7 @@ class SoftIntroVAE(Objective):
         return self.config.scale or 1.0 / models.data_dim
 
     def begin_step(self, batch: Batch, models: Models, step: int) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"batch": batch}
-        if step < self.config.num_vae:
-            return ctx
-        mu, logvar = models.encode(batch.x, batch.y)  # line 6: Z <- E(X)
-        ctx["mu"], ctx["logvar"] = mu, logvar
-        ctx["z"] = reparameterize(mu, logvar, models.randn_like)
-        ctx["z_prior"] = models.randn_like(mu)  # line 7: Z_f ~ N(0, I)
-        return ctx
+        return {"batch": batch} if step < self.config.num_vae else encode_and_draw_prior(batch, models)
 
     def phase_loss(self, phase: Phase, ctx: dict[str, Any], models: Models) -> PhaseOutput:
         c = self.config
