@@ -26,8 +26,6 @@ Unconditional (``num_classes`` must be 0): training is unsupervised, labels are 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -177,10 +175,6 @@ class LORDDecoder(Decoder):
             h = adain(h, scale[:, i], shift[:, i])
         h = F.leaky_relu(self.conv5(h), SLOPE)
         return torch.sigmoid(self.conv6(h))
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in module.parameters())
 
 
 @hookimpl
