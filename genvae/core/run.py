@@ -18,6 +18,7 @@ from torch import Tensor
 from genvae.core.checkpoint import COMPONENT_CONFIG, find_checkpoint, load_weights, read_component_config
 from genvae.core.config import (
     DEFAULT_NAMES,
+    PLUGIN_SECTIONS,
     OptimConfig,
     TrainConfig,
     build_dataclass,
@@ -112,9 +113,6 @@ def absolute_eval_paths(eval_options: Mapping[str, Mapping[str, Any]], plugins: 
     return {metric: {k: absolute(v) for k, v in options.items()} for metric, options in eval_options.items()}
 
 
-PLUGIN_SECTIONS = ("objective", "arch", "data")
-
-
 def _plugin_options(plugins: Plugins, section: str) -> tuple[Any, Callable[[Any], set[str]]]:
     """The registry of a plugin section (objective, arch, data) and how to read one plugin's options."""
     if section == "objective":
@@ -149,7 +147,7 @@ def check_sections(user: Mapping[str, Mapping[str, Any]], valid: Mapping[str, se
             homes = [other for other, keys in valid.items() if key in keys and (growable or other != "grow")]
             if homes:
                 raise ConfigError(f"{not_here}; it belongs to {homes[0]}: set {homes[0]}.{key} instead")
-            for other in PLUGIN_SECTIONS if names and plugins else ():
+            for other in PLUGIN_SECTIONS if names and plugins else ():  # objective, arch, data
                 owners = _owners(plugins, other, key) if other != section else []
                 if owners:
                     raise ConfigError(f"{not_here}; it is an option of the {other} section ({_have(owners)}, not {other} {names[other]!r})")
