@@ -8,8 +8,13 @@ Run directory layout::
       decoder/                  exported decoder
       checkpoint/               resumable state: encoder/, decoder/, accelerate/, trainer.json
       log.jsonl                 logged losses
-      *.png                     figures
+      *.png                     figures (levels/<size>px/: each finished level of a growing model)
+      evals.jsonl, evals.png    evaluations during training (train.eval_every)
       metrics/                  evaluations: <metric>.jsonl (one line per call) and their figures
+      stopped.json              why the last training call stopped early (Ctrl-C, non-finite loss)
+      train.lock                held while a process trains the run
+      data.npz                  the array genvae.train(data=array) was given
+      trackers/                 experiment trackers' files (train.log_with)
 
 Every file is written to a temporary name and renamed into place, and a checkpoint directory is
 swapped in with renames, so a crash mid-write never leaves a half-written checkpoint behind.

@@ -14,9 +14,8 @@ size, and Conv 5x5 to the image channels (no output activation, as the authors' 
 A residual block (``block``) is, as the authors' Soft-IntroVAE code (``soft-intro``, the default):
 LReLU(BN(conv3(LReLU(BN(conv3(x))))) + shortcut(x)), the shortcut a 1x1 conv when the width
 changes; their docstring names the one change from IntroVAE's block (``introvae``, genvae's
-block before session 20), which normalises the sum instead: LReLU(BN(conv3(...) + shortcut(x))).
-For CIFAR-10
-(32x32, channels (64, 128, 256)) this is the 4x4 base of Table 6; for 28x28 with channels
+block before that option existed), which normalises the sum instead: LReLU(BN(conv3(...) + shortcut(x))).
+For CIFAR-10 (32x32, channels (64, 128, 256)) this is the 4x4 base of Table 6; for 28x28 with channels
 (64, 128) it is the authors' 7x7 base. When S is not a multiple of 2^L (e.g. 28 with three
 levels) the encoder zero-pads the input to S' and the decoder centre-crops its S' output to S,
 so any S >= 2^L works without resizing the data.
