@@ -27,6 +27,7 @@ from genvae.core.bench_run import (
     differing_settings,
     flat_settings,
     left_out_note,
+    run_in_workers,
     settings_change,
     settings_for,
 )
@@ -239,16 +240,9 @@ def _run_tasks(fn: Callable[..., str], tasks: Sequence[Mapping[str, Any]], jobs:
         for t in tasks:
             fn({**t, "threads": None}, log)  # this process keeps its own thread count
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     if log:
         log(f"[{name}] {len(tasks)} to train, {jobs} at a time (each reported when it ends)")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(fn, t) for t in tasks]):
-            message = future.result()
-            if log:
-                log(f"[{name}] {message}")
+    run_in_workers(fn, tasks, jobs, lambda i, message: log(f"[{name}] {message}") if log else None)
 
 
 def first_member(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None,

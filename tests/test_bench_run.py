@@ -49,3 +49,27 @@ def test_a_result_saved_before_a_bookkeeping_key_existed_is_still_reused():
     saved = {**SAVED, "resolved": {**SAVED["resolved"], "train": saved_train}}
     assert settings_change(saved, now, ignore=bookkeeping_keys("resolved.train")) == ""
     assert "log_with" in BOOKKEEPING and "eval" in BOOKKEEPING
+
+
+def sleep_or_fail(task):
+    """A bench task for the worker pool: fails at once, or sleeps (a cell training)."""
+    import time
+
+    if task["fail"]:
+        raise ValueError("this cell failed")
+    time.sleep(task["sleep"])
+    return "slept"
+
+
+def test_a_failing_cell_stops_the_workers_instead_of_waiting_for_every_other_cell():
+    """Without stopping them the pool runs the sleeping task and the one queued behind it (120 s)."""
+    import time
+
+    from genvae.bench2d import _run_tasks
+
+    tasks = [{"fail": True}, {"fail": False, "sleep": 60}, {"fail": False, "sleep": 60}]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="this cell failed"):
+        _run_tasks(sleep_or_fail, tasks, jobs=2, log=None, name="test")
+    assert time.monotonic() - started < 45  # worker start-up (importing torch) and the failure, not the 60 s sleeps
+
