@@ -73,3 +73,30 @@ def test_a_failing_cell_stops_the_workers_instead_of_waiting_for_every_other_cel
         _run_tasks(sleep_or_fail, tasks, jobs=2, log=None, name="test")
     assert time.monotonic() - started < 45  # worker start-up (importing torch) and the failure, not the 60 s sleeps
 
+
+def test_sigterm_ends_a_bench_with_the_line_that_says_the_same_command_continues(monkeypatch):
+    """SIGTERM (kill, timeout, a job scheduler) outside a training loop: one line, exit code 143."""
+    import os
+    import signal
+    import time
+
+    from typer.testing import CliRunner
+
+    import genvae.bench2d
+    from genvae.cli import app
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal's handler runs here
+
+    def test_guard(signum, frame):  # without the bench's own handler, this one (not the test process) ends the bench
+        raise RuntimeError("SIGTERM reached the default handler")
+
+    monkeypatch.setattr(genvae.bench2d, "run_table2", terminated)
+    previous = signal.signal(signal.SIGTERM, test_guard)
+    try:
+        result = CliRunner().invoke(app, ["bench", "table2", "--out", "unused", "--steps", "2", "--seeds", "1", "--device", "cpu"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, (result.output, result.exception)
+    assert "interrupted; run the same bench command again to continue" in " ".join(result.output.split())
