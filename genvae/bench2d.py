@@ -168,7 +168,8 @@ def run_table2(
     if train_missing:
         resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if train_missing:
+        out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)
     results: dict[str, Any] = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "runs": {}, "summary": {}, "floor": {}}
     if objective_overrides:
@@ -186,6 +187,10 @@ def run_table2(
                         "train": dict(train or {}), "arch": dict(arch or {}), "objective": override,
                         "resolved": resolved}  # fmt: skip
             cells.append((d, o, out / "cells" / f"{d}-{o}", settings, data))
+    if not train_missing and not any(c[2].exists() for c in cells):
+        raise ConfigError(f"{out} holds none of these Table 2 cells, finished or training{'' if out.is_dir() else ' (it does not exist)'}: "
+                          "there is nothing to report; check --out, --data and --objective, or train them with the same command "
+                          "without --report")  # fmt: skip
     missing = [c for c in cells if saved_cell(c[2], c[3]) is None]
     if train_missing and missing:
         tasks = [{"dataset": d, "objective": o, "cell": str(cell), "settings": settings, "device": device, "compile": compile,
