@@ -372,7 +372,7 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
         lines += ["Settings other than the paper's Table 5 and the authors' network: " + "; ".join(changed) + ".", ""]
     objectives = [o for o in OBJECTIVES if any(o in v for v in results["summary"].values())]
     floor = results.get("floor", {})
-    lines.append("| dataset | metric | " + " | ".join(LABELS[o] for o in objectives) + " | reference |")
+    lines.append("| " + " | ".join(["dataset", "metric", *(LABELS[o] for o in objectives), "reference"]) + " |")
     lines.append("|---|---|" + "---|" * (len(objectives) + 1))
     for d, per_obj in results["summary"].items():
         for metric in (*METRICS, "jsd_textbook"):
