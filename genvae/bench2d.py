@@ -27,6 +27,7 @@ from genvae.core.bench_run import (
     differing_settings,
     flat_settings,
     left_out_note,
+    run_in_workers,
     settings_change,
     settings_for,
 )
@@ -167,7 +168,8 @@ def run_table2(
     if train_missing:
         resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if train_missing:
+        out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)
     results: dict[str, Any] = {"steps": steps, "seeds": seed_list, "grid_points": grid_points, "runs": {}, "summary": {}, "floor": {}}
     if objective_overrides:
@@ -185,6 +187,10 @@ def run_table2(
                         "train": dict(train or {}), "arch": dict(arch or {}), "objective": override,
                         "resolved": resolved}  # fmt: skip
             cells.append((d, o, out / "cells" / f"{d}-{o}", settings, data))
+    if not train_missing and not any(c[2].exists() for c in cells):
+        raise ConfigError(f"{out} holds none of these Table 2 cells, finished or training{'' if out.is_dir() else ' (it does not exist)'}: "
+                          "there is nothing to report; check --out, --data and --objective, or train them with the same command "
+                          "without --report")  # fmt: skip
     missing = [c for c in cells if saved_cell(c[2], c[3]) is None]
     if train_missing and missing:
         tasks = [{"dataset": d, "objective": o, "cell": str(cell), "settings": settings, "device": device, "compile": compile,
@@ -239,16 +245,9 @@ def _run_tasks(fn: Callable[..., str], tasks: Sequence[Mapping[str, Any]], jobs:
         for t in tasks:
             fn({**t, "threads": None}, log)  # this process keeps its own thread count
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     if log:
         log(f"[{name}] {len(tasks)} to train, {jobs} at a time (each reported when it ends)")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(fn, t) for t in tasks]):
-            message = future.result()
-            if log:
-                log(f"[{name}] {message}")
+    run_in_workers(fn, tasks, jobs, lambda i, message: log(f"[{name}] {message}") if log else None)
 
 
 def first_member(objective: str, dataset: str, override: Mapping[str, Any], steps: int, train: Mapping[str, Any] | None,
@@ -373,7 +372,7 @@ def table2_markdown(results: Mapping[str, Any]) -> str:
         lines += ["Settings other than the paper's Table 5 and the authors' network: " + "; ".join(changed) + ".", ""]
     objectives = [o for o in OBJECTIVES if any(o in v for v in results["summary"].values())]
     floor = results.get("floor", {})
-    lines.append("| dataset | metric | " + " | ".join(LABELS[o] for o in objectives) + " | reference |")
+    lines.append("| " + " | ".join(["dataset", "metric", *(LABELS[o] for o in objectives), "reference"]) + " |")
     lines.append("|---|---|" + "---|" * (len(objectives) + 1))
     for d, per_obj in results["summary"].items():
         for metric in (*METRICS, "jsd_textbook"):

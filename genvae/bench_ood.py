@@ -13,7 +13,15 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from genvae.core.bench_run import BENCH_CHECKPOINT_EVERY, continue_or_start, left_out_note, resume_note, resumed_at, settings_for
+from genvae.core.bench_run import (
+    BENCH_CHECKPOINT_EVERY,
+    continue_or_start,
+    left_out_note,
+    resume_note,
+    resumed_at,
+    run_in_workers,
+    settings_for,
+)
 from genvae.errors import ConfigError, DataError
 from genvae.plugins.metrics.ood import DEFAULT_SAMPLES, PAPER_TABLE7, evaluate_ood, open_eval_data
 
@@ -113,17 +121,14 @@ def run_bench_ood(
             results[i] = _bench_member(t)
             done(t, results[i])
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         if log:
             log(f"ood bench: {len(tasks)} runs of {steps} steps, {jobs} at a time (results appear as runs finish)")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_bench_member, t): i for i, t in enumerate(tasks)}
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                done(tasks[i], results[i])
+
+        def finished(i: int, result: Any) -> None:
+            results[i] = result
+            done(tasks[i], result)
+
+        run_in_workers(_bench_member, tasks, jobs, finished)
     rows: dict[str, list[dict[str, Any]]] = {o: [r for t, r in zip(tasks, results) if t["objective"] == o] for o in objectives}
     paper = PAPER_TABLE7.get((in_data, out_data.split(":")[0]), {})
     summary = {o: {"mean": float(np.mean([r["auroc"] for r in rs])), "std": float(np.std([r["auroc"] for r in rs])),

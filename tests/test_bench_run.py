@@ -49,3 +49,54 @@ def test_a_result_saved_before_a_bookkeeping_key_existed_is_still_reused():
     saved = {**SAVED, "resolved": {**SAVED["resolved"], "train": saved_train}}
     assert settings_change(saved, now, ignore=bookkeeping_keys("resolved.train")) == ""
     assert "log_with" in BOOKKEEPING and "eval" in BOOKKEEPING
+
+
+def sleep_or_fail(task):
+    """A bench task for the worker pool: fails at once, or sleeps (a cell training)."""
+    import time
+
+    if task["fail"]:
+        raise ValueError("this cell failed")
+    time.sleep(task["sleep"])
+    return "slept"
+
+
+def test_a_failing_cell_stops_the_workers_instead_of_waiting_for_every_other_cell():
+    """Without stopping them the pool runs the sleeping task and the one queued behind it (120 s)."""
+    import time
+
+    from genvae.bench2d import _run_tasks
+
+    tasks = [{"fail": True}, {"fail": False, "sleep": 60}, {"fail": False, "sleep": 60}]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="this cell failed"):
+        _run_tasks(sleep_or_fail, tasks, jobs=2, log=None, name="test")
+    assert time.monotonic() - started < 45  # worker start-up (importing torch) and the failure, not the 60 s sleeps
+
+
+def test_sigterm_ends_a_bench_with_the_line_that_says_the_same_command_continues(monkeypatch):
+    """SIGTERM (kill, timeout, a job scheduler) outside a training loop: one line, exit code 143."""
+    import os
+    import signal
+    import time
+
+    from typer.testing import CliRunner
+
+    import genvae.bench2d
+    from genvae.cli import app
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal's handler runs here
+
+    def test_guard(signum, frame):  # without the bench's own handler, this one (not the test process) ends the bench
+        raise RuntimeError("SIGTERM reached the default handler")
+
+    monkeypatch.setattr(genvae.bench2d, "run_table2", terminated)
+    previous = signal.signal(signal.SIGTERM, test_guard)
+    try:
+        result = CliRunner().invoke(app, ["bench", "table2", "--out", "unused", "--steps", "2", "--seeds", "1", "--device", "cpu"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, (result.output, result.exception)
+    assert "interrupted; run the same bench command again to continue" in " ".join(result.output.split())

@@ -97,6 +97,19 @@ def test_a_directory_of_runs_names_them(run_copy, tmp_path):
     assert result.exit_code == 2 and "does not exist" in text
 
 
+def test_a_2d_bench_output_is_named_as_one_with_its_cells(tmp_path):
+    """table2 / stability / collapse write cells, not runs: info and compare say so, not 'train one'."""
+    kept = Path(__file__).resolve().parents[1] / "docs" / "results" / "table2" / "paper4" / "cells" / "rings-soft-intro"
+    out = tmp_path / "table2"
+    shutil.copytree(kept, out / "cells" / "rings-soft-intro")
+    (out / "cells" / "8gaussians-vae").mkdir()
+    (out / "cells" / "8gaussians-vae" / "settings.json").write_text("{}")  # a cell still training
+    for command in ("info", "compare"):
+        result, text = invoke(command, out)
+        assert result.exit_code == 2 and "is a bench's output, not a run: its cells" in text, text
+        assert "8gaussians-vae" in text and "rings-soft-intro" in text and "'genvae eval' take a finished cell" in text
+
+
 def test_a_directory_of_runs_gets_one_line_per_run(run_copy, tmp_path):
     bench = tmp_path / "bench"
     shutil.copytree(run_copy, bench / "runs" / "vae")

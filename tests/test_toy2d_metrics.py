@@ -237,6 +237,25 @@ def test_table2_cells_trained_in_worker_processes_equal_those_trained_in_process
         run_table2(tmp_path / "three", jobs=0, **kw)
 
 
+def test_a_table2_report_without_a_finished_cell_is_an_error_not_an_empty_table(tmp_path):
+    """A mistyped --out asked for a report: one line, and nothing written (a cell still training is reported, with its step)."""
+    from genvae.bench2d import run_table2
+
+    out = tmp_path / "table2-typo"
+    with pytest.raises(ConfigError, match=r"table2-typo holds none of these Table 2 cells, finished or training \(it does not exist\)"):
+        run_table2(out, steps=6, seeds=1, datasets=["8gaussians"], objectives=["vae"], train_missing=False, log=None)
+    assert not out.exists()
+
+
+def test_table2_markdown_header_has_as_many_columns_as_its_rule_even_before_any_cell_finished():
+    from genvae.bench2d import table2_markdown
+
+    for summary in ({}, {"rings": {"vae": {k: (1.0, 0.1) for k in ("gnelbo", "kl", "jsd", "jsd_textbook")}}}):
+        lines = table2_markdown({"steps": 6, "seeds": [0], "summary": summary, "runs": {}, "floor": {}}).splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("| dataset"))
+        assert lines[header].count("|") == lines[header + 1].count("|"), lines[header : header + 2]
+
+
 def test_interrupted_table2_cell_continues_from_its_state(tmp_path):
     """A crash in the middle of a cell keeps its last saved state; the rerun continues from it and
     gives the metrics of a cell trained straight through; the finished cell drops its state."""

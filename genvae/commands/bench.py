@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -14,17 +17,41 @@ from genvae.commands.once_only import OnceOnlyGroup
 bench_app = typer.Typer(cls=OnceOnlyGroup, help="Reproduce the paper's experiments (tables and figures).", no_args_is_help=True)
 
 
+class BenchTerminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) arrived while a bench ran outside a training
+    loop (which stops at the end of its step itself): it ends the bench as Ctrl-C does."""
+
+    signum = signal.SIGTERM
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise BenchTerminated()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises BenchTerminated inside the block (by default it would end the process without
+    a word); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def continues_after_interrupts(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Ctrl-C or SIGTERM in a bench ends with one line saying that the same command continues."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from genvae.core.trainer import TrainingInterrupted
-
         try:
-            return fn(*args, **kwargs)
+            with sigterm_interrupts():
+                return fn(*args, **kwargs)
         except KeyboardInterrupt as exc:
-            signum = exc.signum if isinstance(exc, TrainingInterrupted) else 2
+            signum = getattr(exc, "signum", signal.SIGINT)  # TrainingInterrupted and BenchTerminated carry theirs
             err_console.print("interrupted; run the same bench command again to continue: finished runs and cells are reused, "
                               "an unfinished one continues from its last checkpoint", highlight=False, soft_wrap=True)  # fmt: skip
             raise typer.Exit(code=128 + signum) from None

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from genvae.core.checkpoint import find_checkpoint
 from genvae.core.config import to_jsonable
@@ -19,6 +21,70 @@ BENCH_CHECKPOINT_EVERY = 1000
 # Train settings that do not change what is learned (compile: only to float rounding); a bench
 # run may continue under other values, and a saved result from before such a key existed is reused.
 BOOKKEEPING = ("checkpoint_every", "figures_every", "log_every", "compile", "log_with", "eval_every", "eval", "eval_options")
+
+
+def run_in_workers(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, done: Callable[[int, Any], None]) -> None:
+    """``done(i, fn(tasks[i]))`` for every task as it finishes, ``jobs`` at a time in spawned worker
+    processes (safe with CUDA). When the bench stops early (Ctrl-C, SIGTERM, a task's error), so do
+    the workers: a pool would otherwise run every pending task first, or outlive a bench killed
+    by SIGTERM."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    futures: dict[Any, int] = {}
+    try:
+        futures = {pool.submit(_until_interrupted, fn, t): i for i, t in enumerate(tasks)}
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+    except BaseException as exc:
+        stop_workers(pool, list(futures), grace_s=CTRL_C_GRACE_S if ctrl_c(exc) else 0.0)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+_worker_interrupted = False  # in a worker process: Ctrl-C reached it
+
+
+def _until_interrupted(fn: Callable[[Any], Any], task: Any) -> Any:
+    """fn(task) in a worker, unless Ctrl-C reached the worker before: then the task it was handed
+    ahead (a pool queues one more than it runs) is not started."""
+    global _worker_interrupted
+    if _worker_interrupted:
+        raise KeyboardInterrupt
+    try:
+        return fn(task)
+    except KeyboardInterrupt:
+        _worker_interrupted = True
+        raise
+
+
+CTRL_C_GRACE_S = 30.0  # a terminal's Ctrl-C reaches the workers too: time for each to save its step
+
+
+def ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C (SIGINT), which a terminal sends to every process of the bench."""
+    return isinstance(exc, KeyboardInterrupt) and getattr(exc, "signum", signal.SIGINT) == signal.SIGINT
+
+
+def stop_workers(pool: Any, futures: Sequence[Any], grace_s: float) -> None:
+    """Drop the pool's tasks not started, give the running ones ``grace_s`` seconds to end by
+    themselves (after their own Ctrl-C: a second signal would stop a worker saving its step before
+    its checkpoint), then SIGTERM the workers (a training run saves its step and stops; a batched
+    cell keeps its last checkpoint), and SIGKILL one still alive a minute later."""
+    workers = list((pool._processes or {}).values())  # no public handle on them before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and not all(f.done() for f in futures) and any(w.is_alive() for w in workers):
+        time.sleep(0.1)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    for worker in workers:
+        worker.join(timeout=60)
+        if worker.is_alive():
+            worker.kill()
 
 
 def bookkeeping_keys(train_section: str) -> tuple[str, ...]:

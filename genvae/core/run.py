@@ -676,6 +676,17 @@ def bench_cell_settings(path: Path) -> dict[str, Any] | None:
     return settings if isinstance(settings, dict) and isinstance(settings.get("resolved"), dict) else None
 
 
+def bench_cells_below(path: Path) -> list[Path]:
+    """The cells of a 2-D bench's output directory (``OUT/cells/<name>`` of table2, stability and
+    collapse), finished or still training."""
+    return sorted(p for p in path.glob("cells/*") if (p / "settings.json").is_file() or bench_cell_settings(p) is not None)
+
+
+def some_paths(paths: list[Path], most: int = 6) -> str:
+    """The first ``most`` paths, comma-separated, and '...' when there are more."""
+    return ", ".join(str(p) for p in paths[:most]) + (", ..." if len(paths) > most else "")
+
+
 def require_run_dir(path: Path) -> None:
     """A one-line error unless ``path`` is a run directory; names the runs below it if it holds some."""
     if bench_cell_settings(path) is not None:
@@ -689,8 +700,11 @@ def require_run_dir(path: Path) -> None:
         raise RunDirError(f"{path} does not exist; give a run directory written by 'genvae train'")
     below = runs_below(path) if path.is_dir() else []
     if below:
-        names = ", ".join(str(p) for p in below[:6]) + (", ..." if len(below) > 6 else "")
-        raise RunDirError(f"{path} is not a run directory itself but holds runs: {names}")
+        raise RunDirError(f"{path} is not a run directory itself but holds runs: {some_paths(below)}")
+    if cells := bench_cells_below(path):
+        raise RunDirError(f"{path} is a bench's output, not a run: its cells ({some_paths(cells)}) are batched models; 'genvae sample' and "
+                          "'genvae eval' take a finished cell, and the same bench command (with --report for table2 and stability) "
+                          "writes its table again")  # fmt: skip
     raise RunDirError(f"{path} is not a genvae run directory (no config.json); train one with 'genvae train'")
 
 
