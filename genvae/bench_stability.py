@@ -49,7 +49,11 @@ def run_stability(
     if not report:
         resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if report and not any((out / "cells" / f"stability-{o}").exists() for o in STABILITY_MODELS):
+        raise ConfigError(f"{out} holds neither stability model, finished or training{'' if out.is_dir() else ' (it does not exist)'}: "
+                          "there is nothing to report; check --out, or train them with the same command without --report")  # fmt: skip
+    if not report:
+        out.mkdir(parents=True, exist_ok=True)
     seed_list = as_seed_list(seeds)
     intro = TABLE5[dataset]["intro"]
     t0 = time.perf_counter()

@@ -210,6 +210,9 @@ def test_bench_functions_tiny(tmp_path):
     assert run_stability(split, models=["soft-intro"], **kw) is None and not (split / "stability.png").exists()
     with mock.patch.object(bench_stability, "train_batched", side_effect=AssertionError("--report trained")):
         assert run_stability(split, report=True, **kw) is None  # IntroVAE is not finished: nothing trained, no figure
+    with pytest.raises(ConfigError, match="holds neither stability model, finished or training .it does not exist.: there is nothing to report"):
+        run_stability(tmp_path / "typo", report=True, **kw)
+    assert not (tmp_path / "typo").exists()
     both = run_stability(split, models=["intro"], **kw)
     assert both["intro"] == st["intro"] and both["soft_intro"] == st["soft_intro"] and (split / "stability.png").is_file()
     with pytest.raises(ConfigError, match="stability models must be among intro, soft-intro, got vae"):
