@@ -94,7 +94,7 @@ def run_bench_translation(
             trained = train(cfg, data, run_dir, progress=progress, resume=resume)
             seconds = time.perf_counter() - start
             run = load_run(run_dir)
-            scores = evaluate_translation(run, seed=seed, n_pairs=n_pairs, figure=False, write=False)  # = genvae eval translation
+            scores = evaluate_translation(run, seed=seed, n_pairs=n_pairs, figure=False)  # = genvae eval translation, recorded in RUN/metrics
             save_translation_grid(run, out / f"translation_{objective}.png", seed)
             results["models"][objective] = {
                 **{k: scores[k] for k in scores if k not in ("objective", "run", "seed", "n_pairs", "seconds")},

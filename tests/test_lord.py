@@ -553,6 +553,9 @@ def test_bench_translation_writes_its_table_and_reuses_finished_runs(tmp_path, m
         assert set(r["kl"]) == {"class", "content"} and r["resumed_at"] is None
         assert r["mse_copy_content"] > 0 and r["mse"] > 0
         assert set(r["pose_r2"]) == {"class", "content"} and all(math.isfinite(v) for g in r["pose_r2"].values() for v in g.values())
+    for objective in ("soft-intro", "vae"):  # recorded in each run, as genvae eval translation records it: genvae info shows it
+        record = json.loads((tmp_path / "runs" / objective / "metrics" / "translation.jsonl").read_text().splitlines()[-1])
+        assert record["mse"] == first["models"][objective]["mse"]
     again = run_bench_translation(tmp_path, steps=3, n_pairs=8)
     for objective, r in again["models"].items():
         assert r["resumed_at"] == 3 and r["mse"] == first["models"][objective]["mse"]
