@@ -25,7 +25,7 @@ PYTHON_NAMES = {
     "--precision": "train.precision", "--eval": "train.eval", "--eval-every": "train.eval_every", "--log-with": "train.log_with",
     "--out": "out", "--ood": "out", "--in": "in_data", "--num-images": "n", "--samples": "samples", "--score": "score",
     "--split": "split", "--num-samples": "num_samples", "--ref": "ref", "--features": "features",
-    "--feature-weights": "feature_weights", "--inception-weights": "inception_weights", "--resize": "resize",
+    "--feature-weights": "feature_weights", "--inception-weights": "inception_weights", "--resize": "resize", "--report": "report=True",
 }  # fmt: skip
 
 _QUOTED_COMMAND = re.compile(r"('genvae [^']*')")
