@@ -104,6 +104,36 @@ def command_line_problems(rest: str, commands: dict[str, tuple[bool, set[str]]])
     return [f"'genvae {path}' has no option {o}".replace("genvae  ", "genvae ") for o in options if o not in commands[path][1]]
 
 
+SETTING = re.compile(r"--set[ =]'?([a-z_]+)\.([a-z_]+)=")
+
+
+def setting_problems(rest: str) -> list[str]:
+    """The `--set SECTION.KEY=...` of `genvae REST` whose section, or whose key in every plugin of
+    that section, does not exist."""
+    from dataclasses import fields
+
+    from genvae.core.config import SECTIONS, OptimConfig, TrainConfig
+    from genvae.core.plugins import get_plugins
+    from genvae.core.progressive import GrowConfig
+    from genvae.core.run import _owners
+
+    fixed = {"train": TrainConfig, "optim": OptimConfig, "grow": GrowConfig}
+    plugins = get_plugins()
+    registries = {"objective": plugins.objectives, "arch": plugins.architectures}
+    elsewhere = {s for s, name in re.findall(r"--(objective|arch)[ =]([\w-]+)", rest) if name not in registries[s]}  # a tutorial's plugin
+    problems = []
+    for section, key in SETTING.findall(rest):
+        if section in elsewhere:
+            continue
+        if section not in SECTIONS:
+            problems.append(f"no settings section {section!r}")
+        elif section in fixed and key not in {f.name for f in fields(fixed[section])}:
+            problems.append(f"no setting {section}.{key}")
+        elif section not in fixed and not _owners(plugins, section, key):
+            problems.append(f"no {section} plugin has the setting {section}.{key}")
+    return problems
+
+
 def test_command_line_problems_are_found():
     """The check below fails where a doc names a command or an option that does not exist."""
     commands = cli_commands()
@@ -113,6 +143,13 @@ def test_command_line_problems_are_found():
     assert command_line_problems("eval oodd runs/x", commands) == ["no command 'genvae eval oodd'"]
     assert command_line_problems("trian --steps 5", commands) == ["no command 'genvae trian'"]
     assert command_line_problems("bench table2|stability [--seeds 5] [--jobs N]", commands) == []
+    assert setting_problems("train --set optim.lr=1 --set 'train.eval_options={}' --set arch.hidden=8 --set data.path=x") == []
+    assert setting_problems("train --objective not-installed --set objective.warmup=3 --set arch.hiden=8") == ["no arch plugin has the setting arch.hiden"]
+    assert setting_problems("train --set optim.rl=1 --set objective.beta_nge=2 --set trian.steps=3") == [
+        "no setting optim.rl",
+        "no objective plugin has the setting objective.beta_nge",
+        "no settings section 'trian'",
+    ]
     assert doc_command_lines("```bash\ngenvae train \\\n    --steps 5   # a comment --nope\n```\nsee `genvae info RUN [--json]`") == [
         "train --steps 5",
         "info RUN [--json]",
@@ -123,5 +160,5 @@ def test_command_line_problems_are_found():
 def test_every_documented_command_line_parses(doc):
     commands = cli_commands()
     lines = doc_command_lines(doc.read_text())
-    problems = [f"{problem}: genvae {line}" for line in lines for problem in command_line_problems(line, commands)]
+    problems = [f"{problem}: genvae {line}" for line in lines for problem in command_line_problems(line, commands) + setting_problems(line)]
     assert not problems, f"{doc.name}:\n" + "\n".join(problems)
