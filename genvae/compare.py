@@ -139,7 +139,9 @@ def compare_runs(
     unknown = [k for k in keys if k not in known]
     if unknown:
         of = f" (evaluations of {' '.join(where)})" if where else ""
-        raise ConfigError(f"no run logs or has evaluated {', '.join(map(repr, unknown))}{of}; values: {', '.join(known) or '(none)'}")
+        metrics = sorted({k.split(".")[0] for k in unknown if "." in k})
+        record = f"; or evaluate the runs first (genvae eval {metrics[0]} RUN)" if metrics else ""
+        raise ConfigError(f"no run logs or has evaluated {', '.join(map(repr, unknown))}{of}; give --key one of: {', '.join(known) or '(none)'}{record}")
     shown = list(keys) or [k for k in logged if k not in SKIP] or known  # lr and steps/s only when asked for; evaluations when named
     curves = [k for k in shown if k in logged]
     figure = plot_curves(logs, out, curves) if curves else None

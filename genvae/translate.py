@@ -141,7 +141,8 @@ def content_transfer_error(
     ``name_copy_content``, averaged over the pairs.
     """
     if not all(hasattr(data, a) for a in ("render", "draw_with_poses", "other_class")):
-        raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}")
+        raise ConfigError(f"content transfer error needs a dataset that renders ground truth (shapes3d-synthetic), not {type(data).__name__}; "
+                          "evaluate a run trained with --arch lord --data shapes3d-synthetic (genvae bench translation trains them)")
     class_content_slices(models)  # fail early without class / content groups
     x_a, y_a, pose_a = data.draw_with_poses(n_pairs, seed)  # type: ignore[attr-defined]
     x_b, y_b, pose_b = data.draw_with_poses(n_pairs, seed + 1)  # type: ignore[attr-defined]

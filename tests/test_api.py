@@ -110,7 +110,7 @@ def test_resume_after_the_data_folder_moved(tmp_path, one_thread):
     run = tmp_path / "run"
     genvae.train(run, objective="vae", data="folder", steps=2, batch_size=2, settings=settings)
     (tmp_path / "faces").rename(tmp_path / "moved")
-    with pytest.raises(DataError, match="not a directory; set data.path"):
+    with pytest.raises(DataError, match="faces does not exist; set data.path"):
         genvae.train(run, steps=3, resume=True)
     with pytest.warns(UserWarning, match=r"resume=True: data.path changes from .*faces to .*moved; the run continues on it as the same data, moved"):
         result = genvae.train(run, steps=3, resume=True, settings={"data.path": str(tmp_path / "moved")})

@@ -55,7 +55,7 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
         (["train", "--objective", "sof-intro", "--dry-run"], "unknown objective 'sof-intro'; did you mean 'soft-intro'? available: intro, soft-intro, vae"),
         (["train", "--set", "objective.beta_nge=1", "--dry-run"], "did you mean 'beta_neg'"),
         (["train", "--set", "nonsense", "--dry-run"], "expected SECTION.KEY=VALUE"),
-        (["train", "--config", tmp_path / "missing.toml", "--dry-run"], "does not exist"),
+        (["train", "--config", tmp_path / "missing.toml", "--dry-run"], "does not exist; write it first"),
         (["train", "--resume", "--dry-run"], "--resume needs --run-dir"),
         (["sample", tmp_path, "--num-samples", "3"], "is not a genvae run directory"),
     ]

@@ -42,7 +42,7 @@ def test_last_values_figure_and_labels(two_runs, tmp_path):
 
 
 def test_one_line_errors(two_runs, tmp_path):
-    with pytest.raises(ConfigError, match="no run logs or has evaluated .kl_class.; values: kl, lr, rec"):
+    with pytest.raises(ConfigError, match="no run logs or has evaluated .kl_class.; give --key one of: kl, lr, rec$"):
         compare_runs(two_runs, tmp_path / "c.png", ["kl_class"])
     with pytest.raises(ConfigError, match="at least two runs"):
         compare_runs(two_runs[:1], tmp_path / "c.png")
@@ -161,7 +161,7 @@ def test_evaluations_are_columns_and_seeds_are_summarised(digits_run_dir, tmp_pa
     assert picked["warnings"] == [] and [g["ood.auroc"][0] for g in picked["groups"]] == [pytest.approx(0.85), pytest.approx(0.96)]  # b32-s1's mnist record
     digits = compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc", "rec"], where=["out=digits"])
     assert [r["ood.auroc"] for r in digits["runs"]] == [0.5] * 4 and digits["runs"][0]["rec"] == 1.0  # logged values are not filtered
-    with pytest.raises(ConfigError, match=r"no run logs or has evaluated 'ood.auroc' \(evaluations of out=cifar10\)"):
+    with pytest.raises(ConfigError, match=r"no run logs or has evaluated 'ood.auroc' \(evaluations of out=cifar10\); give --key one of: .*; or evaluate the runs first \(genvae eval ood RUN\)$"):
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["out=cifar10"])
     with pytest.raises(ConfigError, match=r"--where 'data=mnist': give SETTING=VALUE with a setting of out, score, ref, split"):
         compare_runs([tmp_path / "sweep"], tmp_path / "c.png", ["ood.auroc"], where=["data=mnist"])

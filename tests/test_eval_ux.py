@@ -194,6 +194,7 @@ def test_the_shape_hint_offers_mnist_to_greyscale_runs_only():
 def test_translation_of_a_run_without_class_and_content_is_one_line(runs):
     line = one_line_error(invoke("eval", "translation", runs / "digits"))
     assert "content transfer error needs a dataset that renders ground truth (shapes3d-synthetic)" in line
+    assert "; evaluate a run trained with --arch lord --data shapes3d-synthetic" in line
 
 
 def test_bench_ood_checks_the_pair_before_training(tmp_path):

@@ -368,8 +368,12 @@ def test_float_images_in_0_1_are_scaled_and_others_refused(tmp_path: Path) -> No
 
 
 def test_folder_dataset_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="not a directory"):
+    with pytest.raises(DataError, match="missing does not exist; set data.path"):
         ImageFolder(str(tmp_path / "missing"))
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match="a.png is not a directory; set data.path"):
+        ImageFolder(str(tmp_path / "a.png"))
+    (tmp_path / "a.png").unlink()
     with pytest.raises(DataError, match="no image files"):
         ImageFolder(str(tmp_path))
     with pytest.raises(ConfigError, match="data.path"):

@@ -107,9 +107,13 @@ def test_a_non_finite_loss_suggests_beta_neg_only_to_objectives_that_have_it(tmp
                                                  r"genvae.train\('\S+/vae', resume=True, settings={'optim.lr': 1e\+29}\)$"):  # step 2 (lr acts after step 1); precision is no already
         genvae.train(tmp_path / "vae", objective="vae", data="8gaussians", steps=3, batch_size=16,
                      settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0})  # fmt: skip
-    with pytest.raises(NonFiniteLossError, match=r"settings={'optim.lr': 1e\+29} or objective.beta_neg \(a new run\), or settings={'train.precision': 'no'}$"):
+    with pytest.raises(NonFiniteLossError, match=r"settings={'optim.lr': 1e\+29} or a lower objective.beta_neg in a new run, or settings={'train.precision': 'no'}$"):
         genvae.train(tmp_path / "si", objective="soft-intro", data="8gaussians", steps=3, batch_size=16,
                      settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0, "objective.num_vae": 0, "train.precision": "bf16"})  # fmt: skip
+    # in Soft-IntroVAE's plain-VAE warm-up no β_neg acts: only the learning rate is suggested
+    with pytest.raises(NonFiniteLossError, match=r"loss of phase 'vae' .*settings={'optim.lr': 1e\+29}\)$"):
+        genvae.train(tmp_path / "warm-up", objective="soft-intro", data="8gaussians", steps=3, batch_size=16,
+                     settings={"arch.hidden": 8, "optim.lr": 1e30, "train.figures_every": 0, "objective.num_vae": 10})  # fmt: skip
 
 
 def test_checked_models_pass_well_behaved_networks_through_unchanged():

@@ -32,8 +32,12 @@ def test_text_files_with_and_without_a_header(tmp_path: Path) -> None:
 
 def test_columns_by_header_name_or_index(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("id,x,label,y\n1,0.5,cat,-0.5\n2,1.5,dog,-1.5\n")
-    with pytest.raises(DataError, match=r"t.csv line 2: 'cat' is not a number"):
+    with pytest.raises(DataError, match=r"t.csv line 2: 'cat' is not a number; correct it, or pick the numeric columns with data.columns"):
         PointsFile(str(tmp_path / "t.csv"))
+    # a text column (labels) is no error when data.columns leaves it out, as the user guide's columns=[x,y]
+    assert PointsFile(str(tmp_path / "t.csv"), columns=["x", "y"]).rows.tolist() == [[0.5, -0.5], [1.5, -1.5]]
+    with pytest.raises(DataError, match=r"t.csv line 2: 'cat' is not a number; correct it$"):
+        PointsFile(str(tmp_path / "t.csv"), columns=["x", "label"])
     (tmp_path / "t.csv").write_text('id,x,"label, long",y\n1,0.5,7,-0.5\n2,1.5,8,-1.5\n')
     picked = PointsFile(str(tmp_path / "t.csv"), columns=["y", "x"])
     assert picked.rows.tolist() == [[-0.5, 0.5], [-1.5, 1.5]] and picked.column_names == ["y", "x"]

@@ -74,7 +74,7 @@ def test_a_run_without_its_data_still_samples_and_says_what_needs_the_data(folde
     result, text = invoke("interpolate", folder_run, *corners, "--out", tmp_path / "square.png", "--steps", 3)
     assert result.exit_code == 0 and (tmp_path / "square.png").is_file(), text
     result, text = invoke("encode", folder_run, "--out", tmp_path / "latents.npz")
-    assert result.exit_code == 2 and "reads the run's data, which is not available here (folder:" in text and "is not a directory" in text
+    assert result.exit_code == 2 and "reads the run's data, which is not available here (folder:" in text and "imgs does not exist" in text
     assert "name the data with --data (encode, eval likelihood) or --in (eval ood), e.g. --data=folder:path=DIR" in text
     result, text = invoke("encode", folder_run, "--data", f"folder:path={moved},resolution=8", "--out", tmp_path / "latents.npz")
     assert result.exit_code == 0, text  # other data can be named

@@ -54,7 +54,7 @@ def test_clear_errors(tmp_path, digits_run_dir):
     result = runner.invoke(app, ["reconstruct", str(digits_run_dir), str(empty)])
     assert result.exit_code == 2 and "no image files" in result.output
     missing = runner.invoke(app, ["reconstruct", str(digits_run_dir), str(tmp_path / "nope.png")])
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "does not exist; check the path" in " ".join(missing.output.split())
     genvae.train(tmp_path / "points", objective="vae", data="8gaussians", steps=2, batch_size=8, settings={"arch.hidden": 8})
     points = runner.invoke(app, ["reconstruct", str(tmp_path / "points"), str(empty)])
     assert points.exit_code == 2 and "not trained on images" in points.output

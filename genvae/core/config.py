@@ -76,7 +76,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"config file {str(path)!r} is a directory; give a TOML file, or a run directory (one holding config.json)")
         path = path / "config.json"
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"config file {str(path)!r} does not exist; write it first (the user guide's Train section shows a run.toml), "
+                          "or give a run directory to train again with its settings")
     kind = "JSON" if path.suffix == ".json" else "TOML"
     try:
         text = path.read_text(encoding="utf-8")

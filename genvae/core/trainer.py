@@ -502,7 +502,8 @@ class Trainer:
         else:
             kept = (f"no checkpoint was written yet: train it again from step 0 with a lower learning rate, genvae train --run-dir "
                     f"{shell_quote(self.run_dir)} --resume --set optim.lr={lower}")  # fmt: skip
-        other = " or objective.beta_neg (a new run)" if "beta_neg" in self.cfg.objective else ""
+        game = "beta_neg" in self.cfg.objective and phase.name != "vae"  # the warm-up's loss has no β_neg term
+        other = " or a lower objective.beta_neg in a new run" if game else ""
         precision = ", or --precision=no" if self.cfg.train.precision != "no" else ""
         raise NonFiniteLossError(f"non-finite loss in step {self.step + 1}: {where}; training stopped; {kept}{other}{precision}")
 

@@ -245,7 +245,7 @@ def load_images(paths: Sequence[str | Path], shape: tuple[int, ...]) -> Tensor:
         if path.is_dir():
             raise DataError(f"{path} is a directory, not an image file; give image files")
         if not path.is_file():
-            raise DataError(f"image file {path} does not exist")
+            raise DataError(f"image file {path} does not exist; check the path (images are files, folders of them, or one .npy / .npz array)")
         try:
             array = read_image(path, mode, (w, h))
         except OSError as exc:

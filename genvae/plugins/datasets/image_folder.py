@@ -82,7 +82,8 @@ class ImageFolder(ImageData):
         self.path, self.resolution, self.hflip = Path(path).expanduser(), int(resolution), bool(hflip)
         self.shape = (channels, self.resolution, self.resolution)
         if not self.path.is_dir():
-            raise DataError(f"folder: {self.path} is not a directory; set data.path to a folder of images ({', '.join(IMAGE_SUFFIXES)})")
+            what = "is not a directory" if self.path.exists() else "does not exist"
+            raise DataError(f"folder: {self.path} {what}; set data.path to a folder of images ({', '.join(IMAGE_SUFFIXES)})")
         self.files = find_image_files(self.path)
         self._bad: set[Path] = set()
         self._served: dict[str, list[Path]] = {}

@@ -88,17 +88,38 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
         lines = lines[1:]
         if not lines:
             raise DataError(f"points: {path.name} holds a header and no rows")
-    rows = []
-    for n, line in lines:
-        values = fields(line)
-        try:
-            rows.append([float(v) for v in values])
-        except ValueError:
-            bad = next(v for v in values if not _is_number(v))
-            raise DataError(f"points: {path.name} line {n}: {bad!r} is not a number") from None
+    rows = [fields(line) for _, line in lines]
+    for (n, _), values in zip(lines, rows):
         if len(values) != len(rows[0]):
             raise DataError(f"points: {path.name} line {n} has {len(values)} values where the first row has {len(rows[0])}")
-    return np.array(rows, dtype=np.float64).reshape(len(rows), -1), header
+    cells = np.empty((len(rows), len(rows[0])), dtype=object)  # text: numbers are read once columns are picked
+    cells[:] = rows
+    return TextCells(cells, [n for n, _ in lines]), header
+
+
+class TextCells(np.ndarray):
+    """A text file's cells (strings), which remember each row's line in the file; :func:`as_numbers`
+    reads them once ``data.columns`` has picked the columns, so a text column left out is no error."""
+
+    def __new__(cls, cells: np.ndarray, line_numbers: list[int]) -> "TextCells":
+        out = np.asarray(cells).view(cls)
+        out.line_numbers = line_numbers
+        return out
+
+    def __array_finalize__(self, obj) -> None:  # type: ignore[no-untyped-def]
+        self.line_numbers = getattr(obj, "line_numbers", None)
+
+
+def as_numbers(table: np.ndarray, path: Path, columns_given: bool) -> np.ndarray:
+    """``table`` as float64; a text cell that is no number stops with its line."""
+    if not isinstance(table, TextCells):
+        return table
+    for row, n in zip(table, table.line_numbers):
+        bad = next((v for v in row if not _is_number(v)), None)
+        if bad is not None:
+            fix = "correct it" + ("" if columns_given else ", or pick the numeric columns with data.columns=[NAME,...]")
+            raise DataError(f"points: {path.name} line {n}: {bad!r} is not a number; {fix}")
+    return np.asarray(table, dtype=np.float64)
 
 
 def _is_number(text: str) -> bool:
@@ -149,6 +170,7 @@ class PointsFile(DataSource):
             images = f", or train on images with --data=image-array:path={self.path}" if table.ndim in (3, 4) else ""
             raise DataError(f"points: {self.path.name} holds an array of shape {table.shape}; give rows × features (2 dimensions){images}")
         table, self.column_names = select_columns(table, header, list(columns), self.path)
+        table = as_numbers(table, self.path, bool(columns))
         bad = np.flatnonzero(~np.isfinite(table).all(axis=1))
         if len(bad):
             raise DataError(f"points: {self.path.name} row {bad[0]} (0-based, after any header) is not finite (NaN or infinity), "
