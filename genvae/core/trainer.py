@@ -46,6 +46,7 @@ from genvae.core.checkpoint import (
 )
 from genvae.core.config import read_json, write_json
 from genvae.core.evaluation import EVALS_FIGURE, EVALS_FILE, evaluate_now, evaluation_failed, planned_metrics, plot_evaluations
+from genvae.core.denormals import denormals_flushed
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins
@@ -513,7 +514,8 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         try:
-            return self._fit()
+            with denormals_flushed():
+                return self._fit()
         except GenvaeError as exc:
             if not isinstance(exc, EvaluationError):  # that one says to fix the options and --resume
                 self._forget_unstarted_run()
