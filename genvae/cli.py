@@ -47,15 +47,6 @@ def _main(
     pass
 
 
-def _flush_denormals_in_every_thread() -> None:
-    """Subnormal floats flushed to zero for the whole process (genvae/core/denormals.py says why),
-    before torch starts its worker threads, which take the setting from the thread that starts them
-    (Trainer.fit sets it only in its own thread: a Python caller's threads keep theirs)."""
-    import torch
-
-    torch.set_flush_denormal(True)
-
-
 def training_device() -> str:
     """Where training runs, as Accelerate chose it (set by `accelerate launch` / CUDA_VISIBLE_DEVICES)."""
     from accelerate import PartialState
@@ -94,9 +85,10 @@ def train(
     from genvae.core.health import run_warning
     from genvae.core.run import parameter_counts_on_meta, resolve
     from genvae.core.run_lock import being_trained, training_process
+    from genvae.core.denormals import flush_denormals_in_every_thread
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
-    _flush_denormals_in_every_thread()
+    flush_denormals_in_every_thread()
     flags = {
         "objective.name": objective,
         "arch.name": arch,

@@ -38,7 +38,7 @@ def test_training_from_python_flushes_while_it_runs_and_leaves_the_setting_as_it
     assert seen == [True, True] and not flushing_denormals()
 
 
-def test_genvae_train_flushes_in_the_whole_process(tmp_path, one_thread):
+def test_genvae_train_and_bench_flush_in_the_whole_process(tmp_path, one_thread):
     """The command sets it before torch starts its worker threads, so that they flush too."""
     from typer.testing import CliRunner
 
@@ -50,5 +50,8 @@ def test_genvae_train_flushes_in_the_whole_process(tmp_path, one_thread):
                                           "--set", "arch.hidden=8", "--set", "train.figures_every=0", "--no-progress"])  # fmt: skip
         assert result.exit_code == 0, result.output
         assert flushing_denormals()
+        torch.set_flush_denormal(False)
+        result = CliRunner().invoke(app, ["bench", "stability", "--out", str(tmp_path / "none"), "--report"])  # benches train too
+        assert result.exit_code == 2 and flushing_denormals(), result.output
     finally:
         torch.set_flush_denormal(False)

@@ -59,6 +59,13 @@ def continues_after_interrupts(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@bench_app.callback()
+def _before_any_bench() -> None:
+    from genvae.core.denormals import flush_denormals_in_every_thread
+
+    flush_denormals_in_every_thread()  # benches train
+
+
 def _seeds(seeds: int) -> int:
     from genvae.errors import ConfigError
 

@@ -32,3 +32,11 @@ def denormals_flushed() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(before)
+
+
+def flush_denormals_in_every_thread() -> None:
+    """Flush subnormal floats to zero for the whole process, for the commands that train: called
+    before torch starts its worker threads, which take the setting from the thread that starts
+    them (:func:`denormals_flushed` reaches only its own thread, so that a Python caller's other
+    threads keep their setting)."""
+    torch.set_flush_denormal(True)
