@@ -58,6 +58,30 @@ def test_reconstruct_encodes_and_decodes_with_the_label(runs, tmp_path):
     assert printed == [float(f"{e:.4g}") for e in expected.tolist()]
 
 
+def test_reconstruct_takes_the_labels_of_an_npz_like_the_runs_own(runs, tmp_path):
+    """A run trained on an .npz with data.labels=y reconstructs another such .npz with each image's
+    own class; --label still sets one class for all; labels beyond the run's classes are one line."""
+    rng = np.random.default_rng(2)
+    images, labels = rng.random((4, 8, 8)).astype(np.float32), np.array([1, 0, 1, 0])
+    np.savez(tmp_path / "mine.npz", x=images, y=labels)
+    code, output = invoke("reconstruct", runs / "array", tmp_path / "mine.npz", "--out", tmp_path / "r.png")
+    assert code == 0, output
+    run = genvae.load_run(runs / "array")
+    x, y = torch.from_numpy(np.round(images * 255)).float()[:, None] / 255, torch.from_numpy(labels)  # arrays are read as uint8 images
+    with torch.no_grad():
+        expected = (run.models.decode(run.models.encode(x, y)[0], y).clamp(0, 1) - x).flatten(1).pow(2).sum(1)
+    printed = [float(e) for e in re.findall(r"squared error ([0-9.e+-]+)", output)]
+    assert printed == [float(f"{e:.4g}") for e in expected.tolist()]
+    code, output = invoke("reconstruct", runs / "array", tmp_path / "mine.npz", "--label", "0", "--out", tmp_path / "r0.png")
+    assert code == 0 and [float(e) for e in re.findall(r"squared error ([0-9.e+-]+)", output)] != printed
+    np.savez(tmp_path / "beyond.npz", x=images, y=np.array([0, 1, 2, 3]))
+    code, output = invoke("reconstruct", runs / "array", tmp_path / "beyond.npz", "--out", tmp_path / "r.png")
+    assert code == 2 and output.count("\n") == 1 and "labels 'y' go up to 3, and run" in output and "has 2 classes (0..1)" in output
+    np.save(tmp_path / "plain.npy", images)  # no labels: --label is still needed
+    code, output = invoke("reconstruct", runs / "array", tmp_path / "plain.npy", "--out", tmp_path / "r.png")
+    assert code == 2 and "give it with --label" in output
+
+
 def test_a_class_name_is_the_same_class_as_its_index(runs, tmp_path):
     for label, name in (("dogs", "by_name.png"), ("2", "by_index.png"), ("0", "other.png")):
         code, output = invoke("reconstruct", runs / "cond", runs / "pets" / "cats", "--label", label, "--out", tmp_path / name)

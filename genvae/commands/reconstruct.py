@@ -4,7 +4,7 @@ reconstructions D(μ(x)), and the error of each."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -45,6 +45,36 @@ def array_images(path: Path, shape: tuple[int, ...], limit: int) -> "torch.Tenso
     return images.float() / 255.0
 
 
+def labels_key(loaded: Any, arrays: list[Path]) -> str:
+    """The name of the class labels in ``arrays`` for a class-conditional run trained on an .npz
+    (its data.labels), when every array holds them; else "" (--label gives the class)."""
+    import numpy as np
+
+    key = loaded.config.data.get("labels") if loaded.config.data.get("name") == "image-array" else ""
+    if not (key and isinstance(key, str) and int(loaded.encoder.config.get("num_classes", 0) or 0)):
+        return ""
+    for path in arrays:
+        if path.suffix.lower() != ".npz":
+            return ""
+        with np.load(path, allow_pickle=False) as archive:
+            if key not in archive.files:
+                return ""
+    return key
+
+
+def array_labels(path: Path, key: str, n: int, run: Any, loaded: Any) -> "torch.Tensor":
+    """The first ``n`` class labels of ``path`` (its array ``key``), within the run's classes."""
+    from genvae.errors import DataError
+    from genvae.plugins.datasets.image_array import ImageArray
+
+    labels = ImageArray(str(path), labels=key).labels[:n]
+    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    if labels is not None and len(labels) and int(labels.max()) >= classes:
+        raise DataError(f"{path}'s labels {key!r} go up to {int(labels.max())}, and run {run} has {classes} classes (0..{classes - 1}); "
+                        "give labels of the run's classes, or one class for all images with --label")  # fmt: skip
+    return labels
+
+
 @user_errors
 def reconstruct(
     run: Path = typer.Argument(..., metavar="RUN", help="A run trained on images."),
@@ -57,7 +87,8 @@ def reconstruct(
 
     The picture has the images in odd rows and their reconstructions in even rows. The images
     are converted to the run's channels and resized and centre-cropped to its resolution. A
-    class-conditional run needs their class: --label."""
+    class-conditional run needs their class: --label (or, for a run trained on an .npz with
+    data.labels=NAME, .npz arrays holding labels under that name)."""
     import torch
 
     from genvae.errors import ConfigError
@@ -68,16 +99,20 @@ def reconstruct(
         raise ConfigError(f"--max must be at least 1, got {limit}")
     check_picture_out(out)
     loaded = load_image_run(run, "reconstruct")
-    y_class = class_index(loaded, run, label, "reconstruct")
     arrays = [p for p in inputs if p.is_file() and holds_images(p)]
+    key = labels_key(loaded, arrays) if label is None and len(arrays) == len(inputs) else ""
+    y_class = None if key else class_index(loaded, run, label, "reconstruct")
     candidates = image_files([p for p in inputs if p not in arrays])
     x, files = load_readable_images(candidates, loaded.data.shape, limit) if candidates else (torch.empty(0, *loaded.data.shape), [])
+    ys = []
     for path in arrays:
         images = array_images(path, loaded.data.shape, max(limit - len(files), 0))
         x = torch.cat([x, images])
         files += [f"{path}[{i}]" for i in range(len(images))]
         candidates += [path] * len(images)
-    y = None if y_class is None else torch.full((len(x),), y_class)
+        if key:
+            ys.append(array_labels(path, key, len(images), run, loaded))
+    y = torch.cat(ys) if key else None if y_class is None else torch.full((len(x),), y_class)
     with torch.no_grad():
         mu, _ = loaded.models.encode(x, y)
         x_rec = loaded.models.decode(mu, y).clamp(0, 1)
