@@ -81,11 +81,11 @@ def train(
 
     from genvae.api import default_run_dir, remove_if_empty, user_settings
     from genvae.core.checkpoint import checkpoint_step, find_checkpoint, trained_without_checkpoint
+    from genvae.core.denormals import flush_denormals_in_every_thread
     from genvae.core.evaluation import planned_metrics
     from genvae.core.health import run_warning
     from genvae.core.run import parameter_counts_on_meta, resolve
     from genvae.core.run_lock import being_trained, training_process
-    from genvae.core.denormals import flush_denormals_in_every_thread
     from genvae.core.trainer import Trainer, TrainingInterrupted, check_new_run_dir
 
     flush_denormals_in_every_thread()
@@ -187,6 +187,7 @@ def sample(
     run: x = D(z, y))."""
     import torch
 
+    from genvae.core.interfaces import num_classes_of
     from genvae.core.run import load_run
     from genvae.errors import ConfigError
 
@@ -223,7 +224,7 @@ def sample(
         save_rows(x.reshape(n, -1).numpy(), out, getattr(loaded.data, "column_names", []))
     else:
         loaded.data.plot_samples(x, out)
-    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    classes = num_classes_of(loaded.encoder)
     of_classes = f" (classes 0..{classes - 1} in turn; --label for one)" if classes and label is None else f" of class {label}" if classes else ""
     console.print(f"wrote {n} samples{of_classes} to {out}", soft_wrap=True)
 
@@ -233,7 +234,9 @@ def sample_labels(loaded: Any, run: Path, label: str | None, n: int) -> Any:
     the classes in turn."""
     import torch
 
-    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    from genvae.core.interfaces import num_classes_of
+
+    classes = num_classes_of(loaded.encoder)
     if classes and label is None:
         return torch.arange(n) % classes
     index = class_index(loaded, run, label, "sample")
@@ -328,7 +331,7 @@ def interpolate(
     loaded = load_image_run(run, "interpolate")
     y_class = class_index(loaded, run, label, "interpolate")
     if array is not None:  # its first four images
-        images = array_images(array, loaded.data.shape, 4)
+        images, _ = array_images(array, loaded.data.shape, 4)
         if len(images) != 4:
             raise ConfigError(f"interpolate needs 4 corner images, {array} holds {len(images)}")
     elif folder is None:

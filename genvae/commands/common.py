@@ -111,9 +111,10 @@ def class_index(loaded: Any, run: Any, label: str | None, command: str) -> int |
     """The class ``--label`` names (an index, or a name of the run's data), checked against the
     run: None for an unconditional run, which refuses a label; a conditional run needs one
     (image files carry no class)."""
+    from genvae.core.interfaces import num_classes_of
     from genvae.errors import ConfigError
 
-    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
+    classes = num_classes_of(loaded.encoder)
     if not classes:
         if label is None:
             return None

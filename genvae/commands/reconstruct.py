@@ -32,17 +32,19 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def array_images(path: Path, shape: tuple[int, ...], limit: int) -> "torch.Tensor":
+def array_images(path: Path, shape: tuple[int, ...], limit: int, labels: str = "") -> tuple["torch.Tensor", "torch.Tensor | None"]:
     """The first ``limit`` images of an .npy / .npz array (the image-array dataset's files) as
-    floats in [0, 1], taken as they are (not resized): they must have the run's ``shape``."""
+    floats in [0, 1], taken as they are (not resized): they must have the run's ``shape``; and
+    with ``labels`` (the name of an .npz's array of class labels) their labels, else None."""
     from genvae.errors import DataError
     from genvae.plugins.datasets.image_array import ImageArray
 
-    images = ImageArray(str(path)).images[:limit]
+    array = ImageArray(str(path), labels=labels)
+    images = array.images[:limit]
     if tuple(images.shape[1:]) != tuple(shape):
         raise DataError(f"{path} holds images of shape {tuple(images.shape[1:])} and the run's are {tuple(shape)}; an array is "
                         "taken as it is: give one of the run's shape, or the images as files, which are resized")  # fmt: skip
-    return images.float() / 255.0
+    return images.float() / 255.0, None if array.labels is None else array.labels[:limit]
 
 
 def labels_key(loaded: Any, arrays: list[Path]) -> str:
@@ -50,26 +52,27 @@ def labels_key(loaded: Any, arrays: list[Path]) -> str:
     (its data.labels), when every array holds them; else "" (--label gives the class)."""
     import numpy as np
 
+    from genvae.core.interfaces import num_classes_of
+
     key = loaded.config.data.get("labels") if loaded.config.data.get("name") == "image-array" else ""
-    if not (key and isinstance(key, str) and int(loaded.encoder.config.get("num_classes", 0) or 0)):
+    if not (key and isinstance(key, str) and num_classes_of(loaded.encoder)):
         return ""
     for path in arrays:
         if path.suffix.lower() != ".npz":
             return ""
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(path, allow_pickle=False) as archive:  # reads the archive's list of arrays, not the arrays
             if key not in archive.files:
                 return ""
     return key
 
 
-def array_labels(path: Path, key: str, n: int, run: Any, loaded: Any) -> "torch.Tensor":
-    """The first ``n`` class labels of ``path`` (its array ``key``), within the run's classes."""
+def check_labels(labels: "torch.Tensor", path: Path, key: str, run: Any, loaded: Any) -> "torch.Tensor":
+    """``labels`` (of ``path``'s array ``key``), refused beyond the run's classes."""
+    from genvae.core.interfaces import num_classes_of
     from genvae.errors import DataError
-    from genvae.plugins.datasets.image_array import ImageArray
 
-    labels = ImageArray(str(path), labels=key).labels[:n]
-    classes = int(loaded.encoder.config.get("num_classes", 0) or 0)
-    if labels is not None and len(labels) and int(labels.max()) >= classes:
+    classes = num_classes_of(loaded.encoder)
+    if len(labels) and int(labels.max()) >= classes:
         raise DataError(f"{path}'s labels {key!r} go up to {int(labels.max())}, and run {run} has {classes} classes (0..{classes - 1}); "
                         "give labels of the run's classes, or one class for all images with --label")  # fmt: skip
     return labels
@@ -106,12 +109,12 @@ def reconstruct(
     x, files = load_readable_images(candidates, loaded.data.shape, limit) if candidates else (torch.empty(0, *loaded.data.shape), [])
     ys = []
     for path in arrays:
-        images = array_images(path, loaded.data.shape, max(limit - len(files), 0))
+        images, labels = array_images(path, loaded.data.shape, max(limit - len(files), 0), key)
         x = torch.cat([x, images])
         files += [f"{path}[{i}]" for i in range(len(images))]
         candidates += [path] * len(images)
-        if key:
-            ys.append(array_labels(path, key, len(images), run, loaded))
+        if labels is not None:
+            ys.append(check_labels(labels, path, key, run, loaded))
     y = torch.cat(ys) if key else None if y_class is None else torch.full((len(x),), y_class)
     with torch.no_grad():
         mu, _ = loaded.models.encode(x, y)

@@ -45,8 +45,8 @@ from genvae.core.checkpoint import (
     trained_without_checkpoint,
 )
 from genvae.core.config import read_json, write_json
-from genvae.core.evaluation import EVALS_FIGURE, EVALS_FILE, evaluate_now, evaluation_failed, planned_metrics, plot_evaluations
 from genvae.core.denormals import denormals_flushed
+from genvae.core.evaluation import EVALS_FIGURE, EVALS_FILE, evaluate_now, evaluation_failed, planned_metrics, plot_evaluations
 from genvae.core.interfaces import Batch, BatchStream, DataSource, Objective, Phase
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.plugins import Plugins, get_plugins

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
-from genvae.core.interfaces import DataSource, Metric
+from genvae.core.interfaces import DataSource, Metric, num_classes_of
 from genvae.errors import ConfigError, DataError, PluginError
 from genvae.plugins.datasets.points_file import numpy_read_error
 from genvae.plugins.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS, PR_NEIGHBORHOOD, feature_statistics, frechet_distance, kernel_inception_distance, precision_recall
@@ -444,7 +444,7 @@ def evaluate_fid(
 
     decoder = copy.deepcopy(run.decoder).eval().to(acc.device)  # a copy: the caller's run stays where it is
     z_dim = sum(run.encoder.latent_groups.values())
-    num_classes = int(getattr(decoder, "config", {}).get("num_classes", 0) or 0)
+    num_classes = num_classes_of(decoder)
     make = generated_batch_fn(decoder, z_dim, num_classes, num_samples, batch_size, seed, acc.device)
     gen = distributed_features(make, -(-num_samples // batch_size), batch_size, extractor, acc, progress, "generated features")
     mu, sigma = feature_statistics(gen)

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from genvae.core.checkpoint import append_metrics_record
 from genvae.core.hookspecs import hookimpl
-from genvae.core.interfaces import DataSource, Metric
+from genvae.core.interfaces import DataSource, Metric, num_classes_of
 from genvae.core.losses import kl_standard_normal, reconstruction_error
 from genvae.core.run import UnavailableData
 from genvae.errors import ConfigError, DataError, worded
@@ -256,7 +256,7 @@ def run_scores(run: Any, data: DataSource, split: str, n: int | None, samples: i
     encoder, decoder = run.encoder.eval(), run.decoder.eval()
     device = next(encoder.parameters()).device
     cfg = run.config.objective
-    conditional = bool(getattr(encoder, "config", {}).get("num_classes", 0))
+    conditional = num_classes_of(encoder) > 0
     generator = torch.Generator().manual_seed(seed)
     out: dict[str, list[np.ndarray]] = {k: [] for k in SCORES}
     for x, y in iter_images(data, split, n, batch_size, seed):
