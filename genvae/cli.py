@@ -196,6 +196,7 @@ def sample(
     if out.suffix.lower() not in (".pt", ".npy", ".csv", ".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out must end in .pt (a tensor), .npy / .csv (rows) or .png / .jpg (a picture), got {out.name!r}")
     loaded = load_run(run)
+    classes = num_classes_of(loaded.encoder)
     y = sample_labels(loaded, run, label, n)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -222,10 +223,15 @@ def sample(
         np.save(out, x.numpy())
     elif out.suffix.lower() in (".npy", ".csv"):
         save_rows(x.reshape(n, -1).numpy(), out, getattr(loaded.data, "column_names", []))
+    elif classes and label is None and x.dim() == 4:  # a picture of a conditional run: one row per class
+        from genvae.viz.images import class_rows_grid, save_grid
+
+        save_grid(class_rows_grid(x, y, classes), out)
     else:
         loaded.data.plot_samples(x, out)
-    classes = num_classes_of(loaded.encoder)
-    of_classes = f" (classes 0..{classes - 1} in turn; --label for one)" if classes and label is None else f" of class {label}" if classes else ""
+    picture = out.suffix.lower() in (".png", ".jpg", ".jpeg")
+    in_turn = f"one row per class, 0..{classes - 1}" if picture else f"classes 0..{classes - 1} in turn"
+    of_classes = f" ({in_turn}; --label for one)" if classes and label is None else f" of class {label}" if classes else ""
     console.print(f"wrote {n} samples{of_classes} to {out}", soft_wrap=True)
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import genvae
 from genvae.cli import app
-from genvae.viz.images import INTERPOLATION_CAPTION, interpolation_grid, load_images, save_grid
+from genvae.viz.images import INTERPOLATION_CAPTION, interpolation_grid, load_images, make_grid, save_grid
 
 ARRAY = {"arch.channels": [4], "arch.z_dim": 4, "train.figures_every": 0}
 SMALL = {**ARRAY, "data.resolution": 8}
@@ -102,6 +102,11 @@ def test_sample_draws_every_sample_of_the_label(runs, tmp_path):
     code, output = invoke("sample", runs / "cond", "-n", 5, "--seed", 3, "--out", tmp_path / "c.pt")
     assert code == 0 and torch.equal(torch.load(tmp_path / "c.pt"), cycled)  # without --label: the classes in turn
     assert "wrote 5 samples (classes 0..2 in turn; --label for one) to" in output
+    code, output = invoke("sample", runs / "cond", "-n", 5, "--seed", 3, "--out", tmp_path / "c.png")
+    assert code == 0 and "wrote 5 samples (one row per class, 0..2; --label for one) to" in output
+    rows = torch.ones(6, *cycled.shape[1:])  # classes 0 and 1 drew two samples, class 2 one: the last cell white
+    rows[[0, 2, 4, 1, 3]] = cycled
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), np.asarray(Image.open(save_grid(make_grid(rows, nrow=2), tmp_path / "rows.png"))))
 
 
 def test_interpolate_decodes_the_square_with_the_label(runs, tmp_path):

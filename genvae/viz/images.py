@@ -128,6 +128,17 @@ def sample_grid(models: Models, n: int = 64, seed: int = 0, columns: int = 8) ->
     return make_grid(x, nrow=columns)
 
 
+def class_rows_grid(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """Images ``x`` of classes ``y`` in one row per class, in the order drawn; a class with
+    fewer images than the longest row is filled up with white."""
+    columns = max(1, max(int((y == c).sum()) for c in range(num_classes)))
+    cells = torch.ones(num_classes * columns, *x.shape[1:])
+    for c in range(num_classes):
+        row = x[y == c]
+        cells[c * columns : c * columns + len(row)] = row.detach().float().cpu()
+    return make_grid(cells, nrow=columns)
+
+
 @torch.no_grad()
 def reconstruction_grid(models: Models, x: Tensor, y: Tensor | None = None, columns: int = 8) -> Tensor:
     """Odd rows: real images; even rows: their reconstructions D(mu(x)) (as the paper's figures)."""
