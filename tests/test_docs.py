@@ -162,3 +162,45 @@ def test_every_documented_command_line_parses(doc):
     lines = doc_command_lines(doc.read_text())
     problems = [f"{problem}: genvae {line}" for line in lines for problem in command_line_problems(line, commands) + setting_problems(line)]
     assert not problems, f"{doc.name}:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Every Python block of the docs runs on its own: it imports or defines each name it uses
+# --------------------------------------------------------------------------------------------
+
+
+def undefined_names(code: str) -> set[str]:
+    """Names a block reads that it neither imports, assigns, defines nor gets from builtins
+    (scopes flattened: enough for documentation examples)."""
+    import ast
+    import builtins
+
+    tree = ast.parse(code)
+    bound: set[str] = set(dir(builtins))
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            if not isinstance(node, ast.ClassDef):
+                bound.update(a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg))
+        elif isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return read - bound
+
+
+def test_undefined_names_are_found():
+    assert undefined_names("import torch\nx = torch.zeros(2)\ny = genvae.train(x)\n") == {"genvae"}
+    assert undefined_names("def f(a, *b, c=1):\n    return a, b, c\nfor i in range(3):\n    f(i)\n") == set()
+
+
+@pytest.mark.parametrize("doc", COMMAND_DOCS, ids=lambda p: p.name)
+def test_every_python_block_imports_what_it_uses(doc):
+    """A reader copies one block into a script or notebook cell: a name taken from an earlier block
+    is a NameError there. Blocks that use a pytest fixture are test functions (their arguments)."""
+    blocks = re.findall(r"^```python\n(.*?)^```", doc.read_text(), flags=re.M | re.S)
+    problems = [f"block {i + 1}: {sorted(names)}" for i, block in enumerate(blocks) if (names := undefined_names(block))]
+    assert not problems, f"{doc.name}: names used but not imported or defined:\n" + "\n".join(problems)

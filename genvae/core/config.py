@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 import inspect
 import json
-import tomllib
+import sys
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from genvae.errors import ConfigError, from_python
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as the tomli package (a dependency there)
+    import tomli as tomllib
 
 SECTIONS = ("train", "optim", "grow", "objective", "arch", "data")
 PLUGIN_SECTIONS = {"objective": "objective", "arch": "architecture", "data": "dataset"}

@@ -24,9 +24,11 @@ from genvae.errors import ConfigError, DataChangedWarning, DataError
 
 def shared_data_dirs(name: str) -> list[Path]:
     """Default places for a dataset: ``../shared/data/<name>`` from the working directory and
-    from the project checkout (developer machines), then ``./data/<name>``."""
+    from the project checkout (developer machines; not for an installed package, whose folder
+    is no checkout), then ``./data/<name>``."""
     checkout = Path(__file__).resolve().parents[3]
-    candidates = [Path.cwd().parent / "shared" / "data" / name, checkout.parent / "shared" / "data" / name, Path.cwd() / "data" / name]
+    beside_checkout = [checkout.parent / "shared" / "data" / name] if (checkout / "pyproject.toml").is_file() else []
+    candidates = [Path.cwd().parent / "shared" / "data" / name, *beside_checkout, Path.cwd() / "data" / name]
     unique: list[Path] = []
     for c in candidates:
         c = c.resolve()
