@@ -53,11 +53,15 @@ def test_member_equals_single_run(objective, overrides):
     assert first[0] != first[1]
 
 
-def test_member_equals_lead_trainer(tmp_path):
-    """Against genvae.core.trainer.Trainer.train_step (the real single-run code), with Adam's betas not the defaults."""
+@pytest.mark.parametrize("optim", [{}, {"grad_clip": 1e-3, "lr_encoder": 5e-4, "lr_decoder": 1e-4}])
+def test_member_equals_lead_trainer(tmp_path, optim):
+    """Against genvae.core.trainer.Trainer.train_step (the real single-run code), with Adam's betas
+    not the defaults; then also with a grad_clip small enough to clip every phase's gradient and
+    a learning rate of each part's own."""
     trainer_mod = pytest.importorskip("genvae.core.trainer")
     steps = 40
-    other_betas = {**SMALL, "optim": {**SMALL["optim"], "betas": [0.5, 0.9]}}  # the batched Adam takes them too (it had the defaults)
+    # the batched Adam takes the betas too (it had the defaults)
+    other_betas = {**SMALL, "optim": {**SMALL["optim"], "betas": [0.5, 0.9], **optim}}
     cfgs, data = member_configs("soft-intro", "8gaussians", seeds=[0, 1], overrides=[{"num_vae": 10}], **other_betas)
     trainers = [trainer_mod.Trainer(cfg, data, tmp_path / f"run{r}", progress=False) for r, cfg in enumerate(cfgs)]
     device = trainers[0].accelerator.device  # the GPU where there is one: compare on the same device
@@ -76,6 +80,18 @@ def test_member_equals_lead_trainer(tmp_path):
                     idx = step if phase == "vae" else step - 10
                     worst = max(worst, abs(logs[f"loss_{phase}"].item() - got[idx][r].item()))
         assert worst < tol, f"member {r}: max |Δloss| vs Trainer = {worst:.3g}"
+
+
+def test_clip_scales_each_members_gradient_to_the_bound():
+    """Per member, the gradients of all the trained tensors together are scaled by
+    min(1, c / (‖g‖ + 1e-6)), as torch.nn.utils.clip_grad_norm_ does for a single run."""
+    from types import SimpleNamespace
+
+    grads = {"encoder": {"w": torch.tensor([[3.0, 0.0], [0.3, 0.0]]), "b": torch.tensor([[4.0], [0.4]])}}
+    BatchedTrainer._clip(SimpleNamespace(R=2, grad_clip=1.0), grads)
+    coef = 1.0 / (5.0 + 1e-6)  # member 0: ‖(3, 0, 4)‖ = 5 > 1; member 1: ‖(0.3, 0, 0.4)‖ = 0.5 ≤ 1, unchanged
+    torch.testing.assert_close(grads["encoder"]["w"], torch.tensor([[3.0 * coef, 0.0], [0.3, 0.0]]))
+    torch.testing.assert_close(grads["encoder"]["b"], torch.tensor([[4.0 * coef], [0.4]]))
 
 
 def test_final_parameters_match_and_export():

@@ -35,7 +35,8 @@ def test_reconstruction_errors():
     x_rec = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
     assert reconstruction_error(x, x_rec, "mse").tolist() == [0.5, 0.0]
     gauss = reconstruction_error(x, x_rec, "gaussian")
-    assert gauss[1].item() == pytest.approx(math.log(2 * math.pi))
+    # −log N(x; x_rec, I) = ½ Σ (x − x_rec)² + ½·D·log 2π with D = 2: ½·(0.25 + 0.25) + log 2π
+    assert gauss.tolist() == pytest.approx([0.25 + math.log(2 * math.pi), math.log(2 * math.pi)], rel=1e-6)
     bce = reconstruction_error(x, x_rec, "bce")
     assert bce[0].item() == pytest.approx(2 * math.log(2), rel=1e-6)
     with pytest.raises(ConfigError, match="unknown reconstruction loss 'l1'"):

@@ -202,13 +202,19 @@ def test_a_finished_checkpoint_tmp_left_by_a_crash_mid_swap_is_resumed(tmp_path)
     assert (run / "checkpoint" / "trainer.json").read_text() == "{}" and not (run / "checkpoint.old").exists()
 
 
-def test_a_resume_may_lower_the_learning_rate(tmp_path):
-    settings = {"arch.hidden": 16, "train.figures_every": 0, "train.log_every": 1, "train.checkpoint_every": 5, "optim.milestones": [7], "optim.gamma": 0.5}
+@pytest.mark.parametrize(
+    "milestone, rates",
+    [
+        (7, [2e-4] * 5 + [1e-4] + [5e-5] * 4),  # the new rate, then its milestone decay (logged after step 7)
+        (5, [2e-4] * 4 + [1e-4] + [5e-5] * 5),  # resumed at the milestone: the new rate comes decayed by it
+    ],
+)
+def test_a_resume_may_lower_the_learning_rate(tmp_path, milestone, rates):
+    settings = {"arch.hidden": 16, "train.figures_every": 0, "train.log_every": 1, "train.checkpoint_every": 5, "optim.milestones": [milestone], "optim.gamma": 0.5}
     genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=5, batch_size=16, settings=settings)
     with pytest.warns(UserWarning, match="resume=True: optim.lr changes from 0.0002 to 0.0001 from the checkpoint on"):
         genvae.train(tmp_path / "run", steps=10, resume=True, settings={"optim.lr": 1e-4})
-    rates = [r["lr"] for r in losses(tmp_path / "run")]
-    assert rates == pytest.approx([2e-4] * 5 + [1e-4] + [5e-5] * 4)  # the new rate, then its milestone decay (logged after step 7)
+    assert [r["lr"] for r in losses(tmp_path / "run")] == pytest.approx(rates)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["optim"]["lr"] == 1e-4
     with pytest.raises(ConfigError, match=r"optim.gamma cannot change \(only .*the learning rates \(optim.lr"):
         genvae.train(tmp_path / "run", steps=12, resume=True, settings={"optim.gamma": 0.1})
@@ -336,3 +342,66 @@ def test_log_every_0_logs_at_the_end_only_as_the_other_intervals(tmp_path):
     cfg, data = small_config(steps=5, log_every=0)
     train(cfg, data, tmp_path / "run", progress=False)
     assert [r["step"] for r in losses(tmp_path / "run")] == [5]  # it logged every step
+
+
+def _record_optimizer_steps(trainer, steps: int) -> list[tuple[int, str, float, float]]:
+    """Train ``steps`` steps; for every optimizer step, (step, part, its learning rate, the norm of
+    the gradients of the parts that the stepping phase trains)."""
+    seen: list[tuple[int, str, float, float]] = []
+
+    def before_step(optimizer, args, kwargs, part):
+        trains = next(phase.trains for phase in trainer.objective.phases_at(trainer.step) if part in phase.trains)
+        trained = [p.grad for name in trains for p in trainer.parts[name].parameters()]
+        seen.append((trainer.step, part, optimizer.param_groups[0]["lr"], torch.linalg.vector_norm(torch.stack([g.norm() for g in trained])).item()))
+
+    for part, optimizer in trainer.optimizers.items():
+        torch_optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's wrapper holds the torch Adam
+        torch_optimizer.register_step_pre_hook(lambda o, a, k, part=part: before_step(o, a, k, part))
+    batches = iter(trainer.stream)
+    for _ in range(steps):
+        trainer.train_step(next(batches))
+        trainer.step += 1
+    return seen
+
+
+def test_each_part_steps_once_a_step_at_its_own_rate_decayed_from_the_milestone_on(tmp_path):
+    """optim.lr_encoder / lr_decoder are the two Adams' rates; MultiStepLR multiplies them by γ for
+    the steps from each milestone on (0-based step index ≥ milestone: `milestones: [3]` decays the
+    4th step); each part's Adam steps once per step, in the warm-up (one joint phase) and in the
+    game (Alg. 2: UpdateEncoder, then UpdateDecoder)."""
+    from genvae.core.trainer import Trainer
+
+    sets = ["train.batch_size=16", "train.checkpoint_every=0", "arch.hidden=8", "objective.num_vae=2",
+            "optim.lr_encoder=0.001", "optim.lr_decoder=0.004", "optim.milestones=[3]", "optim.gamma=0.1"]  # fmt: skip
+    cfg, data = resolve(merge_user(None, sets, {"objective.name": "soft-intro", "data.name": "8gaussians", "train.steps": 5}))
+    seen = _record_optimizer_steps(Trainer(cfg, data, tmp_path / "run", progress=False), 5)
+    expected = [(step, part, base * (0.1 if step >= 3 else 1.0)) for step in range(5) for part, base in (("encoder", 1e-3), ("decoder", 4e-3))]
+    assert [(step, part) for step, part, _, _ in seen] == [(step, part) for step, part, _ in expected]
+    assert [lr for _, _, lr, _ in seen] == pytest.approx([lr for _, _, lr in expected], rel=1e-12)
+
+
+@pytest.mark.parametrize("objective", ["vae", "soft-intro"])
+def test_grad_clip_bounds_the_norm_of_each_phases_gradient(tmp_path, objective):
+    """optim.grad_clip: each phase's gradient, over the parts that phase trains (not the frozen
+    part's stale gradient), is scaled to norm grad_clip before its step (torch's clip_grad_norm_:
+    g·c/(‖g‖ + 1e-6)); a tiny bound makes every step clip."""
+    from genvae.core.trainer import Trainer
+
+    sets = ["train.batch_size=16", "train.checkpoint_every=0", "arch.hidden=8", "optim.grad_clip=0.001"]
+    sets += ["objective.num_vae=1"] if objective == "soft-intro" else []  # a warm-up step, then the game
+    cfg, data = resolve(merge_user(None, sets, {"objective.name": objective, "data.name": "8gaussians", "train.steps": 4}))
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    clipped: list[set[str]] = []
+    clip = trainer.accelerator.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        clipped.append({name for name, m in trainer.parts.items() for p in m.parameters() if any(p is q for q in parameters)})
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    trainer.accelerator.clip_grad_norm_ = spy
+    seen = _record_optimizer_steps(trainer, 4)
+    both, game = {"encoder", "decoder"}, [{"encoder"}, {"decoder"}]
+    assert clipped == ([both] * 4 if objective == "vae" else [both] + game * 3)
+    assert len(seen) == 8
+    assert [norm for *_, norm in seen] == pytest.approx([1e-3] * 8, rel=1e-3)
