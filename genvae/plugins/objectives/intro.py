@@ -14,6 +14,11 @@ then averaged, as Eq. 2 writes the objective per (x, z); ``"batch"`` on the mini
 KL, as IntroVAE's official code does (``relu(m - kl.mean())``). They differ once some samples
 of a batch are past the margin and others are not: per sample, those below keep being pushed;
 on the batch mean, none is once the mean is past m.
+
+With several latent groups (LORD's class and content codes) the hinge is taken per group, with
+that group's β_neg and the same m: Σ_g β_neg,g·½ Σ_{fake} [m − KL_g(E(fake))]⁺. Eq. 2 has one
+latent code; a hinge per group is genvae's choice, so that each group has its own β_neg as in
+Soft-IntroVAE, and a group past the margin does not excuse another that collapsed.
 """
 
 from __future__ import annotations
