@@ -336,3 +336,54 @@ def test_log_every_0_logs_at_the_end_only_as_the_other_intervals(tmp_path):
     cfg, data = small_config(steps=5, log_every=0)
     train(cfg, data, tmp_path / "run", progress=False)
     assert [r["step"] for r in losses(tmp_path / "run")] == [5]  # it logged every step
+
+
+@pytest.mark.parametrize("write", ["text", "safetensors"])
+def test_an_atomic_write_that_fails_before_its_rename_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, write):
+    """The new content goes to a temporary file that is flushed to disk (fsync) and only then
+    renamed over the old one: a disk error at the flush leaves the old file as it was."""
+    import errno
+
+    from genvae.core.checkpoint import atomic_save_file, atomic_write_text
+
+    path = tmp_path / ("trainer.json" if write == "text" else "model.safetensors")
+    if write == "text":
+        path.write_text("old")
+    else:
+        atomic_save_file({"w": torch.zeros(3)}, path)
+    before = path.read_bytes()
+
+    def disk_error(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", disk_error)
+    with pytest.raises(OSError, match="Input/output error"):
+        if write == "text":
+            atomic_write_text(path, "new")
+        else:
+            atomic_save_file({"w": torch.ones(3)}, path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names the flushed files through /proc")
+def test_a_checkpoints_files_are_on_disk_before_its_trainer_json_marks_it_complete(tmp_path, monkeypatch):
+    """After a power cut the newest checkpoint with a trainer.json is resumed (and the one before
+    it is gone): every other file of it must have been flushed before trainer.json was written,
+    and the renames that swap it in before the previous checkpoint is removed."""
+    cfg, data = small_config(steps=2)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    run = tmp_path / "run"
+    train(cfg, data, run, progress=False)
+    tmp = str(run / "checkpoint.tmp")
+    marker = next(i for i, name in enumerate(flushed) if name.startswith(f"{tmp}/.trainer.json."))
+    files = [p.relative_to(run / "checkpoint") for p in (run / "checkpoint").rglob("*") if p.is_file() and p.name != "trainer.json"]
+    assert len(files) >= 6  # the Accelerate state (optimizers, random states, custom objects) and both exports
+    assert [str(f) for f in files if f"{tmp}/{f}" not in flushed[:marker]] == []
+    assert str(run) in flushed[marker:]  # the directory holding the renamed checkpoint
