@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from genvae.core.checkpoint import fsync_path
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.interfaces import DataSource, Models, Objective, Phase
 from genvae.core.run import ResolvedConfig, build_models, build_objective, resolve
@@ -397,13 +398,15 @@ class BatchedTrainer:
         self.seconds = float(state.get("seconds", 0.0))
 
     def save(self, path: Path) -> None:
-        """Write the state atomically (temporary file, then rename): a crash mid-write keeps the
-        previous checkpoint."""
+        """Write the state atomically (temporary file flushed to disk, then rename): a crash or a
+        power cut mid-write keeps the previous checkpoint."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(self.state_dict(), tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
 
     def load(self, path: Path) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

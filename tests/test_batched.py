@@ -201,3 +201,29 @@ def test_compiled_step_equals_eager():
 def test_compiled_two_phase_step_equals_eager(objective, overrides):
     """Across the warm-up switch: the phases' compiled variants and the dynamic step."""
     _compiled_matches_eager(objective, overrides, steps=8)
+
+
+def test_a_save_that_fails_before_its_rename_keeps_the_previous_state(tmp_path, monkeypatch):
+    """The state goes to a temporary file, flushed to disk (fsync) before it is renamed over the
+    previous one: a disk error there (or a power cut) leaves the previous state readable."""
+    import errno
+    import os
+
+    cfgs, data = member_configs("vae", "8gaussians", seeds=[0], **SMALL)
+    bt = BatchedTrainer(cfgs, data)
+    state = tmp_path / "state.pt"
+    bt.fit(2, checkpoint=state, checkpoint_every=2)
+    before = state.read_bytes()
+    bt.fit(3)
+
+    def disk_error(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", disk_error)
+    with pytest.raises(OSError, match="Input/output error"):
+        bt.save(state)
+    assert state.read_bytes() == before
+    monkeypatch.undo()
+    again = BatchedTrainer(cfgs, data)
+    again.load(state)
+    assert again.step == 2

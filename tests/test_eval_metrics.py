@@ -506,3 +506,185 @@ def test_feature_progress_without_a_terminal_prints_lines(capsys, monkeypatch):
         lines.update(None, 1)  # 20 s: a line
         lines.update(None, 1)  # done: the closing line says so
     assert capsys.readouterr().err.splitlines() == ["reference features (digits): 2/3 batches, 20 s", "reference features (digits): 3/3 batches, 40 s"]
+
+
+def test_feature_statistics_are_float64_with_the_unbiased_covariance():
+    """As pytorch-fid (np.cov: divides by N − 1), in float64 whatever the features' dtype."""
+    mu, sigma = distances.feature_statistics(torch.tensor([[0.0, 1.0], [2.0, 5.0]], dtype=torch.float32))
+    assert mu.dtype == sigma.dtype == np.float64
+    np.testing.assert_array_equal(mu, [1.0, 3.0])
+    np.testing.assert_array_equal(sigma, [[2.0, 4.0], [4.0, 8.0]])  # deviations (±1, ±2), summed, / (2 − 1)
+    big = np.array([[16_777_217.0, 0.0], [16_777_219.0, 0.0], [16_777_221.0, 0.0]])  # odd integers above 2^24: not float32 numbers
+    assert distances.feature_statistics(big)[1][0, 0] == 4.0
+
+
+def test_frechet_distance_by_hand():
+    # 1-d: (0 − 1)² + 4 + 1 − 2·sqrt(4·1) = 2
+    assert distances.frechet_distance(np.array([0.0]), np.array([[4.0]]), np.array([1.0]), np.array([[1.0]])) == pytest.approx(2.0, rel=1e-12)
+    # diagonal 2-d: |(1, 2) − (0, 0)|² + (1 + 9) + (4 + 1) − 2·(sqrt(1·4) + sqrt(9·1)) = 5 + 15 − 10 = 10
+    s1, s2 = np.diag([1.0, 9.0]), np.diag([4.0, 1.0])
+    assert distances.frechet_distance(np.array([1.0, 2.0]), s1, np.zeros(2), s2) == pytest.approx(10.0, rel=1e-12)
+
+
+def test_kid_by_hand():
+    """Features (0, 0), (1, 1) against (1, 1), (2, 2), d = 2: kernel k(x, y) = (x·y/2 + 1)³.
+    k_xx off the diagonal: k((0,0),(1,1)) = 1; k_yy: k((1,1),(2,2)) = 3³ = 27; k_xy: 1, 1, 2³ = 8, 27.
+    Unbiased MMD² = (2·1 + 2·27) / (2·1) − 2·(1 + 1 + 8 + 27) / (2·2) = 28 − 18.5 = 9.5, on every subset
+    (the subset size falls to the 2 vectors there are)."""
+    gen, real = np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 1.0], [2.0, 2.0]])
+    mean, std, size = distances.kernel_inception_distance(gen, real, subsets=4)
+    assert (mean, std, size) == (pytest.approx(9.5, rel=1e-12), 0.0, 2)
+
+
+def test_precision_recall_by_hand():
+    """1-d features. k = 1: the real samples 0, 1, 3, 7 have k-NN radii 1, 1, 2, 4; the generated
+    0.5 (0.5 from 0), 4.5 (1.5 from 3) and 11 (exactly 4 from 7: on the ball's edge, which counts,
+    ≤ as Kynkäänniemi et al. and torch-fidelity) are precise, 30 is not. The generated radii are 4,
+    4, 6.5 and 19, and every real sample lies within 4 of 0.5 or 4.5: recall 1."""
+    col = lambda values: torch.tensor(values, dtype=torch.float64).unsqueeze(1)  # noqa: E731
+    assert distances.precision_recall(col([0.5, 11.0, 4.5, 30.0]), col([0.0, 1.0, 3.0, 7.0]), k=1) == (0.75, 1.0)
+    # the default k = 3: real 0, 1, 2, 3, 10 have 3rd-neighbour radii 3, 2, 2, 3, 9; of the generated
+    # 5, 12, 20, 30, 40 only 5 (2 from 3) and 12 (2 from 10) are precise; generated radii 25, 18, 15, 18, 28
+    assert distances.precision_recall(col([5.0, 12.0, 20.0, 30.0, 40.0]), col([0.0, 1.0, 2.0, 3.0, 10.0])) == (0.4, 1.0)
+
+
+def test_inception_features_take_images_rounded_to_uint8_and_scaled_as_the_tf_graph():
+    """What reaches the network: round(255·x) clipped to [0, 255], then (v − 128) / 128; images
+    already 299 × 299 are not resized. The wrapper and its network stay in eval mode."""
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(x)
+            return torch.zeros(len(x), incm.FEATURE_DIM)
+
+    net = Recorder()
+    extractor = incm.InceptionFeatures(net)
+    extractor.train()
+    assert not extractor.training and not net.training
+    x = torch.full((1, 1, 299, 299), 0.5)
+    x[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 1.3, 0.9 / 255])
+    extractor(x)
+    seen = net.seen[0]
+    assert seen.shape == (1, 3, 299, 299)
+    # 0.5·255 = 127.5 rounds half to even: 128 -> 0; 0 -> -1; 255 and the clipped 331.5 -> 127/128; 0.9 -> 1 -> -127/128
+    assert seen[0, :, 0, :4].tolist() == [[-1.0, 127 / 128, 127 / 128, -127 / 128]] * 3
+    assert seen[0, 0, 1, 0].item() == 0.0
+    # prepare_inception_input resizes with TensorFlow 1's bilinear rule unless told otherwise
+    q = image_prep.quantize_uint8(torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(incm.prepare_inception_input(q), (image_prep.resize_tf1_bilinear(q.float().expand(-1, 3, -1, -1), 299) - 128) / 128)
+
+
+def test_elbo_is_the_mean_over_the_draws_of_log_p_x_given_z_minus_the_closed_form_kl():
+    """For the linear-Gaussian decoder E_q‖x − Wz − b‖² = ‖x − Wμ − b‖² + Σ_j σ_j²‖W_j‖², so the
+    ELBO of each image is known exactly. log p(x|z) has a standard deviation of about 3.4 nats over
+    the draws here: with 4,000 draws each image's estimate lies within 0.3 nats (5 standard errors)
+    and their mean over the 20 images within 0.06 (one draw would miss by about 3)."""
+    vae = LinearGaussianVAE(d_z=3)
+    vae.mean_shift, vae.logvar_shift = 0.3, 0.5
+    x = torch.rand(20, 1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    mu, logvar = vae.encoder(x)
+    residual = x.flatten(1) - mu @ vae.w.T - vae.b
+    expected_sq = residual.pow(2).sum(1) + (logvar.exp() * vae.w.pow(2).sum(0)).sum(1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+    elbo = -expected_sq + 6 * math.log(1 / math.pi) - kl  # D = 12: (D/2)·log(β_rec/π), β_rec = 1
+    s = oodm.likelihood_scores(vae.encoder, vae.decoder, x, samples=4000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(s["elbo"], elbo, rtol=0, atol=0.3)
+    assert s["elbo"].mean().item() == pytest.approx(elbo.mean().item(), abs=0.06)
+
+
+class ConditionalLinearGaussianVAE(LinearGaussianVAE):
+    """The linear-Gaussian model with a class-dependent offset b + 0.7·y (exact posterior for d_z = 1)."""
+
+    def offset(self, y):
+        return self.b + 0.7 * y.to(torch.float64).unsqueeze(1)
+
+    def decoder(self, z, y=None):
+        return (z @ self.w.T + self.offset(y)).view(-1, 1, 3, 4)
+
+    def encoder(self, x, y=None):
+        mu = (x.flatten(1) - self.offset(y)) @ (2 * self.w @ self.s)
+        return mu, torch.diagonal(self.s).log().expand_as(mu)
+
+    def log_px(self, x, y):
+        cov = self.w @ self.w.T + 0.5 * torch.eye(len(self.b), dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.offset(y), cov).log_prob(x.flatten(1))
+
+
+def test_a_conditional_models_draws_are_decoded_with_their_own_images_class():
+    """Each of the M draws of image i is decoded with y_i: with the exact posterior every
+    importance weight is p(x_i|y_i), so the IWAE equals it (a draw paired with another image's
+    class does not)."""
+    vae = ConditionalLinearGaussianVAE(d_z=1)
+    x = torch.rand(6, 1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    s = oodm.likelihood_scores(vae.encoder, vae.decoder, x, y, samples=3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(s["iwae"], vae.log_px(x, y), rtol=1e-9, atol=1e-9)
+
+
+def test_decoder_calls_hold_at_most_max_decode_images_and_m_defaults_to_the_papers_5():
+    vae = LinearGaussianVAE(d_z=1)
+    rows = []
+
+    def decoder(z, y=None):
+        rows.append(len(z))
+        return vae.decoder(z, y)
+
+    x = torch.rand(2, 1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    oodm.likelihood_scores(vae.encoder, decoder, x, samples=5, max_decode=4)  # 2 draws of 2 images per call
+    assert rows == [4, 4, 2]
+    rows.clear()
+    oodm.likelihood_scores(vae.encoder, decoder, x)
+    assert rows == [10]  # M = 5 draws of each image
+
+
+def test_the_python_functions_default_to_the_command_lines_numbers_of_draws():
+    import inspect
+
+    from genvae.commands import evaluate as commands
+    from genvae.plugins.metrics import likelihood
+
+    default = lambda f: inspect.signature(f).parameters["samples"].default  # noqa: E731
+    assert default(oodm.evaluate_ood) == default(oodm.likelihood_scores) == default(commands.ood).default == 5  # the paper's M
+    assert default(likelihood.evaluate_likelihood) == default(commands.likelihood).default == 100
+
+
+def test_bernoulli_likelihood_ignores_beta_rec_and_a_plugin_loss_is_scaled_by_it():
+    """bce: log p(x|z) = Σ x log x̂ + (1 − x) log(1 − x̂), whatever β_rec (it is not a temperature of a
+    Bernoulli); a plugin's loss L: −β_rec·L (a density up to a constant)."""
+    import genvae
+    from genvae.core.plugins import load_plugins, use_plugins
+
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0]]).view(1, 1, 2, 2)
+    x_rec = torch.tensor([[0.8, 0.4, 0.5, 0.9]]).view(1, 1, 2, 2)
+    by_hand = math.log(0.8) + math.log(0.6) + math.log(0.5) + math.log(0.9)
+    assert oodm.log_likelihood(x, x_rec, "bce", beta_rec=0.3).item() == pytest.approx(by_hand, rel=1e-6)
+
+    class L1Plugin:
+        @staticmethod
+        @genvae.hookimpl
+        def genvae_register_losses(register):
+            register("l1-test", lambda a, b: (a - b).abs().flatten(1).sum(1))
+
+    use_plugins(load_plugins(extra=[("l1-test", L1Plugin)]))
+    assert oodm.log_likelihood(x, x_rec, "l1-test", beta_rec=0.3).item() == pytest.approx(-0.3 * (0.2 + 0.4 + 0.5 + 0.1), rel=1e-6)
+
+
+def test_the_auroc_is_of_the_test_images_against_the_ood_ones_and_the_train_one_beside_it(tiny_run, monkeypatch):
+    """Scores by hand: train 0, 1; test 3, 4; OOD 2, 5. Test vs OOD: of the 4 pairs only OOD 2 is
+    below a test score twice (3 and 4): 0.5; train vs OOD: no OOD score is below a train one: 0."""
+    by_split = {"train": np.array([0.0, 1.0]), "test": np.array([3.0, 4.0])}
+
+    def scores(run, data, split, n, samples, batch_size, seed):
+        s = np.array([2.0, 5.0]) if isinstance(data, NoiseImages) else by_split[split]
+        return {"elbo": s, "iwae": s}
+
+    monkeypatch.setattr(oodm, "run_scores", scores)
+    with pytest.warns(UserWarning, match="coarse"):
+        result = oodm.evaluate_ood(tiny_run, out_data=NoiseImages(tuple(tiny_run.data.shape)), figure=False, write=False)
+    assert (result["auroc"], result["auroc_train_vs_ood"]) == (0.5, 0.0)
+    assert (result["mean_train"], result["mean_test"], result["mean_ood"]) == (0.5, 3.5, 3.5)

@@ -97,3 +97,12 @@ def test_latents_during_training_follow_the_posterior(tmp_path):
     genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=10, batch_size=32, settings=settings)
     records = read_records(tmp_path / "run" / "evals.jsonl")
     assert [r["step"] for r in records] == [0, 5, 10] and all({"latents.kl", "latents.active_units"} <= set(r) for r in records)
+
+
+def test_a_dimension_is_active_when_the_variance_of_its_mean_exceeds_0_01():
+    """Var over the images (ddof 0) of E_q[z_d|x] > 0.01 (Burda et al. 2016): columns of variance
+    0.008 (sample variance 0.016, std 0.09) and 0.02; a variance equal to the threshold is not above it."""
+    a, b = math.sqrt(0.008), math.sqrt(0.02)
+    mu = np.array([[a, b], [-a, -b]])
+    assert active_units(mu).tolist() == [False, True]
+    assert active_units(np.array([[0.5], [-0.5]]), threshold=0.25).tolist() == [False]  # variance exactly 0.25

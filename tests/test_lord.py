@@ -642,3 +642,29 @@ def test_lpips_says_which_weights_are_missing(tmp_path, monkeypatch):
     torch.save({"lin0.model.1.weight": torch.ones(1, 64, 1, 1)}, wrong)
     with pytest.raises(DataError, match="are not LPIPS v0.1 vgg.pth"):
         LPIPS(vgg_path, wrong, vgg_sha256=digest)
+
+
+def test_group_kls_are_the_mean_per_image_and_a_group_below_half_a_nat_is_collapsed(monkeypatch):
+    """KL per image: class (dim 0) ½μ² = 0.5 and 4.5, mean 2.5; content (dims 1, 2) 0.18 and 0.02,
+    mean 0.1 < COLLAPSE_NATS: collapsed."""
+    from types import SimpleNamespace
+
+    import genvae.translate
+    from genvae.plugins.metrics import translation
+
+    mu = torch.tensor([[1.0, 0.6, 0.0], [3.0, 0.0, 0.2]])
+
+    class Encoder:
+        latent_groups = {"class": 1, "content": 2}
+
+        def __call__(self, x):
+            return mu, torch.zeros_like(mu)
+
+    run = SimpleNamespace(data=SimpleNamespace(test_batch=lambda n, seed: SimpleNamespace(x=torch.zeros(2, 1))), encoder=Encoder(),
+                          models=None, config=SimpleNamespace(objective={"name": "vae"}), path="run", step=3)  # fmt: skip
+    kls = translation.group_kls(run)
+    assert kls == {"class": pytest.approx(2.5), "content": pytest.approx(0.1)}
+    monkeypatch.setattr(genvae.translate, "content_transfer_error", lambda *a, **k: {"mse": 0.0})
+    monkeypatch.setattr(genvae.translate, "pose_probe", lambda *a, **k: {})
+    result = translation.evaluate_translation(run, figure=False, write=False, lpips=False)
+    assert result["collapsed_groups"] == ["content"] and result["kl"] == kls

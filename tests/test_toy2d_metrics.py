@@ -436,3 +436,92 @@ def test_2d_data_without_a_table5_row_takes_the_rings_betas():
     cfg, _ = resolve({"data": {"name": "25gaussians"}, "objective": {"name": "soft-intro"}})
     assert {k: cfg.objective[k] for k in ("beta_rec", "beta_kl", "beta_neg")} == TABLE5["rings"]["soft-intro"]
     assert cfg.objective["num_vae"] == 2000 and cfg.train.steps == 30_000
+
+
+def test_kl_and_both_jsds_of_two_by_two_histograms_by_hand():
+    """Worked by hand: 2 rows (batchmean divides by 2); a bin empty in the fake histogram but not
+    in the real one costs real·(log real − log 1e-14), so eps and its place inside the log count."""
+    real = np.array([[1.0, 0.0], [2.0, 1.0]])
+    fake = np.array([[2.0, 1.0], [1.0, 0.0]])
+    ln = math.log
+    # Σ real·(log real − log(fake + ε)): −ln 2 (bin 00) + 0 (01) + 2 ln 2 (10) + (0 − ln 1e-14) (11)
+    assert M.kl_authors(real, fake) == pytest.approx((ln(2) + 14 * ln(10)) / 2, rel=1e-12)
+    # M = [[1.5, .5], [1.5, .5]]; Σ M·(log M − log(real + ε)) and the same for fake are equal here:
+    # 1.5 ln 1.5 + .5(ln .5 + 14 ln 10) + 1.5(ln 1.5 − ln 2) + .5 ln .5
+    half = (3 * ln(1.5) + ln(0.5) - 1.5 * ln(2) + 7 * ln(10)) / 2
+    assert M.jsd_authors(real, fake) == pytest.approx(half, rel=1e-12)
+    # textbook: p = [.25, 0, .5, .25], q = [.5, .25, .25, 0], m = [.375, .125, .375, .125]
+    kl_pm = 0.25 * ln(0.25 / 0.375) + 0.5 * ln(0.5 / 0.375) + 0.25 * ln(0.25 / 0.125)
+    kl_qm = 0.5 * ln(0.5 / 0.375) + 0.25 * ln(0.25 / 0.125) + 0.25 * ln(0.25 / 0.375)
+    assert M.jsd_textbook(real, fake) == pytest.approx(0.5 * (kl_pm + kl_qm), rel=1e-12)
+    # the same numbers through the histograms of points: one point per unit of mass, a 2x2 grid on [-2, 2]²
+    # (density = count / (n · bin area), bin area 4): the arrays above times 1/(4·4)
+    pts_real = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, -1.0], [1.0, 1.0]])
+    pts_fake = np.array([[-1.0, -1.0], [-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0]])
+    np.testing.assert_allclose(M.density_histogram(pts_real, 1.0, bins=2), real / 16)
+    np.testing.assert_allclose(M.density_histogram(pts_fake, 1.0, bins=2), fake / 16)
+
+
+def test_textbook_jsd_of_an_empty_histogram_is_log_2():
+    """No sample inside the range: maximally different, as the docstring says (not 0, which
+    would score the worst generator as perfect)."""
+    empty = np.zeros((100, 100))
+    full = M.density_histogram(_points(0), 1.0)
+    assert M.jsd_textbook(full, empty) == pytest.approx(math.log(2)) and M.jsd_textbook(empty, full) == pytest.approx(math.log(2))
+    with np.errstate(invalid="ignore"):  # numpy's density of an empty histogram: 0 / 0 in every bin
+        far = M.sample_divergences(_points(0), np.full((50, 2), 100.0), 1.0)  # every generated point outside [-2, 2]²
+    assert far["jsd_textbook"] == pytest.approx(math.log(2))
+
+
+def test_histogram_range_is_4_wide_for_8gaussians_and_8_wide_for_the_others():
+    """The spec's scale: 1 for 8gaussians, 2 for the other datasets (the range is [-2·scale, 2·scale]²)."""
+    from genvae.plugins.datasets.toy2d import Toy2D
+
+    assert M.plot_scale("8gaussians") == 1.0
+    for name in ("2spirals", "checkerboard", "rings", "25gaussians", "a-users-points"):
+        assert M.plot_scale(name) == 2.0
+    assert Toy2D("8gaussians").plot_scale == 1.0 and Toy2D("rings").plot_scale == 2.0
+
+
+def test_compute_metrics_uses_the_papers_counts_and_the_documented_seeds():
+    """Defaults: 5,000 real and generated samples, a 1024 × 1024 grid over [-2s, 2s]² and
+    100 × 128 real samples for gnELBO; real samples seed, prior noise seed + 1; the KL is of the
+    real histogram against the generated one (not the reverse)."""
+    from genvae.plugins.datasets.toy2d import Toy2D
+
+    data = Toy2D("rings")
+    encoded, decoded = [], []
+
+    def encoder(x):
+        encoded.append(x.clone())
+        return x, torch.zeros_like(x)
+
+    def decoder(z):
+        decoded.append(len(z))
+        return 0.5 * z
+
+    out = M.compute_metrics(encoder, decoder, data, scale=2.0, z_dim=2, seed=7, return_samples=True)
+    assert decoded[0] == 5000 and len(out["_real"]) == 5000
+    torch.testing.assert_close(out["_real"], data.sampler(5000, torch.Generator().manual_seed(7)), rtol=0, atol=0)
+    torch.testing.assert_close(out["_fake"], 0.5 * torch.randn(5000, 2, generator=torch.Generator().manual_seed(8)), rtol=0, atol=0)
+    points = torch.cat(encoded)
+    assert len(points) == 1024**2 + 100 * 128 and out["_grid_energy"].numel() == 1024**2
+    grid = points[: 1024**2]
+    assert grid.min().item() == -4.0 and grid.max().item() == 4.0 and len(grid[:, 0].unique()) == 1024
+    expected = M.sample_divergences(out["_real"], out["_fake"], 2.0)
+    assert out["kl"] == expected["kl"] != M.sample_divergences(out["_fake"], out["_real"], 2.0)["kl"]
+
+
+def test_fraction_outside_range_counts_generated_points_outside_the_histogram_range():
+    """Half the generated points at x = 1.5 (inside [-2, 2]² for 8gaussians' scale 1), half at 2.5."""
+
+    def encoder(x):
+        return x, torch.zeros_like(x)
+
+    def decoder(z):
+        return torch.tensor([[1.5, 0.0], [2.5, 0.0]]).repeat(len(z) // 2, 1) if len(z) % 2 == 0 else z
+
+    from genvae.plugins.datasets.toy2d import Toy2D
+
+    out = M.compute_metrics(encoder, decoder, Toy2D("8gaussians"), scale=1.0, z_dim=2, num_samples=100, grid_points=8, gnelbo_batches=1, gnelbo_batch_size=5)
+    assert out["fraction_outside_range"] == 0.5

@@ -405,3 +405,186 @@ def test_grad_clip_bounds_the_norm_of_each_phases_gradient(tmp_path, objective):
     assert clipped == ([both] * 4 if objective == "vae" else [both] + game * 3)
     assert len(seen) == 8
     assert [norm for *_, norm in seen] == pytest.approx([1e-3] * 8, rel=1e-3)
+
+
+@pytest.mark.parametrize("write", ["text", "safetensors"])
+def test_an_atomic_write_that_fails_before_its_rename_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, write):
+    """The new content goes to a temporary file that is flushed to disk (fsync) and only then
+    renamed over the old one: a disk error at the flush leaves the old file as it was."""
+    import errno
+
+    from genvae.core.checkpoint import atomic_save_file, atomic_write_text
+
+    path = tmp_path / ("trainer.json" if write == "text" else "model.safetensors")
+    if write == "text":
+        path.write_text("old")
+    else:
+        atomic_save_file({"w": torch.zeros(3)}, path)
+    before = path.read_bytes()
+
+    def disk_error(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", disk_error)
+    with pytest.raises(OSError, match="Input/output error"):
+        if write == "text":
+            atomic_write_text(path, "new")
+        else:
+            atomic_save_file({"w": torch.ones(3)}, path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names the flushed files through /proc")
+def test_a_checkpoints_files_are_on_disk_before_its_trainer_json_marks_it_complete(tmp_path, monkeypatch):
+    """After a power cut the newest checkpoint with a trainer.json is resumed (and the one before
+    it is gone): every other file of it must have been flushed before trainer.json was written,
+    and the renames that swap it in before the previous checkpoint is removed."""
+    cfg, data = small_config(steps=2)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    run = tmp_path / "run"
+    train(cfg, data, run, progress=False)
+    tmp = str(run / "checkpoint.tmp")
+    marker = next(i for i, name in enumerate(flushed) if name.startswith(f"{tmp}/.trainer.json."))
+    files = [p.relative_to(run / "checkpoint") for p in (run / "checkpoint").rglob("*") if p.is_file() and p.name != "trainer.json"]
+    assert len(files) >= 6  # the Accelerate state (optimizers, random states, custom objects) and both exports
+    assert [str(f) for f in files if f"{tmp}/{f}" not in flushed[:marker]] == []
+    assert str(run) in flushed[marker:]  # the directory holding the renamed checkpoint
+
+
+def test_find_checkpoint_takes_the_newest_complete_copy(tmp_path):
+    """A crash between the two renames of a swap leaves checkpoint.old (the previous one) and a
+    complete checkpoint.tmp (the newer one); a crash while writing leaves a checkpoint.tmp without
+    its trainer.json, which is never taken."""
+    from genvae.core.checkpoint import find_checkpoint
+
+    def make(name, complete=True):
+        (tmp_path / name).mkdir()
+        if complete:
+            (tmp_path / name / "trainer.json").write_text("{}")
+
+    make("checkpoint.old")
+    make("checkpoint.tmp", complete=False)
+    assert find_checkpoint(tmp_path) == tmp_path / "checkpoint.old"
+    (tmp_path / "checkpoint.tmp" / "trainer.json").write_text("{}")
+    assert find_checkpoint(tmp_path) == tmp_path / "checkpoint.tmp"
+    make("checkpoint", complete=False)  # a folder without its trainer.json is no checkpoint, even under this name
+    assert find_checkpoint(tmp_path) == tmp_path / "checkpoint.tmp"
+
+
+def test_a_swap_killed_while_removing_a_copy_leaves_a_complete_checkpoint(tmp_path, monkeypatch):
+    """Only the replaced copy (renamed to checkpoint.old) is ever deleted: a kill in the middle of
+    that deletion leaves the new checkpoint whole."""
+    import shutil
+
+    from genvae.core.checkpoint import find_checkpoint, swap_in_directory
+
+    for name, step in (("checkpoint", 5), ("checkpoint.tmp", 10)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "weights").write_text(str(step))
+        (tmp_path / name / "trainer.json").write_text(json.dumps({"step": step}))
+
+    def killed_midway(path, *args, **kwargs):
+        (path / "weights").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        swap_in_directory(tmp_path / "checkpoint.tmp", tmp_path / "checkpoint")
+    found = find_checkpoint(tmp_path)
+    assert found is not None and json.loads((found / "trainer.json").read_text())["step"] == 10 and (found / "weights").read_text() == "10"
+
+
+def test_a_run_killed_while_writing_its_first_checkpoint_is_trained_again_from_step_0(tmp_path):
+    """The log line of step checkpoint_every is written before that step's checkpoint: a run whose
+    log ends there may have died writing it (nothing to lose), one whose log goes further trained
+    past a checkpoint that is now missing."""
+    from genvae.core.checkpoint import trained_without_checkpoint
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 6)))
+    assert trained_without_checkpoint(tmp_path, checkpoint_every=5) is None
+    with open(log, "a") as f:
+        f.write(json.dumps({"step": 6}) + "\n")
+    assert trained_without_checkpoint(tmp_path, checkpoint_every=5) == 6
+
+
+@dataclass
+class GlobalDrawConfig:
+    beta_kl: float = 1.0
+
+
+class GlobalDraw(genvae.Objective):
+    """The VAE loss, plus a logged number drawn from torch's global generator (as a plugin's
+    dropout or noise would draw)."""
+
+    Config = GlobalDrawConfig
+    phases = (genvae.Phase("vae", ("encoder", "decoder")),)
+
+    def begin_step(self, batch, models, step):
+        return {"batch": batch}
+
+    def phase_loss(self, phase, ctx, models):
+        from genvae.plugins.objectives.vae import vae_loss
+
+        out = vae_loss(ctx["batch"], models, 1.0, self.config.beta_kl, "mse")
+        out.logs["global_draw"] = torch.rand(())
+        return out
+
+
+class GlobalDrawPlugin:
+    @staticmethod
+    @genvae.hookimpl
+    def genvae_register_objectives(register):
+        register("global-draw", GlobalDraw)
+
+
+def test_a_resumed_run_continues_torchs_global_random_numbers(tmp_path):
+    """The checkpoint keeps the global random state (Accelerate's random_states_0.pkl): an objective
+    that draws from it gets the numbers of an uninterrupted run after a resume."""
+    use_plugins(load_plugins(extra=[("global-draw", GlobalDrawPlugin)]))
+    settings = ["train.batch_size=16", "train.log_every=1", "train.checkpoint_every=5", "arch.hidden=16"]
+    cfg, data = resolve(merge_user(None, ["train.steps=10", *settings], {"objective.name": "global-draw"}))
+    half, _ = resolve(merge_user(None, ["train.steps=5", *settings], {"objective.name": "global-draw"}))
+    train(cfg, data, tmp_path / "straight", progress=False)
+    train(half, data, tmp_path / "resumed", progress=False)
+    train(cfg, data, tmp_path / "resumed", resume=True, progress=False)
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == list(range(1, 11))
+    assert [r["global_draw"] for r in resumed] == [r["global_draw"] for r in straight]
+
+
+def test_a_new_learning_rate_on_resume_is_decayed_by_the_milestones_already_passed(tmp_path):
+    """Resumed at the milestone's step (3): the new rate 1e-4 continues as 1e-4·γ, as a run started
+    with it would be by then."""
+    settings = {"arch.hidden": 16, "train.figures_every": 0, "train.log_every": 1, "train.checkpoint_every": 3, "optim.milestones": [3], "optim.gamma": 0.5}
+    genvae.train(tmp_path / "run", objective="vae", data="8gaussians", steps=3, batch_size=16, settings=settings)
+    with pytest.warns(UserWarning, match="optim.lr changes from 0.0002 to 0.0001"):
+        genvae.train(tmp_path / "run", steps=6, resume=True, settings={"optim.lr": 1e-4})
+    assert [r["lr"] for r in losses(tmp_path / "run")] == pytest.approx([2e-4, 2e-4, 1e-4, 5e-5, 5e-5, 5e-5])
+
+
+def test_resume_takes_the_checkpoints_networks_not_older_exports(tmp_path):
+    """A kill between swapping in a checkpoint and refreshing RUN/encoder and RUN/decoder leaves
+    exports of the previous checkpoint's step: the resume must still start from the checkpoint's."""
+    import shutil
+
+    cfg, data = small_config(steps=15, checkpoint_every=5)
+    train(cfg, data, tmp_path / "straight", progress=False)
+    five, _ = small_config(steps=5, checkpoint_every=5)
+    ten, _ = small_config(steps=10, checkpoint_every=5)
+    train(five, data, tmp_path / "run", progress=False)
+    shutil.copytree(tmp_path / "run", tmp_path / "at5")
+    train(ten, data, tmp_path / "run", resume=True, progress=False)
+    for part in ("encoder", "decoder"):
+        shutil.rmtree(tmp_path / "run" / part)
+        shutil.copytree(tmp_path / "at5" / part, tmp_path / "run" / part)
+    train(cfg, data, tmp_path / "run", resume=True, progress=False)
+    for a, b in zip(losses(tmp_path / "straight"), losses(tmp_path / "run"), strict=True):
+        assert [a[k] for k in a if k != "steps_per_s"] == pytest.approx([b[k] for k in a if k != "steps_per_s"], abs=1e-6, rel=1e-6)

@@ -17,7 +17,10 @@ Run directory layout::
       trackers/                 experiment trackers' files (train.log_with)
 
 Every file is written to a temporary name and renamed into place, and a checkpoint directory is
-swapped in with renames, so a crash mid-write never leaves a half-written checkpoint behind.
+swapped in with renames, so a crash mid-write never leaves a half-written checkpoint behind. A
+checkpoint's files are flushed to disk (fsync) before its ``trainer.json``, the mark of a complete
+checkpoint, is written, and the renames before the previous checkpoint is removed: a power cut
+leaves a complete checkpoint too, not one whose files were still in the page cache.
 """
 
 from __future__ import annotations
@@ -70,6 +73,27 @@ def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
         raise
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries (the renames in it), to disk. A directory that
+    cannot be opened (Windows) is skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(directory: Path) -> None:
+    """:func:`fsync_path` every file below ``directory`` and every directory down from it."""
+    for root, _, files in os.walk(directory):
+        for name in files:
+            fsync_path(Path(root) / name)
+        fsync_path(Path(root))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     with _replacing(path) as (fd, _), os.fdopen(fd, "w") as f:
         f.write(text)
@@ -81,6 +105,7 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
     with _replacing(path) as (fd, tmp):
         os.close(fd)
         save_file(tensors, tmp, metadata=metadata)
+        fsync_path(tmp)
 
 
 def append_metrics_record(run_path: str | Path, file_name: str, record: dict[str, Any]) -> Path:
@@ -194,13 +219,15 @@ def _complete_zip(path: Path) -> bool:
 
 def swap_in_directory(tmp_dir: Path, final_dir: Path) -> None:
     """Replace ``final_dir`` by ``tmp_dir`` with renames: at every instant one complete copy exists
-    (``final_dir`` or ``final_dir.old``)."""
+    (``final_dir`` or ``final_dir.old``). ``tmp_dir``'s files must be on disk already
+    (:func:`fsync_tree`); the renames are flushed before ``old`` is removed."""
     old = final_dir.with_name(final_dir.name + ".old")
     if final_dir.exists():  # else an earlier crash left only ``old``: it stays until tmp is in place
         if old.exists():
             shutil.rmtree(old)
         os.replace(final_dir, old)
     os.replace(tmp_dir, final_dir)
+    fsync_path(final_dir.parent)
     if old.exists():
         shutil.rmtree(old)
 

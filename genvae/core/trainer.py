@@ -38,6 +38,7 @@ from genvae.core.checkpoint import (
     checkpoint_step,
     export_component,
     find_checkpoint,
+    fsync_tree,
     load_state,
     load_weights,
     read_component_config,
@@ -321,6 +322,7 @@ class Trainer:
             for name, module in self.parts.items():
                 export_component(module, tmp / name, name, arch, step=self.step)
             state = {"step": self.step, **self._growth_state(), "log_window": self.log_window.state_dict()}
+            fsync_tree(tmp)  # every file on disk before trainer.json marks the checkpoint complete
             atomic_write_text(tmp / "trainer.json", json.dumps(state) + "\n")
             swap_in_directory(tmp, self.run_dir / CHECKPOINT_DIR)
             for name, module in self.parts.items():

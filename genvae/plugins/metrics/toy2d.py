@@ -89,11 +89,12 @@ def jsd_authors(real_hist: np.ndarray | Tensor, fake_hist: np.ndarray | Tensor) 
 def jsd_textbook(real_hist: np.ndarray | Tensor, fake_hist: np.ndarray | Tensor) -> float:
     """Jensen–Shannon divergence (nats, in [0, log 2]) of the two histograms normalized to sum 1.
 
-    An empty histogram (no sample inside the range) is treated as maximally different (log 2).
+    An empty histogram (no sample inside the range) is treated as maximally different (log 2);
+    ``numpy.histogram2d(density=True)`` gives one as NaN in every bin (0 / 0), the zero array too.
     """
     p = _t(real_hist).double().flatten()
     q = _t(fake_hist).double().flatten()
-    if p.sum() <= 0 or q.sum() <= 0:
+    if not (p.sum() > 0 and q.sum() > 0):  # NaN fails the comparison too
         return math.log(2.0)
     p, q = p / p.sum(), q / q.sum()
     m = 0.5 * (p + q)
