@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from genvae.core.checkpoint import fsync_path
+from genvae.core.checkpoint import atomic_torch_save
 from genvae.core.memory import TRIM_EVERY, release_free_memory
 from genvae.core.interfaces import DataSource, Models, Objective, Phase
 from genvae.core.run import ResolvedConfig, build_models, build_objective, resolve
@@ -400,13 +399,7 @@ class BatchedTrainer:
     def save(self, path: Path) -> None:
         """Write the state atomically (temporary file flushed to disk, then rename): a crash or a
         power cut mid-write keeps the previous checkpoint."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.state_dict(), tmp)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+        atomic_torch_save(self.state_dict(), Path(path))
 
     def load(self, path: Path) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -108,6 +108,16 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
         fsync_path(tmp)
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file flushed to disk and renamed over ``path``, the
+    rename flushed too: a crash or a power cut mid-write keeps the previous file."""
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
+        torch.save(obj, tmp)
+        fsync_path(tmp)
+    fsync_path(Path(path).parent)
+
+
 def append_metrics_record(run_path: str | Path, file_name: str, record: dict[str, Any]) -> Path:
     """Append one evaluation's ``record`` as a JSON line to ``RUN/metrics/<file_name>``."""
     out = Path(run_path) / "metrics" / file_name
